@@ -1,0 +1,43 @@
+"""The meterhub error tree.
+
+Every error a user can meet carries a one-sentence message saying what to do, and never
+a secret. Callers branch on the class, people read the message::
+
+    MeterhubError
+    ├── InputError          bad rows, files or arguments (nothing was written)
+    ├── UnitError           unknown unit, or a conversion between incompatible units
+    ├── NotFoundError       a device or channel the store does not know
+    └── StoreError          the store cannot be opened or used
+        └── StoreInUseError another process owns the store file
+"""
+
+from __future__ import annotations
+
+
+class MeterhubError(Exception):
+    """Base of every error meterhub raises on purpose."""
+
+
+class InputError(MeterhubError):
+    """Input that cannot be stored or used as given; nothing of it was written."""
+
+    def __init__(self, message: str, *, row: int | None = None) -> None:
+        super().__init__(message)
+        #: 1-based row of the offending item, where the input has rows.
+        self.row = row
+
+
+class UnitError(MeterhubError):
+    """A unit pint does not know, or a conversion between incompatible units."""
+
+
+class NotFoundError(MeterhubError):
+    """A device, channel or other named thing the store does not hold."""
+
+
+class StoreError(MeterhubError):
+    """The store cannot be opened or used."""
+
+
+class StoreInUseError(StoreError):
+    """Another process holds the store file (DuckDB allows one owner per file)."""

@@ -1,0 +1,248 @@
+"""The Python API: `meterhub.open(url)` returns a `Hub`, the one facade CLI and API share."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from meterhub.errors import InputError
+from meterhub.model import READING_SCHEMA, Channel, Device, Site, catalog_rows
+from meterhub.store import Selection, Store, SyncCursor, WriteResult, open_store
+from meterhub.timebase import zone
+from meterhub.units import check_convertible, convert, normalize_unit
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
+
+Names = str | Sequence[str] | None
+Frame = Literal["pandas", "polars", "arrow"]
+AGGREGATE_VALUE_COLUMNS = ("mean", "min", "max", "first", "last", "consumption", "sum")
+
+
+def _names(value: Names) -> list[str] | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _frame(table: pa.Table, as_: Frame) -> Any:
+    if as_ == "arrow":
+        return table
+    if as_ == "polars":
+        import polars as pl
+
+        return pl.from_arrow(table)
+    if as_ == "pandas":
+        return table.to_pandas()
+    raise InputError(f"unknown frame type {as_!r}: use pandas, polars or arrow")
+
+
+def _convert_column(column: pa.ChunkedArray | pa.Array, src: str, dst: str) -> pa.Array:
+    values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+    result = convert(values, src, dst)
+    return pa.array(result, mask=pc.is_null(column).to_numpy(zero_copy_only=False))
+
+
+def convert_readings(batch: pa.RecordBatch, unit: str) -> pa.RecordBatch:
+    """A readings batch with values expressed in ``unit`` (one conversion per stored unit)."""
+    target = normalize_unit(unit)
+    units = pc.unique(batch.column("unit")).to_pylist()
+    for src in units:
+        check_convertible(src, target)
+    values = batch.column("value").to_numpy(zero_copy_only=False).astype(np.float64)
+    if len(units) == 1:
+        values = convert(values, units[0], target)
+    else:
+        unit_column = batch.column("unit").to_numpy(zero_copy_only=False)
+        for src in units:
+            mask = unit_column == src
+            values[mask] = convert(values[mask], src, target)
+    arrays = list(batch.columns)
+    arrays[batch.schema.get_field_index("value")] = pa.array(
+        values, mask=pc.is_null(batch.column("value")).to_numpy(zero_copy_only=False))
+    arrays[batch.schema.get_field_index("unit")] = pa.array([target] * batch.num_rows,
+                                                            pa.string())
+    return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+
+
+class Hub:
+    """Readings, aggregates and the catalog of one store, as pandas, polars or Arrow."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @property
+    def url(self) -> str:
+        return self.store.url
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self, data: Any, *, source: str | None = None,
+              cursors: Sequence[SyncCursor] = (), origin: str = "python") -> WriteResult:
+        """Store readings (Arrow table, pandas/polars frame or list of dicts) idempotently.
+
+        Rows need ``device, channel, ts, value, unit`` and may carry ``source, quality, seq,
+        error_code, validated``, plus ``quantity`` and ``kind`` for channels new to the store.
+        """
+        return self.store.write(data, source=source, cursors=cursors, origin=origin)
+
+    def add_sites(self, sites: Sequence[Site]) -> None:
+        self.store.upsert_sites(sites)
+
+    def add_devices(self, devices: Sequence[Device]) -> None:
+        self.store.upsert_devices(devices)
+
+    def add_channels(self, channels: Sequence[Channel]) -> None:
+        self.store.upsert_channels(channels)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @staticmethod
+    def selection(device: Names = None, channel: Names = None, start: object = None,
+                  end: object = None, source: Names = None, tz: str | None = None) -> Selection:
+        """A `Selection`; naive start/end are read in ``tz`` when given, else as UTC."""
+        from meterhub.timebase import to_utc
+
+        begin, finish = to_utc(start, tz), to_utc(end, tz)
+        if begin is not None and finish is not None and finish <= begin:
+            raise InputError(f"end {finish.isoformat()} is not after start "
+                             f"{begin.isoformat()}: give a later end")
+        return Selection(devices=_names(device), channels=_names(channel), start=begin,
+                         end=finish, sources=_names(source))
+
+    def scan(self, *, device: Names = None, channel: Names = None, start: object = None,
+             end: object = None, unit: str | None = None, source: Names = None,
+             batch_size: int = 65_536) -> pa.RecordBatchReader:
+        """Readings streamed as Arrow record batches, never the whole range in memory."""
+        selection = self.selection(device, channel, start, end, source)
+        reader = self.store.scan(selection, batch_size=batch_size)
+        if unit is None:
+            return reader
+        normalize_unit(unit)
+        for ch in self.store.channels(selection):
+            check_convertible(ch.unit, unit)
+
+        def converted() -> Iterator[pa.RecordBatch]:
+            for batch in reader:
+                yield convert_readings(batch, unit)
+
+        return pa.RecordBatchReader.from_batches(READING_SCHEMA, converted())
+
+    def readings(self, *, device: Names = None, channel: Names = None, start: object = None,
+                 end: object = None, unit: str | None = None, source: Names = None,
+                 as_: Frame = "pandas") -> Any:
+        """Readings in [start, end) as a pandas DataFrame (``as_`` = "polars" or "arrow")."""
+        table = self.scan(device=device, channel=channel, start=start, end=end, unit=unit,
+                          source=source).read_all()
+        return _frame(table, as_)
+
+    def count(self, *, device: Names = None, channel: Names = None, start: object = None,
+              end: object = None, source: Names = None) -> int:
+        return self.store.count(self.selection(device, channel, start, end, source))
+
+    def aggregate(self, *, device: Names = None, channel: Names = None, start: object = None,
+                  end: object = None, every: str = "1h", tz: str = "UTC",
+                  fn: str | Sequence[str] | None = None, unit: str | None = None,
+                  source: Names = None, as_: Frame = "pandas") -> Any:
+        """Per-kind aggregates per bucket, buckets aligned and labelled in ``tz``.
+
+        instant channels give mean/min/max/first/last/count, counters ``consumption``
+        (reset-safe), delta channels ``sum``. ``fn`` picks a subset.
+        """
+        zone(tz)
+        selection = self.selection(device, channel, start, end, source, tz=tz)
+        functions = _names(fn)
+        table = self.store.aggregate(selection, every=every, tz=tz, functions=functions)
+        if unit is not None:
+            table = self._convert_aggregate(table, unit)
+        local = pa.timestamp("us", tz=tz)
+        for name in ("bucket", "bucket_end"):
+            table = table.set_column(table.schema.get_field_index(name), name,
+                                     table.column(name).cast(local))
+        return _frame(table, as_)
+
+    @staticmethod
+    def _convert_aggregate(table: pa.Table, unit: str) -> pa.Table:
+        target = normalize_unit(unit)
+        units = pc.unique(table.column("unit")).to_pylist()
+        for src in units:
+            check_convertible(src, target)
+        for name in AGGREGATE_VALUE_COLUMNS:
+            if name not in table.column_names:
+                continue
+            column = table.column(name)
+            parts = [_convert_column(column.filter(pc.equal(table.column("unit"), src)), src,
+                                     target) for src in units]
+            if len(units) == 1:
+                new = parts[0]
+            else:
+                order = pc.sort_indices(pa.table({"u": table.column("unit")}))
+                del order
+                values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+                unit_column = table.column("unit").to_numpy(zero_copy_only=False)
+                for src in units:
+                    mask = unit_column == src
+                    values[mask] = convert(values[mask], src, target)
+                new = pa.array(values, mask=pc.is_null(column).to_numpy(zero_copy_only=False))
+            table = table.set_column(table.schema.get_field_index(name), name, new)
+        return table.set_column(table.schema.get_field_index("unit"), "unit",
+                                pa.array([target] * table.num_rows, pa.string()))
+
+    def gaps(self, *, device: Names = None, channel: Names = None, start: object = None,
+             end: object = None, source: Names = None, as_: Frame = "pandas") -> Any:
+        """Missing expected intervals and seq jumps per channel."""
+        return _frame(self.store.gaps(self.selection(device, channel, start, end, source)),
+                      as_)
+
+    # -- catalog ---------------------------------------------------------------------------
+
+    def sites(self, *, as_: Frame = "pandas") -> Any:
+        return _frame(_catalog_table(self.store.sites(), Site), as_)
+
+    def devices(self, *, as_: Frame = "pandas") -> Any:
+        """Devices with their source, site and metadata."""
+        return _frame(_catalog_table(self.store.devices(), Device), as_)
+
+    def channels(self, *, device: Names = None, source: Names = None,
+                 as_: Frame = "pandas") -> Any:
+        """Channels with kind, unit, reading count, first and newest measurement time."""
+        selection = self.selection(device=device, source=source)
+        return _frame(self.store.channel_stats(selection), as_)
+
+    def cursors(self) -> list[SyncCursor]:
+        return self.store.cursors()
+
+    def compact(self) -> None:
+        """Rewrite the store clustered by (device, channel, ts) for faster range queries."""
+        self.store.compact()
+
+
+def _catalog_table(items: Sequence[Any], cls: type) -> pa.Table:
+    rows = catalog_rows(items)
+    if rows:
+        return pa.Table.from_pylist(list(rows))
+    return pa.table({name: pa.array([], pa.string()) for name in cls.__slots__})
+
+
+def open(url: str | None = None) -> Hub:  # noqa: A001 - mirrors builtins.open on purpose
+    """Open the store at ``url`` (default ``duckdb:///meterhub.duckdb``) as a `Hub`."""
+    return Hub(open_store(url))
+
+
+if TYPE_CHECKING:  # pragma: no cover - names for the type checker only
+    _ = (pd, pl, builtins)

@@ -1,0 +1,334 @@
+"""The data model: sites, devices, channels, and readings as Arrow tables.
+
+A reading row is ``source, device, channel, ts, value, unit, quality, seq`` plus
+``error_code`` (the vendor's code when quality is ``sensor_error``; the value is then null)
+and ``validated`` (True for vendor-validated data, False for raw device data).
+
+``ts`` is UTC with microsecond resolution. Interval values (energy per 15 minutes, rain per
+hour) are stamped at the *start* of their period; connectors shift vendors that stamp the end.
+Readings always travel as Arrow tables or record batches: `to_readings` turns whatever a
+caller holds (an Arrow table, a pandas or polars frame, a list of dicts) into the canonical
+schema with vectorised casts, and reports the first bad row by number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from meterhub.errors import InputError, UnitError
+from meterhub.units import normalize_unit
+
+
+class ChannelKind(StrEnum):
+    """What a channel's values mean, which decides how they aggregate."""
+
+    INSTANT = "instant"  #: a level at a moment (temperature, power): mean/min/max/first/last
+    COUNTER = "counter"  #: a register that only grows (kWh index): difference between edges
+    DELTA = "delta"  #: an amount per interval (kWh per 15 min, mm of rain): sum
+
+
+class Quality(StrEnum):
+    """How far a reading can be trusted."""
+
+    OK = "ok"
+    ESTIMATED = "estimated"  #: filled in or estimated by the vendor
+    SENSOR_ERROR = "sensor_error"  #: the device reported an error; value is null
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """An optional grouping of devices (an installation, a premise, a station site)."""
+
+    site: str
+    name: str | None = None
+    timezone: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One physical device at one source; ``device`` is its id, unique in the store."""
+
+    device: str
+    source: str
+    site: str | None = None
+    name: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    timezone: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """One measured series of a device, in one canonical unit."""
+
+    device: str
+    channel: str
+    quantity: str
+    unit: str
+    kind: ChannelKind = ChannelKind.INSTANT
+    #: expected seconds between readings, when the vendor or user knows it (gap listing)
+    interval_s: int | None = None
+
+
+TS_TYPE = pa.timestamp("us", tz="UTC")
+
+READING_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("device", pa.string(), nullable=False),
+        pa.field("channel", pa.string(), nullable=False),
+        pa.field("ts", TS_TYPE, nullable=False),
+        pa.field("value", pa.float64()),
+        pa.field("unit", pa.string(), nullable=False),
+        pa.field("quality", pa.string(), nullable=False),
+        pa.field("seq", pa.int64()),
+        pa.field("error_code", pa.string()),
+        pa.field("validated", pa.bool_(), nullable=False),
+    ]
+)
+
+#: Columns a caller may add so that channels created by a write get the right metadata.
+CHANNEL_HINT_COLUMNS = ("quantity", "kind")
+
+_REQUIRED = ("device", "channel", "ts", "unit")
+_QUALITIES = pa.array([q.value for q in Quality])
+_KINDS = pa.array([k.value for k in ChannelKind])
+
+
+def as_arrow(data: Any) -> pa.Table:
+    """An Arrow table from an Arrow table/batch, a pandas or polars frame, or a list of dicts."""
+    if isinstance(data, pa.Table):
+        return data
+    if isinstance(data, pa.RecordBatch):
+        return pa.Table.from_batches([data])
+    if isinstance(data, Sequence) and not isinstance(data, str | bytes):
+        return pa.Table.from_pylist(list(data))
+    module = type(data).__module__
+    if module.startswith("pandas"):
+        return pa.Table.from_pandas(data, preserve_index=False)
+    if module.startswith("polars"):
+        return data.to_arrow()
+    raise InputError(f"cannot read readings from a {type(data).__name__}: pass an Arrow "
+                     "table, a pandas or polars DataFrame, or a list of dicts")
+
+
+def _first_bad(mask: pa.ChunkedArray | pa.Array) -> int | None:
+    """0-based index of the first True in a boolean mask (nulls count as False)."""
+    filled = pc.fill_null(mask, False)
+    if not pc.any(filled).as_py():
+        return None
+    return int(np.flatnonzero(filled.to_numpy(zero_copy_only=False))[0])
+
+
+def _fail(message: str, index: int, first_row: int) -> InputError:
+    return InputError(f"row {index + first_row}: {message}", row=index + first_row)
+
+
+def _parse_ts(column: pa.ChunkedArray, first_row: int) -> pa.ChunkedArray:
+    """Timestamps as UTC microseconds; strings may carry an offset, naive values mean UTC."""
+    if pa.types.is_timestamp(column.type):
+        if column.type.tz is None:
+            return column.cast(pa.timestamp("us")).cast(TS_TYPE)
+        return column.cast(TS_TYPE)
+    if pa.types.is_date(column.type):
+        return column.cast(pa.timestamp("us")).cast(TS_TYPE)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        # pyarrow parses ISO 8601 with a zone only into a zoned type and without one only
+        # into a naive type: split the two shapes so that both may live in one file.
+        text = pc.utf8_trim_whitespace(column.cast(pa.string()))
+        zoned = pc.match_substring_regex(text, r"(Z|[+-]\d\d:?\d\d)$")
+        parts = ((pc.if_else(zoned, text, None), TS_TYPE),
+                 (pc.if_else(zoned, None, text), pa.timestamp("us")))
+        parsed = [_cast_ts(part, target, first_row) for part, target in parts]
+        return pc.if_else(zoned, parsed[0], parsed[1].cast(TS_TYPE))
+    if pa.types.is_integer(column.type):
+        raise InputError("column ts holds integers: give ISO 8601 timestamps "
+                         "(e.g. 2024-03-31T01:45:00Z)")
+    raise InputError(f"column ts has type {column.type}: give ISO 8601 timestamps")
+
+
+def _cast_ts(part: pa.ChunkedArray, target: pa.DataType, first_row: int) -> pa.ChunkedArray:
+    try:
+        return part.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        for index, item in enumerate(part.to_pylist()):
+            try:
+                pa.array([item], pa.string()).cast(target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise _fail(f"timestamp {item!r} is not ISO 8601 (e.g. 2024-03-31T01:45:00Z)",
+                            index, first_row) from None
+        raise
+
+
+def _parse_float(column: pa.ChunkedArray, name: str, first_row: int) -> pa.ChunkedArray:
+    if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
+        return column.cast(pa.float64())
+    if pa.types.is_null(column.type):
+        return column.cast(pa.float64())
+    text = column.cast(pa.string())
+    blank = pc.equal(pc.utf8_trim_whitespace(text), "")
+    text = pc.if_else(blank, None, text)
+    try:
+        return text.cast(pa.float64())
+    except pa.ArrowInvalid:
+        numeric = pc.match_substring_regex(
+            text, r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$|^\s*[+-]?(nan|inf)\s*$",
+            ignore_case=True)
+        index = _first_bad(pc.and_(pc.is_valid(text), pc.invert(numeric)))
+        index = 0 if index is None else index
+        raise _fail(f"{name} {text[index].as_py()!r} is not a number", index,
+                    first_row) from None
+
+
+def _parse_int(column: pa.ChunkedArray, name: str, first_row: int) -> pa.ChunkedArray:
+    if pa.types.is_integer(column.type) or pa.types.is_null(column.type):
+        return column.cast(pa.int64())
+    as_float = _parse_float(column, name, first_row)
+    whole = pc.equal(pc.floor(as_float), as_float)
+    index = _first_bad(pc.invert(whole))
+    if index is not None:
+        raise _fail(f"{name} {as_float[index].as_py()!r} is not a whole number", index,
+                    first_row)
+    return as_float.cast(pa.int64())
+
+
+def _parse_bool(column: pa.ChunkedArray, name: str, first_row: int) -> pa.ChunkedArray:
+    if pa.types.is_boolean(column.type):
+        return pc.fill_null(column, False)
+    text = pc.utf8_lower(pc.utf8_trim_whitespace(column.cast(pa.string())))
+    truthy = pc.is_in(text, pa.array(["true", "1", "yes", "t", "y"]))
+    falsy = pc.is_in(text, pa.array(["false", "0", "no", "f", "n", ""]))
+    index = _first_bad(pc.and_(pc.is_valid(text), pc.invert(pc.or_(truthy, falsy))))
+    if index is not None:
+        raise _fail(f"{name} {text[index].as_py()!r} is not true or false", index, first_row)
+    return pc.fill_null(truthy, False)
+
+
+def _text(table: pa.Table, name: str) -> pa.ChunkedArray:
+    column = table.column(name)
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return column.cast(pa.string())
+
+
+def _require_text(table: pa.Table, name: str, first_row: int) -> pa.ChunkedArray:
+    column = _text(table, name)
+    index = _first_bad(pc.or_kleene(pc.is_null(column), pc.equal(pc.utf8_trim_whitespace(
+        column), "")))
+    if index is not None:
+        raise _fail(f"{name} is empty", index, first_row)
+    return column
+
+
+def _normalize_units(column: pa.ChunkedArray, first_row: int) -> pa.ChunkedArray:
+    """Unit texts in canonical spelling; each distinct spelling is parsed once."""
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    canonical = []
+    for i, text in enumerate(encoded.dictionary.to_pylist()):
+        try:
+            canonical.append(normalize_unit(text))
+        except UnitError as exc:
+            index = _first_bad(pc.equal(encoded.indices, i))
+            raise _fail(str(exc), 0 if index is None else index, first_row) from None
+    return pa.chunked_array([pa.array(canonical).take(encoded.indices)])
+
+
+def to_readings(data: Any, *, source: str | None = None, first_row: int = 1,
+                keep_hints: bool = False) -> pa.Table:
+    """Validate and cast readings into `READING_SCHEMA`, or raise `InputError` naming the row.
+
+    ``source`` fills a missing or empty source column. ``first_row`` is the number reported
+    for the first row (1 for a list, 2 for a CSV file whose line 1 is the header).
+    With ``keep_hints``, the optional ``quantity`` and ``kind`` columns are kept after the
+    canonical ones so that the store can create channels with the right metadata.
+    """
+    table = as_arrow(data)
+    missing = [name for name in _REQUIRED if name not in table.column_names]
+    if "value" not in table.column_names:
+        missing.append("value")
+    if missing:
+        raise InputError(f"missing column(s) {', '.join(missing)}: readings need device, "
+                         "channel, ts, value and unit")
+    n = table.num_rows
+    columns: dict[str, pa.ChunkedArray] = {}
+    if "source" in table.column_names:
+        src = _text(table, "source")
+        if source is not None:
+            blank = pc.or_kleene(pc.is_null(src), pc.equal(src, ""))
+            src = pc.if_else(blank, source, src)
+        columns["source"] = _require_text(pa.table({"source": src}), "source", first_row)
+    elif source is not None:
+        columns["source"] = pa.chunked_array([pa.nulls(n, pa.string()).fill_null(source)])
+    else:
+        raise InputError("missing column source: give a source column or a default source")
+    columns["device"] = _require_text(table, "device", first_row)
+    columns["channel"] = _require_text(table, "channel", first_row)
+    columns["ts"] = _parse_ts(table.column("ts"), first_row)
+    index = _first_bad(pc.is_null(columns["ts"]))
+    if index is not None:
+        raise _fail("ts is empty", index, first_row)
+    columns["value"] = _parse_float(table.column("value"), "value", first_row)
+    columns["unit"] = _normalize_units(_require_text(table, "unit", first_row), first_row)
+
+    if "quality" in table.column_names:
+        quality = pc.fill_null(_text(table, "quality"), Quality.OK.value)
+        quality = pc.if_else(pc.equal(quality, ""), Quality.OK.value, quality)
+        index = _first_bad(pc.invert(pc.is_in(quality, _QUALITIES)))
+        if index is not None:
+            raise _fail(f"quality {quality[index].as_py()!r} is not one of "
+                        f"{', '.join(q.value for q in Quality)}", index, first_row)
+    else:
+        quality = pa.chunked_array([pa.nulls(n, pa.string()).fill_null(Quality.OK.value)])
+    columns["quality"] = quality
+    # A sensor error's code lives in error_code; its value must be null, never the code.
+    is_error = pc.equal(quality, Quality.SENSOR_ERROR.value)
+    columns["value"] = pc.if_else(is_error, None, columns["value"])
+    index = _first_bad(pc.and_(pc.invert(is_error), pc.is_null(columns["value"])))
+    if index is not None:
+        raise _fail("value is empty: a reading without a value needs quality sensor_error",
+                    index, first_row)
+    index = _first_bad(pc.invert(pc.is_finite(columns["value"])))
+    if index is not None:
+        raise _fail(f"value {columns['value'][index].as_py()!r} is not a finite number",
+                    index, first_row)
+
+    columns["seq"] = (_parse_int(table.column("seq"), "seq", first_row)
+                      if "seq" in table.column_names
+                      else pa.chunked_array([pa.nulls(n, pa.int64())]))
+    if "error_code" in table.column_names:
+        code = _text(table, "error_code")
+        columns["error_code"] = pc.if_else(pc.equal(code, ""), None, code)
+    else:
+        columns["error_code"] = pa.chunked_array([pa.nulls(n, pa.string())])
+    columns["validated"] = (_parse_bool(table.column("validated"), "validated", first_row)
+                            if "validated" in table.column_names
+                            else pa.chunked_array([pa.array(np.zeros(n, dtype=bool))]))
+    result = pa.table(columns, schema=READING_SCHEMA)
+    if keep_hints:
+        for name in CHANNEL_HINT_COLUMNS:
+            if name in table.column_names:
+                result = result.append_column(name, _text(table, name))
+        if "kind" in result.column_names:
+            kind = result.column("kind")
+            index = _first_bad(pc.and_(pc.is_valid(kind), pc.invert(pc.is_in(kind, _KINDS))))
+            if index is not None:
+                raise _fail(f"kind {kind[index].as_py()!r} is not one of "
+                            f"{', '.join(k.value for k in ChannelKind)}", index, first_row)
+    return result
+
+
+def catalog_rows(items: Sequence[Site] | Sequence[Device] | Sequence[Channel]) -> list[
+        Mapping[str, Any]]:
+    """Plain dicts of catalog records, for tables and JSON."""
+    return [{name: getattr(item, name) for name in item.__slots__} for item in items]

@@ -1,0 +1,99 @@
+"""The `Store` protocol: what every backend offers, in Arrow and typed records only."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import pyarrow as pa
+
+from meterhub.model import Channel, Device, Site
+
+#: Aggregate functions per channel kind; the first list entry set is the default.
+INSTANT_FUNCTIONS = ("mean", "min", "max", "first", "last", "count")
+COUNTER_FUNCTIONS = ("consumption", "count")
+DELTA_FUNCTIONS = ("sum", "count")
+
+
+@dataclass(frozen=True, slots=True)
+class SyncCursor:
+    """Where the sync of one (source, device) stands; ``value`` is the connector's own text."""
+
+    source: str
+    device: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What one write did: rows received, distinct keys written, and the batch id."""
+
+    rows: int
+    written: int
+    batch_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which series and which time range a read covers; None means "all"."""
+
+    devices: Sequence[str] | None = None
+    channels: Sequence[str] | None = None
+    start: dt.datetime | None = None  #: inclusive, aware UTC
+    end: dt.datetime | None = None  #: exclusive, aware UTC
+    sources: Sequence[str] | None = None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A readings store. Every method takes and returns Arrow data or typed records."""
+
+    url: str
+
+    def close(self) -> None: ...
+
+    def write(self, data: Any, *, source: str | None = None,
+              cursors: Sequence[SyncCursor] = (), origin: str = "api") -> WriteResult:
+        """Idempotent upsert keyed by (device, channel, ts), with cursors in one transaction."""
+        ...
+
+    def scan(self, selection: Selection, *, batch_size: int = 65_536) -> pa.RecordBatchReader:
+        """Readings in (device, channel, ts) order, streamed as record batches."""
+        ...
+
+    def aggregate(self, selection: Selection, *, every: str, tz: str = "UTC",
+                  functions: Sequence[str] | None = None) -> pa.Table:
+        """Per-kind aggregates per bucket (see `INSTANT_FUNCTIONS` and friends)."""
+        ...
+
+    def gaps(self, selection: Selection) -> pa.Table:
+        """Missing expected intervals and seq discontinuities per channel."""
+        ...
+
+    def count(self, selection: Selection) -> int: ...
+
+    def upsert_sites(self, sites: Sequence[Site]) -> None: ...
+
+    def upsert_devices(self, devices: Sequence[Device]) -> None: ...
+
+    def upsert_channels(self, channels: Sequence[Channel]) -> None: ...
+
+    def sites(self) -> list[Site]: ...
+
+    def devices(self) -> list[Device]: ...
+
+    def channels(self, selection: Selection | None = None) -> list[Channel]: ...
+
+    def channel_stats(self, selection: Selection | None = None) -> pa.Table:
+        """Per channel: kind, unit, reading count, first and newest measurement, last write."""
+        ...
+
+    def get_cursor(self, source: str, device: str) -> str | None: ...
+
+    def cursors(self) -> list[SyncCursor]: ...
+
+    def compact(self) -> None:
+        """Rewrite readings clustered by (device, channel, ts)."""
+        ...

@@ -1,0 +1,745 @@
+"""The embedded default store: one DuckDB file, owned by one process.
+
+Layout follows what PERF.md measured on this machine kind:
+
+- ``readings`` holds an integer ``series_id`` (one per device channel) and a naive-UTC
+  ``TIMESTAMP``; no PRIMARY KEY (11x slower loads, 4-7x larger files). Uniqueness of
+  (device, channel, ts) is kept at write time: each write deduplicates its own rows, deletes
+  the keys it replaces and inserts, all in one transaction.
+- Each write is inserted sorted by (series_id, ts), and `compact` rewrites the whole table in
+  that order, so range reads and aggregates prune row groups by zone maps.
+- Writes are Arrow tables handed to DuckDB without a Python object per reading.
+- Time zones never reach SQL as TIMESTAMPTZ: bucketing adds a per-range UTC offset taken
+  from a small table of the zone's transitions (see `meterhub.timebase`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from meterhub.errors import InputError, NotFoundError, StoreError, StoreInUseError
+from meterhub.model import (
+    READING_SCHEMA,
+    TS_TYPE,
+    Channel,
+    ChannelKind,
+    Device,
+    Quality,
+    Site,
+    to_readings,
+)
+from meterhub.store.base import (
+    COUNTER_FUNCTIONS,
+    DELTA_FUNCTIONS,
+    INSTANT_FUNCTIONS,
+    Selection,
+    SyncCursor,
+    WriteResult,
+)
+from meterhub.timebase import (
+    MICROS,
+    UTC,
+    Every,
+    epoch_us,
+    naive_utc,
+    offset_transitions,
+    parse_every,
+)
+from meterhub.units import CANONICAL_UNITS, Quantity, convert, normalize_unit, quantity_for_unit
+
+SCHEMA_VERSION = "1"
+
+_DDL = [
+    f"CREATE TYPE IF NOT EXISTS quality AS ENUM ({', '.join(repr(q.value) for q in Quality)})",
+    "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+    """CREATE TABLE IF NOT EXISTS sites (
+        site VARCHAR PRIMARY KEY, name VARCHAR, timezone VARCHAR,
+        latitude DOUBLE, longitude DOUBLE)""",
+    """CREATE TABLE IF NOT EXISTS devices (
+        device VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, site VARCHAR, name VARCHAR,
+        model VARCHAR, serial VARCHAR, timezone VARCHAR, latitude DOUBLE, longitude DOUBLE)""",
+    """CREATE TABLE IF NOT EXISTS channels (
+        series_id INTEGER PRIMARY KEY, device VARCHAR NOT NULL, channel VARCHAR NOT NULL,
+        quantity VARCHAR NOT NULL, unit VARCHAR NOT NULL, kind VARCHAR NOT NULL,
+        interval_s INTEGER, UNIQUE (device, channel))""",
+    """CREATE TABLE IF NOT EXISTS readings (
+        series_id INTEGER NOT NULL, ts TIMESTAMP NOT NULL, value DOUBLE,
+        quality quality NOT NULL, validated BOOLEAN NOT NULL, seq BIGINT,
+        error_code VARCHAR, batch_id INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS batches (
+        batch_id INTEGER PRIMARY KEY, origin VARCHAR, written_at TIMESTAMP NOT NULL,
+        rows BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS sync_cursors (
+        source VARCHAR NOT NULL, device VARCHAR NOT NULL, cursor VARCHAR NOT NULL,
+        updated_at TIMESTAMP NOT NULL, PRIMARY KEY (source, device))""",
+]
+
+_LOCK_PID = re.compile(r"PID (\d+)")
+
+
+def path_from_url(url: str) -> str:
+    """The file path of a ``duckdb:///path`` URL (``duckdb:///:memory:`` for memory)."""
+    if not url.startswith("duckdb://"):
+        raise StoreError(f"not a DuckDB URL: {url!r}: use duckdb:///path/file.duckdb")
+    path = url[len("duckdb://"):]
+    if path.startswith("/") and not path.startswith("//"):
+        path = path[1:]  # duckdb:///rel/file -> rel/file; duckdb:////abs/file -> /abs/file
+    elif path.startswith("//"):
+        path = path[1:]
+    if not path:
+        raise StoreError(f"no file in store URL {url!r}: use duckdb:///path/file.duckdb")
+    return path
+
+
+def _connect(path: str) -> duckdb.DuckDBPyConnection:
+    try:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return duckdb.connect(path)
+    except duckdb.IOException as exc:
+        text = str(exc)
+        if "lock" in text.lower():
+            pid = _LOCK_PID.search(text)
+            holder = f" (PID {pid.group(1)})" if pid else ""
+            raise StoreInUseError(
+                f"store {path} is in use by another process{holder}: stop that process, "
+                "or run this command through it") from None
+        raise StoreError(f"cannot open store {path}: {text.splitlines()[0]}") from None
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open store {path}: {str(exc).splitlines()[0]}") from None
+
+
+def _first(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
+    """The first row of a result, reading it to the end (DuckDB 2 wants results finished)."""
+    rows = result.fetchall()
+    return rows[0] if rows else None
+
+
+def _in_list(values: Sequence[Any]) -> str:
+    return ", ".join(str(int(v)) for v in values)
+
+
+def _offset_sql(tz: str, start_us: int, end_us: int) -> str:
+    """A SQL expression of ``t`` (epoch µs): the zone's UTC offset in µs at that instant."""
+    transitions = offset_transitions(tz, start_us, end_us)
+    if len(transitions) == 1:
+        return str(transitions[0][1])
+    parts = [f"WHEN t < {at} THEN {offset}" for (_, offset), (at, _) in
+             itertools.pairwise(transitions)]
+    return f"CASE {' '.join(parts)} ELSE {transitions[-1][1]} END"
+
+
+class DuckDBStore:
+    """The `Store` on one DuckDB file. Not thread-safe: one owner, one writer."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = path_from_url(url)
+        self._con = _connect(self.path)
+        try:
+            for statement in _DDL:
+                self._con.execute(statement)
+            self._con.execute("INSERT INTO meta VALUES ('schema_version', ?) "
+                              "ON CONFLICT DO NOTHING", [SCHEMA_VERSION])
+        except duckdb.Error as exc:
+            self._con.close()
+            raise StoreError(f"cannot prepare store {self.path}: "
+                             f"{str(exc).splitlines()[0]}") from None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> DuckDBStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(self, data: Any, *, source: str | None = None,
+              cursors: Sequence[SyncCursor] = (), origin: str = "api") -> WriteResult:
+        """Upsert readings by (device, channel, ts); the last row of a key in `data` wins.
+
+        The rows, any new devices and channels, the batch record and the sync cursors are
+        committed together or not at all.
+        """
+        table = to_readings(data, source=source, keep_hints=True)
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            result = self._write(table, cursors, origin)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return result
+
+    def _write(self, table: pa.Table, cursors: Sequence[SyncCursor],
+               origin: str) -> WriteResult:
+        con = self._con
+        row = _first(con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM batches"))
+        assert row is not None
+        batch_id = int(row[0])
+        written = 0
+        if table.num_rows:
+            series = self._ensure_catalog(table)
+            table = self._to_channel_units(table, series)
+            written = self._upsert_rows(table, series, batch_id)
+        con.execute("INSERT INTO batches VALUES (?, ?, ?, ?)",
+                    [batch_id, origin, naive_utc(dt.datetime.now(UTC)), table.num_rows])
+        for cursor in cursors:
+            con.execute("INSERT OR REPLACE INTO sync_cursors VALUES (?, ?, ?, ?)",
+                        [cursor.source, cursor.device, cursor.value,
+                         naive_utc(dt.datetime.now(UTC))])
+        return WriteResult(rows=table.num_rows, written=written, batch_id=batch_id)
+
+    def _ensure_catalog(self, table: pa.Table) -> pa.Table:
+        """Create missing devices and channels; return (device, channel, series_id, unit)."""
+        con = self._con
+        hint_cols = [name for name in ("quantity", "kind") if name in table.column_names]
+        keys = table.select(["source", "device", "channel", "unit", *hint_cols])
+        distinct = keys.group_by(["source", "device", "channel", "unit", *hint_cols]).aggregate(
+            []).to_pylist()
+        con.register("_keys", pa.Table.from_pylist(
+            [{"source": d["source"], "device": d["device"]} for d in distinct]))
+        con.execute("INSERT INTO devices (device, source) SELECT DISTINCT device, "
+                    "first(source) OVER (PARTITION BY device) FROM _keys "
+                    "WHERE device NOT IN (SELECT device FROM devices)")
+        con.unregister("_keys")
+        known = {(d, c) for d, c in con.execute(
+            "SELECT device, channel FROM channels WHERE device IN (SELECT unnest(?))",
+            [sorted({d["device"] for d in distinct})]).fetchall()}
+        new: dict[tuple[str, str], Channel] = {}
+        for item in distinct:
+            key = (item["device"], item["channel"])
+            if key in known or key in new:
+                continue
+            new[key] = _new_channel(item)
+        if new:
+            self._insert_channels(list(new.values()))
+        rows = con.sql(
+            "SELECT device, channel, series_id, unit FROM channels "
+            "WHERE device IN (SELECT unnest(?))", params=[sorted({d["device"] for d in distinct})]).to_arrow_table()
+        return rows
+
+    def _insert_channels(self, channels: Sequence[Channel]) -> None:
+        con = self._con
+        row = _first(con.execute("SELECT coalesce(max(series_id), 0) FROM channels"))
+        assert row is not None
+        next_id = int(row[0]) + 1
+        con.executemany(
+            "INSERT INTO channels VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [[next_id + i, c.device, c.channel, c.quantity, c.unit, c.kind.value, c.interval_s]
+             for i, c in enumerate(channels)])
+
+    def _to_channel_units(self, table: pa.Table, series: pa.Table) -> pa.Table:
+        """Values rescaled into each channel's stored unit (vectorised per distinct pair)."""
+        units = {(d, c): u for d, c, u in zip(series.column("device").to_pylist(),
+                                              series.column("channel").to_pylist(),
+                                              series.column("unit").to_pylist(), strict=True)}
+        pairs = table.select(["device", "channel", "unit"]).group_by(
+            ["device", "channel", "unit"]).aggregate([]).to_pylist()
+        mismatched = [p for p in pairs if units[(p["device"], p["channel"])] != p["unit"]]
+        if not mismatched:
+            return table
+        values = table.column("value").to_numpy(zero_copy_only=False).astype(np.float64)
+        for pair in mismatched:
+            mask = pc.and_(pc.and_(pc.equal(table.column("device"), pair["device"]),
+                                   pc.equal(table.column("channel"), pair["channel"])),
+                           pc.equal(table.column("unit"), pair["unit"]))
+            index = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+            target = units[(pair["device"], pair["channel"])]
+            try:
+                values[index] = convert(values[index], pair["unit"], target)
+            except InputError:
+                raise
+            except Exception as exc:
+                raise InputError(f"row {int(index[0]) + 1}: channel {pair['device']}/"
+                                 f"{pair['channel']} stores {target}: {exc}",
+                                 row=int(index[0]) + 1) from None
+        valid = pc.is_valid(table.column("value"))
+        column = pa.array(values, mask=pc.invert(valid).to_numpy(zero_copy_only=False))
+        table = table.set_column(table.schema.get_field_index("value"), "value", column)
+        return table.set_column(table.schema.get_field_index("unit"), "unit",
+                                pa.array([units[(d, c)] for d, c in zip(
+                                    table.column("device").to_pylist(),
+                                    table.column("channel").to_pylist(), strict=True)]))
+
+    def _upsert_rows(self, table: pa.Table, series: pa.Table, batch_id: int) -> int:
+        con = self._con
+        incoming = table.select(["device", "channel", "ts", "value", "quality", "validated",
+                                 "seq", "error_code"])
+        incoming = incoming.set_column(2, "ts", incoming.column("ts").cast(pa.timestamp("us")))
+        incoming = incoming.append_column("_row", pa.array(np.arange(incoming.num_rows)))
+        con.register("_incoming", incoming)
+        con.register("_series", series)
+        try:
+            con.execute("""
+                CREATE OR REPLACE TEMP TABLE _staged AS
+                SELECT s.series_id, i.ts, i.value, i.quality::quality AS quality, i.validated,
+                       i.seq, i.error_code, i._row
+                FROM _incoming i JOIN _series s USING (device, channel)""")
+            row = _first(con.execute("SELECT count(*) - count(DISTINCT (series_id, ts)) "
+                                     "FROM _staged"))
+            assert row is not None
+            if row[0]:
+                # The same key twice in one write: the later row wins.
+                con.execute("""
+                    CREATE OR REPLACE TEMP TABLE _staged AS SELECT * FROM _staged
+                    QUALIFY row_number() OVER (PARTITION BY series_id, ts
+                                               ORDER BY _row DESC) = 1""")
+            con.execute("DELETE FROM readings r USING _staged s "
+                        "WHERE r.series_id = s.series_id AND r.ts = s.ts")
+            con.execute(f"""
+                INSERT INTO readings
+                SELECT series_id, ts, value, quality, validated, seq, error_code, {batch_id}
+                FROM _staged ORDER BY series_id, ts""")
+            count = _first(con.execute("SELECT count(*) FROM _staged"))
+            assert count is not None
+            con.execute("DROP TABLE _staged")
+            return int(count[0])
+        finally:
+            con.unregister("_incoming")
+            con.unregister("_series")
+
+    # -- catalog ---------------------------------------------------------------------------
+
+    def upsert_sites(self, sites: Sequence[Site]) -> None:
+        if sites:
+            self._con.executemany(
+                "INSERT OR REPLACE INTO sites VALUES (?, ?, ?, ?, ?)",
+                [[s.site, s.name, s.timezone, s.latitude, s.longitude] for s in sites])
+
+    def upsert_devices(self, devices: Sequence[Device]) -> None:
+        if devices:
+            self._con.executemany(
+                "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [[d.device, d.source, d.site, d.name, d.model, d.serial, d.timezone,
+                  d.latitude, d.longitude] for d in devices])
+
+    def upsert_channels(self, channels: Sequence[Channel]) -> None:
+        """Add channels or update their quantity, kind and interval.
+
+        A channel's unit is fixed once it holds readings, since stored values are in it.
+        """
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            fresh = []
+            for ch in channels:
+                unit = normalize_unit(ch.unit)
+                row = _first(con.execute("SELECT series_id, unit FROM channels WHERE device = ? AND "
+                                  "channel = ?", [ch.device, ch.channel]))
+                if row is None:
+                    fresh.append(Channel(ch.device, ch.channel, ch.quantity, unit, ch.kind,
+                                         ch.interval_s))
+                    continue
+                series_id, stored_unit = row
+                if stored_unit != unit:
+                    held = _first(con.execute("SELECT count(*) FROM readings WHERE series_id = ?",
+                                       [series_id]))
+                    if held and held[0]:
+                        raise InputError(f"channel {ch.device}/{ch.channel} holds readings "
+                                         f"in {stored_unit}; its unit cannot become {unit}")
+                con.execute("UPDATE channels SET quantity = ?, unit = ?, kind = ?, "
+                            "interval_s = ? WHERE series_id = ?",
+                            [ch.quantity, unit, ch.kind.value, ch.interval_s, series_id])
+            for device in sorted({ch.device for ch in fresh}):
+                con.execute("INSERT INTO devices (device, source) VALUES (?, 'manual') "
+                            "ON CONFLICT DO NOTHING", [device])
+            if fresh:
+                self._insert_channels(fresh)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def sites(self) -> list[Site]:
+        rows = self._con.execute("SELECT * FROM sites ORDER BY site").fetchall()
+        return [Site(*row) for row in rows]
+
+    def devices(self) -> list[Device]:
+        rows = self._con.execute("SELECT * FROM devices ORDER BY device").fetchall()
+        return [Device(*row) for row in rows]
+
+    def channels(self, selection: Selection | None = None) -> list[Channel]:
+        where, params = self._series_filter(selection or Selection(), alias="c")
+        rows = self._con.execute(
+            f"SELECT c.device, c.channel, c.quantity, c.unit, c.kind, c.interval_s "
+            f"FROM channels c JOIN devices d USING (device) WHERE {where} "
+            "ORDER BY c.device, c.channel", params).fetchall()
+        return [Channel(d, c, q, u, ChannelKind(k), i) for d, c, q, u, k, i in rows]
+
+    def channel_stats(self, selection: Selection | None = None) -> pa.Table:
+        where, params = self._series_filter(selection or Selection(), alias="c")
+        return self._con.sql(f"""
+            SELECT d.source, c.device, c.channel, c.quantity, c.kind, c.unit,
+                   coalesce(s.readings, 0) AS readings,
+                   s.first_ts::TIMESTAMPTZ AS first_ts, s.last_ts::TIMESTAMPTZ AS last_ts,
+                   s.written_at::TIMESTAMPTZ AS written_at
+            FROM channels c JOIN devices d USING (device)
+            LEFT JOIN (SELECT series_id, count(*) AS readings, min(ts) AS first_ts,
+                              max(ts) AS last_ts, max(b.written_at) AS written_at
+                       FROM readings JOIN batches b USING (batch_id)
+                       GROUP BY series_id) s USING (series_id)
+            WHERE {where} ORDER BY c.device, c.channel""", params=params).to_arrow_table()
+
+    def _series_filter(self, selection: Selection, alias: str = "c") -> tuple[str, list[Any]]:
+        clauses, params = ["TRUE"], []
+        for column, values in ((f"{alias}.device", selection.devices),
+                               (f"{alias}.channel", selection.channels),
+                               ("d.source", selection.sources)):
+            if values is not None:
+                clauses.append(f"{column} IN (SELECT unnest(?))")
+                params.append(list(values))
+        return " AND ".join(clauses), params
+
+    def _series(self, selection: Selection) -> list[tuple[int, str, str, str, str]]:
+        """(series_id, device, channel, unit, kind) of the selection, or NotFoundError."""
+        where, params = self._series_filter(selection)
+        rows = self._con.execute(
+            "SELECT c.series_id, c.device, c.channel, c.unit, c.kind FROM channels c "
+            f"JOIN devices d USING (device) WHERE {where} ORDER BY c.device, c.channel",
+            params).fetchall()
+        if not rows and (selection.devices or selection.channels or selection.sources):
+            wanted = ", ".join(f"{name} {', '.join(values)}" for name, values in (
+                ("device", selection.devices), ("channel", selection.channels),
+                ("source", selection.sources)) if values)
+            raise NotFoundError(f"no channel matches {wanted}: list them with "
+                                "`meterhub devices`")
+        return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+
+    # -- sync cursors ----------------------------------------------------------------------
+
+    def get_cursor(self, source: str, device: str) -> str | None:
+        row = _first(self._con.execute("SELECT cursor FROM sync_cursors WHERE source = ? AND "
+                                "device = ?", [source, device]))
+        return None if row is None else str(row[0])
+
+    def cursors(self) -> list[SyncCursor]:
+        rows = self._con.execute("SELECT source, device, cursor FROM sync_cursors "
+                                 "ORDER BY source, device").fetchall()
+        return [SyncCursor(*row) for row in rows]
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _time_filter(selection: Selection, column: str = "ts") -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        if selection.start is not None:
+            clauses.append(f"{column} >= ?")
+            params.append(naive_utc(selection.start))
+        if selection.end is not None:
+            clauses.append(f"{column} < ?")
+            params.append(naive_utc(selection.end))
+        return " AND ".join(clauses) or "TRUE", params
+
+    def count(self, selection: Selection) -> int:
+        series = self._series(selection)
+        if not series:
+            return 0
+        where, params = self._time_filter(selection)
+        row = _first(self._con.execute(
+            f"SELECT count(*) FROM readings WHERE series_id IN ({_in_list(s[0] for s in series)})"
+            f" AND {where}", params))
+        return int(row[0]) if row else 0
+
+    def scan(self, selection: Selection, *, batch_size: int = 65_536) -> pa.RecordBatchReader:
+        """Readings in (device, channel, ts) order, one series at a time, in batches."""
+        series = self._series(selection)
+        sources = dict(self._con.execute("SELECT device, source FROM devices").fetchall())
+        where, params = self._time_filter(selection)
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            cursor = self._con.cursor()
+            try:
+                for series_id, device, channel, unit, _ in series:
+                    reader = cursor.sql(f"""
+                        SELECT ts, value, quality::VARCHAR AS quality, seq, error_code,
+                               validated
+                        FROM readings WHERE series_id = {series_id} AND {where}
+                        ORDER BY ts""", params=params).to_arrow_reader(batch_size)
+                    for batch in reader:
+                        yield _reading_batch(batch, sources[device], device, channel, unit)
+            finally:
+                cursor.close()
+
+        return pa.RecordBatchReader.from_batches(READING_SCHEMA, batches())
+
+    def aggregate(self, selection: Selection, *, every: str, tz: str = "UTC",
+                  functions: Sequence[str] | None = None) -> pa.Table:
+        """Aggregates per bucket for every selected channel, by its kind.
+
+        - instant: mean, min, max, first, last, count of ok and estimated readings;
+        - counter: consumption, the rise of the register between the bucket's edges. Each
+          rise between two readings belongs to the bucket holding the later one, a reading
+          exactly on an edge closing the bucket before it. A fall is a reset: it counts the
+          new value when the register restarted near zero (new value <= the fall), else 0;
+        - delta: sum and count.
+
+        Buckets are aligned in ``tz``; rows carry ``bucket`` (UTC start of the bucket) and
+        ``bucket_end``.
+        """
+        size = parse_every(every)
+        series = self._series(selection)
+        wanted = _check_functions(functions, {s[4] for s in series})
+        if not series:
+            return _empty_aggregate()
+        lo, hi = self._range_us(selection, series)
+        if lo is None or hi is None:
+            return _empty_aggregate()
+        # Offsets one day either side cover the last reading of a counter before `start`
+        # and the bucket edges around the range.
+        offset = _offset_sql(tz, lo - 2 * 86400 * MICROS, hi + 2 * 86400 * MICROS)
+        if size.width_us is not None:
+            w = size.width_us
+            bucket = f"make_timestamp(t - (((t + ({offset})) % {w}) + {w}) % {w})"
+        else:
+            bucket = f"date_trunc('{size.calendar}', make_timestamp(t + ({offset})))"
+        parts = []
+        by_kind: dict[str, list[int]] = {}
+        for series_id, *_, kind in series:
+            by_kind.setdefault(kind, []).append(series_id)
+        time_where, time_params = self._time_filter(selection)
+        params: list[Any] = []
+        good = "quality <> 'sensor_error' AND value IS NOT NULL"
+        if ChannelKind.INSTANT in by_kind:
+            ids = _in_list(by_kind[ChannelKind.INSTANT])
+            parts.append(f"""
+                SELECT series_id, {bucket} AS bucket, avg(value) AS mean, min(value) AS min,
+                       max(value) AS max, arg_min(value, t) AS first, arg_max(value, t) AS last,
+                       NULL::DOUBLE AS consumption, NULL::DOUBLE AS sum, count(*) AS count
+                FROM (SELECT series_id, epoch_us(ts) AS t, value FROM readings
+                      WHERE series_id IN ({ids}) AND {time_where} AND {good})
+                GROUP BY ALL""")
+            params += time_params
+        if ChannelKind.DELTA in by_kind:
+            ids = _in_list(by_kind[ChannelKind.DELTA])
+            parts.append(f"""
+                SELECT series_id, {bucket} AS bucket, NULL::DOUBLE, NULL::DOUBLE, NULL::DOUBLE,
+                       NULL::DOUBLE, NULL::DOUBLE, NULL::DOUBLE, sum(value), count(*)
+                FROM (SELECT series_id, epoch_us(ts) AS t, value FROM readings
+                      WHERE series_id IN ({ids}) AND {time_where} AND {good})
+                GROUP BY ALL""")
+            params += time_params
+        if ChannelKind.COUNTER in by_kind:
+            ids = _in_list(by_kind[ChannelKind.COUNTER])
+            # Right-closed: the rise ending at t belongs to the bucket of t - 1 µs, so take
+            # readings in (start, end] plus the last one at or before start.
+            inner, inner_params = [f"series_id IN ({ids})", good], []
+            if selection.start is not None:
+                inner.append("ts > ?")
+                inner_params.append(naive_utc(selection.start))
+            if selection.end is not None:
+                inner.append("ts <= ?")
+                inner_params.append(naive_utc(selection.end))
+            before = ""
+            if selection.start is not None:
+                before = f"""UNION ALL
+                    SELECT series_id, max(ts), arg_max(value, ts) FROM readings
+                    WHERE series_id IN ({ids}) AND {good} AND ts <= ? GROUP BY series_id"""
+                inner_params.append(naive_utc(selection.start))
+            parts.append(f"""
+                SELECT series_id, {bucket} AS bucket, NULL::DOUBLE, NULL::DOUBLE, NULL::DOUBLE,
+                       NULL::DOUBLE, NULL::DOUBLE, sum(rise), NULL::DOUBLE, count(*)
+                FROM (SELECT series_id, epoch_us(ts) - 1 AS t,
+                             CASE WHEN value >= prev THEN value - prev
+                                  WHEN value <= prev - value THEN value ELSE 0 END AS rise
+                      FROM (SELECT series_id, ts, value,
+                                   lag(value) OVER (PARTITION BY series_id ORDER BY ts) AS prev
+                            FROM (SELECT series_id, ts, value FROM readings
+                                  WHERE {' AND '.join(inner)} {before}))
+                      WHERE prev IS NOT NULL)
+                GROUP BY ALL""")
+            params += inner_params
+        sql = f"""
+            SELECT c.device, c.channel, c.kind, a.bucket, a.mean, a.min, a.max, a.first,
+                   a.last, a.consumption, a.sum, a.count, c.unit
+            FROM ({' UNION ALL '.join(parts)}) a JOIN channels c USING (series_id)
+            ORDER BY c.device, c.channel, a.bucket"""
+        raw = self._con.sql(sql, params=params).to_arrow_table()
+        table = _label_buckets(raw, size, tz)
+        keep = ["device", "channel", "kind", "bucket", "bucket_end", *wanted, "unit"]
+        return table.select(keep)
+
+    def _range_us(self, selection: Selection,
+                  series: Sequence[tuple[int, str, str, str, str]]) -> tuple[int | None,
+                                                                              int | None]:
+        """The µs range a query spans: the selection's bounds, else the data's."""
+        lo = epoch_us(selection.start) if selection.start is not None else None
+        hi = epoch_us(selection.end) if selection.end is not None else None
+        if lo is None or hi is None:
+            row = _first(self._con.execute(
+                "SELECT epoch_us(min(ts)), epoch_us(max(ts)) FROM readings WHERE series_id IN "
+                f"({_in_list(s[0] for s in series)})"))
+            if row is None or row[0] is None:
+                return None, None
+            lo = row[0] if lo is None else lo
+            hi = row[1] + 1 if hi is None else hi
+        return lo, hi
+
+    def gaps(self, selection: Selection) -> pa.Table:
+        """Interior gaps per channel: runs of missing expected intervals, and seq jumps.
+
+        The expected interval is the channel's ``interval_s`` when known, else the median
+        spacing of its readings in the range. A seq that falls is a device reset, not a gap.
+        """
+        series = self._series(selection)
+        schema = pa.schema([("device", pa.string()), ("channel", pa.string()),
+                            ("kind", pa.string()), ("start", TS_TYPE), ("end", TS_TYPE),
+                            ("missing", pa.int64()), ("seq_from", pa.int64()),
+                            ("seq_to", pa.int64())])
+        if not series:
+            return schema.empty_table()
+        where, params = self._time_filter(selection)
+        ids = _in_list(s[0] for s in series)
+        raw = self._con.sql(f"""
+            WITH d AS (
+                SELECT series_id, ts, seq,
+                       lag(ts) OVER w AS prev_ts, epoch_us(ts) - epoch_us(lag(ts) OVER w) AS dt,
+                       lag(seq) OVER w AS prev_seq
+                FROM readings WHERE series_id IN ({ids}) AND {where}
+                WINDOW w AS (PARTITION BY series_id ORDER BY ts)),
+            step AS (
+                SELECT d.series_id, coalesce(any_value(c.interval_s) * {MICROS},
+                                             quantile_disc(d.dt, 0.5)) AS step
+                FROM d JOIN channels c USING (series_id) WHERE d.dt IS NOT NULL
+                GROUP BY d.series_id),
+            g AS (
+                SELECT series_id, 'interval' AS kind,
+                       make_timestamp(epoch_us(prev_ts) + step) AS start, ts AS "end",
+                       CAST(round(dt / step) AS BIGINT) - 1 AS missing,
+                       NULL::BIGINT AS seq_from, NULL::BIGINT AS seq_to
+                FROM d JOIN step USING (series_id)
+                WHERE step > 0 AND dt >= 1.5 * step
+                UNION ALL
+                SELECT series_id, 'seq', prev_ts, ts, seq - prev_seq - 1, prev_seq + 1, seq - 1
+                FROM d WHERE seq IS NOT NULL AND prev_seq IS NOT NULL AND seq > prev_seq + 1)
+            SELECT c.device, c.channel, g.kind, g.start, g."end", g.missing, g.seq_from,
+                   g.seq_to
+            FROM g JOIN channels c USING (series_id)
+            ORDER BY c.device, c.channel, g.start, g.kind""", params=params).to_arrow_table()
+        return pa.table({
+            name: (raw.column(name).cast(pa.timestamp("us")).cast(TS_TYPE)
+                   if name in ("start", "end") else raw.column(name).cast(schema.field(name).type))
+            for name in schema.names}, schema=schema)
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def compact(self) -> None:
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("CREATE TEMP TABLE _sorted AS SELECT * FROM readings "
+                        "ORDER BY series_id, ts")
+            con.execute("DELETE FROM readings")
+            con.execute("INSERT INTO readings SELECT * FROM _sorted")
+            con.execute("DROP TABLE _sorted")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("CHECKPOINT")
+
+
+def _new_channel(item: dict[str, Any]) -> Channel:
+    """Metadata for a channel first seen in a write: the row's hints, else guesses."""
+    unit = item["unit"]
+    quantity = item.get("quantity") or quantity_for_unit(unit).value
+    kind = ChannelKind(item.get("kind") or ChannelKind.INSTANT)
+    try:
+        canonical = CANONICAL_UNITS.get(Quantity(quantity))
+    except ValueError:
+        canonical = None
+    if canonical is not None:
+        try:
+            convert(np.zeros(1), unit, canonical)
+            unit = normalize_unit(canonical)
+        except Exception:  # noqa: BLE001 - an unusual unit for the quantity: keep it as given
+            unit = normalize_unit(unit)
+    return Channel(item["device"], item["channel"], quantity, unit, kind)
+
+
+def _reading_batch(batch: pa.RecordBatch, source: str, device: str, channel: str,
+                   unit: str) -> pa.RecordBatch:
+    n = batch.num_rows
+
+    def const(value: str) -> pa.Array:
+        return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)),
+                                              pa.array([value])).cast(pa.string())
+
+    return pa.RecordBatch.from_arrays([
+        const(source), const(device), const(channel),
+        batch.column("ts").cast(pa.timestamp("us")).cast(TS_TYPE),
+        batch.column("value"), const(unit),
+        batch.column("quality").cast(pa.string()), batch.column("seq"),
+        batch.column("error_code"), batch.column("validated"),
+    ], schema=READING_SCHEMA)
+
+
+def _check_functions(functions: Sequence[str] | None, kinds: set[str]) -> list[str]:
+    """The aggregate columns to return, checked against the kinds selected."""
+    allowed = {ChannelKind.INSTANT.value: INSTANT_FUNCTIONS,
+               ChannelKind.COUNTER.value: COUNTER_FUNCTIONS,
+               ChannelKind.DELTA.value: DELTA_FUNCTIONS}
+    if functions is None:
+        wanted: list[str] = []
+        for kind in (ChannelKind.INSTANT, ChannelKind.COUNTER, ChannelKind.DELTA):
+            if kind.value in kinds:
+                wanted += [f for f in allowed[kind.value] if f not in wanted]
+        return wanted or ["count"]
+    for name in functions:
+        if not any(name in allowed[k] for k in kinds) and kinds:
+            options = sorted({f for k in kinds for f in allowed[k]})
+            raise InputError(f"function {name!r} does not apply to {'/'.join(sorted(kinds))} "
+                             f"channels: use {', '.join(options)}")
+        if not kinds and name not in {f for fs in allowed.values() for f in fs}:
+            raise InputError(f"unknown function {name!r}")
+    return list(dict.fromkeys(functions))
+
+
+_AGG_SCHEMA = pa.schema([("device", pa.string()), ("channel", pa.string()),
+                         ("kind", pa.string()), ("bucket", TS_TYPE), ("bucket_end", TS_TYPE),
+                         ("mean", pa.float64()), ("min", pa.float64()), ("max", pa.float64()),
+                         ("first", pa.float64()), ("last", pa.float64()),
+                         ("consumption", pa.float64()), ("sum", pa.float64()),
+                         ("count", pa.int64()), ("unit", pa.string())])
+
+
+def _empty_aggregate() -> pa.Table:
+    return _AGG_SCHEMA.empty_table()
+
+
+def _label_buckets(raw: pa.Table, size: Every, tz: str) -> pa.Table:
+    """Bucket start and end as UTC instants (calendar buckets arrive as local dates)."""
+    starts = pd.DatetimeIndex(raw.column("bucket").to_numpy())
+    if size.width_us is not None:
+        utc_start = starts.tz_localize("UTC")
+        utc_end = utc_start + pd.Timedelta(microseconds=size.width_us)
+    else:
+        step = {"day": pd.DateOffset(days=1), "week": pd.DateOffset(weeks=1),
+                "month": pd.DateOffset(months=1), "year": pd.DateOffset(years=1)}
+        earliest = np.ones(len(starts), dtype=bool)  # a local midnight seen twice: the first
+        utc_start = starts.tz_localize(tz, ambiguous=earliest,
+                                       nonexistent="shift_forward").tz_convert("UTC")
+        utc_end = (starts + step[str(size.calendar)]).tz_localize(
+            tz, ambiguous=earliest, nonexistent="shift_forward").tz_convert("UTC")
+    columns = {name: raw.column(name) for name in raw.column_names if name != "bucket"}
+    columns["bucket"] = pa.array(utc_start, TS_TYPE)
+    columns["bucket_end"] = pa.array(utc_end, TS_TYPE)
+    columns["count"] = raw.column("count").cast(pa.int64())
+    return pa.table(columns).select(_AGG_SCHEMA.names).cast(_AGG_SCHEMA)
