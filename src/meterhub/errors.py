@@ -21,10 +21,13 @@ class MeterhubError(Exception):
 class InputError(MeterhubError):
     """Input that cannot be stored or used as given; nothing of it was written."""
 
-    def __init__(self, message: str, *, row: int | None = None) -> None:
+    def __init__(self, message: str, *, row: int | None = None,
+                 reason: str | None = None) -> None:
         super().__init__(message)
         #: 1-based row of the offending item, where the input has rows.
         self.row = row
+        #: the message without its row prefix, for callers that name the row their own way
+        self.reason = reason or message
 
 
 class UnitError(MeterhubError):

@@ -232,14 +232,14 @@ class Hub:
         self.store.compact()
 
 
-def _catalog_table(items: Sequence[Any], cls: type) -> pa.Table:
+def _catalog_table(items: Sequence[Any], cls: Any) -> pa.Table:
     rows = catalog_rows(items)
     if rows:
         return pa.Table.from_pylist(list(rows))
     return pa.table({name: pa.array([], pa.string()) for name in cls.__slots__})
 
 
-def open(url: str | None = None) -> Hub:  # noqa: A001 - mirrors builtins.open on purpose
+def open(url: str | None = None) -> Hub:
     """Open the store at ``url`` (default ``duckdb:///meterhub.duckdb``) as a `Hub`."""
     return Hub(open_store(url))
 

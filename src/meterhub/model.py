@@ -132,7 +132,8 @@ def _first_bad(mask: pa.ChunkedArray | pa.Array) -> int | None:
 
 
 def _fail(message: str, index: int, first_row: int) -> InputError:
-    return InputError(f"row {index + first_row}: {message}", row=index + first_row)
+    return InputError(f"row {index + first_row}: {message}", row=index + first_row,
+                      reason=message)
 
 
 def _parse_ts(column: pa.ChunkedArray, first_row: int) -> pa.ChunkedArray:

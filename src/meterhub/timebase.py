@@ -75,11 +75,11 @@ def to_utc(value: object, tz: str | None = None) -> dt.datetime | None:
     if value is None:
         return None
     try:
-        stamp = pd.Timestamp(value)  # type: ignore[call-overload]
+        stamp = pd.Timestamp(value)  # type: ignore[arg-type]
     except (ValueError, TypeError) as exc:
         raise InputError(f"cannot read time {value!r}: use ISO 8601 such as 2024-03-31 or "
                          "2024-03-31T02:00:00+02:00") from exc
-    if stamp is pd.NaT:
+    if pd.isna(stamp):
         raise InputError(f"cannot read time {value!r}: use ISO 8601")
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize(zone(tz) if tz else UTC, ambiguous=True,

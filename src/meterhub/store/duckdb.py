@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from meterhub.errors import InputError, NotFoundError, StoreError, StoreInUseError
+from meterhub.errors import (
+    InputError,
+    NotFoundError,
+    StoreError,
+    StoreInUseError,
+    UnitError,
+)
 from meterhub.model import (
     READING_SCHEMA,
     TS_TYPE,
@@ -126,7 +132,7 @@ def _first(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
     return rows[0] if rows else None
 
 
-def _in_list(values: Sequence[Any]) -> str:
+def _in_list(values: Iterable[Any]) -> str:
     return ", ".join(str(int(v)) for v in values)
 
 
@@ -231,10 +237,9 @@ class DuckDBStore:
             new[key] = _new_channel(item)
         if new:
             self._insert_channels(list(new.values()))
-        rows = con.sql(
-            "SELECT device, channel, series_id, unit FROM channels "
-            "WHERE device IN (SELECT unnest(?))", params=[sorted({d["device"] for d in distinct})]).to_arrow_table()
-        return rows
+        devices = [sorted({d["device"] for d in distinct})]
+        return con.sql("SELECT device, channel, series_id, unit FROM channels "
+                       "WHERE device IN (SELECT unnest(?))", params=devices).to_arrow_table()
 
     def _insert_channels(self, channels: Sequence[Channel]) -> None:
         con = self._con
@@ -265,9 +270,7 @@ class DuckDBStore:
             target = units[(pair["device"], pair["channel"])]
             try:
                 values[index] = convert(values[index], pair["unit"], target)
-            except InputError:
-                raise
-            except Exception as exc:
+            except UnitError as exc:
                 raise InputError(f"row {int(index[0]) + 1}: channel {pair['device']}/"
                                  f"{pair['channel']} stores {target}: {exc}",
                                  row=int(index[0]) + 1) from None
@@ -342,8 +345,9 @@ class DuckDBStore:
             fresh = []
             for ch in channels:
                 unit = normalize_unit(ch.unit)
-                row = _first(con.execute("SELECT series_id, unit FROM channels WHERE device = ? AND "
-                                  "channel = ?", [ch.device, ch.channel]))
+                row = _first(con.execute(
+                    "SELECT series_id, unit FROM channels WHERE device = ? AND channel = ?",
+                    [ch.device, ch.channel]))
                 if row is None:
                     fresh.append(Channel(ch.device, ch.channel, ch.quantity, unit, ch.kind,
                                          ch.interval_s))
@@ -517,6 +521,7 @@ class DuckDBStore:
         time_where, time_params = self._time_filter(selection)
         params: list[Any] = []
         good = "quality <> 'sensor_error' AND value IS NOT NULL"
+        no_instant = ", ".join(f"NULL::DOUBLE AS {name}" for name in INSTANT_FUNCTIONS[:-1])
         if ChannelKind.INSTANT in by_kind:
             ids = _in_list(by_kind[ChannelKind.INSTANT])
             parts.append(f"""
@@ -530,8 +535,8 @@ class DuckDBStore:
         if ChannelKind.DELTA in by_kind:
             ids = _in_list(by_kind[ChannelKind.DELTA])
             parts.append(f"""
-                SELECT series_id, {bucket} AS bucket, NULL::DOUBLE, NULL::DOUBLE, NULL::DOUBLE,
-                       NULL::DOUBLE, NULL::DOUBLE, NULL::DOUBLE, sum(value), count(*)
+                SELECT series_id, {bucket} AS bucket, {no_instant},
+                       NULL::DOUBLE AS consumption, sum(value) AS sum, count(*) AS count
                 FROM (SELECT series_id, epoch_us(ts) AS t, value FROM readings
                       WHERE series_id IN ({ids}) AND {time_where} AND {good})
                 GROUP BY ALL""")
@@ -554,8 +559,8 @@ class DuckDBStore:
                     WHERE series_id IN ({ids}) AND {good} AND ts <= ? GROUP BY series_id"""
                 inner_params.append(naive_utc(selection.start))
             parts.append(f"""
-                SELECT series_id, {bucket} AS bucket, NULL::DOUBLE, NULL::DOUBLE, NULL::DOUBLE,
-                       NULL::DOUBLE, NULL::DOUBLE, sum(rise), NULL::DOUBLE, count(*)
+                SELECT series_id, {bucket} AS bucket, {no_instant},
+                       sum(rise) AS consumption, NULL::DOUBLE AS sum, count(*) AS count
                 FROM (SELECT series_id, epoch_us(ts) - 1 AS t,
                              CASE WHEN value >= prev THEN value - prev
                                   WHEN value <= prev - value THEN value ELSE 0 END AS rise
@@ -669,7 +674,7 @@ def _new_channel(item: dict[str, Any]) -> Channel:
         try:
             convert(np.zeros(1), unit, canonical)
             unit = normalize_unit(canonical)
-        except Exception:  # noqa: BLE001 - an unusual unit for the quantity: keep it as given
+        except UnitError:  # a unit foreign to the quantity: keep the channel in it as given
             unit = normalize_unit(unit)
     return Channel(item["device"], item["channel"], quantity, unit, kind)
 

@@ -1,0 +1,278 @@
+"""The ``meterhub`` command: a thin typer shell over `meterhub.Hub`."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow as pa
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from meterhub import __version__
+from meterhub.errors import MeterhubError
+from meterhub.fileio import FORMATS, Format, export_readings, guess_format, read_readings_file
+from meterhub.hub import Hub
+from meterhub.hub import open as open_hub
+from meterhub.store import DEFAULT_URL
+
+app = typer.Typer(
+    name="meterhub",
+    help="One hub for sensor and meter data: import, store, query, aggregate and export "
+         "readings.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+StoreOption = Annotated[str, typer.Option(
+    "--store", envvar="METERHUB_STORE",
+    help="Store URL, e.g. duckdb:///meterhub.duckdb (env METERHUB_STORE).")]
+DeviceOption = Annotated[list[str] | None, typer.Option(
+    "--device", "-d", help="Device id; repeat for several. Default: all.")]
+ChannelOption = Annotated[list[str] | None, typer.Option(
+    "--channel", "-c", help="Channel name; repeat for several. Default: all.")]
+StartOption = Annotated[str | None, typer.Option(
+    help="Start, inclusive, ISO 8601 (naive times are UTC, or in --tz for aggregates).")]
+EndOption = Annotated[str | None, typer.Option(help="End, exclusive, ISO 8601.")]
+UnitOption = Annotated[str | None, typer.Option(
+    help="Convert values to this unit, e.g. degF, MJ, L, hPa.")]
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Any meterhub error becomes one line on stderr and exit code 1."""
+    try:
+        yield
+    except MeterhubError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        raise typer.Exit(1) from None
+
+
+@contextlib.contextmanager
+def _hub(store: str) -> Iterator[Hub]:
+    with _user_errors():
+        hub = open_hub(store)
+        try:
+            yield hub
+        finally:
+            hub.close()
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"meterhub {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version.")] = False
+          ) -> None:
+    """meterhub: readings from many devices in one store."""
+
+
+@app.command("import")
+def import_(
+    files: Annotated[list[Path], typer.Argument(help="CSV, JSON (array or lines) or Parquet "
+                                                     "files of readings.")],
+    store: StoreOption = DEFAULT_URL,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="csv, json or parquet; default: from the file's extension.")] = None,
+    source: Annotated[str, typer.Option(
+        help="Source name for rows that do not name one.")] = "import",
+) -> None:
+    """Import readings. Every file is checked first; one bad row writes nothing of it.
+
+    Columns: device, channel, ts, value, unit; optional source, quality, seq, error_code,
+    validated, and quantity and kind (instant, counter, delta) for new channels.
+    """
+    with _user_errors():
+        tables = [(path, read_readings_file(path, fmt=fmt, source=source)) for path in files]
+    with _hub(store) as hub:
+        for path, table in tables:
+            result = hub.write(table, origin=f"import:{path.name}")
+            out.print(f"{path}: {result.written:,} readings written "
+                      f"({result.rows:,} rows read)")
+
+
+@app.command()
+def export(
+    store: StoreOption = DEFAULT_URL,
+    device: DeviceOption = None,
+    channel: ChannelOption = None,
+    start: StartOption = None,
+    end: EndOption = None,
+    unit: UnitOption = None,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="csv, json or parquet; default: from --output's extension, "
+                         "else csv.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="File to write; default: standard output.")] = None,
+) -> None:
+    """Export readings as CSV, JSON or Parquet, streamed (times are UTC)."""
+    with _user_errors():
+        kind: Format = guess_format(output, fmt) if output and (fmt or output.suffix) else \
+            guess_format(Path("out.csv"), fmt)
+        if kind == "parquet" and output is None and sys.stdout.isatty():
+            raise MeterhubError("Parquet is binary: pass --output FILE.parquet")
+    with _hub(store) as hub:
+        reader = hub.scan(device=device, channel=channel, start=start, end=end, unit=unit)
+        if output is None:
+            export_readings(reader, sys.stdout.buffer, kind)
+            sys.stdout.buffer.flush()
+            return
+        total = hub.count(device=device, channel=channel, start=start, end=end)
+        partial = output.with_name(output.name + ".part")
+        with Progress(TextColumn("{task.description}"), BarColumn(),
+                      TextColumn("{task.completed:,}/{task.total:,}"), TimeRemainingColumn(),
+                      console=err, transient=True, disable=total < 200_000) as progress:
+            task = progress.add_task(f"exporting to {output.name}", total=total)
+            try:
+                with partial.open("wb") as handle:
+                    rows = export_readings(reader, handle, kind,
+                                           on_batch=lambda n: progress.advance(task, n))
+                partial.replace(output)
+            finally:
+                partial.unlink(missing_ok=True)
+        err.print(f"{output}: {rows:,} readings exported")
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat(sep=" "))
+    return str(value)
+
+
+def _print_table(table: pa.Table, title: str | None = None) -> None:
+    view = Table(title=title, show_lines=False, header_style="bold")
+    for name in table.column_names:
+        view.add_column(name, justify="right" if pa.types.is_floating(
+            table.schema.field(name).type) or pa.types.is_integer(
+            table.schema.field(name).type) else "left")
+    for row in table.to_pylist():
+        view.add_row(*(_cell(row[name]) for name in table.column_names))
+    out.print(view)
+
+
+@app.command()
+def query(
+    store: StoreOption = DEFAULT_URL,
+    device: DeviceOption = None,
+    channel: ChannelOption = None,
+    start: StartOption = None,
+    end: EndOption = None,
+    every: Annotated[str | None, typer.Option(
+        help="Aggregate into buckets: 15min, 1h, 1d, 1w, 1mo or 1y.")] = None,
+    tz: Annotated[str, typer.Option(help="IANA time zone for buckets and naive times.")] = "UTC",
+    fn: Annotated[list[str] | None, typer.Option(
+        help="Aggregate function(s): mean min max first last count (instant), consumption "
+             "(counter), sum (delta). Default: all for the kind.")] = None,
+    unit: UnitOption = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many rows.")] = 50,
+) -> None:
+    """Show readings, or aggregates per bucket with --every, as a table."""
+    with _hub(store) as hub:
+        if every is None:
+            reader = hub.scan(device=device, channel=channel, start=start, end=end, unit=unit,
+                              batch_size=max(limit, 1))
+            batches, shown = [], 0
+            for batch in reader:
+                batches.append(batch.slice(0, limit - shown))
+                shown += batches[-1].num_rows
+                if shown >= limit:
+                    break
+            table = pa.Table.from_batches(batches, schema=reader.schema)
+            table = table.drop_columns(["source"])
+            total = hub.count(device=device, channel=channel, start=start, end=end)
+            title = f"{total:,} readings" + (f", first {limit:,} shown" if total > limit else "")
+        else:
+            table = hub.aggregate(device=device, channel=channel, start=start, end=end,
+                                  every=every, tz=tz, fn=fn, unit=unit, as_="arrow")
+            title = f"{table.num_rows:,} buckets of {every} in {tz}" + (
+                f", first {limit:,} shown" if table.num_rows > limit else "")
+            table = table.drop_columns(["bucket_end"]).slice(0, limit)
+        _print_table(table, title)
+
+
+@app.command()
+def devices(store: StoreOption = DEFAULT_URL) -> None:
+    """List devices with their channels, reading counts and newest measurement."""
+    with _hub(store) as hub:
+        stats: pa.Table = hub.channels(as_="arrow")
+        _print_table(stats.select(["source", "device", "channel", "kind", "unit", "readings",
+                                   "first_ts", "last_ts"]),
+                     f"{len(hub.store.devices())} devices, {stats.num_rows} channels")
+
+
+@app.command()
+def gaps(
+    store: StoreOption = DEFAULT_URL,
+    device: DeviceOption = None,
+    channel: ChannelOption = None,
+    start: StartOption = None,
+    end: EndOption = None,
+) -> None:
+    """List missing intervals and seq jumps per channel."""
+    with _hub(store) as hub:
+        table = hub.gaps(device=device, channel=channel, start=start, end=end, as_="arrow")
+        _print_table(table, f"{table.num_rows} gaps")
+
+
+@app.command()
+def compact(store: StoreOption = DEFAULT_URL) -> None:
+    """Rewrite the store clustered by device, channel and time (faster range queries)."""
+    with _hub(store) as hub:
+        hub.compact()
+        out.print(f"{hub.url}: compacted")
+
+
+@app.command()
+def sample(
+    store: Annotated[str, typer.Option(
+        "--store", envvar="METERHUB_STORE", help="Store URL.")] = "duckdb:///meterhub-sample.duckdb",
+) -> None:
+    """Import the bundled sample (a weather station and an energy meter) and show a tour."""
+    path = resources.files("meterhub") / "data" / "sample.csv"
+    with resources.as_file(path) as sample_path, _user_errors():
+        table = read_readings_file(sample_path)
+    with _hub(store) as hub:
+        result = hub.write(table, origin="sample")
+        out.print(f"[bold]Imported[/] {result.written:,} sample readings into {hub.url}\n")
+        _print_table(hub.channels(as_="arrow").select(
+            ["device", "channel", "kind", "unit", "readings", "last_ts"]),
+            "Channels")
+        _print_table(hub.aggregate(device="ws-demo-1", channel="air_temperature", every="1d",
+                                   tz="Europe/Amsterdam", as_="arrow").select(
+            ["bucket", "mean", "min", "max", "count", "unit"]),
+            "Daily air temperature, Europe/Amsterdam (27 October has 25 hours)")
+        _print_table(hub.aggregate(device="em-demo-1", channel="energy_import", every="1d",
+                                   tz="Europe/Amsterdam", as_="arrow").select(
+            ["bucket", "consumption", "count", "unit"]),
+            "Daily consumption of a kWh counter")
+    out.print(f"\nTry: meterhub query --store {store} --device ws-demo-1 --every 1h "
+              "--tz Europe/Amsterdam --unit degF --channel air_temperature")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="meterhub")
+
+
+if __name__ == "__main__":
+    main()
+
+__all__ = ["FORMATS", "app", "main"]

@@ -1,0 +1,157 @@
+"""Reading files of readings (CSV, JSON, Parquet) and streaming exports to them.
+
+``read_`` functions parse a whole file into an Arrow table and validate every row before
+anything is written, so a bad row rejects the file. ``export_`` streams record batches to
+the output as they come from the store, never holding the whole range in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import orjson
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from meterhub.errors import InputError
+from meterhub.model import READING_SCHEMA, to_readings
+
+Format = Literal["csv", "json", "parquet"]
+FORMATS: tuple[Format, ...] = ("csv", "json", "parquet")
+
+
+def guess_format(path: Path, given: str | None) -> Format:
+    """The file format: as given, else from the file's extension."""
+    name = (given or path.suffix.lstrip(".")).lower()
+    aliases: dict[str, Format] = {"csv": "csv", "json": "json", "jsonl": "json",
+                                  "ndjson": "json", "parquet": "parquet", "pq": "parquet"}
+    if name not in aliases:
+        raise InputError(f"{path}: cannot tell the format from {path.suffix or 'no suffix'!r}: "
+                         "pass --format csv, json or parquet")
+    return aliases[name]
+
+
+def read_readings_file(path: Path, *, fmt: str | None = None,
+                       source: str | None = None) -> pa.Table:
+    """Readings from one file, validated; an `InputError` names the file and the row."""
+    kind = guess_format(path, fmt)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        if kind == "csv":
+            raw, where = _read_csv(path), _csv_where
+        elif kind == "json":
+            raw, where = _read_json(path), _json_where
+        else:
+            raw, where = pq.read_table(path), _parquet_where
+    except (pa.ArrowInvalid, orjson.JSONDecodeError, OSError) as exc:
+        raise InputError(f"{path}: not a readable {kind} file: "
+                         f"{str(exc).splitlines()[0]}") from None
+    try:
+        return to_readings(raw, source=source, keep_hints=True)
+    except InputError as exc:
+        if exc.row is None:
+            raise InputError(f"{path}: {exc}") from None
+        raise InputError(f"{path}: {where(exc.row)}: {exc.reason}", row=exc.row,
+                         reason=exc.reason) from None
+
+
+def _csv_where(row: int) -> str:
+    return f"row {row} (line {row + 1})"
+
+
+def _json_where(row: int) -> str:
+    return f"item {row}"
+
+
+def _parquet_where(row: int) -> str:
+    return f"row {row}"
+
+
+def _read_csv(path: Path) -> pa.Table:
+    with path.open(newline="", encoding="utf-8") as handle:
+        header = next(csv.reader(handle), None)
+    if not header:
+        raise InputError(f"{path}: empty file: the first line must name the columns")
+    # Every column as text: the validator reports bad values by row, not pyarrow.
+    options = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
+                                   strings_can_be_null=True, quoted_strings_can_be_null=False)
+    return pacsv.read_csv(path, convert_options=options)
+
+
+def _read_json(path: Path) -> pa.Table:
+    """A JSON array of objects, or JSON Lines (one object per line)."""
+    data = path.read_bytes()
+    stripped = data.lstrip()
+    if stripped.startswith(b"["):
+        items = orjson.loads(data)
+    else:
+        items = [orjson.loads(line) for line in data.splitlines() if line.strip()]
+    if not isinstance(items, list):
+        raise InputError(f"{path}: expected a JSON array of readings or JSON Lines")
+    for index, item in enumerate(items, start=1):
+        if not isinstance(item, dict):
+            raise InputError(f"{path}: item {index}: expected an object with device, "
+                             "channel, ts, value and unit", row=index)
+    names = list(dict.fromkeys(key for item in items for key in item))
+    columns: dict[str, pa.Array] = {}
+    for name in names:
+        values = [item.get(name) for item in items]
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # Mixed types in one column: hand text to the validator, which names the row.
+            columns[name] = pa.array([None if v is None else str(v) for v in values],
+                                     pa.string())
+    return pa.table(columns) if columns else READING_SCHEMA.empty_table()
+
+
+def _for_json(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    ts_index = batch.schema.get_field_index("ts")
+    arrays = list(batch.columns)
+    arrays[ts_index] = arrays[ts_index].cast(pa.string())
+    rows: list[dict[str, Any]] = pa.RecordBatch.from_arrays(
+        arrays, names=batch.schema.names).to_pylist()
+    return rows
+
+
+def export_readings(batches: Iterable[pa.RecordBatch], out: IO[bytes], fmt: Format,
+                    *, on_batch: Callable[[int], None] | None = None) -> int:
+    """Write readings batch by batch to a binary stream; returns the number of rows."""
+    total = 0
+    if fmt == "parquet":
+        writer = pq.ParquetWriter(out, READING_SCHEMA)
+        try:
+            for batch in batches:
+                writer.write_batch(batch)
+                total += batch.num_rows
+                if on_batch:
+                    on_batch(batch.num_rows)
+        finally:
+            writer.close()
+        return total
+    if fmt == "csv":
+        csv_writer = pacsv.CSVWriter(out, READING_SCHEMA)
+        try:
+            for batch in batches:
+                csv_writer.write_batch(batch)
+                total += batch.num_rows
+                if on_batch:
+                    on_batch(batch.num_rows)
+        finally:
+            csv_writer.close()
+        return total
+    out.write(b"[")
+    for batch in batches:
+        for row in _for_json(batch):
+            out.write(b"\n" if total == 0 else b",\n")
+            out.write(orjson.dumps(row))
+            total += 1
+        if on_batch:
+            on_batch(batch.num_rows)
+    out.write(b"\n]\n")
+    return total
