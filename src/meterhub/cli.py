@@ -54,7 +54,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except MeterhubError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 

@@ -18,7 +18,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from meterhub.errors import InputError
-from meterhub.model import READING_SCHEMA, to_readings
+from meterhub.model import READING_SCHEMA, records_to_arrow, to_readings
 
 Format = Literal["csv", "json", "parquet"]
 FORMATS: tuple[Format, ...] = ("csv", "json", "parquet")
@@ -93,21 +93,10 @@ def _read_json(path: Path) -> pa.Table:
         items = [orjson.loads(line) for line in data.splitlines() if line.strip()]
     if not isinstance(items, list):
         raise InputError(f"{path}: expected a JSON array of readings or JSON Lines")
-    for index, item in enumerate(items, start=1):
-        if not isinstance(item, dict):
-            raise InputError(f"{path}: item {index}: expected an object with device, "
-                             "channel, ts, value and unit", row=index)
-    names = list(dict.fromkeys(key for item in items for key in item))
-    columns: dict[str, pa.Array] = {}
-    for name in names:
-        values = [item.get(name) for item in items]
-        try:
-            columns[name] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            # Mixed types in one column: hand text to the validator, which names the row.
-            columns[name] = pa.array([None if v is None else str(v) for v in values],
-                                     pa.string())
-    return pa.table(columns) if columns else READING_SCHEMA.empty_table()
+    try:
+        return records_to_arrow(items)
+    except InputError as exc:
+        raise InputError(f"{path}: {_json_where(exc.row or 0)}: {exc.reason}") from None
 
 
 def _for_json(batch: pa.RecordBatch) -> list[dict[str, Any]]:

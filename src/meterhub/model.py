@@ -113,14 +113,36 @@ def as_arrow(data: Any) -> pa.Table:
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
     if isinstance(data, Sequence) and not isinstance(data, str | bytes):
-        return pa.Table.from_pylist(list(data))
+        return records_to_arrow(data)
     module = type(data).__module__
     if module.startswith("pandas"):
-        return pa.Table.from_pandas(data, preserve_index=False)
+        try:
+            return pa.Table.from_pandas(data, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # an object column of mixed types: let the validator name the bad row
+            return records_to_arrow(data.to_dict("records"))
     if module.startswith("polars"):
         return data.to_arrow()
     raise InputError(f"cannot read readings from a {type(data).__name__}: pass an Arrow "
                      "table, a pandas or polars DataFrame, or a list of dicts")
+
+
+def records_to_arrow(records: Sequence[Any]) -> pa.Table:
+    """An Arrow table from dicts; a column of mixed types becomes text for the validator."""
+    for index, item in enumerate(records, start=1):
+        if not isinstance(item, Mapping):
+            raise InputError(f"item {index}: expected an object with device, channel, ts, "
+                             "value and unit", row=index, reason="expected an object")
+    names = list(dict.fromkeys(key for item in records for key in item))
+    columns: dict[str, pa.Array] = {}
+    for name in names:
+        values = [item.get(name) for item in records]
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            columns[name] = pa.array([None if v is None else str(v) for v in values],
+                                     pa.string())
+    return pa.table(columns) if columns else pa.table({})
 
 
 def _first_bad(mask: pa.ChunkedArray | pa.Array) -> int | None:

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+from meterhub.errors import InputError
+from meterhub.model import READING_SCHEMA, to_readings
+
+
+def rows(**changes: object) -> list[dict[str, object]]:
+    base = [
+        {"device": "d1", "channel": "t", "ts": "2024-03-31T00:00:00Z", "value": "1.5",
+         "unit": "°C"},
+        {"device": "d1", "channel": "t", "ts": "2024-03-31T03:00:00+02:00", "value": "2",
+         "unit": "degC"},
+        {"device": "d1", "channel": "t", "ts": "2024-03-31 02:00:00", "value": 3,
+         "unit": "C"},
+    ]
+    for key, value in changes.items():
+        index, column = key.split("__")
+        base[int(index)][column] = value
+    return base
+
+
+def test_canonical_schema_and_utc_times() -> None:
+    table = to_readings(rows(), source="s")
+    assert table.schema == READING_SCHEMA
+    assert table.column("ts").to_pylist() == [
+        dt.datetime(2024, 3, 31, 0, tzinfo=dt.UTC),
+        dt.datetime(2024, 3, 31, 1, tzinfo=dt.UTC),  # +02:00 offset honoured
+        dt.datetime(2024, 3, 31, 2, tzinfo=dt.UTC),  # naive means UTC
+    ]
+    assert table.column("unit").to_pylist() == ["°C", "°C", "°C"]
+    assert table.column("value").to_pylist() == [1.5, 2.0, 3.0]
+    assert table.column("quality").to_pylist() == ["ok"] * 3
+    assert table.column("source").to_pylist() == ["s"] * 3
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"1__value": "abc"}, "row 2: value 'abc' is not a number"),
+        ({"2__ts": "yesterday"}, "row 3: timestamp 'yesterday' is not ISO 8601"),
+        ({"0__unit": "bananas"}, "row 1: unknown unit 'bananas'"),
+        ({"1__device": ""}, "row 2: device is empty"),
+        ({"2__value": None}, "row 3: value is empty"),
+        ({"0__quality": "great"}, "row 1: quality 'great' is not one of"),
+    ],
+)
+def test_bad_rows_are_named(change: dict[str, object], message: str) -> None:
+    with pytest.raises(InputError, match=message) as info:
+        to_readings(rows(**change), source="s")
+    assert info.value.row == int(message.split()[1].rstrip(":"))
+
+
+def test_sensor_error_keeps_the_code_never_as_a_value() -> None:
+    data = rows(**{"1__quality": "sensor_error", "1__value": "-9999",
+                   "1__error_code": "Sensor Error"})
+    table = to_readings(data, source="s")
+    assert table.column("value").to_pylist() == [1.5, None, 3.0]
+    assert table.column("error_code").to_pylist() == [None, "Sensor Error", None]
+
+
+def test_missing_columns_are_listed() -> None:
+    with pytest.raises(InputError, match="missing column\\(s\\) ts, value"):
+        to_readings([{"device": "d", "channel": "c", "unit": "kWh"}], source="s")
+
+
+def test_accepts_pandas_polars_and_arrow() -> None:
+    import pandas as pd
+    import polars as pl
+
+    frame = pd.DataFrame(rows()).astype({"value": float})
+    expected = to_readings(rows(), source="s")
+    assert to_readings(frame, source="s").equals(expected)
+    assert to_readings(pl.from_pandas(frame), source="s").equals(expected)
+    assert to_readings(pa.Table.from_pandas(frame.astype(str)), source="s").equals(expected)
