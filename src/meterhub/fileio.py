@@ -7,6 +7,7 @@ the output as they come from the store, never holding the whole range in memory.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -80,7 +81,26 @@ def _read_csv(path: Path) -> pa.Table:
     # Every column as text: the validator reports bad values by row, not pyarrow.
     options = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
                                    strings_can_be_null=True, quoted_strings_can_be_null=False)
-    return pacsv.read_csv(path, convert_options=options)
+    try:
+        return pacsv.read_csv(path, convert_options=options)
+    except pa.ArrowInvalid:
+        # Read again on one thread, where pyarrow knows the line of a ragged row.
+        ragged: list[Any] = []
+
+        def remember(row: Any) -> str:
+            ragged.append(row)
+            return "error"
+
+        with contextlib.suppress(pa.ArrowInvalid):
+            pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=False),
+                           parse_options=pacsv.ParseOptions(invalid_row_handler=remember),
+                           convert_options=options)
+        if not ragged or ragged[0].number is None:
+            raise
+        line = int(ragged[0].number)
+        raise InputError(f"{path}: {_csv_where(line - 1)}: expected "
+                         f"{ragged[0].expected_columns} columns, got "
+                         f"{ragged[0].actual_columns}", row=line - 1) from None
 
 
 def _read_json(path: Path) -> pa.Table:

@@ -492,7 +492,8 @@ class DuckDBStore:
         - counter: consumption, the rise of the register between the bucket's edges. Each
           rise between two readings belongs to the bucket holding the later one, a reading
           exactly on an edge closing the bucket before it. A fall is a reset: it counts the
-          new value when the register restarted near zero (new value <= the fall), else 0;
+          new value when the register restarted near zero (0 <= new value <= the fall),
+          else 0, so consumption is never negative;
         - delta: sum and count.
 
         Buckets are aligned in ``tz``; rows carry ``bucket`` (UTC start of the bucket) and
@@ -563,7 +564,8 @@ class DuckDBStore:
                        sum(rise) AS consumption, NULL::DOUBLE AS sum, count(*) AS count
                 FROM (SELECT series_id, epoch_us(ts) - 1 AS t,
                              CASE WHEN value >= prev THEN value - prev
-                                  WHEN value <= prev - value THEN value ELSE 0 END AS rise
+                                  WHEN value >= 0 AND value <= prev - value THEN value
+                                  ELSE 0 END AS rise
                       FROM (SELECT series_id, ts, value,
                                    lag(value) OVER (PARTITION BY series_id ORDER BY ts) AS prev
                             FROM (SELECT series_id, ts, value FROM readings

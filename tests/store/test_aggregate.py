@@ -1,0 +1,215 @@
+"""Aggregation by kind against an independent pandas reference and hand-computed values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import meterhub
+from meterhub.hub import Hub
+
+ZONES = ["Europe/Amsterdam", "America/New_York", "UTC", "Asia/Kolkata"]
+# windows that hold a DST change in Amsterdam and/or New York
+WINDOW_STARTS = ["2024-03-28", "2024-10-24", "2024-03-07", "2024-10-31", "2023-12-29"]
+PERIOD = {"day": "D", "week": "W-SUN", "month": "M", "year": "Y"}
+FIXED = {"15min": "15min", "hour": "h"}
+INSTANT_COLUMNS = ["mean", "min", "max", "first", "last", "count"]
+
+
+@pytest.fixture
+def memory_hub() -> Iterator[Hub]:
+    with meterhub.open("duckdb:///:memory:") as hub:
+        yield hub
+
+
+def new_hub() -> Hub:
+    return meterhub.open("duckdb:///:memory:")
+
+
+def write_series(hub: Hub, ts: pd.DatetimeIndex, values: np.ndarray, kind: str,
+                 unit: str = "kWh", channel: str = "x") -> None:
+    hub.write(pd.DataFrame({"source": "s", "device": "d", "channel": channel, "ts": ts,
+                            "value": values, "unit": unit, "kind": kind}))
+
+
+def grouped(s: pd.Series, every: str, tz: str) -> object:
+    """pandas' own grouping: calendar periods of the local wall time, or resample bins."""
+    if every in PERIOD:
+        periods = s.index.tz_convert(tz).tz_localize(None).to_period(PERIOD[every])
+        starts = periods.start_time.tz_localize(tz, ambiguous=True,
+                                                nonexistent="shift_forward")
+        return s.groupby(pd.Index(starts.tz_convert("UTC"), name="bucket"))
+    # resample bins are absolute, aligned on the local midnight of the first day
+    return s.tz_convert(tz).resample(FIXED[every])
+
+
+def tidy(ref: pd.DataFrame) -> pd.DataFrame:
+    ref = ref[ref["count"] > 0].copy()
+    ref.index = pd.DatetimeIndex(ref.index).tz_convert("UTC")
+    ref.index.name = "bucket"
+    ref["count"] = ref["count"].astype("int64")
+    return ref
+
+
+def reference_instant(ts: pd.DatetimeIndex, values: np.ndarray, every: str,
+                      tz: str) -> pd.DataFrame:
+    g = grouped(pd.Series(values, index=ts).sort_index(), every, tz)
+    return tidy(pd.DataFrame({"mean": g.mean(), "min": g.min(), "max": g.max(),  # type: ignore[attr-defined]
+                              "first": g.first(), "last": g.last(), "count": g.count()}))  # type: ignore[attr-defined]
+
+
+def reference_counter(ts: pd.DatetimeIndex, values: np.ndarray, every: str,
+                      tz: str) -> pd.DataFrame:
+    s = pd.Series(values, index=ts).sort_index()
+    prev = s.shift()
+    diff = s - prev
+    rise = np.where(diff >= 0, diff, np.where((s >= 0) & (s <= prev - s), s, 0.0))
+    # right-closed: a rise ending on a bucket edge belongs to the bucket before it
+    rises = pd.Series(rise, index=s.index - pd.Timedelta(microseconds=1)).iloc[1:]
+    g = grouped(rises, every, tz)
+    return tidy(pd.DataFrame({"consumption": g.sum(), "count": g.count()}))  # type: ignore[attr-defined]
+
+
+def ours(hub: Hub, every: str, tz: str, columns: list[str]) -> pd.DataFrame:
+    result = hub.aggregate(device="d", channel="x", every=every, tz=tz)
+    result["bucket"] = result["bucket"].dt.tz_convert("UTC")
+    return result.set_index("bucket")[columns]
+
+
+timestamps = st.lists(st.integers(min_value=0, max_value=6 * 24 * 60 - 1), min_size=1,
+                      max_size=150, unique=True)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(minutes=timestamps, start=st.sampled_from(WINDOW_STARTS), tz=st.sampled_from(ZONES),
+       every=st.sampled_from(["15min", "hour", "day", "week", "month", "year"]),
+       data=st.data())
+def test_instant_aggregates_equal_pandas(minutes: list[int], start: str, tz: str, every: str,
+                                         data: st.DataObject) -> None:
+    ts = pd.DatetimeIndex(pd.Timestamp(start, tz="UTC") + pd.to_timedelta(minutes, "min"))
+    values = np.array(data.draw(st.lists(
+        st.floats(-50, 50, allow_nan=False, allow_infinity=False),
+        min_size=len(ts), max_size=len(ts))))
+    with new_hub() as hub:
+        write_series(hub, ts, values, "instant", unit="°C")
+        got = ours(hub, every, tz, INSTANT_COLUMNS)
+    expected = reference_instant(ts, values, every, tz)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_freq=False,
+                                  check_index_type=False, rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(minutes=timestamps, start=st.sampled_from(WINDOW_STARTS), tz=st.sampled_from(ZONES),
+       every=st.sampled_from(["15min", "hour", "day", "week", "month"]), data=st.data())
+def test_counter_consumption_equals_pandas(minutes: list[int], start: str, tz: str,
+                                           every: str, data: st.DataObject) -> None:
+    """Random rises with resets (to near zero) and glitches (small falls) and gaps."""
+    ts = pd.DatetimeIndex(pd.Timestamp(start, tz="UTC")
+                          + pd.to_timedelta(sorted(minutes), "min"))
+    steps = data.draw(st.lists(st.one_of(
+        st.floats(0, 5, allow_nan=False),  # normal use
+        st.just(-1e9),  # a reset: the register restarts at a small value
+        st.floats(-0.5, 0, allow_nan=False)),  # a glitch: a small fall
+        min_size=len(ts), max_size=len(ts)))
+    values, level = [], 1000.0
+    for step in steps:
+        level = float(np.round(step / 10 if step == -1e9 else level + step, 6)) \
+            if step != -1e9 else 0.25
+        values.append(level)
+    array = np.array(values)
+    with new_hub() as hub:
+        write_series(hub, ts, array, "counter")
+        got = ours(hub, every, tz, ["consumption", "count"])
+    expected = reference_counter(ts, array, every, tz)
+    assert (got["consumption"] >= 0).all()
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_freq=False,
+                                  check_index_type=False, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("tz", "first_day", "expected"),
+    [
+        ("Europe/Amsterdam", "2024-10-26", [24.0, 25.0, 24.0]),
+        ("Europe/Amsterdam", "2024-03-30", [24.0, 23.0, 24.0]),
+        ("America/New_York", "2024-11-02", [24.0, 25.0, 24.0]),
+        ("America/New_York", "2024-03-09", [24.0, 23.0, 24.0]),
+    ],
+)
+def test_delta_sums_over_dst_days(memory_hub: Hub, tz: str, first_day: str,
+                                  expected: list[float]) -> None:
+    start = pd.Timestamp(first_day, tz=tz)
+    end = start + pd.DateOffset(days=3)
+    ts = pd.date_range(start.tz_convert("UTC"), end.tz_convert("UTC"), freq="h",
+                       inclusive="left")
+    write_series(memory_hub, ts, np.ones(len(ts)), "delta", unit="kWh")
+    result = memory_hub.aggregate(every="1d", tz=tz)
+    assert result["sum"].tolist() == expected
+    assert [b.isoformat()[:10] for b in result["bucket"]] == [
+        str((start + pd.DateOffset(days=i)).date()) for i in range(3)]
+    hours = (result["bucket_end"] - result["bucket"]).dt.total_seconds() / 3600
+    assert hours.tolist() == expected
+
+
+def test_hourly_buckets_on_the_25_hour_day_stay_distinct(memory_hub: Hub) -> None:
+    ts = pd.date_range("2024-10-26 22:00", "2024-10-27 23:00", freq="15min", tz="UTC",
+                       inclusive="left")
+    write_series(memory_hub, ts, np.arange(len(ts), dtype=float), "instant", unit="°C")
+    result = memory_hub.aggregate(every="hour", tz="Europe/Amsterdam")
+    assert len(result) == 25
+    assert (result["count"] == 4).all()
+    local_hours = [b.strftime("%H%z") for b in result["bucket"]]
+    assert local_hours[2:4] == ["02+0200", "02+0100"]  # 02:00 twice, an hour apart
+
+
+def test_counter_reset_never_counts_negative(memory_hub: Hub) -> None:
+    ts = pd.date_range("2024-01-01 01:00", periods=5, freq="h", tz="UTC")
+    write_series(memory_hub, ts, np.array([10.0, 12.0, 15.0, 1.0, 3.0]), "counter")
+    result = memory_hub.aggregate(every="1d")
+    # 2 + 3, then the register restarted at 0: + 1, then + 2
+    assert result["consumption"].tolist() == [8.0]
+
+
+def test_counter_replacement_with_high_start_is_not_a_spike(memory_hub: Hub) -> None:
+    ts = pd.date_range("2024-01-01 01:00", periods=4, freq="h", tz="UTC")
+    write_series(memory_hub, ts, np.array([1000.0, 1005.0, 600.0, 610.0]), "counter")
+    # 1005 -> 600 is a fall but not a restart near zero: it adds nothing
+    assert memory_hub.aggregate(every="1d")["consumption"].tolist() == [15.0]
+
+
+def test_counter_with_a_gap_and_bucket_edges(memory_hub: Hub) -> None:
+    ts = pd.DatetimeIndex(["2024-01-01 00:00", "2024-01-01 12:00", "2024-01-03 00:00",
+                           "2024-01-03 06:00"], tz="UTC")
+    write_series(memory_hub, ts, np.array([100.0, 110.0, 130.0, 131.0]), "counter")
+    result = memory_hub.aggregate(every="1d")
+    # the rise ending exactly at 3 January 00:00 closes 2 January
+    assert result["consumption"].tolist() == [10.0, 20.0, 1.0]
+    assert [b.day for b in result["bucket"]] == [1, 2, 3]
+    from_noon = memory_hub.aggregate(every="1d", start="2024-01-01 12:00")
+    # the reading at the start is the base of the first rise
+    assert from_noon["consumption"].tolist() == [20.0, 1.0]
+
+
+def test_unit_conversion_of_aggregates(memory_hub: Hub) -> None:
+    ts = pd.date_range("2024-01-01", periods=4, freq="h", tz="UTC")
+    write_series(memory_hub, ts, np.array([0.0, 1.0, 2.0, 4.0]), "counter")
+    result = memory_hub.aggregate(every="1d", unit="MJ")
+    assert result["consumption"].tolist() == pytest.approx([14.4])
+    assert result["unit"].tolist() == ["MJ"]
+
+
+def test_functions_must_fit_the_kind(memory_hub: Hub) -> None:
+    ts = pd.date_range("2024-01-01", periods=4, freq="h", tz="UTC")
+    write_series(memory_hub, ts, np.arange(4.0), "counter")
+    with pytest.raises(meterhub.InputError, match="does not apply to counter"):
+        memory_hub.aggregate(every="1d", fn="mean")
+    with pytest.raises(meterhub.InputError, match="unknown bucket size"):
+        memory_hub.aggregate(every="fortnight")
+    with pytest.raises(meterhub.InputError, match="unknown time zone"):
+        memory_hub.aggregate(every="1d", tz="Mars/Olympus")
+    with pytest.raises(meterhub.UnitError):
+        memory_hub.aggregate(every="1d", unit="degC")

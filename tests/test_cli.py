@@ -1,0 +1,131 @@
+"""The `meterhub` command, run through typer's runner and once as a real process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import meterhub
+from meterhub.cli import app
+
+runner = CliRunner()
+COMMANDS = ["import", "export", "query", "devices", "gaps", "compact", "sample"]
+
+
+def write_csv(path: Path, bad_line: str | None = None) -> Path:
+    lines = ["device,channel,ts,value,unit,kind,seq,quality,error_code"]
+    for i in range(6):
+        lines.append(f"m1,energy,2024-10-27T{i:02d}:00:00Z,{100 + i * 1.5},kWh,counter,{i + 1},"
+                     "ok,")
+    lines.append("ws,temp,2024-10-27T00:00:00+02:00,,°C,instant,,sensor_error,E42")
+    lines.append("ws,temp,2024-10-27T00:10:00+02:00,12.5,°C,instant,,,")
+    if bad_line is not None:
+        lines.insert(4, bad_line)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_import_with_one_bad_row_names_it_and_writes_nothing(tmp_path: Path,
+                                                             store_url: str) -> None:
+    good = write_csv(tmp_path / "good.csv")
+    bad = write_csv(tmp_path / "bad.csv",
+                    bad_line="m1,energy,2024-10-27T09:00:00Z,12,3,kWh,counter,9,ok,")
+    result = runner.invoke(app, ["import", str(good), str(bad), "--store", store_url])
+    assert result.exit_code == 1
+    assert "bad.csv: row 4 (line 5)" in result.output
+    with meterhub.open(store_url) as hub:
+        assert hub.count() == 0  # not even the good file: every file is checked first
+
+    bad2 = write_csv(tmp_path / "bad2.csv",
+                     bad_line="m1,energy,2024-10-27T09:00:00Z,twelve,kWh,counter,9,ok,")
+    result = runner.invoke(app, ["import", str(bad2), "--store", store_url])
+    assert result.exit_code == 1
+    assert "bad2.csv: row 4 (line 5): value 'twelve' is not a number" in result.output
+
+
+def test_import_export_round_trip_is_identical(tmp_path: Path, store_url: str) -> None:
+    source = write_csv(tmp_path / "in.csv")
+    assert runner.invoke(app, ["import", str(source), "--store", store_url]).exit_code == 0
+    with meterhub.open(store_url) as hub:
+        original = hub.readings()
+    assert len(original) == 8
+    assert original.loc[original["quality"] == "sensor_error", "error_code"].tolist() == ["E42"]
+    for fmt in ("csv", "json", "parquet"):
+        exported = tmp_path / f"out.{fmt}"
+        result = runner.invoke(app, ["export", "--store", store_url, "-o", str(exported)])
+        assert result.exit_code == 0, result.output
+        other = f"duckdb:///{tmp_path / f'copy-{fmt}.duckdb'}"
+        result = runner.invoke(app, ["import", str(exported), "--store", other])
+        assert result.exit_code == 0, result.output
+        with meterhub.open(other) as hub:
+            pd.testing.assert_frame_equal(hub.readings(), original)
+            kinds = dict(zip(hub.channels()["channel"], hub.channels()["kind"], strict=True))
+        # the exported file carries no kind; the counter arrives as an instant channel
+        assert kinds == {"energy": "instant", "temp": "instant"}
+
+
+def test_export_json_is_an_array_with_iso_times(tmp_path: Path, store_url: str) -> None:
+    runner.invoke(app, ["import", str(write_csv(tmp_path / "in.csv")), "--store", store_url])
+    result = runner.invoke(app, ["export", "--store", store_url, "--format", "json",
+                                 "--device", "m1", "--unit", "MJ"])
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    assert len(rows) == 6
+    assert rows[0]["ts"].startswith("2024-10-27 00:00:00")
+    assert rows[0]["value"] == pytest.approx(360.0)
+    assert rows[0]["unit"] == "MJ"
+
+
+def test_query_readings_and_aggregates(tmp_path: Path, store_url: str) -> None:
+    runner.invoke(app, ["import", str(write_csv(tmp_path / "in.csv")), "--store", store_url])
+    result = runner.invoke(app, ["query", "--store", store_url, "--device", "m1",
+                                 "--limit", "3"])
+    assert result.exit_code == 0
+    assert "6 readings, first 3 shown" in result.output
+    result = runner.invoke(app, ["query", "--store", store_url, "--device", "m1", "--every",
+                                 "1d", "--tz", "Europe/Amsterdam"])
+    assert result.exit_code == 0, result.output
+    assert "7.5" in result.output  # 5 rises of 1.5 kWh on the local day
+    result = runner.invoke(app, ["query", "--store", store_url, "--every", "fortnight"])
+    assert result.exit_code == 1
+    assert "unknown bucket size 'fortnight'" in result.output
+
+
+def test_devices_lists_channels(tmp_path: Path, store_url: str) -> None:
+    runner.invoke(app, ["import", str(write_csv(tmp_path / "in.csv")), "--store", store_url])
+    result = runner.invoke(app, ["devices", "--store", store_url])
+    assert result.exit_code == 0
+    assert "2 devices, 2 channels" in result.output
+    assert "energy" in result.output
+
+
+def test_unknown_device_is_one_line_error(store_url: str) -> None:
+    result = runner.invoke(app, ["query", "--store", store_url, "--device", "nope"])
+    assert result.exit_code == 1
+    assert "no channel matches device nope" in result.output
+
+
+def test_sample_runs_as_a_real_process(tmp_path: Path) -> None:
+    url = f"duckdb:///{tmp_path / 'sample.duckdb'}"
+    done = subprocess.run([sys.executable, "-m", "meterhub.cli", "sample", "--store", url],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Daily consumption" in done.stdout
+    with meterhub.open(url) as hub:
+        days = hub.aggregate(device="ws-demo-1", channel="precipitation", every="1d",
+                             tz="Europe/Amsterdam")
+        assert ((days["bucket_end"] - days["bucket"]).dt.total_seconds() / 3600).tolist() \
+            == [24, 24, 25, 24]
