@@ -20,6 +20,7 @@ from meterhub.errors import InputError
 UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 MICROS = 1_000_000
+FIXED_UTC = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu", "GMT", "Etc/GMT"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,8 @@ def offset_transitions(tz_name: str, start_us: int, end_us: int) -> list[tuple[i
     zone's offset changes. Found by stepping a day at a time and bisecting each change to
     the second, so a year costs a few hundred zone look-ups.
     """
+    if tz_name in FIXED_UTC:
+        return [(start_us, 0)]
     tz = zone(tz_name)
     day = 86400 * MICROS
     current = _offset_us(tz, start_us)

@@ -16,7 +16,6 @@ Layout follows what PERF.md measured on this machine kind:
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -24,7 +23,6 @@ from typing import Any
 
 import duckdb
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -53,7 +51,9 @@ from meterhub.store.base import (
     SyncCursor,
     WriteResult,
 )
+from meterhub.store.buckets import DAY_US, bucket_numpy, bucket_sql, label_buckets
 from meterhub.timebase import (
+    FIXED_UTC,
     MICROS,
     UTC,
     Every,
@@ -92,6 +92,7 @@ _DDL = [
 ]
 
 _LOCK_PID = re.compile(r"PID (\d+)")
+_GOOD = "quality <> 'sensor_error' AND value IS NOT NULL"
 
 
 def path_from_url(url: str) -> str:
@@ -134,16 +135,6 @@ def _first(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
 
 def _in_list(values: Iterable[Any]) -> str:
     return ", ".join(str(int(v)) for v in values)
-
-
-def _offset_sql(tz: str, start_us: int, end_us: int) -> str:
-    """A SQL expression of ``t`` (epoch µs): the zone's UTC offset in µs at that instant."""
-    transitions = offset_transitions(tz, start_us, end_us)
-    if len(transitions) == 1:
-        return str(transitions[0][1])
-    parts = [f"WHEN t < {at} THEN {offset}" for (_, offset), (at, _) in
-             itertools.pairwise(transitions)]
-    return f"CASE {' '.join(parts)} ELSE {transitions[-1][1]} END"
 
 
 class DuckDBStore:
@@ -496,99 +487,138 @@ class DuckDBStore:
           else 0, so consumption is never negative;
         - delta: sum and count.
 
-        Buckets are aligned in ``tz``; rows carry ``bucket`` (UTC start of the bucket) and
-        ``bucket_end``.
+        Buckets are aligned in ``tz``; rows carry ``bucket`` (UTC start) and ``bucket_end``.
         """
         size = parse_every(every)
         series = self._series(selection)
         wanted = _check_functions(functions, {s[4] for s in series})
         if not series:
-            return _empty_aggregate()
-        lo, hi = self._range_us(selection, series)
+            return _AGG_SCHEMA.empty_table().select(_agg_columns(wanted))
+        lo, hi = self._range_us(selection, series, tz)
         if lo is None or hi is None:
-            return _empty_aggregate()
-        # Offsets one day either side cover the last reading of a counter before `start`
-        # and the bucket edges around the range.
-        offset = _offset_sql(tz, lo - 2 * 86400 * MICROS, hi + 2 * 86400 * MICROS)
-        if size.width_us is not None:
-            w = size.width_us
-            bucket = f"make_timestamp(t - (((t + ({offset})) % {w}) + {w}) % {w})"
-        else:
-            bucket = f"date_trunc('{size.calendar}', make_timestamp(t + ({offset})))"
-        parts = []
+            return _AGG_SCHEMA.empty_table().select(_agg_columns(wanted))
+        # A day either side covers a counter's last reading before `start` and the edges.
+        transitions = offset_transitions(tz, lo - 2 * DAY_US, hi + 2 * DAY_US)
         by_kind: dict[str, list[int]] = {}
         for series_id, *_, kind in series:
             by_kind.setdefault(kind, []).append(series_id)
-        time_where, time_params = self._time_filter(selection)
-        params: list[Any] = []
-        good = "quality <> 'sensor_error' AND value IS NOT NULL"
-        no_instant = ", ".join(f"NULL::DOUBLE AS {name}" for name in INSTANT_FUNCTIONS[:-1])
-        if ChannelKind.INSTANT in by_kind:
-            ids = _in_list(by_kind[ChannelKind.INSTANT])
-            parts.append(f"""
-                SELECT series_id, {bucket} AS bucket, avg(value) AS mean, min(value) AS min,
-                       max(value) AS max, arg_min(value, t) AS first, arg_max(value, t) AS last,
-                       NULL::DOUBLE AS consumption, NULL::DOUBLE AS sum, count(*) AS count
-                FROM (SELECT series_id, epoch_us(ts) AS t, value FROM readings
-                      WHERE series_id IN ({ids}) AND {time_where} AND {good})
-                GROUP BY ALL""")
-            params += time_params
-        if ChannelKind.DELTA in by_kind:
-            ids = _in_list(by_kind[ChannelKind.DELTA])
-            parts.append(f"""
-                SELECT series_id, {bucket} AS bucket, {no_instant},
-                       NULL::DOUBLE AS consumption, sum(value) AS sum, count(*) AS count
-                FROM (SELECT series_id, epoch_us(ts) AS t, value FROM readings
-                      WHERE series_id IN ({ids}) AND {time_where} AND {good})
-                GROUP BY ALL""")
-            params += time_params
-        if ChannelKind.COUNTER in by_kind:
-            ids = _in_list(by_kind[ChannelKind.COUNTER])
-            # Right-closed: the rise ending at t belongs to the bucket of t - 1 µs, so take
-            # readings in (start, end] plus the last one at or before start.
-            inner, inner_params = [f"series_id IN ({ids})", good], []
-            if selection.start is not None:
-                inner.append("ts > ?")
-                inner_params.append(naive_utc(selection.start))
-            if selection.end is not None:
-                inner.append("ts <= ?")
-                inner_params.append(naive_utc(selection.end))
-            before = ""
-            if selection.start is not None:
-                before = f"""UNION ALL
-                    SELECT series_id, max(ts), arg_max(value, ts) FROM readings
-                    WHERE series_id IN ({ids}) AND {good} AND ts <= ? GROUP BY series_id"""
-                inner_params.append(naive_utc(selection.start))
-            parts.append(f"""
-                SELECT series_id, {bucket} AS bucket, {no_instant},
-                       sum(rise) AS consumption, NULL::DOUBLE AS sum, count(*) AS count
-                FROM (SELECT series_id, epoch_us(ts) - 1 AS t,
-                             CASE WHEN value >= prev THEN value - prev
-                                  WHEN value >= 0 AND value <= prev - value THEN value
-                                  ELSE 0 END AS rise
-                      FROM (SELECT series_id, ts, value,
-                                   lag(value) OVER (PARTITION BY series_id ORDER BY ts) AS prev
-                            FROM (SELECT series_id, ts, value FROM readings
-                                  WHERE {' AND '.join(inner)} {before}))
-                      WHERE prev IS NOT NULL)
-                GROUP BY ALL""")
-            params += inner_params
-        sql = f"""
-            SELECT c.device, c.channel, c.kind, a.bucket, a.mean, a.min, a.max, a.first,
-                   a.last, a.consumption, a.sum, a.count, c.unit
-            FROM ({' UNION ALL '.join(parts)}) a JOIN channels c USING (series_id)
-            ORDER BY c.device, c.channel, a.bucket"""
-        raw = self._con.sql(sql, params=params).to_arrow_table()
-        table = _label_buckets(raw, size, tz)
-        keep = ["device", "channel", "kind", "bucket", "bucket_end", *wanted, "unit"]
-        return table.select(keep)
+        parts = []
+        for kind, ids in by_kind.items():
+            if kind == ChannelKind.COUNTER:
+                parts.append(self._counter_buckets(selection, ids, size, transitions))
+            else:
+                parts.append(self._sql_buckets(selection, ids, kind, size, transitions,
+                                               wanted))
+        raw = pa.concat_tables(parts, promote_options="default")
+        names = {s[0]: s[1:] for s in series}
+        ids_column = raw.column("series_id").to_numpy()
+        order_keys = pa.table({
+            "device": [names[i][0] for i in ids_column],
+            "channel": [names[i][1] for i in ids_column],
+            "bucket": raw.column("bucket")})
+        order = pc.sort_indices(order_keys, sort_keys=[("device", "ascending"),
+                                                      ("channel", "ascending"),
+                                                      ("bucket", "ascending")])
+        raw = raw.take(order)
+        keys = order_keys.take(order)
+        ids_sorted = raw.column("series_id").to_numpy()
+        start, end = label_buckets(raw.column("bucket"), size, tz)
+        columns: dict[str, Any] = {
+            "device": keys.column("device"), "channel": keys.column("channel"),
+            "kind": pa.array([names[i][3] for i in ids_sorted], pa.string()),
+            "bucket": start, "bucket_end": end}
+        for name in wanted:
+            columns[name] = (raw.column(name) if name in raw.column_names
+                             else pa.nulls(raw.num_rows, _AGG_SCHEMA.field(name).type))
+        columns["unit"] = pa.array([names[i][2] for i in ids_sorted], pa.string())
+        schema = pa.schema([_AGG_SCHEMA.field(name) for name in _agg_columns(wanted)])
+        return pa.table({name: pa.array(columns[name]).cast(schema.field(name).type)
+                         if not isinstance(columns[name], pa.ChunkedArray)
+                         else columns[name].cast(schema.field(name).type)
+                         for name in schema.names}, schema=schema)
 
-    def _range_us(self, selection: Selection,
-                  series: Sequence[tuple[int, str, str, str, str]]) -> tuple[int | None,
-                                                                              int | None]:
+    def _sql_buckets(self, selection: Selection, ids: Sequence[int], kind: str, size: Every,
+                     transitions: list[tuple[int, int]], wanted: Sequence[str]) -> pa.Table:
+        """Instant and delta aggregates: one GROUP BY in DuckDB."""
+        exprs = {"mean": "avg(value)", "min": "min(value)", "max": "max(value)",
+                 "first": "arg_min(value, ts)", "last": "arg_max(value, ts)",
+                 "sum": "sum(value)", "count": "count(*)"}
+        allowed = INSTANT_FUNCTIONS if kind == ChannelKind.INSTANT else DELTA_FUNCTIONS
+        chosen = [name for name in wanted if name in allowed]
+        select = ", ".join(f"{exprs[name]} AS \"{name}\"" for name in chosen)
+        time_where, params = self._time_filter(selection)
+        bucket = bucket_sql(size, transitions)
+        return self._con.sql(f"""
+            SELECT series_id, {bucket} AS bucket{', ' + select if select else ''}
+            FROM (SELECT series_id, ts, epoch_us(ts) AS t, value FROM readings
+                  WHERE series_id IN ({_in_list(ids)}) AND {time_where} AND {_GOOD})
+            GROUP BY ALL""", params=params).to_arrow_table()
+
+    def _counter_buckets(self, selection: Selection, ids: Sequence[int], size: Every,
+                         transitions: list[tuple[int, int]]) -> pa.Table:
+        """Counter consumption, vectorised in NumPy over rows sorted by (series, time).
+
+        A window function over the whole range was 5x slower in DuckDB than fetching the
+        clustered rows as Arrow and differencing them here.
+        """
+        inner, params = [f"series_id IN ({_in_list(ids)})", _GOOD], []
+        # Right-closed buckets: readings in (start, end] plus the last one at/before start.
+        if selection.start is not None:
+            inner.append("ts > ?")
+            params.append(naive_utc(selection.start))
+        if selection.end is not None:
+            inner.append("ts <= ?")
+            params.append(naive_utc(selection.end))
+        query = f"SELECT series_id, epoch_us(ts) AS t, value FROM readings " \
+                f"WHERE {' AND '.join(inner)}"
+        rows = self._con.sql(query, params=params).to_arrow_table()
+        sid = rows.column("series_id").to_numpy().astype(np.int64)
+        t = rows.column("t").to_numpy().astype(np.int64)
+        if len(sid) > 1 and not np.all((sid[1:] > sid[:-1]) |
+                                       ((sid[1:] == sid[:-1]) & (t[1:] > t[:-1]))):
+            rows = self._con.sql(query + " ORDER BY series_id, ts",
+                                 params=params).to_arrow_table()
+            sid = rows.column("series_id").to_numpy().astype(np.int64)
+            t = rows.column("t").to_numpy().astype(np.int64)
+        value = rows.column("value").to_numpy().astype(np.float64)
+        if selection.start is not None:
+            before = self._con.sql(
+                f"SELECT series_id, epoch_us(max(ts)) AS t, arg_max(value, ts) AS value "
+                f"FROM readings WHERE series_id IN ({_in_list(ids)}) AND {_GOOD} AND ts <= ? "
+                "GROUP BY series_id ORDER BY series_id",
+                params=[naive_utc(selection.start)]).to_arrow_table()
+            at = np.searchsorted(sid, before.column("series_id").to_numpy().astype(np.int64))
+            sid = np.insert(sid, at, before.column("series_id").to_numpy().astype(np.int64))
+            t = np.insert(t, at, before.column("t").to_numpy().astype(np.int64))
+            value = np.insert(value, at, before.column("value").to_numpy())
+        same = sid[1:] == sid[:-1]
+        prev, cur = value[:-1], value[1:]
+        rise = np.where(cur >= prev, cur - prev,
+                        np.where((cur >= 0) & (cur <= prev - cur), cur, 0.0))[same]
+        rise_sid = sid[1:][same]
+        bucket = bucket_numpy(t[1:][same] - 1, size, transitions)
+        if len(rise) == 0:
+            return pa.table({"series_id": pa.array([], pa.int32()),
+                             "bucket": pa.array([], pa.timestamp("us")),
+                             "consumption": pa.array([], pa.float64()),
+                             "count": pa.array([], pa.int64())})
+        starts = np.flatnonzero(np.r_[True, (rise_sid[1:] != rise_sid[:-1]) |
+                                      (bucket[1:] != bucket[:-1])])
+        return pa.table({
+            "series_id": pa.array(rise_sid[starts].astype(np.int32)),
+            "bucket": pa.array(bucket[starts].astype("datetime64[us]")),
+            "consumption": pa.array(np.add.reduceat(rise, starts)),
+            "count": pa.array(np.diff(np.r_[starts, len(rise)]).astype(np.int64)),
+        })
+
+    def _range_us(self, selection: Selection, series: Sequence[tuple[int, str, str, str, str]],
+                  tz: str) -> tuple[int | None, int | None]:
         """The µs range a query spans: the selection's bounds, else the data's."""
         lo = epoch_us(selection.start) if selection.start is not None else None
         hi = epoch_us(selection.end) if selection.end is not None else None
+        if tz in FIXED_UTC and (lo is None or hi is None):
+            # one offset for all time: no need to look at the data for its range
+            return (lo if lo is not None else -(2**53), hi if hi is not None else 2**53)
         if lo is None or hi is None:
             row = _first(self._con.execute(
                 "SELECT epoch_us(min(ts)), epoch_us(max(ts)) FROM readings WHERE series_id IN "
@@ -727,26 +757,5 @@ _AGG_SCHEMA = pa.schema([("device", pa.string()), ("channel", pa.string()),
                          ("count", pa.int64()), ("unit", pa.string())])
 
 
-def _empty_aggregate() -> pa.Table:
-    return _AGG_SCHEMA.empty_table()
-
-
-def _label_buckets(raw: pa.Table, size: Every, tz: str) -> pa.Table:
-    """Bucket start and end as UTC instants (calendar buckets arrive as local dates)."""
-    starts = pd.DatetimeIndex(raw.column("bucket").to_numpy())
-    if size.width_us is not None:
-        utc_start = starts.tz_localize("UTC")
-        utc_end = utc_start + pd.Timedelta(microseconds=size.width_us)
-    else:
-        step = {"day": pd.DateOffset(days=1), "week": pd.DateOffset(weeks=1),
-                "month": pd.DateOffset(months=1), "year": pd.DateOffset(years=1)}
-        earliest = np.ones(len(starts), dtype=bool)  # a local midnight seen twice: the first
-        utc_start = starts.tz_localize(tz, ambiguous=earliest,
-                                       nonexistent="shift_forward").tz_convert("UTC")
-        utc_end = (starts + step[str(size.calendar)]).tz_localize(
-            tz, ambiguous=earliest, nonexistent="shift_forward").tz_convert("UTC")
-    columns = {name: raw.column(name) for name in raw.column_names if name != "bucket"}
-    columns["bucket"] = pa.array(utc_start, TS_TYPE)
-    columns["bucket_end"] = pa.array(utc_end, TS_TYPE)
-    columns["count"] = raw.column("count").cast(pa.int64())
-    return pa.table(columns).select(_AGG_SCHEMA.names).cast(_AGG_SCHEMA)
+def _agg_columns(wanted: Sequence[str]) -> list[str]:
+    return ["device", "channel", "kind", "bucket", "bucket_end", *wanted, "unit"]

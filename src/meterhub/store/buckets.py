@@ -1,0 +1,86 @@
+"""Bucket arithmetic shared by the SQL and the NumPy aggregation paths.
+
+A bucket is identified by a naive timestamp: the UTC start for fixed widths (15min, hour),
+the local wall-clock start for calendar buckets (day, week, month, year), which
+`label_buckets` turns into UTC instants. Offsets come from the zone's transitions within
+the queried range (`meterhub.timebase.offset_transitions`), never from per-row zone lookups.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+
+from meterhub.model import TS_TYPE
+from meterhub.timebase import MICROS, Every
+
+DAY_US = 86400 * MICROS
+Transitions = list[tuple[int, int]]
+
+
+def offset_sql(transitions: Transitions, column: str = "t") -> str:
+    """SQL for the UTC offset (µs) at epoch-µs ``column``, from a zone's transitions."""
+    if len(transitions) == 1:
+        return str(transitions[0][1])
+    parts = [f"WHEN {column} < {at} THEN {offset}" for (_, offset), (at, _) in
+             itertools.pairwise(transitions)]
+    return f"CASE {' '.join(parts)} ELSE {transitions[-1][1]} END"
+
+
+def bucket_sql(size: Every, transitions: Transitions) -> str:
+    """SQL for the bucket of a row with columns ``ts`` (TIMESTAMP) and ``t`` (epoch µs)."""
+    constant = transitions[0][1] if len(transitions) == 1 else None
+    if size.width_us is not None:
+        w = size.width_us
+        if constant is not None and constant % w == 0:
+            # The zone keeps one offset that is whole in buckets: plain UTC buckets.
+            return f"time_bucket(to_microseconds({w}), ts)"
+        offset = offset_sql(transitions)
+        return f"make_timestamp(t - (((t + ({offset})) % {w}) + {w}) % {w})"
+    if constant is not None:
+        return f"date_trunc('{size.calendar}', ts + to_microseconds({constant}))"
+    return f"date_trunc('{size.calendar}', make_timestamp(t + ({offset_sql(transitions)})))"
+
+
+def bucket_numpy(t: npt.NDArray[np.int64], size: Every,
+                 transitions: Transitions) -> npt.NDArray[np.int64]:
+    """The same buckets as `bucket_sql`, as epoch µs, for sorted or unsorted ``t``."""
+    starts = np.array([at for at, _ in transitions], dtype=np.int64)
+    offsets = np.array([off for _, off in transitions], dtype=np.int64)
+    index = np.clip(np.searchsorted(starts, t, side="right") - 1, 0, len(starts) - 1)
+    local = t + offsets[index]
+    if size.width_us is not None:
+        w = size.width_us
+        return np.asarray(t - np.mod(local, w), dtype=np.int64)
+    if size.calendar == "day":
+        return np.asarray(local - np.mod(local, DAY_US), dtype=np.int64)
+    if size.calendar == "week":
+        days = np.floor_divide(local, DAY_US)
+        # 1970-01-01 was a Thursday: step back to the Monday of each week
+        return np.asarray((days - np.mod(days + 3, 7)) * DAY_US, dtype=np.int64)
+    unit = "M" if size.calendar == "month" else "Y"
+    truncated = local.astype("datetime64[us]").astype(f"datetime64[{unit}]")
+    return truncated.astype("datetime64[us]").astype(np.int64)
+
+
+def label_buckets(bucket: pa.Array | pa.ChunkedArray, size: Every,
+                  tz: str) -> tuple[pa.Array, pa.Array]:
+    """UTC start and end instants of each bucket id."""
+    starts = pd.DatetimeIndex(np.asarray(bucket.cast(pa.timestamp("us")).to_numpy(
+        zero_copy_only=False), dtype="datetime64[us]"))
+    if size.width_us is not None:
+        utc_start = starts.tz_localize("UTC")
+        utc_end = utc_start + pd.Timedelta(microseconds=size.width_us)
+    else:
+        step = {"day": pd.DateOffset(days=1), "week": pd.DateOffset(weeks=1),
+                "month": pd.DateOffset(months=1), "year": pd.DateOffset(years=1)}
+        earliest = np.ones(len(starts), dtype=bool)  # a local midnight seen twice: the first
+        utc_start = starts.tz_localize(tz, ambiguous=earliest,
+                                       nonexistent="shift_forward").tz_convert("UTC")
+        utc_end = (starts + step[str(size.calendar)]).tz_localize(
+            tz, ambiguous=earliest, nonexistent="shift_forward").tz_convert("UTC")
+    return pa.array(utc_start, TS_TYPE), pa.array(utc_end, TS_TYPE)
