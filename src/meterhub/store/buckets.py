@@ -67,6 +67,26 @@ def bucket_numpy(t: npt.NDArray[np.int64], size: Every,
     return truncated.astype("datetime64[us]").astype(np.int64)
 
 
+GRID_US = 15 * 60 * MICROS  # every zone's offsets and bucket starts are whole quarter hours
+
+
+def bucket_edges(lo: int, hi: int, size: Every,
+                 transitions: Transitions) -> tuple[npt.NDArray[np.int64],
+                                                    npt.NDArray[np.int64]]:
+    """UTC edges of the buckets covering (lo, hi], and each bucket's id.
+
+    ``edges[k]`` is where bucket ``ids[k]`` starts; the last edge closes the range.
+    """
+    first = lo - np.mod(lo, GRID_US)
+    grid = np.arange(first, hi + GRID_US + 1, GRID_US, dtype=np.int64)
+    ids = bucket_numpy(grid, size, transitions)
+    change = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    edges = grid[change]
+    # a closing edge after the last bucket so that every row falls between two edges
+    step = size.width_us or 366 * DAY_US
+    return np.r_[edges, edges[-1] + step], np.r_[ids[change], ids[change][-1]]
+
+
 def label_buckets(bucket: pa.Array | pa.ChunkedArray, size: Every,
                   tz: str) -> tuple[pa.Array, pa.Array]:
     """UTC start and end instants of each bucket id."""

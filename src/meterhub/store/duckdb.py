@@ -16,6 +16,7 @@ Layout follows what PERF.md measured on this machine kind:
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -51,7 +53,7 @@ from meterhub.store.base import (
     SyncCursor,
     WriteResult,
 )
-from meterhub.store.buckets import DAY_US, bucket_numpy, bucket_sql, label_buckets
+from meterhub.store.buckets import DAY_US, bucket_edges, bucket_sql, label_buckets
 from meterhub.timebase import (
     FIXED_UTC,
     MICROS,
@@ -510,27 +512,26 @@ class DuckDBStore:
                 parts.append(self._sql_buckets(selection, ids, kind, size, transitions,
                                                wanted))
         raw = pa.concat_tables(parts, promote_options="default")
-        names = {s[0]: s[1:] for s in series}
-        ids_column = raw.column("series_id").to_numpy()
-        order_keys = pa.table({
-            "device": [names[i][0] for i in ids_column],
-            "channel": [names[i][1] for i in ids_column],
-            "bucket": raw.column("bucket")})
-        order = pc.sort_indices(order_keys, sort_keys=[("device", "ascending"),
-                                                      ("channel", "ascending"),
-                                                      ("bucket", "ascending")])
-        raw = raw.take(order)
-        keys = order_keys.take(order)
-        ids_sorted = raw.column("series_id").to_numpy()
+        # series are listed in (device, channel) order: sort results by that rank, then time
+        ranked = sorted((s[0], rank) for rank, s in enumerate(series))
+        lookup_ids = np.array([i for i, _ in ranked], dtype=np.int64)
+        lookup_rank = np.array([r for _, r in ranked], dtype=np.int64)
+        rank = lookup_rank[np.searchsorted(lookup_ids, _column(raw, "series_id", np.int64))]
+        order = np.lexsort((_column(raw, "bucket", "datetime64[us]").astype(np.int64), rank))
+        raw = raw.take(pa.array(order))
+        rank = pa.array(rank[order])
         start, end = label_buckets(raw.column("bucket"), size, tz)
-        columns: dict[str, Any] = {
-            "device": keys.column("device"), "channel": keys.column("channel"),
-            "kind": pa.array([names[i][3] for i in ids_sorted], pa.string()),
-            "bucket": start, "bucket_end": end}
+
+        def by_rank(position: int) -> pa.Array:
+            names = pa.array([s[position] for s in series], pa.string())
+            return pa.DictionaryArray.from_arrays(rank, names).cast(pa.string())
+
+        columns: dict[str, Any] = {"device": by_rank(1), "channel": by_rank(2),
+                                   "kind": by_rank(4), "bucket": start, "bucket_end": end,
+                                   "unit": by_rank(3)}
         for name in wanted:
             columns[name] = (raw.column(name) if name in raw.column_names
                              else pa.nulls(raw.num_rows, _AGG_SCHEMA.field(name).type))
-        columns["unit"] = pa.array([names[i][2] for i in ids_sorted], pa.string())
         schema = pa.schema([_AGG_SCHEMA.field(name) for name in _agg_columns(wanted)])
         return pa.table({name: pa.array(columns[name]).cast(schema.field(name).type)
                          if not isinstance(columns[name], pa.ChunkedArray)
@@ -572,44 +573,24 @@ class DuckDBStore:
         query = f"SELECT series_id, epoch_us(ts) AS t, value FROM readings " \
                 f"WHERE {' AND '.join(inner)}"
         rows = self._con.sql(query, params=params).to_arrow_table()
-        sid = rows.column("series_id").to_numpy().astype(np.int64)
-        t = rows.column("t").to_numpy().astype(np.int64)
-        if len(sid) > 1 and not np.all((sid[1:] > sid[:-1]) |
-                                       ((sid[1:] == sid[:-1]) & (t[1:] > t[:-1]))):
+        sid, t = _column(rows, "series_id", np.int32), _column(rows, "t", np.int64)
+        if not _sorted_by_series_and_time(sid, t):
             rows = self._con.sql(query + " ORDER BY series_id, ts",
                                  params=params).to_arrow_table()
-            sid = rows.column("series_id").to_numpy().astype(np.int64)
-            t = rows.column("t").to_numpy().astype(np.int64)
-        value = rows.column("value").to_numpy().astype(np.float64)
+            sid, t = _column(rows, "series_id", np.int32), _column(rows, "t", np.int64)
+        value = _column(rows, "value", np.float64)
         if selection.start is not None:
             before = self._con.sql(
                 f"SELECT series_id, epoch_us(max(ts)) AS t, arg_max(value, ts) AS value "
                 f"FROM readings WHERE series_id IN ({_in_list(ids)}) AND {_GOOD} AND ts <= ? "
                 "GROUP BY series_id ORDER BY series_id",
                 params=[naive_utc(selection.start)]).to_arrow_table()
-            at = np.searchsorted(sid, before.column("series_id").to_numpy().astype(np.int64))
-            sid = np.insert(sid, at, before.column("series_id").to_numpy().astype(np.int64))
+            at = np.searchsorted(sid, _column(before, "series_id", np.int32))
+            sid = np.insert(sid, at, _column(before, "series_id", np.int32))
             t = np.insert(t, at, before.column("t").to_numpy().astype(np.int64))
             value = np.insert(value, at, before.column("value").to_numpy())
-        same = sid[1:] == sid[:-1]
-        prev, cur = value[:-1], value[1:]
-        rise = np.where(cur >= prev, cur - prev,
-                        np.where((cur >= 0) & (cur <= prev - cur), cur, 0.0))[same]
-        rise_sid = sid[1:][same]
-        bucket = bucket_numpy(t[1:][same] - 1, size, transitions)
-        if len(rise) == 0:
-            return pa.table({"series_id": pa.array([], pa.int32()),
-                             "bucket": pa.array([], pa.timestamp("us")),
-                             "consumption": pa.array([], pa.float64()),
-                             "count": pa.array([], pa.int64())})
-        starts = np.flatnonzero(np.r_[True, (rise_sid[1:] != rise_sid[:-1]) |
-                                      (bucket[1:] != bucket[:-1])])
-        return pa.table({
-            "series_id": pa.array(rise_sid[starts].astype(np.int32)),
-            "bucket": pa.array(bucket[starts].astype("datetime64[us]")),
-            "consumption": pa.array(np.add.reduceat(rise, starts)),
-            "count": pa.array(np.diff(np.r_[starts, len(rise)]).astype(np.int64)),
-        })
+        return _counter_sums(sid, t, value, size, transitions)
+
 
     def _range_us(self, selection: Selection, series: Sequence[tuple[int, str, str, str, str]],
                   tz: str) -> tuple[int | None, int | None]:
@@ -755,6 +736,67 @@ _AGG_SCHEMA = pa.schema([("device", pa.string()), ("channel", pa.string()),
                          ("first", pa.float64()), ("last", pa.float64()),
                          ("consumption", pa.float64()), ("sum", pa.float64()),
                          ("count", pa.int64()), ("unit", pa.string())])
+
+
+def _column(table: pa.Table, name: str, dtype: Any) -> Any:
+    """A column as a NumPy array of ``dtype``, without a copy when the types agree."""
+    return np.asarray(table.column(name).to_numpy(), dtype=dtype)
+
+
+def _sorted_by_series_and_time(sid: npt.NDArray[np.int32], t: npt.NDArray[np.int64]) -> bool:
+    if len(sid) < 2:
+        return True
+    new_series = sid[1:] != sid[:-1]
+    return bool(np.all(sid[1:] >= sid[:-1]) and np.all((t[1:] > t[:-1]) | new_series))
+
+
+def _counter_sums(sid: npt.NDArray[np.int32], t: npt.NDArray[np.int64],
+                  value: npt.NDArray[np.float64], size: Every,
+                  transitions: list[tuple[int, int]]) -> pa.Table:
+    """Consumption per (series, bucket) from rows sorted by (series, t).
+
+    Rises are differenced once and summed by cumulative sums between bucket edges, so the
+    per-row work is a handful of vectorised passes; bucket edges come from a coarse grid.
+    """
+    empty = pa.table({"series_id": pa.array([], pa.int32()),
+                      "bucket": pa.array([], pa.timestamp("us")),
+                      "consumption": pa.array([], pa.float64()),
+                      "count": pa.array([], pa.int64())})
+    if len(t) < 2:
+        return empty
+    seg = np.r_[0, np.flatnonzero(sid[1:] != sid[:-1]) + 1]
+    rise = np.empty(len(t))
+    rise[0] = 0.0
+    np.subtract(value[1:], value[:-1], out=rise[1:])
+    falls = np.flatnonzero(rise < 0)
+    if falls.size:  # few: resets count the new value only if it restarted near zero
+        cur = value[falls]
+        rise[falls] = np.where((cur >= 0) & (cur <= -rise[falls]), cur, 0.0)
+    rise[seg] = 0.0  # a series' first row is its base, not a rise
+    edges, ids = bucket_edges(int(t.min()) - 1, int(t.max()), size, transitions)
+    out_sid, out_bucket, out_start, out_count = [], [], [], []
+    bounds = np.r_[seg, len(t)]
+    for first, stop in itertools.pairwise(bounds):
+        # right-closed: bucket k holds rises ending in (edge_k, edge_k+1]
+        pos = first + np.searchsorted(t[first:stop], edges, side="right")
+        # rows in the bucket, less the series' base row if it lies there
+        number = pos[1:] - pos[:-1] - ((pos[:-1] <= first) & (first < pos[1:]))
+        keep = number > 0
+        out_sid.append(np.full(int(keep.sum()), sid[first]))
+        out_bucket.append(ids[:-1][keep])
+        out_start.append(pos[:-1][keep])
+        out_count.append(number[keep])
+    starts = np.concatenate(out_start)
+    if not starts.size:
+        return empty
+    # Non-empty buckets are disjoint and ordered; rows between them are base rows (rise 0),
+    # so one reduceat sums every bucket.
+    return pa.table({
+        "series_id": pa.array(np.concatenate(out_sid).astype(np.int32)),
+        "bucket": pa.array(np.concatenate(out_bucket).astype("datetime64[us]")),
+        "consumption": pa.array(np.add.reduceat(rise, starts)),
+        "count": pa.array(np.concatenate(out_count).astype(np.int64)),
+    })
 
 
 def _agg_columns(wanted: Sequence[str]) -> list[str]:
