@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -15,10 +14,6 @@ from meterhub.model import READING_SCHEMA, Channel, Device, Site, catalog_rows
 from meterhub.store import Selection, Store, SyncCursor, WriteResult, open_store
 from meterhub.timebase import zone
 from meterhub.units import check_convertible, convert, normalize_unit
-
-if TYPE_CHECKING:
-    import pandas as pd
-    import polars as pl
 
 Names = str | Sequence[str] | None
 Frame = Literal["pandas", "polars", "arrow"]
@@ -41,12 +36,6 @@ def _frame(table: pa.Table, as_: Frame) -> Any:
     if as_ == "pandas":
         return table.to_pandas()
     raise InputError(f"unknown frame type {as_!r}: use pandas, polars or arrow")
-
-
-def _convert_column(column: pa.ChunkedArray | pa.Array, src: str, dst: str) -> pa.Array:
-    values = column.to_numpy(zero_copy_only=False).astype(np.float64)
-    result = convert(values, src, dst)
-    return pa.array(result, mask=pc.is_null(column).to_numpy(zero_copy_only=False))
 
 
 def convert_readings(batch: pa.RecordBatch, unit: str) -> pa.RecordBatch:
@@ -186,19 +175,12 @@ class Hub:
             if name not in table.column_names:
                 continue
             column = table.column(name)
-            parts = [_convert_column(column.filter(pc.equal(table.column("unit"), src)), src,
-                                     target) for src in units]
-            if len(units) == 1:
-                new = parts[0]
-            else:
-                order = pc.sort_indices(pa.table({"u": table.column("unit")}))
-                del order
-                values = column.to_numpy(zero_copy_only=False).astype(np.float64)
-                unit_column = table.column("unit").to_numpy(zero_copy_only=False)
-                for src in units:
-                    mask = unit_column == src
-                    values[mask] = convert(values[mask], src, target)
-                new = pa.array(values, mask=pc.is_null(column).to_numpy(zero_copy_only=False))
+            values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+            unit_column = table.column("unit").to_numpy(zero_copy_only=False)
+            for src in units:
+                mask = unit_column == src
+                values[mask] = convert(values[mask], src, target)
+            new = pa.array(values, mask=pc.is_null(column).to_numpy(zero_copy_only=False))
             table = table.set_column(table.schema.get_field_index(name), name, new)
         return table.set_column(table.schema.get_field_index("unit"), "unit",
                                 pa.array([target] * table.num_rows, pa.string()))
@@ -243,6 +225,3 @@ def open(url: str | None = None) -> Hub:
     """Open the store at ``url`` (default ``duckdb:///meterhub.duckdb``) as a `Hub`."""
     return Hub(open_store(url))
 
-
-if TYPE_CHECKING:  # pragma: no cover - names for the type checker only
-    _ = (pd, pl, builtins)

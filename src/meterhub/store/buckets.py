@@ -38,6 +38,8 @@ def bucket_sql(size: Every, transitions: Transitions) -> str:
         w = size.width_us
         if constant is not None and constant % w == 0:
             # The zone keeps one offset that is whole in buckets: plain UTC buckets.
+            if w == 3600 * MICROS:
+                return "date_trunc('hour', ts)"
             return f"time_bucket(to_microseconds({w}), ts)"
         offset = offset_sql(transitions)
         return f"make_timestamp(t - (((t + ({offset})) % {w}) + {w}) % {w})"

@@ -94,6 +94,7 @@ _DDL = [
 ]
 
 _LOCK_PID = re.compile(r"PID (\d+)")
+_USES_T = re.compile(r"\bt\b")  # a bucket expression that needs epoch µs as column t
 _GOOD = "quality <> 'sensor_error' AND value IS NOT NULL"
 
 
@@ -408,10 +409,10 @@ class DuckDBStore:
     def _series(self, selection: Selection) -> list[tuple[int, str, str, str, str]]:
         """(series_id, device, channel, unit, kind) of the selection, or NotFoundError."""
         where, params = self._series_filter(selection)
+        devices = "JOIN devices d USING (device) " if selection.sources is not None else ""
         rows = self._con.execute(
             "SELECT c.series_id, c.device, c.channel, c.unit, c.kind FROM channels c "
-            f"JOIN devices d USING (device) WHERE {where} ORDER BY c.device, c.channel",
-            params).fetchall()
+            f"{devices}WHERE {where} ORDER BY c.device, c.channel", params).fetchall()
         if not rows and (selection.devices or selection.channels or selection.sources):
             wanted = ", ".join(f"{name} {', '.join(values)}" for name, values in (
                 ("device", selection.devices), ("channel", selection.channels),
@@ -549,9 +550,11 @@ class DuckDBStore:
         select = ", ".join(f"{exprs[name]} AS \"{name}\"" for name in chosen)
         time_where, params = self._time_filter(selection)
         bucket = bucket_sql(size, transitions)
+        epoch = "epoch_us(ts) AS t, " if _USES_T.search(bucket) else ""
         return self._con.sql(f"""
             SELECT series_id, {bucket} AS bucket{', ' + select if select else ''}
-            FROM (SELECT series_id, ts, epoch_us(ts) AS t, value FROM readings
+            FROM (SELECT series_id, ts, {epoch}value
+                  FROM readings
                   WHERE series_id IN ({_in_list(ids)}) AND {time_where} AND {_GOOD})
             GROUP BY ALL""", params=params).to_arrow_table()
 
