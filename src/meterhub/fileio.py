@@ -132,8 +132,9 @@ def export_readings(batches: Iterable[pa.RecordBatch], out: IO[bytes], fmt: Form
                     *, on_batch: Callable[[int], None] | None = None) -> int:
     """Write readings batch by batch to a binary stream; returns the number of rows."""
     total = 0
-    if fmt == "parquet":
-        writer = pq.ParquetWriter(out, READING_SCHEMA)
+    if fmt in ("parquet", "csv"):
+        writer = (pq.ParquetWriter(out, READING_SCHEMA) if fmt == "parquet"
+                  else pacsv.CSVWriter(out, READING_SCHEMA))
         try:
             for batch in batches:
                 writer.write_batch(batch)
@@ -142,17 +143,6 @@ def export_readings(batches: Iterable[pa.RecordBatch], out: IO[bytes], fmt: Form
                     on_batch(batch.num_rows)
         finally:
             writer.close()
-        return total
-    if fmt == "csv":
-        csv_writer = pacsv.CSVWriter(out, READING_SCHEMA)
-        try:
-            for batch in batches:
-                csv_writer.write_batch(batch)
-                total += batch.num_rows
-                if on_batch:
-                    on_batch(batch.num_rows)
-        finally:
-            csv_writer.close()
         return total
     out.write(b"[")
     for batch in batches:
