@@ -15,7 +15,7 @@ import meterhub
 from meterhub.cli import app
 
 runner = CliRunner()
-COMMANDS = ["import", "export", "query", "devices", "gaps", "compact", "sample"]
+COMMANDS = ["import", "export", "query", "devices", "gaps", "compact", "sample", "emulate"]
 
 
 def write_csv(path: Path, bad_line: str | None = None) -> Path:
@@ -129,3 +129,30 @@ def test_sample_runs_as_a_real_process(tmp_path: Path) -> None:
                              tz="Europe/Amsterdam")
         assert ((days["bucket_end"] - days["bucket"]).dt.total_seconds() / 3600).tolist() \
             == [24, 24, 25, 24]
+
+
+def test_emulate_zentra_answers_the_seed_example_over_http() -> None:
+    import httpx
+
+    process = subprocess.Popen([sys.executable, "-m", "meterhub.cli", "emulate", "zentra",
+                                "--port", "0", "--days", "3"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert "zentra emulator listening on http://127.0.0.1:" in first, first
+        base = first.split()[-1]
+        token = process.stdout.readline().split()[1]
+        devices = process.stdout.readline().split(":", 1)[1].strip().split(", ")
+        # the seed's get_readings_response(): Token header, df output, newest first
+        response = httpx.get(f"{base}/api/v4/get_readings/",
+                             headers={"Authorization": f"Token {token}"},
+                             params={"output_format": "df", "per_page": 1, "page_num": 1,
+                                     "sort_by": "desc", "device_sn": devices[0]},
+                             timeout=30)
+        assert response.status_code == 200
+        frame = pd.DataFrame(**json.loads(response.json()["data"]))
+        assert len(frame) >= 8
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)

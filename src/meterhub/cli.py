@@ -267,6 +267,45 @@ def sample(
               "--tz Europe/Amsterdam --unit degF --channel air_temperature")
 
 
+@app.command()
+def emulate(
+    vendor: Annotated[str, typer.Argument(help="Which vendor API: zentra.")],
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8401,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic devices.")] = 0,
+    devices: Annotated[int, typer.Option(help="How many devices.")] = 3,
+    days: Annotated[float, typer.Option(help="Days of history each device holds.")] = 7.0,
+) -> None:
+    """Serve a vendor API emulator with synthetic devices, for development and tests."""
+    import socket
+
+    import uvicorn
+
+    from meterhub.emulators import EMULATORS
+
+    with _user_errors():
+        if vendor not in EMULATORS:
+            raise MeterhubError(f"unknown emulator {vendor!r}: use "
+                                f"{', '.join(sorted(EMULATORS))}")
+        app_, lines = EMULATORS[vendor](seed=seed, devices=devices, days=days)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        err.print(f"[bold red]error:[/] cannot listen on {host}:{port}: {exc.strerror}",
+                  soft_wrap=True)
+        raise typer.Exit(1) from None
+    actual = sock.getsockname()[1]
+    out.print(f"{vendor} emulator listening on http://{host}:{actual}", soft_wrap=True)
+    for line in lines:
+        out.print(line, soft_wrap=True, highlight=False)
+    out.file.flush()
+    server = uvicorn.Server(uvicorn.Config(app_, log_level="warning", lifespan="off"))
+    server.run(sockets=[sock])
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="meterhub")

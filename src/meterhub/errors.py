@@ -7,8 +7,14 @@ a secret. Callers branch on the class, people read the message::
     ├── InputError          bad rows, files or arguments (nothing was written)
     ├── UnitError           unknown unit, or a conversion between incompatible units
     ├── NotFoundError       a device or channel the store does not know
-    └── StoreError          the store cannot be opened or used
-        └── StoreInUseError another process owns the store file
+    ├── StoreError          the store cannot be opened or used
+    │   └── StoreInUseError another process owns the store file
+    └── SourceError         a vendor API call failed
+        ├── AuthError               credentials refused (never retried)
+        ├── RateLimitedError        limits hit and retries exhausted
+        ├── UnavailableError        5xx, time-outs, connection errors after retries
+        ├── MalformedResponseError  a body without the documented shape
+        └── VendorError             a vendor error code that retrying will not fix
 """
 
 from __future__ import annotations
@@ -44,3 +50,36 @@ class StoreError(MeterhubError):
 
 class StoreInUseError(StoreError):
     """Another process holds the store file (DuckDB allows one owner per file)."""
+
+
+class SourceError(MeterhubError):
+    """A vendor API call failed; subclasses say whether trying again can help."""
+
+
+class AuthError(SourceError):
+    """The vendor refused the credentials: never retried, the user must fix them."""
+
+
+class RateLimitedError(SourceError):
+    """The vendor's limit was hit and retries ran out; ``retry_after`` seconds is its hint."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UnavailableError(SourceError):
+    """Server errors, time-outs or connection failures that outlasted the retries."""
+
+
+class MalformedResponseError(SourceError):
+    """A response that does not have the documented shape (cut short, wrong type)."""
+
+
+class VendorError(SourceError):
+    """The vendor answered with an error of its own that retrying will not fix."""
+
+    def __init__(self, message: str, *, status: int, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code

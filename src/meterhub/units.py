@@ -81,6 +81,7 @@ _ALIASES: dict[str, str] = {
     "m³/h": "m**3/h",
     "W/m2": "W/m**2",
     "W/m²": "W/m**2",
+    "inHg": "inch_Hg",
     "%RH": "percent",
     "% RH": "percent",
     "%": "percent",

@@ -1,0 +1,24 @@
+"""Vendor API emulators: one ASGI app per vendor over a shared kit (clock, data, faults)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from meterhub.clock import RealClock
+
+
+def _zentra(*, seed: int, devices: int, days: float) -> tuple[Any, list[str]]:
+    from meterhub.emulators.zentra import ZentraWorld, create_app
+
+    world = ZentraWorld.create(RealClock(), devices=devices, days=days, seed=seed)
+    return create_app(world), [
+        f"token: {world.token}  (send 'Authorization: Token {world.token}')",
+        f"devices: {', '.join(sorted(world.devices))}",
+        "try: GET /api/v4/get_readings/?device_sn="
+        f"{min(world.devices)}&per_page=1&sort_by=desc&output_format=json",
+    ]
+
+
+#: vendor name -> factory returning (ASGI app, lines telling how to use it)
+EMULATORS: dict[str, Callable[..., tuple[Any, list[str]]]] = {"zentra": _zentra}

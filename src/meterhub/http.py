@@ -1,0 +1,211 @@
+"""The HTTP layer every connector shares: limits, retries and error classification.
+
+- `Limit` states one documented limit as data (scope, calls, period, or a readings budget);
+  connectors list theirs in `ConnectorInfo.limits`.
+- `RateLimiter` keeps a rolling window per (scope, key) on the injected clock and makes a
+  caller wait until every scope it names has room, so a sync never trips a limit it knows.
+- `VendorClient.call` sends one request through the limiter and retries 429s (honouring
+  the vendor's lock-out hint or Retry-After), 5xx, time-outs, connection errors and bodies
+  that fail to parse, with jittered exponential backoff, a bounded number of times.
+  Failures become one of the typed `SourceError`s; messages carry the path, never the
+  query string, headers or body, so no secret reaches a log line.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import httpx
+
+from meterhub.clock import Clock
+from meterhub.errors import (
+    AuthError,
+    MalformedResponseError,
+    RateLimitedError,
+    UnavailableError,
+    VendorError,
+)
+
+T = TypeVar("T")
+Scope = Literal["account", "device", "endpoint", "readings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most ``calls`` units per rolling ``period`` seconds within one ``scope``.
+
+    For ``scope="readings"`` the units are readings, not calls.
+    """
+
+    scope: Scope
+    calls: int
+    period: float
+    note: str = ""
+
+
+@dataclass(slots=True)
+class RateLimiter:
+    """Rolling-window limits over one clock, shared by every task of a sync."""
+
+    clock: Clock
+    _windows: dict[tuple[Limit, str], collections.deque[tuple[float, int]]] = field(
+        default_factory=dict)
+    waited: float = 0.0  #: seconds spent waiting for room, for progress and benchmarks
+
+    async def acquire(self, keys: Sequence[tuple[Limit, str]], cost: int = 1) -> None:
+        """Wait until each (limit, key) has room for ``cost`` units, then take them."""
+        while True:
+            now = self.clock.now()
+            wait = 0.0
+            for limit, key in keys:
+                window = self._window(limit, key, now)
+                used = sum(units for _, units in window)
+                if used + cost > limit.calls and window:
+                    # room appears once enough of the oldest entries leave the window
+                    free, release = used + cost - limit.calls, 0.0
+                    for stamp, units in window:
+                        free -= units
+                        release = stamp + limit.period
+                        if free <= 0:
+                            break
+                    wait = max(wait, release - now)
+            if wait <= 0:
+                for limit, key in keys:
+                    self._windows[(limit, key)].append((now, cost))
+                return
+            self.waited += wait
+            await self.clock.sleep(wait)
+
+    def _window(self, limit: Limit, key: str, now: float) -> collections.deque[tuple[float,
+                                                                                      int]]:
+        window = self._windows.setdefault((limit, key), collections.deque())
+        while window and window[0][0] + limit.period <= now:
+            window.popleft()
+        return window
+
+    def penalise(self, keys: Sequence[tuple[Limit, str]], until: float) -> None:
+        """After a 429, treat the named windows as full until ``until``."""
+        for limit, key in keys:
+            window = self._window(limit, key, self.clock.now())
+            window.append((until - limit.period, limit.calls))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded retries with full-jitter exponential backoff."""
+
+    attempts: int = 6  #: tries per call for 5xx, time-outs and malformed bodies
+    rate_limited: int = 12  #: extra tries per call for 429s, each after the vendor's wait
+    base: float = 1.0
+    cap: float = 120.0
+    slack: float = 1.0  #: added to a vendor's own wait hint
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0, min(self.cap, self.base * 2 ** attempt))
+
+
+RetryAfter = Callable[[httpx.Response], float | None]
+
+
+def retry_after_header(response: httpx.Response) -> float | None:
+    """Seconds from a numeric ``Retry-After`` header, if any."""
+    value = response.headers.get("Retry-After", "")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def make_client(base_url: str, *, transport: httpx.AsyncBaseTransport | None = None,
+                timeout: float = 30.0, headers: Mapping[str, str] | None = None
+                ) -> httpx.AsyncClient:
+    """The one httpx client factory: base URL, time-outs, our user agent."""
+    from meterhub import __version__
+
+    return httpx.AsyncClient(
+        base_url=base_url, transport=transport,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        headers={"User-Agent": f"meterhub/{__version__}", **(headers or {})},
+        follow_redirects=False)
+
+
+@dataclass
+class VendorClient:
+    """A vendor's httpx client with its limiter, retry policy and error vocabulary."""
+
+    vendor: str
+    client: httpx.AsyncClient
+    limiter: RateLimiter
+    clock: Clock
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry_after: RetryAfter = retry_after_header
+    vendor_error: Callable[[httpx.Response], VendorError | None] = lambda response: None
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+    calls: int = 0  #: requests sent, retries included
+    retries: int = 0
+
+    async def call(self, method: str, path: str, parse: Callable[[httpx.Response], T], *,
+                   limits: Sequence[tuple[Limit, str]] = (), cost: int = 1,
+                   **kwargs: Any) -> T:
+        """Send one request within ``limits`` and return ``parse(response)``."""
+        last: Exception | None = None
+        attempt = throttled = 0
+        while attempt < self.retry.attempts and throttled <= self.retry.rate_limited:
+            await self.limiter.acquire(limits, cost)
+            self.calls += 1
+            try:
+                response = await self.client.request(method, path, **kwargs)
+            except httpx.TimeoutException:
+                last = UnavailableError(f"{self.vendor}: {path} timed out")
+            except httpx.TransportError as exc:
+                last = UnavailableError(f"{self.vendor}: cannot reach {path}: "
+                                        f"{type(exc).__name__}")
+            else:
+                try:
+                    wait = self._classify(response, path)
+                except _ServerError as exc:
+                    last, wait = exc, -1.0
+                if wait is None:
+                    try:
+                        return parse(response)
+                    except MalformedResponseError as exc:
+                        last = exc  # a body cut short in transit: ask again
+                elif wait >= 0:
+                    last = RateLimitedError(f"{self.vendor}: rate limited on {path}",
+                                            retry_after=wait)
+                    self.limiter.penalise(limits, self.clock.now() + wait)
+                    self.retries += 1
+                    throttled += 1
+                    await self.clock.sleep(wait + self.retry.slack)
+                    continue
+            attempt += 1
+            if attempt < self.retry.attempts:
+                self.retries += 1
+                await self.clock.sleep(self.retry.backoff(attempt - 1, self.rng))
+        assert last is not None
+        raise last
+
+    def _classify(self, response: httpx.Response, path: str) -> float | None:
+        """None for a usable response, seconds to wait for a 429; raises otherwise."""
+        status = response.status_code
+        if status in (401, 403):
+            raise AuthError(f"{self.vendor} refused the credentials ({status} on {path}): "
+                            "check the token or password in the source's configuration")
+        if status == 429:
+            hint = self.retry_after(response)
+            return 60.0 if hint is None else hint
+        if status >= 500:
+            raise _ServerError(f"{self.vendor}: server error {status} on {path}")
+        if status >= 400:
+            error = self.vendor_error(response)
+            raise error or VendorError(f"{self.vendor}: {status} on {path}", status=status)
+        return None
+
+
+class _ServerError(UnavailableError):
+    """A 5xx answer: retried with backoff inside `VendorClient.call`."""
+

@@ -1,0 +1,106 @@
+"""The connector contract and the registry of connectors by type name.
+
+A connector knows one vendor's protocol and nothing of storage or scheduling. It declares
+what it can do in a `ConnectorInfo` (the sync engine reads that and never branches on a
+vendor's name), lists devices and channels with `discover`, and yields `Page`s of
+canonical readings (`meterhub.model.READING_SCHEMA`) with the cursor that covers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from meterhub.http import Limit
+from meterhub.model import Channel, Device
+from meterhub.units import Quantity
+
+
+class SourceConfig(BaseModel):
+    """What every source's configuration has; vendors add their credentials."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="Name of this source in meterhub.toml")
+    type: str = Field(description="Connector type, e.g. zentra or tandd")
+    base_url: HttpUrl
+    devices: list[str] | None = Field(default=None, description="Default: all discovered")
+    start: str | None = Field(default=None, description="Where a first backfill begins")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorInfo:
+    """A connector's abilities and limits, as data."""
+
+    name: str
+    config: type[SourceConfig]
+    quantities: tuple[Quantity, ...]
+    cursor: Literal["seq", "time"]  #: what the cursor counts: vendor record ids or time
+    limits: tuple[Limit, ...]
+    page_size: int  #: most records one call returns
+    interval_s: int | None = None  #: typical logging interval, for planning
+    notes: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Readings of one call and the cursor to resume after them."""
+
+    readings: pa.Table
+    cursor: str
+    records: int = 0  #: vendor records (timestamps) in the page, for progress
+
+
+@dataclass(slots=True)
+class Discovery:
+    devices: list[Device] = field(default_factory=list)
+    channels: list[Channel] = field(default_factory=list)
+
+
+class Connector(Protocol):
+    """What the sync engine calls."""
+
+    info: ClassVar[ConnectorInfo]
+
+    async def discover(self) -> Discovery: ...
+
+    def fetch(self, device: str, cursor: str | None, until: float | None = None
+              ) -> AsyncIterator[Page]: ...
+
+    async def aclose(self) -> None: ...
+
+
+_REGISTRY: dict[str, type[Any]] = {}
+C = TypeVar("C")
+
+
+def register(type_name: str) -> Callable[[type[C]], type[C]]:
+    """Class decorator: make a connector available under ``type = "<type_name>"``."""
+
+    def add(cls: type[C]) -> type[C]:
+        _REGISTRY[type_name] = cls
+        return cls
+
+    return add
+
+
+def connector_types() -> Sequence[str]:
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def connector_class(type_name: str) -> type[Any]:
+    """The connector class for a type name, or a KeyError naming the known ones."""
+    _load_all()
+    if type_name not in _REGISTRY:
+        raise KeyError(f"unknown source type {type_name!r}: use one of "
+                       f"{', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[type_name]
+
+
+def _load_all() -> None:
+    from meterhub.sources import zentra  # noqa: F401 - registers itself
