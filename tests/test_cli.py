@@ -156,3 +156,30 @@ def test_emulate_zentra_answers_the_seed_example_over_http() -> None:
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+def test_emulate_tandd_answers_the_seed_ex1_request_over_http() -> None:
+    import httpx
+
+    process = subprocess.Popen([sys.executable, "-m", "meterhub.cli", "emulate", "tandd",
+                                "--port", "0", "--days", "3"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert process.stdout is not None
+        base = process.stdout.readline().split()[-1]
+        words = process.stdout.readline().split()
+        key, login, password = words[1], words[3], words[5]
+        serial = process.stdout.readline().split(":", 1)[1].strip().split(", ")[0]
+        # the seed's EX1: POST with the override header, credentials in the body
+        response = httpx.post(f"{base}/v1/devices/data",
+                              headers={"X-HTTP-Method-Override": "GET",
+                                       "Content-Type": "application/json"},
+                              json={"api-key": key, "login-id": login,
+                                    "login-pass": password, "remote-serial": serial},
+                              timeout=30)
+        assert response.status_code == 200
+        assert response.headers["X-RateLimit-Limit"] == "20"
+        assert len(response.json()["data"]) == 3 * 144 + 1
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)

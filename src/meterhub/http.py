@@ -87,6 +87,17 @@ class RateLimiter:
             window.popleft()
         return window
 
+    def settle(self, limit: Limit, key: str, reserved: int, used: int) -> None:
+        """Replace a reservation of ``reserved`` units by what a call really ``used``."""
+        window = self._windows.get((limit, key))
+        if not window:
+            return
+        for i in range(len(window) - 1, -1, -1):
+            stamp, units = window[i]
+            if units == reserved:
+                window[i] = (stamp, used)
+                return
+
     def penalise(self, keys: Sequence[tuple[Limit, str]], until: float) -> None:
         """After a 429, treat the named windows as full until ``until``."""
         for limit, key in keys:

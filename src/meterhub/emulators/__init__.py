@@ -20,5 +20,18 @@ def _zentra(*, seed: int, devices: int, days: float) -> tuple[Any, list[str]]:
     ]
 
 
+def _tandd(*, seed: int, devices: int, days: float) -> tuple[Any, list[str]]:
+    from meterhub.emulators.tandd import API_KEY, LOGIN_ID, LOGIN_PASS, TanddWorld, create_app
+
+    world = TanddWorld.create(RealClock(), devices=devices, days=days, seed=seed)
+    return create_app(world), [
+        f"api-key: {API_KEY}  login-id: {LOGIN_ID}  login-pass: {LOGIN_PASS}",
+        f"devices: {', '.join(sorted(world.loggers))}",
+        "try: POST /v1/devices/data with header 'X-HTTP-Method-Override: GET' and a JSON "
+        "body holding api-key, login-id, login-pass and remote-serial",
+    ]
+
+
 #: vendor name -> factory returning (ASGI app, lines telling how to use it)
-EMULATORS: dict[str, Callable[..., tuple[Any, list[str]]]] = {"zentra": _zentra}
+EMULATORS: dict[str, Callable[..., tuple[Any, list[str]]]] = {"zentra": _zentra,
+                                                               "tandd": _tandd}

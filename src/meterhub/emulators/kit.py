@@ -96,6 +96,10 @@ class WindowLimit:
             return 0.0
         return window[0] + self.period - now
 
+    def remaining(self, key: str) -> int:
+        self.retry_in(key)  # drops entries that left the window
+        return max(0, self.calls - len(self._accepted.get(key, ())))
+
     def accept(self, key: str) -> None:
         self._accepted.setdefault(key, collections.deque()).append(self.clock.now())
 

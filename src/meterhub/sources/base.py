@@ -48,10 +48,14 @@ class ConnectorInfo:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """Readings of one call and the cursor to resume after them."""
+    """Readings of one call and the cursor to resume after them.
+
+    ``cursor`` is None while a window is only partly read (a connector paging backward):
+    the rows may be stored, but the cursor must not move until the window is complete.
+    """
 
     readings: pa.Table
-    cursor: str
+    cursor: str | None
     records: int = 0  #: vendor records (timestamps) in the page, for progress
 
 
@@ -103,4 +107,4 @@ def connector_class(type_name: str) -> type[Any]:
 
 
 def _load_all() -> None:
-    from meterhub.sources import zentra  # noqa: F401 - registers itself
+    from meterhub.sources import tandd, zentra  # noqa: F401 - they register themselves
