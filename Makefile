@@ -25,6 +25,7 @@ test: install
 
 bench: install
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/backfill.py
 
 clean:
 	rm -rf $(VENV) meterhub-sample.duckdb

@@ -33,6 +33,9 @@ import pyarrow.parquet as pq
 
 import meterhub
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sections import replace_section
+
 ROOT = Path(__file__).resolve().parents[1]
 YEAR_START = np.datetime64("2023-01-01T00:00:00", "us")
 
@@ -251,7 +254,7 @@ def machine() -> str:
 
 def report(results: list[dict[str, Any]], command: str, seconds: float) -> str:
     lines = [
-        "# Benchmarks",
+        "## Store: writes and aggregation",
         "",
         f"Machine: {machine()}.",
         f"Command: `{command}` ({seconds:.0f} s in all, "
@@ -322,7 +325,7 @@ def main() -> None:
     command = "make bench" if len(sys.argv) == 1 else "python bench/run.py " + " ".join(
         sys.argv[1:])
     text = report(results, command, time.perf_counter() - started)
-    args.output.write_text(text, encoding="utf-8")
+    replace_section(args.output, "store", text)
     print(text)
 
 

@@ -13,7 +13,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import itertools
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,38 +50,100 @@ class Limit:
     note: str = ""
 
 
-@dataclass(slots=True)
+@dataclass(eq=False)
+class _Waiter:
+    keys: tuple[tuple[Limit, str], ...]
+    cost: int
+    ticket: int
+    future: asyncio.Future[None]
+
+
+@dataclass
 class RateLimiter:
-    """Rolling-window limits over one clock, shared by every task of a sync."""
+    """Rolling-window limits over one clock, shared by every task of a sync.
+
+    Callers that cannot go at once queue up; one dispatcher grants room as it frees,
+    least-served caller first (then first come), so concurrent devices advance in turn
+    and a backfill ends at the floor the limits allow instead of with a long tail.
+    """
 
     clock: Clock
     _windows: dict[tuple[Limit, str], collections.deque[tuple[float, int]]] = field(
         default_factory=dict)
-    waited: float = 0.0  #: seconds spent waiting for room, for progress and benchmarks
+    waited: float = 0.0  #: seconds callers spent waiting for room, summed
+    _waiting: list[_Waiter] = field(default_factory=list)
+    _served: collections.Counter[tuple[tuple[Limit, str], ...]] = field(
+        default_factory=collections.Counter)
+    _tickets: itertools.count[int] = field(default_factory=itertools.count)
+    _wake: asyncio.Event | None = None
+    _dispatcher: asyncio.Task[None] | None = None
 
     async def acquire(self, keys: Sequence[tuple[Limit, str]], cost: int = 1) -> None:
         """Wait until each (limit, key) has room for ``cost`` units, then take them."""
+        wanted = tuple(keys)
+        now = self.clock.now()
+        if not self._waiting and self._delay(wanted, cost, now) <= 0:
+            self._take(wanted, cost, now)
+            return
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(wanted, cost, next(self._tickets), loop.create_future())
+        self._waiting.append(waiter)
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = loop.create_task(self._dispatch())
+        elif self._wake is not None:
+            self._wake.set()
+        try:
+            await waiter.future
+        finally:
+            if not waiter.future.done():
+                waiter.future.cancel()
+        self.waited += self.clock.now() - now
+
+    async def _dispatch(self) -> None:
         while True:
             now = self.clock.now()
-            wait = 0.0
-            for limit, key in keys:
-                window = self._window(limit, key, now)
-                used = sum(units for _, units in window)
-                if used + cost > limit.calls and window:
-                    # room appears once enough of the oldest entries leave the window
-                    free, release = used + cost - limit.calls, 0.0
-                    for stamp, units in window:
-                        free -= units
-                        release = stamp + limit.period
-                        if free <= 0:
-                            break
-                    wait = max(wait, release - now)
-            if wait <= 0:
-                for limit, key in keys:
-                    self._windows[(limit, key)].append((now, cost))
+            self._waiting = [w for w in self._waiting if not w.future.done()]
+            soonest = math.inf
+            for waiter in sorted(self._waiting,
+                                 key=lambda w: (self._served[w.keys], w.ticket)):
+                delay = self._delay(waiter.keys, waiter.cost, now)
+                if delay <= 0:
+                    self._take(waiter.keys, waiter.cost, now)
+                    waiter.future.set_result(None)
+                else:
+                    soonest = min(soonest, delay)
+            self._waiting = [w for w in self._waiting if not w.future.done()]
+            if not self._waiting:
+                self._wake = None
                 return
-            self.waited += wait
-            await self.clock.sleep(wait)
+            self._wake = asyncio.Event()
+            sleeper = asyncio.ensure_future(self.clock.sleep(soonest))
+            woken = asyncio.ensure_future(self._wake.wait())
+            await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
+            sleeper.cancel()
+            woken.cancel()
+
+    def _delay(self, keys: Sequence[tuple[Limit, str]], cost: int, now: float) -> float:
+        """Seconds until every (limit, key) has room for ``cost`` units (<= 0: now)."""
+        wait = 0.0
+        for limit, key in keys:
+            window = self._window(limit, key, now)
+            used = sum(units for _, units in window)
+            if used + cost > limit.calls and window:
+                # room appears once enough of the oldest entries leave the window
+                free, release = used + cost - limit.calls, 0.0
+                for stamp, units in window:
+                    free -= units
+                    release = stamp + limit.period
+                    if free <= 0:
+                        break
+                wait = max(wait, release - now)
+        return wait
+
+    def _take(self, keys: tuple[tuple[Limit, str], ...], cost: int, now: float) -> None:
+        for limit, key in keys:
+            self._windows.setdefault((limit, key), collections.deque()).append((now, cost))
+        self._served[keys] += 1
 
     def _window(self, limit: Limit, key: str, now: float) -> collections.deque[tuple[float,
                                                                                       int]]:
