@@ -123,6 +123,10 @@ class RateLimiter:
             sleeper.cancel()
             woken.cancel()
 
+    def delay(self, keys: Sequence[tuple[Limit, str]], cost: int = 1) -> float:
+        """Seconds until ``cost`` units fit every (limit, key), by this limiter's count."""
+        return self._delay(keys, cost, self.clock.now())
+
     def _delay(self, keys: Sequence[tuple[Limit, str]], cost: int, now: float) -> float:
         """Seconds until every (limit, key) has room for ``cost`` units (<= 0: now)."""
         wait = 0.0

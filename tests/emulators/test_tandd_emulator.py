@@ -113,3 +113,17 @@ def test_temperature_unit_and_current(world: TanddWorld) -> None:
     current = post(world, "/v1/devices/current",
                    {k: v for k, v in EX1.items() if k != "remote-serial"}).json()
     assert [d["serial"] for d in current["devices"]] == ["52120001", "52120002", "52120003"]
+
+
+def test_plain_http_is_refused_when_https_is_required(world: TanddWorld) -> None:
+    world.require_https = True
+
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_app(world))
+        async with httpx.AsyncClient(transport=transport,
+                                     base_url="http://api.webstorage-service.com") as c:
+            return await c.post("/v1/devices/data", json=EX1, headers=HEADERS)
+
+    response = asyncio.run(send())
+    assert response.status_code == 403
+    assert response.json()["error"]["message"] == "Please communicate via HTTPS."

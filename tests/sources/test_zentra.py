@@ -168,3 +168,23 @@ def test_registry_knows_zentra() -> None:
     assert connector_class("zentra") is ZentraConnector
     with pytest.raises(KeyError, match="unknown source type 'nope'"):
         connector_class("nope")
+
+
+def test_a_duplicated_page_is_asked_again_not_taken_for_progress() -> None:
+    clock = VirtualClock()
+    world = ZentraWorld.create(clock, devices=1, days=21)  # 6,048 records: 4 pages
+
+    con = connector(world, clock)
+
+    async def main() -> list[int]:
+        seqs: list[int] = []
+        async for page in con.fetch("z6-10001", None):
+            seqs += page.readings.column("seq").to_pylist()
+            world.faults.duplicated = 1
+        await con.aclose()
+        return seqs
+
+    seqs = sorted(set(run(main)))
+    _, mrid = world.records("z6-10001")
+    assert seqs == mrid[: len(seqs)].tolist()
+    assert len(seqs) >= 21 * 288

@@ -111,6 +111,7 @@ class Faults:
     rate_limited: int = 0  #: answer 429 regardless of the real limits
     server_errors: int = 0  #: answer 503
     truncated: int = 0  #: answer 200 with the body cut in half
+    duplicated: int = 0  #: answer 200 with the previous answer's body again
     slow_seconds: float = 0.0  #: delay every answer by this much (on the emulator's clock)
 
     def take(self, name: str) -> bool:

@@ -75,10 +75,12 @@ class TanddWorld:
     seed: int = 0
     loggers: dict[str, Logger] = field(default_factory=dict)
     observed: bool = True  #: values as strings and time_diff keys, as captured in the wild
+    require_https: bool = False  #: answer 403 to plain HTTP, as the real service does
     faults: Faults = field(default_factory=Faults)
     calls: int = 0
     rejected: int = 0
     readings_served: int = 0
+    last_body: dict[str, bytes] = field(default_factory=dict)  #: for duplicated pages
 
     def __post_init__(self) -> None:
         self.limits = {name: WindowLimit(calls, period, self.clock)
@@ -170,6 +172,8 @@ def create_app(world: TanddWorld) -> Starlette:
                 await world.clock.sleep(world.faults.slow_seconds)
             if world.faults.take("server_errors"):
                 return finish(_error(503, {}))
+            if world.require_https and request.url.scheme != "https":
+                return finish(_error(403, {}))
             if request.headers.get("x-http-method-override", "").upper() != "GET":
                 return finish(_error(400, {}))
             try:
@@ -226,6 +230,9 @@ def create_app(world: TanddWorld) -> Starlette:
                 return finish(Response(_csv(dev, t, values, units),
                                        media_type="text/csv; charset=utf-8"))
             raw = orjson.dumps(_json(world, dev, t, ids, values, units))
+            if world.faults.take("duplicated") and serial in world.last_body:
+                raw = world.last_body[serial]
+            world.last_body[serial] = raw
             if world.faults.take("truncated"):
                 raw = raw[: len(raw) // 2]
             return finish(Response(raw, media_type="application/json; charset=utf-8"))

@@ -156,11 +156,17 @@ _EMPTY = pa.table({"source": pa.array([], pa.string())})
 
 
 def reset_seconds(response: httpx.Response) -> float | None:
-    """T&D's wait hint on a 429: the window length in ``X-RateLimit-Reset``."""
+    """T&D's wait hint on a 429.
+
+    With calls left in the window the readings budget ran out, which frees over an hour:
+    wait a tenth of it. Otherwise wait the call window, ``X-RateLimit-Reset`` seconds.
+    """
     try:
-        return float(response.headers.get("X-RateLimit-Reset", "60"))
+        reset = float(response.headers.get("X-RateLimit-Reset", "60"))
+        calls_left = int(response.headers.get("X-RateLimit-Remaining", "0"))
     except ValueError:
         return 60.0
+    return READINGS.period / 10 if calls_left > 0 else reset
 
 
 def vendor_error(response: httpx.Response) -> VendorError:
@@ -247,15 +253,42 @@ class TanddConnector:
         if lo is not None:
             body["unixtime-from"] = lo
         try:
+            def parse(response: httpx.Response) -> ParsedData:
+                self._watch_headers(response)
+                self._watch_data_count(response, serial)
+                return parse_data(self._json(response), source=self.config.name)
+
             parsed = await self.http.call(
-                "POST", "/v1/devices/data",
-                lambda r: parse_data(self._json(r), source=self.config.name),
+                "POST", "/v1/devices/data", parse,
                 limits=[(DATA_CALLS, self.account)], content=self._body(**body))
         except BaseException:
             self.http.limiter.settle(READINGS, serial, NUMBER, 0)
             raise
         self.http.limiter.settle(READINGS, serial, NUMBER, parsed.records)
         return parsed
+
+    def _watch_headers(self, response: httpx.Response) -> None:
+        """Another client of the account may spend its budget: obey the server's count."""
+        try:
+            remaining = int(response.headers.get("X-RateLimit-Remaining", "1"))
+            reset = float(response.headers.get("X-RateLimit-Reset", "60"))
+        except ValueError:
+            return
+        mine = [(DATA_CALLS, self.account)]
+        if remaining <= 0 and self.http.limiter.delay(mine) <= 0:
+            # our own count sees room, the server none: wait out a whole window
+            self.http.limiter.penalise(mine, self.clock.now() + reset)
+
+    def _watch_data_count(self, response: httpx.Response, serial: str) -> None:
+        """The device's readings budget as the server counts it (others may share it)."""
+        try:
+            left = int(response.headers["X-RateLimit-Remaining-DataCount"])
+        except (KeyError, ValueError):
+            return
+        budget = [(READINGS, serial)]
+        if left < NUMBER and self.http.limiter.delay(budget, NUMBER) <= 0:
+            # the server has less than a full call left: let a tenth of the hour pass
+            self.http.limiter.penalise(budget, self.clock.now() + READINGS.period / 10)
 
     async def fetch(self, device: str, cursor: str | None, until: float | None = None
                     ) -> AsyncIterator[Page]:
@@ -273,8 +306,18 @@ class TanddConnector:
             lo = int(start.timestamp()) if start else None
         hi = int(until if until is not None else self.clock.now())
         newest: tuple[int, int] | None = None
+        stale = 0
         while True:
             parsed = await self._data(device, lo, hi)
+            if parsed.newest is not None and (parsed.newest[0] > hi or (
+                    lo is not None and parsed.oldest is not None and parsed.oldest < lo)):
+                # readings outside the window asked for: a stale answer served again
+                stale += 1
+                if stale >= 3:
+                    raise MalformedResponseError(f"T&D: {device} keeps answering with "
+                                                 "readings outside the requested window")
+                continue
+            stale = 0
             if newest is None:
                 newest = parsed.newest
             complete = parsed.records < NUMBER

@@ -229,6 +229,7 @@ class ZentraConnector:
                 yield Page(page.readings, str(last), page.records)
             if page.max_mrid is None or last >= page.max_mrid:
                 return
+        stale = 0
         while True:
             page = await self._get(device, {"start_mrid": last + 1})
             if page.max_mrid is not None and page.max_mrid < last:
@@ -236,6 +237,13 @@ class ZentraConnector:
                 continue
             if not page.records or page.end_mrid is None:
                 return
+            if page.end_mrid <= last:  # a page we already have, served again
+                stale += 1
+                if stale >= 3:
+                    raise MalformedResponseError(f"ZENTRA: {device} keeps answering with "
+                                                 "records before the requested mrid")
+                continue
+            stale = 0
             last = page.end_mrid
             yield Page(page.readings, str(last), page.records)
             if page.max_mrid is None or last >= page.max_mrid:
