@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from typing import Any
 
+import httpx
 import pytest
 
 from meterhub.clock import VirtualClock
-from meterhub.http import Limit, RateLimiter
+from meterhub.errors import UnavailableError
+from meterhub.http import Limit, RateLimiter, RetryPolicy
 
 PER_MINUTE = Limit("device", 1, 60.0)
 PER_ACCOUNT = Limit("account", 3, 60.0)
@@ -70,3 +73,62 @@ def test_virtual_sleep_orders_wakeups_and_costs_no_real_time() -> None:
 
     asyncio.run(main())
     assert order == [("soon", 105.0), ("mid", 3700.0), ("late", 100.0 + 86400 * 365)]
+
+
+class FlakyTransport(httpx.AsyncBaseTransport):
+    """Fails the first requests the way a network does, then passes them on."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, failures: list[Exception]) -> None:
+        self.inner, self.failures = inner, list(failures)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.failures:
+            raise self.failures.pop(0)
+        return await self.inner.handle_async_request(request)
+
+
+def zentra_client(failures: list[Exception], clock: VirtualClock) -> tuple[Any, Any]:
+    from meterhub.emulators.zentra import ZentraWorld, create_app
+    from meterhub.sources.zentra import ZentraConfig, ZentraConnector
+
+    world = ZentraWorld.create(clock, devices=1, days=2)
+    world.faults.slow_seconds = 5.0
+    inner = httpx.ASGITransport(app=create_app(world))
+    config = ZentraConfig(name="z", base_url="https://zentracloud.com",
+                          token="emulator-token", devices=["z6-10001"])
+    return world, ZentraConnector(config, clock=clock,
+                                  transport=FlakyTransport(inner, failures))
+
+
+def test_timeouts_and_connection_errors_are_retried_with_backoff() -> None:
+    clock = VirtualClock(0.0)
+    failures: list[Exception] = [httpx.ReadTimeout("slow"), httpx.ConnectError("refused"),
+                                 httpx.ReadTimeout("slow")]
+    world, con = zentra_client(failures, clock)
+
+    async def main() -> int:
+        records = sum([p.records async for p in con.fetch("z6-10001", None)])
+        await con.aclose()
+        return records
+
+    assert asyncio.run(main()) == len(world.records("z6-10001")[0])
+    assert con.http.retries == 3
+    assert clock.now() > 0  # backoff and the slow answers took (virtual) time
+
+
+def test_retries_are_bounded_and_end_in_one_typed_error() -> None:
+    clock = VirtualClock(0.0)
+    world, con = zentra_client([httpx.ConnectError("refused")] * 10, clock)
+
+    async def main() -> None:
+        try:
+            async for _ in con.fetch("z6-10001", None):
+                pass
+        finally:
+            await con.aclose()
+
+    with pytest.raises(UnavailableError, match="cannot reach") as info:
+        asyncio.run(main())
+    assert "emulator-token" not in str(info.value)
+    assert con.http.calls == RetryPolicy().attempts
+    assert world.calls == 0
