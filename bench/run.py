@@ -118,6 +118,14 @@ def bench_write(workdir: Path, rows: int, repeat: int) -> list[dict[str, Any]]:
     ]
 
 
+def to_parquet(hub: meterhub.Hub, path: Path) -> Path:
+    """The store's whole history as one Parquet file, what a pandas user would read."""
+    with pq.ParquetWriter(path, meterhub.READING_SCHEMA) as writer:
+        for batch in hub.scan():
+            writer.write_batch(batch)
+    return path
+
+
 def bench_hourly(workdir: Path, repeat: int) -> dict[str, Any]:
     """99 channels of 15-minute data plus one 1-minute channel, one year (PERF.md 2c)."""
     quarter = readings_table(99, 1, 35_040, 900_000_000, unit="°C", kind="instant")
@@ -129,10 +137,7 @@ def bench_hourly(workdir: Path, repeat: int) -> dict[str, Any]:
     hub.write(quarter)
     hub.write(minute)
     hub.compact()
-    parquet = workdir / "hourly.parquet"
-    with pq.ParquetWriter(parquet, meterhub.READING_SCHEMA) as writer:
-        for batch in hub.scan():
-            writer.write_batch(batch)
+    parquet = to_parquet(hub, workdir / "hourly.parquet")
     con = hub.store._con  # type: ignore[attr-defined]  # the same file, hand-written SQL
     series_id = con.execute("SELECT series_id FROM channels WHERE device = 'minute'"
                             ).fetchall()[0][0]
@@ -179,10 +184,7 @@ def bench_daily(workdir: Path, repeat: int) -> dict[str, Any]:
     hub = meterhub.open(f"duckdb:///{path}")
     hub.write(table)
     hub.compact()
-    parquet = workdir / "daily.parquet"
-    with pq.ParquetWriter(parquet, meterhub.READING_SCHEMA) as writer:
-        for batch in hub.scan():
-            writer.write_batch(batch)
+    parquet = to_parquet(hub, workdir / "daily.parquet")
     con = hub.store._con  # type: ignore[attr-defined]
     tz = "Europe/Amsterdam"
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -131,45 +134,42 @@ def test_sample_runs_as_a_real_process(tmp_path: Path) -> None:
             == [24, 24, 25, 24]
 
 
-def test_emulate_zentra_answers_the_seed_example_over_http() -> None:
-    import httpx
-
-    process = subprocess.Popen([sys.executable, "-m", "meterhub.cli", "emulate", "zentra",
+@contextlib.contextmanager
+def emulator(vendor: str) -> Iterator[tuple[str, list[str]]]:
+    """A real `meterhub emulate` process: its base URL and the lines it printed after."""
+    process = subprocess.Popen([sys.executable, "-m", "meterhub.cli", "emulate", vendor,
                                 "--port", "0", "--days", "3"], stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
-        assert "zentra emulator listening on http://127.0.0.1:" in first, first
-        base = first.split()[-1]
-        token = process.stdout.readline().split()[1]
-        devices = process.stdout.readline().split(":", 1)[1].strip().split(", ")
+        assert f"{vendor} emulator listening on http://127.0.0.1:" in first, first
+        yield first.split()[-1], [process.stdout.readline() for _ in range(2)]
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+
+
+def test_emulate_zentra_answers_the_seed_example_over_http() -> None:
+    with emulator("zentra") as (base, lines):
+        token = lines[0].split()[1]
+        devices = lines[1].split(":", 1)[1].strip().split(", ")
         # the seed's get_readings_response(): Token header, df output, newest first
         response = httpx.get(f"{base}/api/v4/get_readings/",
                              headers={"Authorization": f"Token {token}"},
                              params={"output_format": "df", "per_page": 1, "page_num": 1,
                                      "sort_by": "desc", "device_sn": devices[0]},
                              timeout=30)
-        assert response.status_code == 200
-        frame = pd.DataFrame(**json.loads(response.json()["data"]))
-        assert len(frame) >= 8
-    finally:
-        process.terminate()
-        process.communicate(timeout=30)
+    assert response.status_code == 200
+    frame = pd.DataFrame(**json.loads(response.json()["data"]))
+    assert len(frame) >= 8
 
 
 def test_emulate_tandd_answers_the_seed_ex1_request_over_http() -> None:
-    import httpx
-
-    process = subprocess.Popen([sys.executable, "-m", "meterhub.cli", "emulate", "tandd",
-                                "--port", "0", "--days", "3"], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert process.stdout is not None
-        base = process.stdout.readline().split()[-1]
-        words = process.stdout.readline().split()
+    with emulator("tandd") as (base, lines):
+        words = lines[0].split()
         key, login, password = words[1], words[3], words[5]
-        serial = process.stdout.readline().split(":", 1)[1].strip().split(", ")[0]
+        serial = lines[1].split(":", 1)[1].strip().split(", ")[0]
         # the seed's EX1: POST with the override header, credentials in the body
         response = httpx.post(f"{base}/v1/devices/data",
                               headers={"X-HTTP-Method-Override": "GET",
@@ -177,9 +177,6 @@ def test_emulate_tandd_answers_the_seed_ex1_request_over_http() -> None:
                               json={"api-key": key, "login-id": login,
                                     "login-pass": password, "remote-serial": serial},
                               timeout=30)
-        assert response.status_code == 200
-        assert response.headers["X-RateLimit-Limit"] == "20"
-        assert len(response.json()["data"]) == 3 * 144 + 1
-    finally:
-        process.terminate()
-        process.communicate(timeout=30)
+    assert response.status_code == 200
+    assert response.headers["X-RateLimit-Limit"] == "20"
+    assert len(response.json()["data"]) == 3 * 144 + 1
