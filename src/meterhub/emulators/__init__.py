@@ -32,6 +32,18 @@ def _tandd(*, seed: int, devices: int, days: float) -> tuple[Any, list[str]]:
     ]
 
 
+def _climkit(*, seed: int, devices: int, days: float) -> tuple[Any, list[str]]:
+    from meterhub.emulators.climkit import PASSWORD, USERNAME, ClimkitWorld, create_app
+
+    world = ClimkitWorld.create(RealClock(), sites=1, meters=devices, days=days, seed=seed)
+    meters = [m.id for site in world.sites.values() for m in site.meters]
+    return create_app(world), [
+        f"username: {USERNAME}  password: {PASSWORD}  (POST /api/v1/auth for a token)",
+        f"sites: {', '.join(world.sites)}  meters: {', '.join(meters)}",
+        "try: GET /api/v1/all_installations with 'Authorization: Bearer <token>'",
+    ]
+
+
 #: vendor name -> factory returning (ASGI app, lines telling how to use it)
-EMULATORS: dict[str, Callable[..., tuple[Any, list[str]]]] = {"zentra": _zentra,
-                                                               "tandd": _tandd}
+EMULATORS: dict[str, Callable[..., tuple[Any, list[str]]]] = {
+    "zentra": _zentra, "tandd": _tandd, "climkit": _climkit}

@@ -18,7 +18,7 @@ from meterhub.clock import Clock
 Floats = npt.NDArray[np.float64]
 
 
-def _noise(t: npt.NDArray[np.int64], seed: int, salt: int) -> Floats:
+def noise(t: npt.NDArray[np.int64], seed: int, salt: int) -> Floats:
     """Deterministic pseudo-noise in [0, 1) per timestamp (a hash, not a random state)."""
     x = (t.astype(np.uint64) * np.uint64(2654435761) + np.uint64(seed * 97 + salt * 7919)
          ) % np.uint64(2**32)
@@ -40,24 +40,24 @@ def weather(t: npt.NDArray[np.int64], seed: int, device: int,
     salt = seed * 1000 + device
     diurnal = np.sin((local_hour - 9.0) / 24.0 * 2 * math.pi)
     season = np.sin(day / 365.25 * 2 * math.pi + device)
-    temp = 22 + 3 * season + 6 * diurnal + 2 * (_noise(t // 3600, salt, 1) - 0.5)
-    rh = np.clip(65 - 20 * diurnal + 10 * (_noise(t // 1800, salt, 2) - 0.5), 5, 100)
+    temp = 22 + 3 * season + 6 * diurnal + 2 * (noise(t // 3600, salt, 1) - 0.5)
+    rh = np.clip(65 - 20 * diurnal + 10 * (noise(t // 1800, salt, 2) - 0.5), 5, 100)
     saturation = 0.6108 * np.exp(17.27 * temp / (temp + 237.3))
     sun = np.clip(np.sin((local_hour - 6.0) / 12.0 * math.pi), 0, None)
-    rain = np.where(_noise(t, salt, 3) < 0.03, np.round(_noise(t, salt, 4) * 2.5, 3), 0.0)
-    wind = np.round(1.5 + 2.5 * _noise(t // 600, salt, 5) + 1.0 * sun, 2)
+    rain = np.where(noise(t, salt, 3) < 0.03, np.round(noise(t, salt, 4) * 2.5, 3), 0.0)
+    wind = np.round(1.5 + 2.5 * noise(t // 600, salt, 5) + 1.0 * sun, 2)
     return {
         "air_temperature": np.round(temp, 2),
         "relative_humidity": np.round(rh, 1),
         "vapor_pressure": np.round(saturation * rh / 100, 3),
-        "atmospheric_pressure": np.round(88.5 + 0.4 * season + 0.2 * _noise(t // 3600,
+        "atmospheric_pressure": np.round(88.5 + 0.4 * season + 0.2 * noise(t // 3600,
                                                                              salt, 6), 2),
-        "solar_radiation": np.round(950 * sun * (0.7 + 0.3 * _noise(t // 900, salt, 7)), 0),
+        "solar_radiation": np.round(950 * sun * (0.7 + 0.3 * noise(t // 900, salt, 7)), 0),
         "wind_speed": wind,
-        "gust_speed": np.round(wind * (1.3 + 0.4 * _noise(t, salt, 8)), 2),
-        "wind_direction": np.round(360 * _noise(t // 3600, salt, 9), 0),
+        "gust_speed": np.round(wind * (1.3 + 0.4 * noise(t, salt, 8)), 2),
+        "wind_direction": np.round(360 * noise(t // 3600, salt, 9), 0),
         "precipitation": rain,
-        "battery_percent": np.round(100 - 20 * _noise(t // 86400, salt, 10), 0),
+        "battery_percent": np.round(100 - 20 * noise(t // 86400, salt, 10), 0),
     }
 
 
@@ -65,8 +65,8 @@ def logger(t: npt.NDArray[np.int64], seed: int, device: int) -> dict[str, Floats
     """A temperature/humidity data logger (cold room or greenhouse)."""
     salt = seed * 1000 + device
     hour = (t % 86400) / 3600.0
-    temp = 4.0 + 1.5 * np.sin(hour / 24 * 2 * math.pi) + (_noise(t, salt, 11) - 0.5)
-    rh = np.clip(55 + 10 * np.sin(hour / 24 * 2 * math.pi + 1) + 4 * (_noise(t, salt, 12)
+    temp = 4.0 + 1.5 * np.sin(hour / 24 * 2 * math.pi) + (noise(t, salt, 11) - 0.5)
+    rh = np.clip(55 + 10 * np.sin(hour / 24 * 2 * math.pi + 1) + 4 * (noise(t, salt, 12)
                                                                          - 0.5), 0, 100)
     return {"temperature": np.round(temp, 1), "relative_humidity": np.round(rh, 0)}
 
@@ -74,7 +74,7 @@ def logger(t: npt.NDArray[np.int64], seed: int, device: int) -> dict[str, Floats
 def is_sensor_error(t: npt.NDArray[np.int64], seed: int, device: int,
                     rate: float = 0.002) -> npt.NDArray[np.bool_]:
     """Which readings a sensor fails on: rare, deterministic."""
-    return np.asarray(_noise(t, seed * 1000 + device, 13) < rate)
+    return np.asarray(noise(t, seed * 1000 + device, 13) < rate)
 
 
 @dataclass

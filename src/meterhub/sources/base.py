@@ -16,7 +16,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from meterhub.http import Limit
-from meterhub.model import Channel, Device
+from meterhub.model import Channel, Device, Site
 from meterhub.units import Quantity
 
 
@@ -61,6 +61,7 @@ class Page:
 
 @dataclass(slots=True)
 class Discovery:
+    sites: list[Site] = field(default_factory=list)
     devices: list[Device] = field(default_factory=list)
     channels: list[Channel] = field(default_factory=list)
 
@@ -107,4 +108,4 @@ def connector_class(type_name: str) -> type[Any]:
 
 
 def _load_all() -> None:
-    from meterhub.sources import tandd, zentra  # noqa: F401 - they register themselves
+    from meterhub.sources import climkit, tandd, zentra  # noqa: F401 - they register
