@@ -269,13 +269,13 @@ def sample(
 
 @app.command()
 def emulate(
-    vendor: Annotated[str, typer.Argument(help="Which vendor API: zentra, tandd or climkit."
-                                          )],
+    vendor: Annotated[str, typer.Argument(
+        help="Which vendor API: zentra, tandd, climkit or copper.")],
     host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")
                     ] = "127.0.0.1",
     port: Annotated[int | None, typer.Option(
-        help="Port; 0 picks a free one. Default: 8401 zentra, 8402 tandd, 8403 climkit."
-    )] = None,
+        help="Port; 0 picks a free one. Default: 8401 zentra, 8402 tandd, 8403 climkit, "
+             "8404 copper.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic devices.")] = 0,
     devices: Annotated[int, typer.Option(help="How many devices.")] = 3,
     days: Annotated[float, typer.Option(help="Days of history each device holds.")] = 7.0,
@@ -293,7 +293,7 @@ def emulate(
                                 f"{', '.join(sorted(EMULATORS))}")
         app_, lines = EMULATORS[vendor](seed=seed, devices=devices, days=days)
     port = port if port is not None else {"zentra": 8401, "tandd": 8402,
-                                               "climkit": 8403}.get(vendor, 0)
+                                               "climkit": 8403, "copper": 8404}.get(vendor, 0)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

@@ -13,12 +13,15 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import collections
 import itertools
+import logging
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -34,6 +37,7 @@ from meterhub.errors import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("meterhub.http")
 Scope = Literal["account", "device", "endpoint", "readings"]
 
 
@@ -92,6 +96,11 @@ class RateLimiter:
             self._dispatcher = loop.create_task(self._dispatch())
         elif self._wake is not None:
             self._wake.set()
+        expected = self._delay(wanted, cost, now)
+        if expected >= 60:
+            binding = max(wanted, key=lambda lk: self._delay([lk], cost, now))[0]
+            log.info("waiting %.0f s for the limit: %s", expected,
+                     binding.note or f"{binding.calls} per {binding.period:.0f} s")
         try:
             await waiter.future
         finally:
@@ -189,6 +198,41 @@ class RetryPolicy:
 
 
 RetryAfter = Callable[[httpx.Response], float | None]
+_MAX_AGE = re.compile(r"max-age=(\d+)")
+
+
+@dataclass
+class ResponseCache:
+    """GET answers kept for their ``Cache-Control: max-age``, on the sync's clock.
+
+    A re-poll inside max-age is answered from here and costs no call (and no budget).
+    """
+
+    clock: Clock
+    _entries: dict[str, tuple[float, httpx.Response]] = field(default_factory=dict)
+    hits: int = 0
+
+    @staticmethod
+    def key(method: str, path: str, params: Any) -> str | None:
+        if method != "GET":
+            return None
+        return str(httpx.URL(path, params=params))
+
+    def get(self, key: str | None) -> httpx.Response | None:
+        entry = self._entries.get(key) if key else None
+        if entry is None:
+            return None
+        if entry[0] <= self.clock.now():
+            del self._entries[key]  # type: ignore[arg-type]
+            return None
+        self.hits += 1
+        return entry[1]
+
+    def put(self, key: str | None, response: httpx.Response) -> None:
+        control = response.headers.get("Cache-Control", "")
+        match = _MAX_AGE.search(control)
+        if key and match and "no-store" not in control and response.status_code == 200:
+            self._entries[key] = (self.clock.now() + int(match.group(1)), response)
 
 
 def retry_after_header(response: httpx.Response) -> float | None:
@@ -198,6 +242,60 @@ def retry_after_header(response: httpx.Response) -> float | None:
         return float(value) if value else None
     except ValueError:
         return None
+
+
+class TokenAuth(httpx.Auth, abc.ABC):
+    """A bearer token from a login call, cached until ``margin`` seconds before it expires.
+
+    Subclasses say how to log in (`login_request`) and read the answer (`accept`, which
+    raises `AuthError` on refused credentials). Concurrent requests share one login: the
+    first to find the token stale logs in while the others wait on the lock. A 401 on a
+    request logs in once more (unless another request already did) and resends it.
+    """
+
+    def __init__(self, clock: Clock, *, margin: float = 60.0) -> None:
+        self.clock, self.margin = clock, margin
+        self.token: str | None = None
+        self.expires_at = 0.0
+        self.logins = 0
+        self._lock = asyncio.Lock()
+
+    @abc.abstractmethod
+    def login_request(self) -> httpx.Request:
+        """The vendor's login call."""
+
+    @abc.abstractmethod
+    def accept(self, response: httpx.Response) -> tuple[str, float]:
+        """(token, expiry as epoch seconds) from the login answer; AuthError if refused."""
+
+    def header(self) -> str:
+        return f"Bearer {self.token}"
+
+    def _stale(self) -> bool:
+        return self.token is None or self.clock.now() >= self.expires_at - self.margin
+
+    async def async_auth_flow(self, request: httpx.Request
+                              ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if self._stale():
+            async with self._lock:
+                if self._stale():
+                    login = yield self.login_request()
+                    await login.aread()
+                    self.token, self.expires_at = self.accept(login)
+                    self.logins += 1
+        sent_with = self.token
+        request.headers["Authorization"] = self.header()
+        response = yield request
+        if response.status_code == 401:
+            await response.aread()
+            async with self._lock:
+                if self.token == sent_with:  # nobody renewed it meanwhile
+                    login = yield self.login_request()
+                    await login.aread()
+                    self.token, self.expires_at = self.accept(login)
+                    self.logins += 1
+            request.headers["Authorization"] = self.header()
+            yield request
 
 
 def make_client(base_url: str, *, transport: httpx.AsyncBaseTransport | None = None,
@@ -225,6 +323,7 @@ class VendorClient:
     retry_after: RetryAfter = retry_after_header
     vendor_error: Callable[[httpx.Response], VendorError | None] = lambda response: None
     rng: random.Random = field(default_factory=lambda: random.Random(0))
+    cache: ResponseCache | None = None
     calls: int = 0  #: requests sent, retries included
     retries: int = 0
 
@@ -232,6 +331,9 @@ class VendorClient:
                    limits: Sequence[tuple[Limit, str]] = (), cost: int = 1,
                    **kwargs: Any) -> T:
         """Send one request within ``limits`` and return ``parse(response)``."""
+        key = self.cache.key(method, path, kwargs.get("params")) if self.cache else None
+        if self.cache is not None and (cached := self.cache.get(key)) is not None:
+            return parse(cached)
         last: Exception | None = None
         attempt = throttled = 0
         while attempt < self.retry.attempts and throttled <= self.retry.rate_limited:
@@ -251,7 +353,10 @@ class VendorClient:
                     last, wait = exc, -1.0
                 if wait is None:
                     try:
-                        return parse(response)
+                        result = parse(response)
+                        if self.cache is not None:
+                            self.cache.put(key, response)
+                        return result
                     except MalformedResponseError as exc:
                         last = exc  # a body cut short in transit: ask again
                 elif wait >= 0:

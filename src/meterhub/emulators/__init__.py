@@ -44,6 +44,24 @@ def _climkit(*, seed: int, devices: int, days: float) -> tuple[Any, list[str]]:
     ]
 
 
+def _copper(*, seed: int, devices: int, days: float) -> tuple[Any, list[str]]:
+    from meterhub.emulators.copper import (
+        CLIENT_ID,
+        CLIENT_SECRET,
+        ENTERPRISE,
+        CopperWorld,
+        create_app,
+    )
+
+    world = CopperWorld.create(RealClock(), meters=devices, days=days, seed=seed)
+    return create_app(world), [
+        f"client_id: {CLIENT_ID}  client_secret: {CLIENT_SECRET}  enterprise: {ENTERPRISE}",
+        f"meters: {', '.join(world.meters)}",
+        "try: POST /oauth/token (client_credentials), then GET "
+        f"/api/v2/partner/{ENTERPRISE}/meter with 'Authorization: Bearer <token>'",
+    ]
+
+
 #: vendor name -> factory returning (ASGI app, lines telling how to use it)
 EMULATORS: dict[str, Callable[..., tuple[Any, list[str]]]] = {
-    "zentra": _zentra, "tandd": _tandd, "climkit": _climkit}
+    "zentra": _zentra, "tandd": _tandd, "climkit": _climkit, "copper": _copper}

@@ -108,4 +108,4 @@ def connector_class(type_name: str) -> type[Any]:
 
 
 def _load_all() -> None:
-    from meterhub.sources import climkit, tandd, zentra  # noqa: F401 - they register
+    from meterhub.sources import climkit, copper, tandd, zentra  # noqa: F401 - they register

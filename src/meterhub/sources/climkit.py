@@ -18,9 +18,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -33,7 +32,7 @@ from pydantic import Field, HttpUrl, SecretStr
 
 from meterhub.clock import Clock, RealClock
 from meterhub.errors import AuthError, MalformedResponseError
-from meterhub.http import Limit, RateLimiter, VendorClient, make_client
+from meterhub.http import Limit, RateLimiter, TokenAuth, VendorClient, make_client
 from meterhub.model import Channel, ChannelKind, Device, Quality, Site
 from meterhub.sources.base import ConnectorInfo, Discovery, Page, SourceConfig, register
 from meterhub.timebase import to_utc
@@ -97,63 +96,29 @@ def series_for(meter_type: str, mode: str, field: str) -> Series | None:
     return series
 
 
-class ClimkitAuth(httpx.Auth):
-    """JWT login, cached until a minute before ``valid_until``, renewed once on a 401.
-
-    Concurrent requests share one login: the first to find the token stale logs in while
-    the others wait on the lock and then use the new token.
-    """
+class ClimkitAuth(TokenAuth):
+    """Climkit's JWT login: ``POST /auth`` with the API username and password."""
 
     def __init__(self, login_url: str, username: str, password: SecretStr,
                  clock: Clock) -> None:
+        super().__init__(clock, margin=TOKEN_MARGIN_S)
         self.login_url, self.username, self.password = login_url, username, password
-        self.clock = clock
-        self.token: str | None = None
-        self.valid_until = 0.0
-        self.logins = 0
-        self._lock = asyncio.Lock()
 
-    def _stale(self) -> bool:
-        return self.token is None or self.clock.now() >= self.valid_until - TOKEN_MARGIN_S
-
-    async def async_auth_flow(self, request: httpx.Request
-                              ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        if self._stale():
-            async with self._lock:
-                if self._stale():
-                    login = yield self._login_request()
-                    await login.aread()
-                    self._accept(login)
-        sent_with = self.token
-        request.headers["Authorization"] = f"Bearer {sent_with}"
-        response = yield request
-        if response.status_code == 401:
-            await response.aread()
-            async with self._lock:
-                if self.token == sent_with:  # nobody renewed it meanwhile
-                    login = yield self._login_request()
-                    await login.aread()
-                    self._accept(login)
-            request.headers["Authorization"] = f"Bearer {self.token}"
-            yield request
-
-    def _login_request(self) -> httpx.Request:
+    def login_request(self) -> httpx.Request:
         return httpx.Request(
             "POST", self.login_url, headers={"Content-Type": "application/json"},
             content=orjson.dumps({"username": self.username,
                                   "password": self.password.get_secret_value()}))
 
-    def _accept(self, response: httpx.Response) -> None:
+    def accept(self, response: httpx.Response) -> tuple[str, float]:
         if response.status_code in (400, 401, 403):
             raise AuthError("Climkit refused the credentials: check the API username and "
                             "password of this source (they differ from the portal login)")
         try:
             body = orjson.loads(response.content)
-            self.token = str(body["access_token"])
-            self.valid_until = float(body["valid_until"]["$date"]) / 1000
+            return str(body["access_token"]), float(body["valid_until"]["$date"]) / 1000
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise MalformedResponseError("Climkit: unexpected /auth answer") from None
-        self.logins += 1
 
 
 def _utc_seconds(stamps: list[str]) -> np.ndarray[Any, np.dtype[np.int64]]:
