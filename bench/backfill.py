@@ -22,8 +22,12 @@ from typing import Any
 import httpx
 
 from meterhub.clock import VirtualClock
+from meterhub.emulators import climkit as climkit_emulator
+from meterhub.emulators import copper as copper_emulator
 from meterhub.emulators import tandd as tandd_emulator
 from meterhub.emulators import zentra as zentra_emulator
+from meterhub.sources.climkit import ClimkitConfig, ClimkitConnector
+from meterhub.sources.copper import CopperConfig, CopperConnector
 from meterhub.sources.tandd import NUMBER, TanddConfig, TanddConnector
 from meterhub.sources.zentra import PAGE_SIZE, ZentraConfig, ZentraConnector
 
@@ -38,11 +42,13 @@ def window_floor(calls: int, per_window: int, period: float) -> float:
     return (math.ceil(calls / per_window) - 1) * period if calls else 0.0
 
 
-async def drain(connector: Any, devices: list[str]) -> int:
+async def drain(connector: Any, devices: list[str], discover: bool = False) -> int:
     async def one(device: str) -> int:
         return sum([page.records async for page in connector.fetch(device, None)])
 
     try:
+        if discover:
+            await connector.discover()
         return sum(await asyncio.gather(*(one(d) for d in devices)))
     finally:
         await connector.aclose()
@@ -80,12 +86,45 @@ def tandd(n: int) -> dict[str, Any]:
         "records": sum(records.values())})
 
 
+def climkit(n: int) -> dict[str, Any]:
+    clock = VirtualClock()
+    world = climkit_emulator.ClimkitWorld.create(clock, sites=1, meters=n, days=365)
+    meters = [m.id for site in world.sites.values() for m in site.meters]
+    config = ClimkitConfig(name="ck", username=climkit_emulator.USERNAME,
+                           password=climkit_emulator.PASSWORD, devices=meters)
+    con = ClimkitConnector(config, clock=clock, transport=httpx.ASGITransport(
+        app=climkit_emulator.create_app(world)))
+    # discovery: sites, site infos, meter lists, sensor lists (not limited); 2 calls a meter
+    limited = 1 + 2 + 2 * n
+    return run(clock, con, meters, world, lambda: {
+        "floor_calls": limited + 1, "floor_time": window_floor(limited, 1, 1.0),
+        "records": sum(len(world.truth(m)[0]) for m in meters)}, discover=True,
+        calls=lambda: world.calls - world.auths)
+
+
+def copper(n: int) -> dict[str, Any]:
+    clock = VirtualClock()
+    world = copper_emulator.CopperWorld.create(clock, meters=n, days=365)
+    config = CopperConfig(name="cu", client_id=copper_emulator.CLIENT_ID,
+                          client_secret=copper_emulator.CLIENT_SECRET,
+                          enterprise_id=copper_emulator.ENTERPRISE)
+    con = CopperConnector(config, clock=clock, transport=httpx.ASGITransport(
+        app=copper_emulator.create_app(world)))
+    calls = 2 + n  # premise and meter listings, then one usage call per meter-year
+    return run(clock, con, sorted(world.meters), world, lambda: {
+        "floor_calls": calls,
+        "floor_time": max(window_floor(calls, 100, 3600.0), window_floor(calls, 1000, 86400.0)),
+        "records": sum(len(world.truth(m)[0]) for m in world.meters)}, discover=True)
+
+
 def run(clock: VirtualClock, con: Any, devices: list[str], world: Any,
-        floor: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        floor: Callable[[], dict[str, Any]], *, discover: bool = False,
+        calls: Callable[[], int] | None = None) -> dict[str, Any]:
     expected = floor()
     started, wall = clock.now(), time.perf_counter()
-    records = asyncio.run(drain(con, devices))
-    return {**expected, "calls": world.calls, "rejected": world.rejected,
+    records = asyncio.run(drain(con, devices, discover))
+    return {**expected, "calls": calls() if calls else world.calls,
+            "rejected": world.rejected,
             "time": clock.now() - started, "wall": time.perf_counter() - wall,
             "got": records}
 
@@ -101,12 +140,17 @@ def fmt(seconds: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 10, 100])
+    parser.add_argument("--vendors", nargs="+", default=["zentra", "tandd", "climkit",
+                                                         "copper"])
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     args = parser.parse_args()
     rows = []
     total = time.perf_counter()
-    for vendor, bench in (("ZENTRA v4, 5-minute records", zentra),
-                          ("T&D WebStorage, 10-minute readings", tandd)):
+    benches = {"zentra": ("ZENTRA v4, 5-minute records", zentra),
+               "tandd": ("T&D WebStorage, 10-minute readings", tandd),
+               "climkit": ("Climkit, 15-minute meter data", climkit),
+               "copper": ("Copper, hourly usage", copper)}
+    for vendor, bench in (benches[name] for name in args.vendors):
         for n in args.devices:
             result = bench(n)
             print(vendor, n, result, file=sys.stderr)
@@ -142,7 +186,11 @@ def main() -> None:
         "ZENTRA: 1 call per minute per device and 60 per minute per token, 2,000 records "
         "per call (mrid cursor). T&D: 20 `data` calls per minute per account and 160,000 "
         "readings per hour per device, 65,535 readings per call; a year of 10-minute "
-        "readings fits one call per logger.",
+        "readings fits one call per logger. Climkit: 1 request per second; discovery "
+        "(site list, site info, meter list; the sensor list is not limited) and then one "
+        "validated and one raw call per meter-year; records are 15-minute periods. Copper: "
+        "100 requests per hour and 1,000 per day; the premise and meter listings, then one "
+        "hourly usage call per meter-year; records are hourly buckets.",
     ])
     replace_section(args.output, "backfill", text)
     print(text)

@@ -219,9 +219,9 @@ class ClimkitConnector:
     async def aclose(self) -> None:
         await self.http.client.aclose()
 
-    async def _get(self, path: str, **kwargs: Any) -> Any:
-        return await self.http.call("GET", path, self._json,
-                                    limits=[(ONE_PER_SECOND, "token")], **kwargs)
+    async def _get(self, path: str, *, limited: bool = True, **kwargs: Any) -> Any:
+        limits = [(ONE_PER_SECOND, "token")] if limited else []
+        return await self.http.call("GET", path, self._json, limits=limits, **kwargs)
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
         return await self.http.call("POST", path, self._json,
@@ -266,7 +266,8 @@ class ClimkitConnector:
                                                       series.quantity.value,
                                                       normalize_unit(series.unit),
                                                       series.kind, PERIOD_S))
-            for sensor in await self._get(f"/{site_id}/sensors_list"):
+            # the one endpoint the document gives no request limit
+            for sensor in await self._get(f"/{site_id}/sensors_list", limited=False):
                 sensor_id = str(sensor["id"])
                 if wanted and sensor_id not in wanted:
                     continue
