@@ -140,3 +140,13 @@ def test_limits_and_auth_errors(world: ClimkitWorld) -> None:
             return codes
 
     assert asyncio.run(main()) == [401, 401, 200, 429, 401]
+
+
+def test_every_meter_type_and_mode_of_the_document() -> None:
+    world = ClimkitWorld.create(VirtualClock(1_711_929_600.0), sites=1, meters=7, days=2)
+    site = next(iter(world.sites))
+    meter_info = call(world, ("GET", f"/meter_info/{site}", None))[1].json()
+    assert {m["type"] for m in meter_info} == {"electricity", "heating", "cold_water",
+                                               "hot_water"}
+    assert {m["mode"] for m in meter_info} == {"consumption", "production", "introduction",
+                                               "battery"}

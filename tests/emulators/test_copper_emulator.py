@@ -122,3 +122,13 @@ def test_readings_unsorted_errors_and_rate_limits(world: CopperWorld) -> None:
     # two of the calls above counted (a 403 for another enterprise does not): 98 more
     assert codes[:98] == [200] * 98
     assert codes[98:] == [429] * 3
+
+
+def test_grid_latest_pages_by_next_link_and_grid_readings_cover_the_window() -> None:
+    world = CopperWorld.create(VirtualClock(1_700_000_000.0), meters=9, days=1)  # 3 homes
+    first, readings = get(world, (f"{BASE}/grid/latest", {"limit": 2}),
+                          (f"{BASE}/grid/readings", {"start": "2023-11-14T10:00:00Z",
+                                                     "end": "2023-11-14T13:00:00Z"}))
+    assert len(first.json()["results"]) == 2
+    assert first.json()["next"] == f"{BASE}/grid/latest?limit=2&offset=2"
+    assert len(readings.json()) == 3 * 3  # three gateways, three hours

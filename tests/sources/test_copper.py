@@ -96,7 +96,9 @@ def test_units_per_meter_type_reach_the_store_normalised() -> None:
         np.testing.assert_allclose(stored, expected, rtol=1e-9)
 
 
-def test_hourly_and_daily_budgets_are_planned_not_tripped() -> None:
+def test_hourly_budget_is_planned_not_tripped_and_the_wait_is_told(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="meterhub.http")
     clock = VirtualClock(1_700_000_000.0)
     world = CopperWorld.create(clock, meters=240, days=2)
     started = clock.now()
@@ -107,6 +109,31 @@ def test_hourly_and_daily_budgets_are_planned_not_tripped() -> None:
     assert world.calls == 2 + 240
     # 242 calls at 100 an hour: the last starts at the beginning of the third hour
     assert clock.now() - started == pytest.approx(2 * 3600, abs=5)
+    assert "Copper: 100 requests per hour" in caplog.text
+
+
+def test_daily_budget_is_planned_not_tripped() -> None:
+    clock = VirtualClock(1_700_000_000.0)
+    world = CopperWorld.create(clock, meters=1000, days=1)
+    started = clock.now()
+    con = connector(world, clock)
+    sync(con)
+    assert world.rejected == 0
+    assert world.calls == 1 + 2 + 1000  # a full page of 1,000 meters asks for one more page
+    # 1,000 calls fit the first ten hours; the last three wait for the day to roll over
+    assert clock.now() - started == pytest.approx(86400, abs=5)
+
+
+def test_a_bucket_repeated_at_a_window_boundary_is_kept_once() -> None:
+    from meterhub.sources.copper import parse_usage
+
+    row = {"time": "2023-11-14T10:00:00.000Z", "value": 10.0, "actual": 1000,
+           "power": 0.5, "usage": 0.5}
+    later = {**row, "time": "2023-11-14T11:00:00.000Z", "value": 10.5, "actual": 1050}
+    table, newest = parse_usage({"results": [row, later, later]}, source="cu",
+                                meter_id="07:1", meter_type="power_net", granularity_s=3600)
+    assert table.num_rows == 2 * 3  # two buckets, three channels each
+    assert newest == 1_699_963_200  # 11:00 + 1 h
 
 
 def test_a_forced_429_is_recovered_from() -> None:

@@ -108,8 +108,11 @@ class ClimkitWorld:
         world = cls(clock=clock, seed=seed)
         first = int(clock.now() - days * 86400)
         first -= first % PERIOD_S
+        # every type and mode the document lists; the first four are the common ones
         kinds = [("electricity", "consumption"), ("electricity", "production"),
-                 ("heating", "consumption"), ("cold_water", "consumption")]
+                 ("heating", "consumption"), ("cold_water", "consumption"),
+                 ("hot_water", "consumption"), ("electricity", "introduction"),
+                 ("electricity", "battery")]
         n = 0
         for s in range(sites):
             site_id = f"5f{s:022x}"
@@ -283,7 +286,7 @@ def create_app(world: ClimkitWorld) -> Starlette:
         t_s, t_e, frequency = await window(request)
         starts = world.periods(site, t_s, t_e)
         total = meter.per_period(starts, world.seed)
-        if meter.mode == "production":
+        if meter.mode != "consumption":
             values = {"total": total}
         else:
             share = 0.4 * noise(starts, world.seed, 9) if meter.type == "electricity" \

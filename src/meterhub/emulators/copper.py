@@ -314,11 +314,17 @@ def create_app(world: CopperWorld) -> Starlette:
                 {"Cache-Control": "max-age=86400"})
 
     async def grid_latest(request: Request, _: Any) -> tuple[Any, dict[str, str]]:
+        limit = int(request.query_params.get("limit", 1000))
+        offset = int(request.query_params.get("offset", 0))
         end = world.data_end()
+        gateways = list(enumerate(world.premises))
         results = [{"premise_id": p, "gateway_id": f"84cca8{i:06x}", "hw_timestamp": _iso(end),
                     "voltage": round(240 + 2 * float(noise(np.array([end]), i, 5)[0]), 2),
-                    "frequency": 60.0} for i, p in enumerate(world.premises)]
-        return {"results": results, "next": None}, {}
+                    "frequency": 60.0} for i, p in gateways[offset: offset + limit]]
+        more = offset + limit < len(gateways)
+        next_link = (f"/api/v2/partner/{ENTERPRISE}/grid/latest?limit={limit}&offset="
+                     f"{offset + limit}") if more else None
+        return {"results": results, "next": next_link}, {}
 
     async def grid_readings(request: Request, _: Any) -> tuple[Any, dict[str, str]]:
         lo = _parse_time(request.query_params.get("start"))

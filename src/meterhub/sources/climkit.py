@@ -90,9 +90,11 @@ def family(meter_type: str) -> str:
 
 
 def series_for(meter_type: str, mode: str, field: str) -> Series | None:
+    """The series of a data field; production, introduction and battery meters' totals are
+    named after their mode so that they never mix with consumption."""
     series = CHANNEL_MAP.get((family(meter_type), field))
-    if series and mode == "production" and field == "total":
-        return Series("energy_production", series.quantity, series.kind, series.unit)
+    if series and mode not in ("consumption", "") and field == "total":
+        return Series(f"{series.channel}_{mode}", series.quantity, series.kind, series.unit)
     return series
 
 
@@ -261,7 +263,7 @@ class ClimkitConnector:
                 for field in ("total", "self", "ext", "en_im", "en_ex", "heat_energy_kwh",
                               "vol_m3"):
                     series = series_for(meter_type, mode, field)
-                    if series and not (mode == "production" and field in ("self", "ext")):
+                    if series and not (mode != "consumption" and field in ("self", "ext")):
                         found.channels.append(Channel(meter_id, series.channel,
                                                       series.quantity.value,
                                                       normalize_unit(series.unit),
