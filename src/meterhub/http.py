@@ -268,6 +268,11 @@ class TokenAuth(httpx.Auth, abc.ABC):
     def accept(self, response: httpx.Response) -> tuple[str, float]:
         """(token, expiry as epoch seconds) from the login answer; AuthError if refused."""
 
+    def _checked(self, response: httpx.Response) -> tuple[str, float]:
+        if response.status_code >= 500 or response.status_code == 429:
+            raise UnavailableError(f"the token service answered {response.status_code}")
+        return self.accept(response)
+
     def header(self) -> str:
         return f"Bearer {self.token}"
 
@@ -281,7 +286,7 @@ class TokenAuth(httpx.Auth, abc.ABC):
                 if self._stale():
                     login = yield self.login_request()
                     await login.aread()
-                    self.token, self.expires_at = self.accept(login)
+                    self.token, self.expires_at = self._checked(login)
                     self.logins += 1
         sent_with = self.token
         request.headers["Authorization"] = self.header()
@@ -292,7 +297,7 @@ class TokenAuth(httpx.Auth, abc.ABC):
                 if self.token == sent_with:  # nobody renewed it meanwhile
                     login = yield self.login_request()
                     await login.aread()
-                    self.token, self.expires_at = self.accept(login)
+                    self.token, self.expires_at = self._checked(login)
                     self.logins += 1
             request.headers["Authorization"] = self.header()
             yield request
@@ -346,6 +351,8 @@ class VendorClient:
             except httpx.TransportError as exc:
                 last = UnavailableError(f"{self.vendor}: cannot reach {path}: "
                                         f"{type(exc).__name__}")
+            except (UnavailableError, MalformedResponseError) as exc:
+                last = exc  # the token service failed or answered garbage: try again
             else:
                 try:
                     wait = self._classify(response, path)

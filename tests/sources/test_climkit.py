@@ -148,3 +148,26 @@ def test_cursor_rereads_the_last_hour_and_moves_on() -> None:
     energy = table.filter(pa.compute.equal(table.column("channel"), "energy"))
     assert energy.num_rows == 4 + 8  # the hour read again, and the two new hours
     assert second[meter.id][-1].cursor != cursor
+
+
+def test_a_failing_login_service_is_retried() -> None:
+    clock = VirtualClock(1_700_000_000.0)
+    world = ClimkitWorld.create(clock, sites=1, meters=1, days=1)
+    app = create_app(world)
+    failures = [2]
+
+    async def flaky(scope: dict[str, object], receive: object, send: object) -> None:
+        if scope.get("path") == "/api/v1/auth" and failures[0] > 0:
+            failures[0] -= 1
+            from starlette.responses import Response
+
+            await Response("busy", status_code=503)(scope, receive, send)  # type: ignore[arg-type]
+            return
+        await app(scope, receive, send)  # type: ignore[arg-type]
+
+    config = ClimkitConfig(name="ck", username=USERNAME, password=PASSWORD)
+    con = ClimkitConnector(config, clock=clock, transport=httpx.ASGITransport(app=flaky))
+    found, pages = sync(con)
+    assert all(pages[d.device] for d in found.devices)
+    assert failures == [0]
+    assert world.auths == 1
