@@ -143,3 +143,19 @@ def convert(values: npt.NDArray[np.float64], src: str, dst: str) -> npt.NDArray[
     check_convertible(src, dst)
     result = ureg.Quantity(np.asarray(values, dtype=np.float64), parse_unit(src))
     return np.asarray(result.to(parse_unit(dst)).magnitude, dtype=np.float64)
+
+
+def unit_for_channel(quantity: str, unit: str) -> str:
+    """The unit a new channel stores: its quantity's canonical unit when ``unit`` converts to
+    it, else ``unit`` as given (normalised)."""
+    try:
+        canonical = CANONICAL_UNITS.get(Quantity(quantity))
+    except ValueError:
+        canonical = None
+    if canonical is not None:
+        try:
+            check_convertible(unit, canonical)
+            return normalize_unit(canonical)
+        except UnitError:
+            pass
+    return normalize_unit(unit)

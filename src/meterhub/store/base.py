@@ -94,6 +94,13 @@ class Store(Protocol):
 
     def cursors(self) -> list[SyncCursor]: ...
 
+    def record_sync(self, source: str, device: str, *, error: BaseException | None = None,
+                    calls: int = 0, readings: int = 0) -> None:
+        """The outcome of one device's sync (last success, last error), for status."""
+        ...
+
+    def sync_status(self) -> pa.Table: ...
+
     def compact(self) -> None:
         """Rewrite readings clustered by (device, channel, ts)."""
         ...

@@ -64,7 +64,7 @@ from meterhub.timebase import (
     offset_transitions,
     parse_every,
 )
-from meterhub.units import CANONICAL_UNITS, Quantity, convert, normalize_unit, quantity_for_unit
+from meterhub.units import convert, normalize_unit, quantity_for_unit, unit_for_channel
 
 SCHEMA_VERSION = "1"
 
@@ -88,6 +88,10 @@ _DDL = [
     """CREATE TABLE IF NOT EXISTS batches (
         batch_id INTEGER PRIMARY KEY, origin VARCHAR, written_at TIMESTAMP NOT NULL,
         rows BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS sync_status (
+        source VARCHAR NOT NULL, device VARCHAR NOT NULL, last_attempt TIMESTAMP,
+        last_success TIMESTAMP, last_error_class VARCHAR, last_error VARCHAR,
+        calls BIGINT, readings BIGINT, PRIMARY KEY (source, device))""",
     """CREATE TABLE IF NOT EXISTS sync_cursors (
         source VARCHAR NOT NULL, device VARCHAR NOT NULL, cursor VARCHAR NOT NULL,
         updated_at TIMESTAMP NOT NULL, PRIMARY KEY (source, device))""",
@@ -428,6 +432,24 @@ class DuckDBStore:
                                 "device = ?", [source, device]))
         return None if row is None else str(row[0])
 
+    def record_sync(self, source: str, device: str, *, error: BaseException | None = None,
+                    calls: int = 0, readings: int = 0) -> None:
+        """The outcome of one device's sync, for `meterhub status`."""
+        now = naive_utc(dt.datetime.now(UTC))
+        old = _first(self._con.execute(
+            "SELECT last_success FROM sync_status WHERE source = ? AND device = ?",
+            [source, device]))
+        success = now if error is None else (old[0] if old else None)
+        self._con.execute(
+            "INSERT OR REPLACE INTO sync_status VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [source, device, now, success,
+             None if error is None else type(error).__name__,
+             None if error is None else str(error), calls, readings])
+
+    def sync_status(self) -> pa.Table:
+        return self._con.sql("SELECT * FROM sync_status ORDER BY source, device"
+                             ).to_arrow_table()
+
     def cursors(self) -> list[SyncCursor]:
         rows = self._con.execute("SELECT source, device, cursor FROM sync_cursors "
                                  "ORDER BY source, device").fetchall()
@@ -679,20 +701,10 @@ class DuckDBStore:
 
 def _new_channel(item: dict[str, Any]) -> Channel:
     """Metadata for a channel first seen in a write: the row's hints, else guesses."""
-    unit = item["unit"]
-    quantity = item.get("quantity") or quantity_for_unit(unit).value
+    quantity = item.get("quantity") or quantity_for_unit(item["unit"]).value
     kind = ChannelKind(item.get("kind") or ChannelKind.INSTANT)
-    try:
-        canonical = CANONICAL_UNITS.get(Quantity(quantity))
-    except ValueError:
-        canonical = None
-    if canonical is not None:
-        try:
-            convert(np.zeros(1), unit, canonical)
-            unit = normalize_unit(canonical)
-        except UnitError:  # a unit foreign to the quantity: keep the channel in it as given
-            unit = normalize_unit(unit)
-    return Channel(item["device"], item["channel"], quantity, unit, kind)
+    return Channel(item["device"], item["channel"], quantity,
+                   unit_for_channel(quantity, item["unit"]), kind)
 
 
 def _reading_batch(batch: pa.RecordBatch, source: str, device: str, channel: str,

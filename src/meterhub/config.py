@@ -1,0 +1,135 @@
+"""meterhub.toml -> typed settings, with ``${ENV_VAR}`` interpolation for secrets.
+
+Every error names the key it is about (``source[tahmo].token``) and says why, so that
+``meterhub config check`` is one line a user can act on. Secrets stay `SecretStr` and are
+never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from meterhub.errors import MeterhubError
+from meterhub.sources.base import SourceConfig, connector_class, connector_types
+
+DEFAULT_PATH = Path("meterhub.toml")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(MeterhubError):
+    """A configuration file that cannot be used; the message names the key."""
+
+
+class StoreSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(default="duckdb:///meterhub.duckdb")
+
+
+@dataclass
+class Settings:
+    """The whole configuration: where the store is and which sources to sync."""
+
+    store: StoreSettings = field(default_factory=StoreSettings)
+    sources: list[SourceConfig] = field(default_factory=list)
+    path: Path | None = None
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise ConfigError(f"no source named {name!r} in {self.path}: use one of "
+                          f"{', '.join(s.name for s in self.sources) or '(none)'}")
+
+
+def _interpolate(value: Any, where: str, environ: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(f"{where}: environment variable {name} is not set; "
+                                  f"export it or write the value in the file")
+            return environ[name]
+
+        return _ENV.sub(replace, value)
+    if isinstance(value, list):
+        return [_interpolate(v, f"{where}[{i}]", environ) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{where}.{k}", environ) for k, v in value.items()}
+    return value
+
+
+def _explain(error: ValidationError, where: str) -> ConfigError:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(section)"
+    kind = first["type"]
+    if kind == "missing":
+        reason = "is required"
+    elif kind == "extra_forbidden":
+        reason = "is not a known key"
+    elif kind.startswith("url"):
+        reason = f"is not a valid URL ({first['msg']})"
+    else:
+        reason = first["msg"]
+    return ConfigError(f"{where}.{key}: {reason}")
+
+
+def parse(data: dict[str, Any], *, path: Path | None = None,
+          environ: dict[str, str] | None = None) -> Settings:
+    """Settings from a parsed TOML document."""
+    env = dict(os.environ if environ is None else environ)
+    unknown = set(data) - {"store", "source"}
+    if unknown:
+        raise ConfigError(f"{sorted(unknown)[0]}: is not a known section; use [store] and "
+                          "[[source]]")
+    try:
+        store = StoreSettings(**_interpolate(data.get("store", {}), "store", env))
+    except ValidationError as exc:
+        raise _explain(exc, "store") from None
+    sources: list[SourceConfig] = []
+    raw_sources = data.get("source", [])
+    if not isinstance(raw_sources, list):
+        raise ConfigError("source: write each source as a [[source]] table")
+    for index, raw in enumerate(raw_sources):
+        name = raw.get("name") if isinstance(raw, dict) else None
+        where = f"source[{name or index}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: expected a table")
+        if not name:
+            raise ConfigError(f"{where}.name: is required")
+        if any(s.name == name for s in sources):
+            raise ConfigError(f"{where}.name: two sources are named {name!r}")
+        kind = raw.get("type")
+        try:
+            cls = connector_class(str(kind))
+        except KeyError:
+            raise ConfigError(f"{where}.type: unknown source type {kind!r}; use one of "
+                              f"{', '.join(connector_types())}") from None
+        try:
+            sources.append(cls.info.config(**_interpolate(raw, where, env)))
+        except ValidationError as exc:
+            raise _explain(exc, where) from None
+    return Settings(store=store, sources=sources, path=path)
+
+
+def load(path: Path | None = None, *, environ: dict[str, str] | None = None) -> Settings:
+    """Read and validate a meterhub.toml (default ./meterhub.toml)."""
+    path = path or DEFAULT_PATH
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; write one (see the README) or pass "
+                          "--config") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return parse(data, path=path, environ=environ)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
