@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -180,3 +181,81 @@ def test_emulate_tandd_answers_the_seed_ex1_request_over_http() -> None:
     assert response.status_code == 200
     assert response.headers["X-RateLimit-Limit"] == "20"
     assert len(response.json()["data"]) == 3 * 144 + 1
+
+
+def test_config_check_names_the_bad_key(tmp_path: Path) -> None:
+    path = tmp_path / "meterhub.toml"
+    path.write_text('[[source]]\nname = "tahmo"\ntype = "zentra"\n'
+                    'base_url = "https://tahmo.zentracloud.com"\ntoken = "${NO_SUCH_VAR}"\n')
+    result = runner.invoke(app, ["config", "check", "--config", str(path)])
+    assert result.exit_code == 1
+    assert "source[tahmo].token: environment variable NO_SUCH_VAR is not set" in result.output
+    path.write_text('[[source]]\nname = "lab"\ntype = "tandd"\napi_key = "k"\n'
+                    'login_id = "tbzz9999"\n')
+    result = runner.invoke(app, ["config", "check", "--config", str(path)])
+    assert "source[lab].login_pass: is required" in result.output
+
+
+def test_sync_and_status_against_all_four_emulators_over_http(tmp_path: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        urls = {vendor: stack.enter_context(emulator(vendor))[0]
+                for vendor in ("zentra", "tandd", "climkit", "copper")}
+        path = tmp_path / "meterhub.toml"
+        path.write_text(f"""
+[store]
+url = "duckdb:///{tmp_path / 'hub.duckdb'}"
+
+[[source]]
+name = "tahmo"
+type = "zentra"
+base_url = "{urls['zentra']}"
+token = "${{ZENTRA_TOKEN}}"
+devices = ["z6-10001", "z6-10002"]
+
+[[source]]
+name = "lab"
+type = "tandd"
+base_url = "{urls['tandd']}"
+api_key = "73pfobnche8d1p6laqnemsbnpkght3bjv047oid6p2sg3"
+login_id = "tbzz9999"
+login_pass = "ppaasswwoorrdd"
+
+[[source]]
+name = "site"
+type = "climkit"
+base_url = "{urls['climkit']}/api/v1"
+username = "climkit-dev"
+password = "emulator-pass"
+devices = ["6a0000000000000000000000"]
+
+[[source]]
+name = "homes"
+type = "copper"
+base_url = "{urls['copper']}"
+auth_url = "{urls['copper']}"
+client_id = "copper-enterprise-client"
+client_secret = "copper-emulator-secret"
+enterprise_id = "ent-7f3a"
+""")
+        env = {**os.environ, "ZENTRA_TOKEN": "emulator-token", "COLUMNS": "200"}
+        check = subprocess.run([sys.executable, "-m", "meterhub.cli", "config", "check",
+                                "--config", str(path)], capture_output=True, text=True,
+                               env=env, timeout=60, check=False)
+        assert check.returncode == 0, check.stderr
+        assert "4 source(s)" in check.stdout
+        assert "emulator-token" not in check.stdout
+        done = subprocess.run([sys.executable, "-m", "meterhub.cli", "sync", "--config",
+                               str(path)], capture_output=True, text=True, env=env,
+                              timeout=120, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Sync summary" in done.stdout
+        status = subprocess.run([sys.executable, "-m", "meterhub.cli", "status", "--config",
+                                 str(path)], capture_output=True, text=True, env=env,
+                                timeout=60, check=False)
+        assert status.returncode == 0, status.stderr
+    with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
+        sources = set(hub.channels()["source"])
+        assert sources == {"tahmo", "lab", "site", "homes"}
+        assert hub.count(source="tahmo", channel="air_temperature") >= 2 * 3 * 288 - 2
+        assert len(hub.store.sync_status()) == 2 + 3 + 1 + 3
+    assert "z6-10001" in status.stdout

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import pyarrow as pa
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -54,7 +55,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except MeterhubError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -148,13 +149,14 @@ def export(
 
 
 def _cell(value: Any) -> str:
+    """Table text for a value; escaped, since rich reads [brackets] as markup."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
     if hasattr(value, "isoformat"):
         return str(value.isoformat(sep=" "))
-    return str(value)
+    return escape(str(value))
 
 
 def _print_table(table: pa.Table, title: str | None = None) -> None:
@@ -309,6 +311,130 @@ def emulate(
     out.file.flush()
     server = uvicorn.Server(uvicorn.Config(app_, log_level="warning", lifespan="off"))
     server.run(sockets=[sock])
+
+
+config_app = typer.Typer(help="Check meterhub.toml.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+ConfigOption = Annotated[Path, typer.Option(
+    "--config", envvar="METERHUB_CONFIG", help="Configuration file (env METERHUB_CONFIG).")]
+
+
+@config_app.command("check")
+def config_check(config: ConfigOption = Path("meterhub.toml")) -> None:
+    """Validate the configuration: every source's type, credentials, URLs and variables."""
+    from meterhub.config import load
+
+    with _user_errors():
+        settings = load(config)
+    out.print(f"{config}: ok: store {settings.store.url}, {len(settings.sources)} source(s): "
+              + ", ".join(f"{s.name} ({s.type})" for s in settings.sources), soft_wrap=True)
+
+
+def _progress_table(rows: list[Any], final: bool) -> Table:
+    view = Table(title="Sync" if not final else "Sync summary", header_style="bold")
+    for name in ("source", "type", "devices", "done", "failed", "readings", "calls",
+                 "waiting on limits", "ETA" if not final else "result"):
+        view.add_column(name, justify="right" if name not in ("source", "type", "result")
+                        else "left")
+    for p in rows:
+        eta = p.eta()
+        last = (("failed: " + p.error) if p.error else
+                (f"{p.failed} device(s) failed" if p.failed else "ok")) if final else (
+            "done" if p.finished else ("-" if eta is None else f"{eta:.0f} s"))
+        view.add_row(_cell(p.name), p.type, str(p.devices), str(p.done), str(p.failed),
+                     f"{p.readings:,}", f"{p.calls:,}", f"{p.waited:.0f} s", _cell(last))
+    return view
+
+
+@app.command()
+def sync(
+    config: ConfigOption = Path("meterhub.toml"),
+    source: Annotated[list[str] | None, typer.Option(
+        help="Only this source (by name); repeat for several.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Read again from this date or time (UTC); changed values update rows.")] = None,
+    until: Annotated[str | None, typer.Option(help="Stop at this date or time (UTC).")
+                     ] = None,
+) -> None:
+    """Fetch new readings from every configured source into the store."""
+    import asyncio
+
+    from rich.live import Live
+
+    from meterhub.config import load
+    from meterhub.sync import SourceProgress, parse_until, sync_all
+
+    with _user_errors():
+        settings = load(config)
+        sources = [settings.source(name) for name in source] if source else settings.sources
+        end = parse_until(until)
+    rows: dict[str, SourceProgress] = {}
+    live = Live(_progress_table([], final=False), console=err, transient=True,
+                auto_refresh=False) if err.is_terminal else None
+    with _hub(settings.store.url) as hub, live or contextlib.nullcontext():
+        def show(progress: SourceProgress) -> None:
+            rows[progress.name] = progress
+            if live is not None:
+                live.update(_progress_table(list(rows.values()), final=False), refresh=True)
+
+        results = asyncio.run(sync_all(hub, sources, since=since, until=end, listener=show))
+    out.print(_progress_table(results, final=True))
+    failed = False
+    for p in results:
+        if p.error:
+            failed = True
+            err.print(f"[bold red]error:[/] {escape(p.error)}", highlight=False,
+                      soft_wrap=True)
+        for device, message in p.device_errors.items():
+            failed = True
+            err.print(f"[bold red]error:[/] {escape(f'source {p.name}, device {device}: ')}"
+                      f"{escape(message)}", highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    config: ConfigOption = Path("meterhub.toml"),
+    store: Annotated[str | None, typer.Option(
+        "--store", envvar="METERHUB_STORE", help="Store URL (default: from --config).")
+    ] = None,
+) -> None:
+    """Per source and device: last success, newest reading, lag, calls, last error, gaps."""
+    import datetime as dt
+
+    from meterhub.config import load
+
+    with _user_errors():
+        url = store or load(config).store.url
+    with _hub(url) as hub:
+        state = hub.store.sync_status().to_pylist()
+        stats = hub.channels(as_="arrow").to_pylist()
+        gaps = hub.gaps(as_="arrow").to_pylist()
+    newest: dict[str, Any] = {}
+    for row in stats:
+        if row["last_ts"] is not None and (row["device"] not in newest or
+                                           row["last_ts"] > newest[row["device"]]):
+            newest[row["device"]] = row["last_ts"]
+    open_gaps: dict[str, int] = {}
+    for gap in gaps:
+        open_gaps[gap["device"]] = open_gaps.get(gap["device"], 0) + 1
+    now = dt.datetime.now(dt.UTC)
+    view = Table(title="Sync status", header_style="bold")
+    for name in ("source", "device", "last success", "newest reading", "lag", "calls*",
+                 "readings", "last error", "gaps"):
+        view.add_column(name)
+    for row in state:
+        latest = newest.get(row["device"])
+        lag = "" if latest is None else f"{(now - latest).total_seconds() / 3600:.1f} h"
+        error = "" if not row["last_error_class"] else \
+            f"{row['last_error_class']}: {row['last_error']}"
+        view.add_row(_cell(row["source"]), _cell(row["device"]), _cell(row["last_success"]),
+                     _cell(latest), lag, str(row["calls"] or 0), f"{row['readings'] or 0:,}",
+                     _cell(error), str(open_gaps.get(row["device"], 0)))
+    out.print(view)
+    out.print("* calls the source made while this device was being fetched (devices of one "
+              "source share its limits and run together)", highlight=False)
 
 
 def main() -> None:

@@ -15,7 +15,14 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    """Seconds since the epoch, and an awaitable sleep on the same time line."""
+    """Seconds since the epoch, and an awaitable sleep on the same time line.
+
+    ``slack`` is added to every rate-limit window: on the real clock a request sent at the
+    end of a window reaches the server a little later than it left, and vendors count from
+    their own arrival times.
+    """
+
+    slack: float
 
     def now(self) -> float: ...
 
@@ -24,6 +31,8 @@ class Clock(Protocol):
 
 class RealClock:
     """The wall clock and asyncio's sleep."""
+
+    slack = 0.25
 
     def now(self) -> float:
         return time.time()
@@ -38,6 +47,8 @@ class VirtualClock:
     `sleep` parks the caller; when the loop has nothing else ready to run, the clock jumps
     to the earliest wake-up and releases every sleeper due by then.
     """
+
+    slack = 0.0  # in-process transports: no time passes in transit
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self._now = float(start)

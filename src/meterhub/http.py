@@ -147,7 +147,7 @@ class RateLimiter:
                 free, release = used + cost - limit.calls, 0.0
                 for stamp, units in window:
                     free -= units
-                    release = stamp + limit.period
+                    release = stamp + limit.period + self.clock.slack
                     if free <= 0:
                         break
                 wait = max(wait, release - now)
@@ -161,7 +161,7 @@ class RateLimiter:
     def _window(self, limit: Limit, key: str, now: float) -> collections.deque[tuple[float,
                                                                                       int]]:
         window = self._windows.setdefault((limit, key), collections.deque())
-        while window and window[0][0] + limit.period <= now:
+        while window and window[0][0] + limit.period + self.clock.slack <= now:
             window.popleft()
         return window
 

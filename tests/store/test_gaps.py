@@ -50,3 +50,12 @@ def test_seq_reset_is_not_a_gap_and_declared_interval_wins(hub: Hub) -> None:
     # readings every 10 min against a declared 5 min interval: a missing one between each
     assert gaps["kind"].unique().tolist() == ["interval"]
     assert gaps["missing"].tolist() == [1] * 9
+
+
+def test_a_declared_hourly_interval_does_not_overflow(hub: Hub) -> None:
+    hub.add_channels([Channel("m", "usage", "energy", "kWh", ChannelKind.DELTA,
+                              interval_s=3600)])
+    ts = pd.date_range("2024-05-01", periods=6, freq="h", tz="UTC").delete(3)
+    hub.write(pd.DataFrame({"source": "s", "device": "m", "channel": "usage", "ts": ts,
+                            "value": 1.0, "unit": "kWh"}))
+    assert hub.gaps()["missing"].tolist() == [1]

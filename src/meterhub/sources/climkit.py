@@ -214,8 +214,9 @@ class ClimkitConnector:
                              headers={"Content-Type": "application/json"})
         self.auth = ClimkitAuth(f"{base}/auth", config.username, config.password, self.clock)
         client.auth = self.auth
+        # Climkit sends no wait hint with a 429; its limit is a second (VENDORS.md 4.4)
         self.http = VendorClient("Climkit", client, limiter or RateLimiter(self.clock),
-                                 self.clock)
+                                 self.clock, retry_after=lambda response: 1.0)
         self.targets: dict[str, Target] = {}
 
     async def aclose(self) -> None:

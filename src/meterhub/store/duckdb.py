@@ -658,7 +658,7 @@ class DuckDBStore:
                 FROM readings WHERE series_id IN ({ids}) AND {where}
                 WINDOW w AS (PARTITION BY series_id ORDER BY ts)),
             step AS (
-                SELECT d.series_id, coalesce(any_value(c.interval_s) * {MICROS},
+                SELECT d.series_id, coalesce(any_value(c.interval_s)::BIGINT * {MICROS},
                                              quantile_disc(d.dt, 0.5)) AS step
                 FROM d JOIN channels c USING (series_id) WHERE d.dt IS NOT NULL
                 GROUP BY d.series_id),
