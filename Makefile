@@ -1,5 +1,6 @@
 # Two commands on a fresh machine:
-#   make demo   imports the bundled sample into ./meterhub-sample.duckdb and prints a tour
+#   make demo   runs the four vendor emulators, syncs a week from each into
+#               ./meterhub-demo.duckdb and prints a tour (meterhub demo)
 #   make test   lint, type-check and run the whole test suite
 PYTHON ?= python3
 VENV := .venv
@@ -16,7 +17,7 @@ $(BIN)/meterhub: pyproject.toml
 install: $(BIN)/meterhub
 
 demo: install
-	$(BIN)/meterhub sample
+	$(BIN)/meterhub demo
 
 test: install
 	$(BIN)/ruff check src tests bench scripts

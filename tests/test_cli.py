@@ -19,7 +19,8 @@ import meterhub
 from meterhub.cli import app
 
 runner = CliRunner()
-COMMANDS = ["import", "export", "query", "devices", "gaps", "compact", "sample", "emulate"]
+COMMANDS = ["import", "export", "query", "devices", "gaps", "compact", "sample", "emulate",
+            "sync", "status", "demo"]
 
 
 def write_csv(path: Path, bad_line: str | None = None) -> Path:
@@ -259,3 +260,20 @@ enterprise_id = "ent-7f3a"
         assert hub.count(source="tahmo", channel="air_temperature") >= 2 * 3 * 288 - 2
         assert len(hub.store.sync_status()) == 2 + 3 + 1 + 3
     assert "z6-10001" in status.stdout
+
+
+def test_demo_syncs_every_vendor_and_finishes_quickly(tmp_path: Path) -> None:
+    import time
+
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "meterhub.cli", "demo", "--devices", "2"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          check=False, env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert time.monotonic() - started < 120
+    assert "Daily air temperature" in done.stdout
+    assert (tmp_path / "meterhub-demo.toml").is_file()
+    assert (tmp_path / "meterhub-demo-export.csv").stat().st_size > 0
+    with meterhub.open(f"duckdb:///{tmp_path / 'meterhub-demo.duckdb'}") as hub:
+        assert set(hub.channels()["source"]) == {"tahmo", "lab", "site", "homes"}
+        assert not any(hub.store.sync_status().column("last_error_class").to_pylist())

@@ -346,38 +346,25 @@ def _progress_table(rows: list[Any], final: bool) -> Table:
     return view
 
 
-@app.command()
-def sync(
-    config: ConfigOption = Path("meterhub.toml"),
-    source: Annotated[list[str] | None, typer.Option(
-        help="Only this source (by name); repeat for several.")] = None,
-    since: Annotated[str | None, typer.Option(
-        help="Read again from this date or time (UTC); changed values update rows.")] = None,
-    until: Annotated[str | None, typer.Option(help="Stop at this date or time (UTC).")
-                     ] = None,
-) -> None:
-    """Fetch new readings from every configured source into the store."""
+def _run_sync(hub: Hub, sources: list[Any], *, since: str | None = None,
+              until: float | None = None) -> bool:
+    """Sync with a live display on a terminal and a summary; True when anything failed."""
     import asyncio
 
     from rich.live import Live
 
-    from meterhub.config import load
-    from meterhub.sync import SourceProgress, parse_until, sync_all
+    from meterhub.sync import SourceProgress, sync_all
 
-    with _user_errors():
-        settings = load(config)
-        sources = [settings.source(name) for name in source] if source else settings.sources
-        end = parse_until(until)
     rows: dict[str, SourceProgress] = {}
     live = Live(_progress_table([], final=False), console=err, transient=True,
                 auto_refresh=False) if err.is_terminal else None
-    with _hub(settings.store.url) as hub, live or contextlib.nullcontext():
+    with live or contextlib.nullcontext():
         def show(progress: SourceProgress) -> None:
             rows[progress.name] = progress
             if live is not None:
                 live.update(_progress_table(list(rows.values()), final=False), refresh=True)
 
-        results = asyncio.run(sync_all(hub, sources, since=since, until=end, listener=show))
+        results = asyncio.run(sync_all(hub, sources, since=since, until=until, listener=show))
     out.print(_progress_table(results, final=True))
     failed = False
     for p in results:
@@ -389,6 +376,29 @@ def sync(
             failed = True
             err.print(f"[bold red]error:[/] {escape(f'source {p.name}, device {device}: ')}"
                       f"{escape(message)}", highlight=False, soft_wrap=True)
+    return failed
+
+
+@app.command()
+def sync(
+    config: ConfigOption = Path("meterhub.toml"),
+    source: Annotated[list[str] | None, typer.Option(
+        help="Only this source (by name); repeat for several.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Read again from this date or time (UTC); changed values update rows.")] = None,
+    until: Annotated[str | None, typer.Option(help="Stop at this date or time (UTC).")
+                     ] = None,
+) -> None:
+    """Fetch new readings from every configured source into the store."""
+    from meterhub.config import load
+    from meterhub.sync import parse_until
+
+    with _user_errors():
+        settings = load(config)
+        sources = [settings.source(name) for name in source] if source else settings.sources
+        end = parse_until(until)
+    with _hub(settings.store.url) as hub:
+        failed = _run_sync(hub, sources, since=since, until=end)
     if failed:
         raise typer.Exit(1)
 
@@ -401,16 +411,21 @@ def status(
     ] = None,
 ) -> None:
     """Per source and device: last success, newest reading, lag, calls, last error, gaps."""
-    import datetime as dt
 
     from meterhub.config import load
 
     with _user_errors():
         url = store or load(config).store.url
     with _hub(url) as hub:
-        state = hub.store.sync_status().to_pylist()
-        stats = hub.channels(as_="arrow").to_pylist()
-        gaps = hub.gaps(as_="arrow").to_pylist()
+        _print_status(hub)
+
+
+def _print_status(hub: Hub) -> None:
+    import datetime as dt
+
+    state = hub.store.sync_status().to_pylist()
+    stats = hub.channels(as_="arrow").to_pylist()
+    gaps = hub.gaps(as_="arrow").to_pylist()
     newest: dict[str, Any] = {}
     for row in stats:
         if row["last_ts"] is not None and (row["device"] not in newest or
@@ -435,6 +450,51 @@ def status(
     out.print(view)
     out.print("* calls the source made while this device was being fetched (devices of one "
               "source share its limits and run together)", highlight=False)
+
+
+@app.command()
+def demo(
+    store: Annotated[str, typer.Option(help="Store URL for the demo.")
+                     ] = "duckdb:///meterhub-demo.duckdb",
+    devices: Annotated[int, typer.Option(help="Devices per vendor.")] = 3,
+) -> None:
+    """Run every vendor emulator on loopback, sync a week from each, and show a tour."""
+    import time
+
+    from meterhub.config import parse
+    from meterhub.demo import config_text, emulators
+
+    started = time.monotonic()
+    config_path = Path("meterhub-demo.toml")
+    with emulators(devices=devices) as served:
+        import tomllib
+
+        config_path.write_text(config_text(served, store), encoding="utf-8")
+        with _user_errors():
+            settings = parse(tomllib.loads(config_path.read_text(encoding="utf-8")),
+                             path=config_path)
+        out.print("[bold]meterhub demo[/]: four vendor emulators on loopback ("
+                  + ", ".join(f"{e.name} {e.url}" for e in served.values())
+                  + f"); configuration written to {config_path}", soft_wrap=True)
+        with _hub(settings.store.url) as hub:
+            failed = _run_sync(hub, settings.sources)
+            out.print()
+            _print_status(hub)
+            station = sorted(served["zentra"].world.devices)[0]
+            _print_table(hub.aggregate(device=station, channel="air_temperature", every="1d",
+                                       tz="Africa/Nairobi", fn=["mean", "min", "max"],
+                                       as_="arrow").drop_columns(["bucket_end"]),
+                         f"Daily air temperature of TAHMO station {station}, Africa/Nairobi")
+            export = Path("meterhub-demo-export.csv")
+            logger = sorted(served["tandd"].world.loggers)[0]
+            with export.open("wb") as handle:
+                rows = export_readings(hub.scan(device=logger), handle, "csv")
+            out.print(f"Exported {rows:,} readings of T&D logger {logger} to {export}")
+    out.print(f"\nDone in {time.monotonic() - started:.0f} s. Next: meterhub status --config "
+              f"{config_path}; meterhub query --store {store} --device {station} --every 1h",
+              soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:
