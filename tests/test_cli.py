@@ -137,11 +137,11 @@ def test_sample_runs_as_a_real_process(tmp_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def emulator(vendor: str) -> Iterator[tuple[str, list[str]]]:
+def emulator(vendor: str, *extra: str) -> Iterator[tuple[str, list[str]]]:
     """A real `meterhub emulate` process: its base URL and the lines it printed after."""
     process = subprocess.Popen([sys.executable, "-m", "meterhub.cli", "emulate", vendor,
-                                "--port", "0", "--days", "3"], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)
+                                "--port", "0", "--days", "3", *extra],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
@@ -197,14 +197,10 @@ def test_config_check_names_the_bad_key(tmp_path: Path) -> None:
     assert "source[lab].login_pass: is required" in result.output
 
 
-def test_sync_and_status_against_all_four_emulators_over_http(tmp_path: Path) -> None:
-    with contextlib.ExitStack() as stack:
-        urls = {vendor: stack.enter_context(emulator(vendor))[0]
-                for vendor in ("zentra", "tandd", "climkit", "copper")}
-        path = tmp_path / "meterhub.toml"
-        path.write_text(f"""
+def demo_toml(urls: dict[str, str], store: Path, climkit_meter: bool = True) -> str:
+    return f"""
 [store]
-url = "duckdb:///{tmp_path / 'hub.duckdb'}"
+url = "duckdb:///{store}"
 
 [[source]]
 name = "tahmo"
@@ -227,7 +223,8 @@ type = "climkit"
 base_url = "{urls['climkit']}/api/v1"
 username = "climkit-dev"
 password = "emulator-pass"
-devices = ["6a0000000000000000000000"]
+devices = ["6a0000000000000000000000"{', "7b0000000000000000000000"' if not climkit_meter
+                                      else ''}]
 
 [[source]]
 name = "homes"
@@ -237,7 +234,15 @@ auth_url = "{urls['copper']}"
 client_id = "copper-enterprise-client"
 client_secret = "copper-emulator-secret"
 enterprise_id = "ent-7f3a"
-""")
+"""
+
+
+def test_sync_and_status_against_all_four_emulators_over_http(tmp_path: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        urls = {vendor: stack.enter_context(emulator(vendor))[0]
+                for vendor in ("zentra", "tandd", "climkit", "copper")}
+        path = tmp_path / "meterhub.toml"
+        path.write_text(demo_toml(urls, tmp_path / "hub.duckdb"))
         env = {**os.environ, "ZENTRA_TOKEN": "emulator-token", "COLUMNS": "200"}
         check = subprocess.run([sys.executable, "-m", "meterhub.cli", "config", "check",
                                 "--config", str(path)], capture_output=True, text=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 from collections.abc import Iterator
 from importlib import resources
@@ -281,6 +282,11 @@ def emulate(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic devices.")] = 0,
     devices: Annotated[int, typer.Option(help="How many devices.")] = 3,
     days: Annotated[float, typer.Option(help="Days of history each device holds.")] = 7.0,
+    frozen: Annotated[bool, typer.Option(
+        help="Stop the data growing at start-up, so that later syncs see the same data.")
+    ] = False,
+    limits: Annotated[bool, typer.Option(
+        help="Enforce the vendor's rate limits (--no-limits is for crash tests).")] = True,
 ) -> None:
     """Serve a vendor API emulator with synthetic devices, for development and tests."""
     import socket
@@ -293,7 +299,8 @@ def emulate(
         if vendor not in EMULATORS:
             raise MeterhubError(f"unknown emulator {vendor!r}: use "
                                 f"{', '.join(sorted(EMULATORS))}")
-        app_, lines = EMULATORS[vendor](seed=seed, devices=devices, days=days)
+        app_, lines = EMULATORS[vendor](seed=seed, devices=devices, days=days, frozen=frozen,
+                                        limits=limits)
     port = port if port is not None else {"zentra": 8401, "tandd": 8402,
                                                "climkit": 8403, "copper": 8404}.get(vendor, 0)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -364,7 +371,13 @@ def _run_sync(hub: Hub, sources: list[Any], *, since: str | None = None,
             if live is not None:
                 live.update(_progress_table(list(rows.values()), final=False), refresh=True)
 
-        results = asyncio.run(sync_all(hub, sources, since=since, until=until, listener=show))
+        trace = None
+        if os.environ.get("METERHUB_TRACE_COMMITS"):
+            def trace(line: str) -> None:
+                print(line, file=sys.stderr, flush=True)
+
+        results = asyncio.run(sync_all(hub, sources, since=since, until=until, listener=show,
+                                       trace=trace))
     out.print(_progress_table(results, final=True))
     failed = False
     for p in results:

@@ -63,8 +63,12 @@ Listener = Callable[[SourceProgress], None]
 async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
                       transport: httpx.AsyncBaseTransport | None = None,
                       since: str | None = None, until: float | None = None,
-                      listener: Listener | None = None) -> SourceProgress:
-    """Sync one source into ``hub``; failures are recorded in the result, not raised."""
+                      listener: Listener | None = None,
+                      trace: Callable[[str], None] | None = None) -> SourceProgress:
+    """Sync one source into ``hub``; failures are recorded in the result, not raised.
+
+    ``trace`` hears one line per committed page (the crash tests kill on those lines).
+    """
     if since is not None:
         config = config.model_copy(update={"start": since})
     progress = SourceProgress(config.name, config.type, started=clock.now(), now=clock.now())
@@ -103,6 +107,8 @@ async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
                     cursors = [SyncCursor(config.name, device, page.cursor)] \
                         if page.cursor is not None else []
                     hub.write(page.readings, cursors=cursors, origin=f"sync:{config.name}")
+                    if trace is not None:
+                        trace(f"committed {config.name} {device} {page.readings.num_rows}")
                     readings += page.readings.num_rows
                     progress.readings += page.readings.num_rows
                     tell()
@@ -150,12 +156,13 @@ def _explain(config: SourceConfig, exc: BaseException) -> str:
 async def sync_all(hub: Hub, sources: Sequence[SourceConfig], *, clock: Clock | None = None,
                    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
                    since: str | None = None, until: float | None = None,
-                   listener: Listener | None = None) -> list[SourceProgress]:
+                   listener: Listener | None = None,
+                   trace: Callable[[str], None] | None = None) -> list[SourceProgress]:
     """Sync every source concurrently; one result per source, in the given order."""
     clock = clock or RealClock()
     return list(await asyncio.gather(*(
         sync_source(hub, source, clock=clock, transport=(transports or {}).get(source.name),
-                    since=since, until=until, listener=listener)
+                    since=since, until=until, listener=listener, trace=trace)
         for source in sources)))
 
 

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from meterhub.clock import RealClock
+from meterhub.emulators.kit import DataHorizon
+
+W = TypeVar("W", bound=DataHorizon)
 
 
-def _zentra(*, seed: int, devices: int, days: float) -> tuple[Any, list[str]]:
+def _prepare(world: W, frozen: bool, limits: bool) -> W:
+    if frozen:
+        world.horizon = world.clock.now()
+    if not limits:
+        world.relax_limits()
+    return world
+
+
+def _zentra(*, seed: int, devices: int, days: float, frozen: bool = False,
+            limits: bool = True) -> tuple[Any, list[str]]:
     from meterhub.emulators.zentra import ZentraWorld, create_app
 
-    world = ZentraWorld.create(RealClock(), devices=devices, days=days, seed=seed)
+    world = _prepare(ZentraWorld.create(RealClock(), devices=devices, days=days, seed=seed),
+                     frozen, limits)
     return create_app(world), [
         f"token: {world.token}  (send 'Authorization: Token {world.token}')",
         f"devices: {', '.join(sorted(world.devices))}",
@@ -20,10 +33,12 @@ def _zentra(*, seed: int, devices: int, days: float) -> tuple[Any, list[str]]:
     ]
 
 
-def _tandd(*, seed: int, devices: int, days: float) -> tuple[Any, list[str]]:
+def _tandd(*, seed: int, devices: int, days: float, frozen: bool = False,
+           limits: bool = True) -> tuple[Any, list[str]]:
     from meterhub.emulators.tandd import API_KEY, LOGIN_ID, LOGIN_PASS, TanddWorld, create_app
 
-    world = TanddWorld.create(RealClock(), devices=devices, days=days, seed=seed)
+    world = _prepare(TanddWorld.create(RealClock(), devices=devices, days=days, seed=seed),
+                     frozen, limits)
     return create_app(world), [
         f"api-key: {API_KEY}  login-id: {LOGIN_ID}  login-pass: {LOGIN_PASS}",
         f"devices: {', '.join(sorted(world.loggers))}",
@@ -32,10 +47,12 @@ def _tandd(*, seed: int, devices: int, days: float) -> tuple[Any, list[str]]:
     ]
 
 
-def _climkit(*, seed: int, devices: int, days: float) -> tuple[Any, list[str]]:
+def _climkit(*, seed: int, devices: int, days: float, frozen: bool = False,
+             limits: bool = True) -> tuple[Any, list[str]]:
     from meterhub.emulators.climkit import PASSWORD, USERNAME, ClimkitWorld, create_app
 
-    world = ClimkitWorld.create(RealClock(), sites=1, meters=devices, days=days, seed=seed)
+    world = _prepare(ClimkitWorld.create(RealClock(), sites=1, meters=devices, days=days,
+                                         seed=seed), frozen, limits)
     meters = [m.id for site in world.sites.values() for m in site.meters]
     return create_app(world), [
         f"username: {USERNAME}  password: {PASSWORD}  (POST /api/v1/auth for a token)",
@@ -44,7 +61,8 @@ def _climkit(*, seed: int, devices: int, days: float) -> tuple[Any, list[str]]:
     ]
 
 
-def _copper(*, seed: int, devices: int, days: float) -> tuple[Any, list[str]]:
+def _copper(*, seed: int, devices: int, days: float, frozen: bool = False,
+            limits: bool = True) -> tuple[Any, list[str]]:
     from meterhub.emulators.copper import (
         CLIENT_ID,
         CLIENT_SECRET,
@@ -53,7 +71,8 @@ def _copper(*, seed: int, devices: int, days: float) -> tuple[Any, list[str]]:
         create_app,
     )
 
-    world = CopperWorld.create(RealClock(), meters=devices, days=days, seed=seed)
+    world = _prepare(CopperWorld.create(RealClock(), meters=devices, days=days, seed=seed),
+                     frozen, limits)
     return create_app(world), [
         f"client_id: {CLIENT_ID}  client_secret: {CLIENT_SECRET}  enterprise: {ENTERPRISE}",
         f"meters: {', '.join(world.meters)}",

@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meterhub.clock import Clock
-from meterhub.emulators.kit import Faults, WindowLimit, noise, weather
+from meterhub.emulators.kit import DataHorizon, Faults, WindowLimit, noise, weather
 
 PERIOD_S = 900
 TOKEN_S = 900
@@ -86,10 +86,12 @@ class Site:
 
 
 @dataclass
-class ClimkitWorld:
+class ClimkitWorld(DataHorizon):
     """The emulated developer account and its sites."""
 
     clock: Clock
+    horizon: float | None = None  #: data stops growing here (None: it never does)
+    unlimited: bool = False
     seed: int = 0
     sites: dict[str, Site] = field(default_factory=dict)
     faults: Faults = field(default_factory=Faults)
@@ -136,7 +138,7 @@ class ClimkitWorld:
 
     def periods(self, site: Site, t_s: int | None, t_e: int | None) -> npt.NDArray[np.int64]:
         """Starts of the complete 15-minute periods with ``t_s <= start < t_e``."""
-        last_start = int(self.clock.now()) - PERIOD_S
+        last_start = int(self.data_now()) - PERIOD_S
         lo = site.first if t_s is None else max(site.first, t_s)
         hi = last_start + 1 if t_e is None else min(last_start + 1, t_e)
         lo = lo + (-lo % PERIOD_S)
@@ -348,7 +350,7 @@ def create_app(world: ClimkitWorld) -> Starlette:
         query = request.query_params
         t_s, t_e = _naive_utc(query.get("t_s")), _naive_utc(query.get("t_e"))
         if t_s is None and t_e is None:  # no period: the latest data
-            t_s = int(world.clock.now()) - 3600
+            t_s = int(world.data_now()) - 3600
         starts = world.periods(site, t_s, t_e)
         temperature = weather(starts, world.seed, 50 + sensor.index, 3600)["air_temperature"]
         return [{"timestamp": int(t), "value": float(v)}

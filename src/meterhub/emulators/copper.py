@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meterhub.clock import Clock
-from meterhub.emulators.kit import Faults, WindowLimit, noise
+from meterhub.emulators.kit import DataHorizon, Faults, WindowLimit, noise
 
 CLIENT_ID = "copper-enterprise-client"
 CLIENT_SECRET = "copper-emulator-secret"
@@ -73,10 +73,12 @@ class CopperMeter:
 
 
 @dataclass
-class CopperWorld:
+class CopperWorld(DataHorizon):
     """The emulated enterprise: premises, meters, clients, limits and counters."""
 
     clock: Clock
+    horizon: float | None = None  #: data stops growing here (None: it never does)
+    unlimited: bool = False
     seed: int = 0
     premises: dict[str, dict[str, Any]] = field(default_factory=dict)
     meters: dict[str, CopperMeter] = field(default_factory=dict)
@@ -115,7 +117,7 @@ class CopperWorld:
 
     def data_end(self) -> int:
         """The end of the newest complete quarter hour the cloud holds."""
-        end = int(self.clock.now()) - self.lag_s
+        end = int(self.data_now()) - self.lag_s
         return end - end % QUARTER_S
 
     def register(self, meter: CopperMeter, at: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:

@@ -85,9 +85,12 @@ class WindowLimit:
     period: float
     clock: Clock
     _accepted: dict[str, collections.deque[float]] = field(default_factory=dict)
+    enabled: bool = True  #: off only for tests that restart clients at will (crash tests)
 
     def retry_in(self, key: str) -> float:
         """0 when a request for ``key`` is allowed now, else seconds until it is."""
+        if not self.enabled:
+            return 0.0
         now = self.clock.now()
         window = self._accepted.setdefault(key, collections.deque())
         while window and window[0] + self.period <= now:
@@ -120,3 +123,25 @@ class Faults:
             setattr(self, name, left - 1)
             return True
         return False
+
+
+class DataHorizon:
+    """Worlds whose data may stop growing at ``horizon`` while limits run on the clock.
+
+    A frozen horizon lets two syncs minutes apart see exactly the same data.
+    """
+
+    clock: Clock
+    horizon: float | None
+
+    def data_now(self) -> float:
+        now = self.clock.now()
+        return now if self.horizon is None else min(now, self.horizon)
+
+    def relax_limits(self) -> None:
+        """Switch every rate limit off (for crash-and-resume tests only)."""
+        for value in vars(self).values():
+            for limit in (value.values() if isinstance(value, dict) else [value]):
+                if isinstance(limit, WindowLimit):
+                    limit.enabled = False
+        self.unlimited = True

@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meterhub.clock import Clock
-from meterhub.emulators.kit import Faults, WindowLimit, is_sensor_error, logger
+from meterhub.emulators.kit import DataHorizon, Faults, WindowLimit, is_sensor_error, logger
 
 INTERVAL_S = 600
 API_KEY = "73pfobnche8d1p6laqnemsbnpkght3bjv047oid6p2sg3"  # the seed's example key
@@ -68,10 +68,12 @@ class Logger:
 
 
 @dataclass
-class TanddWorld:
+class TanddWorld(DataHorizon):
     """The emulated account."""
 
     clock: Clock
+    horizon: float | None = None  #: data stops growing here (None: it never does)
+    unlimited: bool = False
     seed: int = 0
     loggers: dict[str, Logger] = field(default_factory=dict)
     observed: bool = True  #: values as strings and time_diff keys, as captured in the wild
@@ -107,7 +109,7 @@ class TanddWorld:
     def records(self, serial: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Ground truth of stored readings: unixtime and data-id, ascending."""
         dev = self.loggers[serial]
-        k = np.arange(dev.count(self.clock.now()), dtype=np.int64)
+        k = np.arange(dev.count(self.data_now()), dtype=np.int64)
         ids = k + 1
         if dev.gap is not None:
             lo, hi = dev.gap
@@ -202,7 +204,7 @@ def create_app(world: TanddWorld) -> Starlette:
                 lo = int(body["unixtime-from"]) if body.get("unixtime-from") is not None \
                     else None
                 hi = int(body["unixtime-to"]) if body.get("unixtime-to") is not None \
-                    else int(world.clock.now())
+                    else int(world.data_now())
                 unit = str(body.get("temperature-unit", "device"))
                 fmt = str(body.get("type", "json"))
                 if number < 1 or unit not in ("device", "C", "F") or \
@@ -216,7 +218,7 @@ def create_app(world: TanddWorld) -> Starlette:
                 keep &= t >= lo
             t, ids = t[keep][-number:], ids[keep][-number:]
             if name == "data":
-                if world.data_left(serial) < len(t):
+                if world.data_left(serial) < len(t) and not world.unlimited:
                     world.rejected += 1
                     return finish(_error(429, {}))
                 world.budget.setdefault(serial, []).append((world.clock.now(), len(t)))

@@ -29,7 +29,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from meterhub.clock import Clock
-from meterhub.emulators.kit import Faults, WindowLimit, is_sensor_error, weather
+from meterhub.emulators.kit import DataHorizon, Faults, WindowLimit, is_sensor_error, weather
 
 INTERVAL_S = 300
 LAG_S = 300  #: readings younger than this are not served yet
@@ -79,10 +79,12 @@ class ZentraDevice:
 
 
 @dataclass
-class ZentraWorld:
+class ZentraWorld(DataHorizon):
     """The emulated account: devices, token, unit preference, limits and counters."""
 
     clock: Clock
+    horizon: float | None = None  #: data stops growing here (None: it never does)
+    unlimited: bool = False
     token: str = "emulator-token"
     seed: int = 0
     devices: dict[str, ZentraDevice] = field(default_factory=dict)
@@ -114,7 +116,7 @@ class ZentraWorld:
     def records(self, sn: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Ground truth: UTC epoch seconds and mrids of every record served now."""
         device = self.devices[sn]
-        k = np.arange(device.last_index(self.clock.now()) + 1, dtype=np.int64)
+        k = np.arange(device.last_index(self.data_now()) + 1, dtype=np.int64)
         return device.first + k * INTERVAL_S, k + 1
 
     def values(self, device: ZentraDevice, t: npt.NDArray[np.int64]
@@ -190,7 +192,7 @@ def create_app(world: ZentraWorld) -> Starlette:
             page_num = int(query.get("page_num", 1))
             if per_page < 1 or page_num < 1:
                 raise ValueError("per_page and page_num start at 1")
-            last = device.last_index(world.clock.now())
+            last = device.last_index(world.data_now())
             if query.get("start_date") or query.get("end_date"):
                 lo_t = (_parse_local(query["start_date"], device.tz_offset)
                         if query.get("start_date") else device.first)
