@@ -282,3 +282,17 @@ def test_demo_syncs_every_vendor_and_finishes_quickly(tmp_path: Path) -> None:
     with meterhub.open(f"duckdb:///{tmp_path / 'meterhub-demo.duckdb'}") as hub:
         assert set(hub.channels()["source"]) == {"tahmo", "lab", "site", "homes"}
         assert not any(hub.store.sync_status().column("last_error_class").to_pylist())
+
+
+def test_sync_dry_run_prints_a_plan_without_calling(tmp_path: Path) -> None:
+    # every base URL is a closed port: a single vendor call would fail the command
+    urls = {vendor: "http://127.0.0.1:9" for vendor in ("zentra", "tandd", "climkit",
+                                                         "copper")}
+    path = tmp_path / "meterhub.toml"
+    path.write_text(demo_toml(urls, tmp_path / "hub.duckdb").replace(
+        '[[source]]\nname = "tahmo"', '[[source]]\nname = "tahmo"\nstart = "2026-01-01"', 1))
+    result = runner.invoke(app, ["sync", "--dry-run", "--config", str(path)],
+                           env={"ZENTRA_TOKEN": "t", "COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Sync plan (no vendor was called)" in result.output
+    assert "devices unknown until the first sync" in result.output

@@ -130,3 +130,21 @@ def test_since_rereads_an_older_window_without_duplicates() -> None:
         count = hub.count()
         run(hub, w, sources, since="2023-11-13")
         assert hub.count() == count
+
+
+def test_dry_run_plan_calls_nobody_and_is_within_20_percent() -> None:
+    from meterhub.sync import plan_source
+
+    w = worlds(days=3)
+    with meterhub.open("duckdb:///:memory:") as hub:
+        run(hub, w, config(w))
+        w.clock.advance(2 * 86400)  # two days later
+        before = w.calls()
+        plans = [plan_source(hub, s, now=w.clock.now()) for s in config(w)]
+        assert w.calls() == before  # planning asked no vendor anything
+        run(hub, w, config(w))
+        made = w.calls() - before
+        estimate = sum(p.calls for p in plans)
+        assert abs(estimate - made) <= 0.2 * made, (estimate, made, plans)
+        zentra_plan = next(p for p in plans if p.name == "tahmo")
+        assert zentra_plan.records == pytest.approx(2 * 2 * 288, rel=0.05)

@@ -401,16 +401,36 @@ def sync(
         help="Read again from this date or time (UTC); changed values update rows.")] = None,
     until: Annotated[str | None, typer.Option(help="Stop at this date or time (UTC).")
                      ] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the plan (calls, readings, duration) and call no vendor.")
+    ] = False,
 ) -> None:
     """Fetch new readings from every configured source into the store."""
+    import time
+
     from meterhub.config import load
-    from meterhub.sync import parse_until
+    from meterhub.sync import parse_until, plan_source
 
     with _user_errors():
         settings = load(config)
         sources = [settings.source(name) for name in source] if source else settings.sources
         end = parse_until(until)
     with _hub(settings.store.url) as hub:
+        if dry_run:
+            now = end or time.time()
+            plans = [plan_source(hub, s, now=now, since=since) for s in sources]
+            view = Table(title="Sync plan (no vendor was called)", header_style="bold")
+            for name in ("source", "type", "devices", "readings", "calls", "duration",
+                         "note"):
+                view.add_column(name)
+            for p in plans:
+                view.add_row(_cell(p.name), p.type, str(p.devices), f"~{p.records:,}",
+                             f"{p.calls:,}", f"{p.seconds:.0f} s", _cell(p.note))
+            out.print(view)
+            out.print(f"total: {sum(p.calls for p in plans):,} calls, about "
+                      f"{max([0.0, *(p.seconds for p in plans)]):.0f} s (sources run "
+                      "together)")
+            return
         failed = _run_sync(hub, sources, since=since, until=end)
     if failed:
         raise typer.Exit(1)

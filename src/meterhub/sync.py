@@ -175,3 +175,60 @@ def parse_until(text: str | None) -> float | None:
     moment = to_utc(text)
     return None if moment is None else moment.timestamp()
 
+
+
+@dataclass
+class Plan:
+    """What a sync of one source would do, estimated without any vendor call."""
+
+    name: str
+    type: str
+    devices: int
+    records: int
+    calls: int
+    seconds: float
+    note: str = ""
+
+
+def plan_source(hub: Hub, config: SourceConfig, *, now: float,
+                since: str | None = None) -> Plan:
+    """Estimate calls, records and duration from the catalog, cursors and documented limits.
+
+    Devices are those the store already knows for this source (else the configured ones);
+    each device's new records run from its newest stored reading (or ``since`` / the
+    configured start) to ``now`` at the connector's logging interval.
+    """
+    from meterhub.timebase import to_utc
+
+    info = connector_class(config.type).info
+    stats = hub.channels(source=config.name, as_="arrow").to_pylist() \
+        if config.name in {d.source for d in hub.store.devices()} else []
+    newest: dict[str, float] = {}
+    for row in stats:
+        if row["last_ts"] is not None:
+            newest[row["device"]] = max(newest.get(row["device"], 0.0),
+                                        row["last_ts"].timestamp())
+    known = sorted({row["device"] for row in stats}) or list(config.devices or [])
+    if config.devices:
+        known = [d for d in known if d in set(config.devices)] or list(config.devices)
+    begin = since or config.start
+    moment = to_utc(begin) if begin else None
+    fallback = moment.timestamp() if moment else None
+    interval = info.interval_s or 3600
+    records, per_device = 0, []
+    for device in known:
+        frm = newest.get(device, fallback) if since is None else fallback
+        count = 0 if frm is None else max(0, int((now - frm) // interval))
+        records += count
+        per_device.append(info.calls_for(count))
+    calls = sum(per_device) + info.discovery_calls
+    seconds = 0.0
+    for limit in info.limits:
+        if limit.scope == "device":
+            seconds = max([seconds, *((c - 1) * limit.period for c in per_device if c)])
+        elif limit.scope in ("account", "endpoint"):
+            seconds = max(seconds, (-(-calls // limit.calls) - 1) * limit.period)
+    note = "" if known else "devices unknown until the first sync discovers them"
+    if known and fallback is None and len(newest) < len(known):
+        note = "history length of new devices unknown: set start to estimate it"
+    return Plan(config.name, config.type, len(known), records, calls, seconds, note)

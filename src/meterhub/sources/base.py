@@ -41,9 +41,17 @@ class ConnectorInfo:
     quantities: tuple[Quantity, ...]
     cursor: Literal["seq", "time"]  #: what the cursor counts: vendor record ids or time
     limits: tuple[Limit, ...]
-    page_size: int  #: most records one call returns
+    page_size: int  #: most records one call returns (0: a fetch is one page, any length)
     interval_s: int | None = None  #: typical logging interval, for planning
     notes: str = ""
+    calls_per_page: int = 1  #: calls one page costs (Climkit: validated and raw data)
+    discovery_calls: int = 0  #: calls a discovery costs (listings), for planning
+
+    def calls_for(self, records: int) -> int:
+        """Calls one device's fetch of ``records`` new records costs."""
+        if self.page_size <= 0:
+            return self.calls_per_page
+        return self.calls_per_page * max(1, -(-records // self.page_size))
 
 
 @dataclass(frozen=True, slots=True)

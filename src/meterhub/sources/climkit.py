@@ -202,7 +202,8 @@ class ClimkitConnector:
         name="climkit", config=ClimkitConfig,
         quantities=(Quantity.ENERGY, Quantity.VOLUME, Quantity.TEMPERATURE),
         cursor="time", limits=(ONE_PER_SECOND,), page_size=0, interval_s=PERIOD_S,
-        notes="one meter_data and one meter_data_raw call per meter and sync")
+        notes="one meter_data and one meter_data_raw call per meter and sync",
+        calls_per_page=2, discovery_calls=3)
 
     def __init__(self, config: ClimkitConfig, *, clock: Clock | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,

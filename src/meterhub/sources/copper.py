@@ -162,8 +162,9 @@ class CopperConnector:
     info: ClassVar[ConnectorInfo] = ConnectorInfo(
         name="copper", config=CopperConfig,
         quantities=(Quantity.ENERGY, Quantity.POWER, Quantity.VOLUME, Quantity.FLOW),
-        cursor="time", limits=(PER_HOUR, PER_DAY), page_size=PAGE, interval_s=3600,
-        notes="one usage call per meter and window; 100/h and 1,000/day planned")
+        cursor="time", limits=(PER_HOUR, PER_DAY), page_size=366 * 24, interval_s=3600,
+        notes="one usage call per meter and window; 100/h and 1,000/day planned",
+        discovery_calls=2)
 
     def __init__(self, config: CopperConfig, *, clock: Clock | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,

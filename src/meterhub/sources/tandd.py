@@ -187,7 +187,8 @@ class TanddConnector:
         name="tandd", config=TanddConfig,
         quantities=(Quantity.TEMPERATURE, Quantity.RELATIVE_HUMIDITY),
         cursor="time", limits=(DATA_CALLS, READINGS, CURRENT_CALLS), page_size=NUMBER,
-        interval_s=600, notes="unixtime cursor; 65,535 readings per call, paged backward")
+        interval_s=600, notes="unixtime cursor; 65,535 readings per call, paged backward",
+        discovery_calls=1)
 
     def __init__(self, config: TanddConfig, *, clock: Clock | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
