@@ -20,7 +20,7 @@ from meterhub.cli import app
 
 runner = CliRunner()
 COMMANDS = ["import", "export", "query", "devices", "gaps", "compact", "sample", "emulate",
-            "sync", "status", "demo"]
+            "sync", "status", "demo", "run"]
 
 
 def write_csv(path: Path, bad_line: str | None = None) -> Path:
@@ -259,6 +259,13 @@ def test_sync_and_status_against_all_four_emulators_over_http(tmp_path: Path) ->
                                  str(path)], capture_output=True, text=True, env=env,
                                 timeout=60, check=False)
         assert status.returncode == 0, status.stderr
+        scheduled = subprocess.run([sys.executable, "-m", "meterhub.cli", "run", "--config",
+                                    str(path), "--rounds", "2", "--every", "0.5"],
+                                   capture_output=True, text=True, env=env, timeout=120,
+                                   check=False)
+        assert scheduled.returncode == 0, scheduled.stderr
+        assert " round 2: tahmo: " in scheduled.stdout
+        assert "failed" not in scheduled.stdout
     with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
         sources = set(hub.channels()["source"])
         assert sources == {"tahmo", "lab", "site", "homes"}

@@ -148,3 +148,22 @@ def test_dry_run_plan_calls_nobody_and_is_within_20_percent() -> None:
         assert abs(estimate - made) <= 0.2 * made, (estimate, made, plans)
         zentra_plan = next(p for p in plans if p.name == "tahmo")
         assert zentra_plan.records == pytest.approx(2 * 2 * 288, rel=0.05)
+
+
+def test_run_forever_keeps_the_store_in_step_within_limits() -> None:
+    from meterhub.sync import run_forever
+
+    w = worlds(days=1)
+    rounds: list[int] = []
+    with meterhub.open("duckdb:///:memory:") as hub:
+        done = asyncio.run(run_forever(
+            hub, config(w), every=3600.0, clock=w.clock, transports=w.transports(),
+            rounds=4, on_round=lambda n, results: rounds.append(
+                sum(r.readings for r in results))))
+        assert done == 4
+        assert rounds[0] > 0
+        assert all(0 < n < rounds[0] for n in rounds[1:])  # each later round: the new hour
+        assert w.zentra.rejected == w.tandd.rejected == w.climkit.rejected == \
+            w.copper.rejected == 0
+        t, _ = w.tandd.records("52120001")
+        assert hub.count(device="52120001", channel="temperature") == len(t)

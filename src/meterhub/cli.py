@@ -436,6 +436,43 @@ def sync(
         raise typer.Exit(1)
 
 
+@app.command("run")
+def run_(
+    config: ConfigOption = Path("meterhub.toml"),
+    every: Annotated[float, typer.Option(
+        help="Seconds between the starts of two sync rounds.")] = 900.0,
+    rounds: Annotated[int | None, typer.Option(
+        help="Stop after this many rounds (default: run until stopped).")] = None,
+) -> None:
+    """Keep the store in sync on a schedule that respects every limit, until stopped."""
+    import asyncio
+    import datetime as dt
+
+    from meterhub.config import load
+    from meterhub.sync import SourceProgress, run_forever
+
+    with _user_errors():
+        settings = load(config)
+
+    def report(number: int, results: list[SourceProgress]) -> None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        parts = [f"{p.name}: {p.readings:,} readings, {p.calls} calls"
+                 + (f", failed ({p.error})" if p.error else
+                    (f", {p.failed} device(s) failed" if p.failed else ""))
+                 for p in results]
+        out.print(f"{stamp} round {number}: " + "; ".join(parts), highlight=False,
+                  soft_wrap=True, markup=False)
+
+    out.print(f"syncing {len(settings.sources)} source(s) every {every:.0f} s into "
+              f"{settings.store.url}; stop with Ctrl-C", markup=False, soft_wrap=True)
+    with _hub(settings.store.url) as hub:
+        try:
+            asyncio.run(run_forever(hub, settings.sources, every=every, rounds=rounds,
+                                    on_round=report))
+        except KeyboardInterrupt:
+            out.print("stopped")
+
+
 @app.command()
 def status(
     config: ConfigOption = Path("meterhub.toml"),

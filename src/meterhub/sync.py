@@ -64,12 +64,15 @@ async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
                       transport: httpx.AsyncBaseTransport | None = None,
                       since: str | None = None, until: float | None = None,
                       listener: Listener | None = None,
-                      trace: Callable[[str], None] | None = None) -> SourceProgress:
+                      trace: Callable[[str], None] | None = None,
+                      connector: Any = None) -> SourceProgress:
     """Sync one source into ``hub``; failures are recorded in the result, not raised.
 
     ``trace`` hears one line per committed page (the crash tests kill on those lines).
+    A ``connector`` passed in is reused (its limiter, tokens and cache carry over, as
+    `run_forever` needs); otherwise one is made for this sync and closed after it.
     """
-    if since is not None:
+    if since is not None and connector is None:
         config = config.model_copy(update={"start": since})
     progress = SourceProgress(config.name, config.type, started=clock.now(), now=clock.now())
 
@@ -80,7 +83,9 @@ async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
         if listener is not None:
             listener(progress)
 
-    connector: Any = connector_class(config.type)(config, clock=clock, transport=transport)
+    owned = connector is None
+    if connector is None:
+        connector = connector_class(config.type)(config, clock=clock, transport=transport)
     try:
         try:
             found = await connector.discover()
@@ -140,7 +145,8 @@ async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
         tell()
         return progress
     finally:
-        await connector.aclose()
+        if owned:
+            await connector.aclose()
 
 
 def _explain(config: SourceConfig, exc: BaseException) -> str:
@@ -232,3 +238,38 @@ def plan_source(hub: Hub, config: SourceConfig, *, now: float,
     if known and fallback is None and len(newest) < len(known):
         note = "history length of new devices unknown: set start to estimate it"
     return Plan(config.name, config.type, len(known), records, calls, seconds, note)
+
+
+async def run_forever(hub: Hub, sources: Sequence[SourceConfig], *, every: float,
+                      clock: Clock | None = None,
+                      transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+                      rounds: int | None = None,
+                      on_round: Callable[[int, list[SourceProgress]], None] | None = None
+                      ) -> int:
+    """Sync all sources every ``every`` seconds until cancelled (or ``rounds`` are done).
+
+    Connectors live across rounds, so each vendor's limits, tokens and cached answers carry
+    over from one round to the next and a schedule never trips a limit a single sync would
+    respect. Returns the number of rounds run.
+    """
+    clock = clock or RealClock()
+    connectors = {s.name: connector_class(s.type)(s, clock=clock,
+                                                  transport=(transports or {}).get(s.name))
+                  for s in sources}
+    done = 0
+    try:
+        while rounds is None or done < rounds:
+            started = clock.now()
+            results = list(await asyncio.gather(*(
+                sync_source(hub, s, clock=clock, connector=connectors[s.name])
+                for s in sources)))
+            done += 1
+            if on_round is not None:
+                on_round(done, results)
+            if rounds is not None and done >= rounds:
+                break
+            await clock.sleep(max(0.0, started + every - clock.now()))
+    finally:
+        for connector in connectors.values():
+            await connector.aclose()
+    return done
