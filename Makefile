@@ -27,6 +27,7 @@ test: install
 bench: install
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/backfill.py
+	$(BIN)/python bench/sync.py
 
 clean:
 	rm -rf $(VENV) meterhub-sample.duckdb

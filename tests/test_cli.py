@@ -307,3 +307,29 @@ def test_sync_dry_run_prints_a_plan_without_calling(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "Sync plan (no vendor was called)" in result.output
     assert "devices unknown until the first sync" in result.output
+
+
+def test_a_failing_source_makes_sync_exit_non_zero_and_status_records_it(
+        tmp_path: Path) -> None:
+    with emulator("tandd") as (base, _):
+        path = tmp_path / "meterhub.toml"
+        path.write_text(f"""
+[store]
+url = "duckdb:///{tmp_path / 'hub.duckdb'}"
+
+[[source]]
+name = "lab"
+type = "tandd"
+base_url = "{base}"
+api_key = "73pfobnche8d1p6laqnemsbnpkght3bjv047oid6p2sg3"
+login_id = "tbzz9999"
+login_pass = "not-the-password"
+""")
+        result = runner.invoke(app, ["sync", "--config", str(path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 1
+    assert "source lab" in result.output
+    assert "login_pass" in result.output
+    assert "not-the-password" not in result.output
+    status = runner.invoke(app, ["status", "--config", str(path)], env={"COLUMNS": "250"})
+    assert status.exit_code == 0
+    assert "AuthError" in status.output

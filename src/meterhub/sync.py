@@ -58,6 +58,7 @@ class SourceProgress:
 
 
 Listener = Callable[[SourceProgress], None]
+SOURCE_ROW = "*"  #: the device name under which a whole source's failure is recorded
 
 
 async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
@@ -91,6 +92,8 @@ async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
             found = await connector.discover()
         except MeterhubError as exc:
             progress.error = _explain(config, exc)
+            # no device is known yet: record the failure against the source as a whole
+            hub.store.record_sync(config.name, SOURCE_ROW, error=exc)
             tell()
             return progress
         hub.add_sites(found.sites)
