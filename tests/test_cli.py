@@ -89,7 +89,7 @@ def test_export_json_is_an_array_with_iso_times(tmp_path: Path, store_url: str) 
     assert result.exit_code == 0
     rows = json.loads(result.stdout)
     assert len(rows) == 6
-    assert rows[0]["ts"].startswith("2024-10-27 00:00:00")
+    assert rows[0]["ts"] == "2024-10-27T00:00:00Z"
     assert rows[0]["value"] == pytest.approx(360.0)
     assert rows[0]["unit"] == "MJ"
 

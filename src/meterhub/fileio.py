@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from meterhub import encode
 from meterhub.errors import InputError
 from meterhub.model import READING_SCHEMA, records_to_arrow, to_readings
 
@@ -119,38 +120,20 @@ def _read_json(path: Path) -> pa.Table:
         raise InputError(f"{path}: {_json_where(exc.row or 0)}: {exc.reason}") from None
 
 
-def _for_json(batch: pa.RecordBatch) -> list[dict[str, Any]]:
-    ts_index = batch.schema.get_field_index("ts")
-    arrays = list(batch.columns)
-    arrays[ts_index] = arrays[ts_index].cast(pa.string())
-    rows: list[dict[str, Any]] = pa.RecordBatch.from_arrays(
-        arrays, names=batch.schema.names).to_pylist()
-    return rows
-
-
 def export_readings(batches: Iterable[pa.RecordBatch], out: IO[bytes], fmt: Format,
                     *, on_batch: Callable[[int], None] | None = None) -> int:
     """Write readings batch by batch to a binary stream; returns the number of rows."""
     total = 0
-    if fmt in ("parquet", "csv"):
-        writer = (pq.ParquetWriter(out, READING_SCHEMA) if fmt == "parquet"
-                  else pacsv.CSVWriter(out, READING_SCHEMA))
-        try:
-            for batch in batches:
-                writer.write_batch(batch)
-                total += batch.num_rows
-                if on_batch:
-                    on_batch(batch.num_rows)
-        finally:
-            writer.close()
-        return total
-    out.write(b"[")
-    for batch in batches:
-        for row in _for_json(batch):
-            out.write(b"\n" if total == 0 else b",\n")
-            out.write(orjson.dumps(row))
-            total += 1
-        if on_batch:
-            on_batch(batch.num_rows)
-    out.write(b"\n]\n")
+
+    def counted() -> Iterator[pa.RecordBatch]:
+        nonlocal total
+        for batch in batches:
+            total += batch.num_rows
+            yield batch
+            if on_batch:
+                on_batch(batch.num_rows)
+
+    reader = pa.RecordBatchReader.from_batches(READING_SCHEMA, counted())
+    for chunk in encode.stream(reader, fmt):
+        out.write(chunk)
     return total

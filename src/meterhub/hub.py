@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 
 from meterhub.errors import InputError
 from meterhub.model import READING_SCHEMA, Channel, Device, Site, catalog_rows
-from meterhub.store import Selection, Store, SyncCursor, WriteResult, open_store
+from meterhub.store import PageKey, Selection, Store, SyncCursor, WriteResult, open_store
 from meterhub.timebase import zone
 from meterhub.units import check_convertible, convert, normalize_unit
 
@@ -58,6 +58,17 @@ def convert_readings(batch: pa.RecordBatch, unit: str) -> pa.RecordBatch:
     arrays[batch.schema.get_field_index("unit")] = pa.array([target] * batch.num_rows,
                                                             pa.string())
     return pa.RecordBatch.from_arrays(arrays, schema=batch.schema)
+
+
+def _converted(reader: pa.RecordBatchReader, unit: str | None) -> pa.RecordBatchReader:
+    if unit is None:
+        return reader
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            yield convert_readings(batch, unit)
+
+    return pa.RecordBatchReader.from_batches(READING_SCHEMA, batches())
 
 
 class Hub:
@@ -119,18 +130,27 @@ class Hub:
              batch_size: int = 65_536) -> pa.RecordBatchReader:
         """Readings streamed as Arrow record batches, never the whole range in memory."""
         selection = self.selection(device, channel, start, end, source)
-        reader = self.store.scan(selection, batch_size=batch_size)
+        self._check_unit(selection, unit)
+        return _converted(self.store.scan(selection, batch_size=batch_size), unit)
+
+    def page(self, *, device: Names = None, channel: Names = None, start: object = None,
+             end: object = None, unit: str | None = None, source: Names = None,
+             after: PageKey | None = None, limit: int = 10_000,
+             batch_size: int = 65_536) -> tuple[pa.RecordBatchReader, PageKey | None]:
+        """One page of a scan: ``limit`` readings after the key ``after`` (keyset paging),
+        streamed, with the key the next page starts after (None on the last page)."""
+        selection = self.selection(device, channel, start, end, source)
+        self._check_unit(selection, unit)
+        reader, next_key = self.store.page(selection, after=after, limit=limit,
+                                           batch_size=batch_size)
+        return _converted(reader, unit), next_key
+
+    def _check_unit(self, selection: Selection, unit: str | None) -> None:
         if unit is None:
-            return reader
+            return
         normalize_unit(unit)
         for ch in self.store.channels(selection):
             check_convertible(ch.unit, unit)
-
-        def converted() -> Iterator[pa.RecordBatch]:
-            for batch in reader:
-                yield convert_readings(batch, unit)
-
-        return pa.RecordBatchReader.from_batches(READING_SCHEMA, converted())
 
     def readings(self, *, device: Names = None, channel: Names = None, start: object = None,
                  end: object = None, unit: str | None = None, source: Names = None,

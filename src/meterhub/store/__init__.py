@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from meterhub.errors import StoreError
-from meterhub.store.base import Selection, Store, SyncCursor, WriteResult
+from meterhub.store.base import PageKey, Selection, Store, SyncCursor, WriteResult
 
 DEFAULT_URL = "duckdb:///meterhub.duckdb"
 
-__all__ = ["DEFAULT_URL", "Selection", "Store", "SyncCursor", "WriteResult", "open_store"]
+__all__ = ["DEFAULT_URL", "PageKey", "Selection", "Store", "SyncCursor", "WriteResult",
+           "open_store"]
 
 
 def open_store(url: str | None = None) -> Store:

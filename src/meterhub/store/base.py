@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
+from meterhub.keys import ApiKey
 from meterhub.model import Channel, Device, Site
 
 #: Aggregate functions per channel kind; the first list entry set is the default.
@@ -46,6 +47,15 @@ class Selection:
     sources: Sequence[str] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PageKey:
+    """A position in (device, channel, ts) order: a page starts after it (keyset paging)."""
+
+    device: str
+    channel: str
+    ts_us: int  #: microseconds since the epoch, UTC
+
+
 @runtime_checkable
 class Store(Protocol):
     """A readings store. Every method takes and returns Arrow data or typed records."""
@@ -61,6 +71,12 @@ class Store(Protocol):
 
     def scan(self, selection: Selection, *, batch_size: int = 65_536) -> pa.RecordBatchReader:
         """Readings in (device, channel, ts) order, streamed as record batches."""
+        ...
+
+    def page(self, selection: Selection, *, after: PageKey | None, limit: int,
+             batch_size: int = 65_536) -> tuple[pa.RecordBatchReader, PageKey | None]:
+        """The first ``limit`` readings after ``after`` in scan order, and the key a next
+        page starts after (None when nothing follows)."""
         ...
 
     def aggregate(self, selection: Selection, *, every: str, tz: str = "UTC",
@@ -104,3 +120,11 @@ class Store(Protocol):
     def compact(self) -> None:
         """Rewrite readings clustered by (device, channel, ts)."""
         ...
+
+    def add_key(self, key: ApiKey) -> None:
+        """Keep a new API key (its hash, never the secret)."""
+        ...
+
+    def keys(self) -> list[ApiKey]: ...
+
+    def revoke_key(self, key_id: str) -> None: ...

@@ -16,11 +16,13 @@ Layout follows what PERF.md measured on this machine kind:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import re
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -35,6 +37,7 @@ from meterhub.errors import (
     StoreInUseError,
     UnitError,
 )
+from meterhub.keys import ApiKey, Scope
 from meterhub.model import (
     READING_SCHEMA,
     TS_TYPE,
@@ -49,6 +52,7 @@ from meterhub.store.base import (
     COUNTER_FUNCTIONS,
     DELTA_FUNCTIONS,
     INSTANT_FUNCTIONS,
+    PageKey,
     Selection,
     SyncCursor,
     WriteResult,
@@ -95,6 +99,10 @@ _DDL = [
     """CREATE TABLE IF NOT EXISTS sync_cursors (
         source VARCHAR NOT NULL, device VARCHAR NOT NULL, cursor VARCHAR NOT NULL,
         updated_at TIMESTAMP NOT NULL, PRIMARY KEY (source, device))""",
+    """CREATE TABLE IF NOT EXISTS api_keys (
+        key_id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, scope VARCHAR NOT NULL,
+        hash VARCHAR NOT NULL, rate_limit VARCHAR, created_at TIMESTAMP NOT NULL,
+        revoked_at TIMESTAMP)""",
 ]
 
 _LOCK_PID = re.compile(r"PID (\d+)")
@@ -144,27 +152,67 @@ def _in_list(values: Iterable[Any]) -> str:
     return ", ".join(str(int(v)) for v in values)
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _exclusive(method: _F) -> _F:
+    """Run a writing method under the store's lock: one writer at a time, any thread."""
+
+    @functools.wraps(method)
+    def locked(self: DuckDBStore, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
 class DuckDBStore:
-    """The `Store` on one DuckDB file. Not thread-safe: one owner, one writer."""
+    """The `Store` on one DuckDB file, owned by one process.
+
+    Threads of that process may share it (the API serves from a thread pool while the
+    sync writes from the event loop): each thread reads through its own DuckDB cursor,
+    and writes take one lock, so they never interleave.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.path = path_from_url(url)
-        self._con = _connect(self.path)
+        self._main = _connect(self.path)
+        self._owner = threading.get_ident()
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._lock = threading.RLock()
         try:
             for statement in _DDL:
-                self._con.execute(statement)
-            self._con.execute("INSERT INTO meta VALUES ('schema_version', ?) "
-                              "ON CONFLICT DO NOTHING", [SCHEMA_VERSION])
+                self._main.execute(statement)
+            self._main.execute("INSERT INTO meta VALUES ('schema_version', ?) "
+                               "ON CONFLICT DO NOTHING", [SCHEMA_VERSION])
         except duckdb.Error as exc:
-            self._con.close()
+            self._main.close()
             raise StoreError(f"cannot prepare store {self.path}: "
                              f"{str(exc).splitlines()[0]}") from None
+
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        """This thread's connection: the main one for the opening thread, else a cursor."""
+        if threading.get_ident() == self._owner:
+            return self._main
+        con: duckdb.DuckDBPyConnection | None = getattr(self._local, "con", None)
+        if con is None:
+            with self._lock:
+                con = self._main.cursor()
+                self._cursors.append(con)
+            self._local.con = con
+        return con
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
-        self._con.close()
+        with self._lock:
+            for con in self._cursors:
+                con.close()
+            self._cursors.clear()
+            self._main.close()
 
     def __enter__(self) -> DuckDBStore:
         return self
@@ -174,6 +222,7 @@ class DuckDBStore:
 
     # -- writing ---------------------------------------------------------------------------
 
+    @_exclusive
     def write(self, data: Any, *, source: str | None = None,
               cursors: Sequence[SyncCursor] = (), origin: str = "api") -> WriteResult:
         """Upsert readings by (device, channel, ts); the last row of a key in `data` wins.
@@ -319,12 +368,14 @@ class DuckDBStore:
 
     # -- catalog ---------------------------------------------------------------------------
 
+    @_exclusive
     def upsert_sites(self, sites: Sequence[Site]) -> None:
         if sites:
             self._con.executemany(
                 "INSERT OR REPLACE INTO sites VALUES (?, ?, ?, ?, ?)",
                 [[s.site, s.name, s.timezone, s.latitude, s.longitude] for s in sites])
 
+    @_exclusive
     def upsert_devices(self, devices: Sequence[Device]) -> None:
         if devices:
             self._con.executemany(
@@ -332,6 +383,7 @@ class DuckDBStore:
                 [[d.device, d.source, d.site, d.name, d.model, d.serial, d.timezone,
                   d.latitude, d.longitude] for d in devices])
 
+    @_exclusive
     def upsert_channels(self, channels: Sequence[Channel]) -> None:
         """Add channels or update their quantity, kind and interval.
 
@@ -432,6 +484,7 @@ class DuckDBStore:
                                 "device = ?", [source, device]))
         return None if row is None else str(row[0])
 
+    @_exclusive
     def record_sync(self, source: str, device: str, *, error: BaseException | None = None,
                     calls: int = 0, readings: int = 0) -> None:
         """The outcome of one device's sync, for `meterhub status`."""
@@ -454,6 +507,36 @@ class DuckDBStore:
         rows = self._con.execute("SELECT source, device, cursor FROM sync_cursors "
                                  "ORDER BY source, device").fetchall()
         return [SyncCursor(*row) for row in rows]
+
+    # -- API keys --------------------------------------------------------------------------
+
+    @_exclusive
+    def add_key(self, key: ApiKey) -> None:
+        taken = _first(self._con.execute(
+            "SELECT key_id FROM api_keys WHERE name = ? AND revoked_at IS NULL", [key.name]))
+        if taken is not None:
+            raise InputError(f"an active key is already named {key.name!r}: pick another "
+                             "name or revoke that key first")
+        self._con.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          [key.key_id, key.name, key.scope.value, key.hash, key.rate_limit,
+                           naive_utc(key.created_at), None])
+
+    def keys(self) -> list[ApiKey]:
+        rows = self._con.execute("SELECT * FROM api_keys ORDER BY created_at, name").fetchall()
+        return [ApiKey(key_id, name, Scope(scope), hashed, limit, created.replace(tzinfo=UTC),
+                       None if revoked is None else revoked.replace(tzinfo=UTC))
+                for key_id, name, scope, hashed, limit, created, revoked in rows]
+
+    @_exclusive
+    def revoke_key(self, key_id: str) -> None:
+        row = _first(self._con.execute("SELECT revoked_at FROM api_keys WHERE key_id = ?",
+                                       [key_id]))
+        if row is None:
+            raise NotFoundError(f"no API key with id {key_id!r}: list them with "
+                                "`meterhub keys list`")
+        if row[0] is None:
+            self._con.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ?",
+                              [naive_utc(dt.datetime.now(UTC)), key_id])
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -480,18 +563,77 @@ class DuckDBStore:
 
     def scan(self, selection: Selection, *, batch_size: int = 65_536) -> pa.RecordBatchReader:
         """Readings in (device, channel, ts) order, one series at a time, in batches."""
+        return self._stream([(s, None, None) for s in self._series(selection)], selection,
+                            batch_size)
+
+    def page(self, selection: Selection, *, after: PageKey | None, limit: int,
+             batch_size: int = 65_536) -> tuple[pa.RecordBatchReader, PageKey | None]:
+        """Keyset paging: the first ``limit`` readings after ``after`` in scan order.
+
+        The page's extent is planned from per-series counts (and one bounded lookup of
+        the last row's time), so it is streamed like a scan and its next key is known
+        before the first byte goes out.
+        """
+        if limit < 1:
+            raise InputError(f"limit must be at least 1, not {limit}")
         series = self._series(selection)
+        if after is not None:
+            series = [s for s in series if (s[1], s[2]) >= (after.device, after.channel)]
+        first_after: dict[int, int] = {}
+        if after is not None and series and (series[0][1], series[0][2]) == (after.device,
+                                                                               after.channel):
+            first_after[series[0][0]] = after.ts_us
+        if not series:
+            return pa.RecordBatchReader.from_batches(READING_SCHEMA, iter(())), None
+        where, params = self._time_filter(selection)
+        skip = "".join(f" AND (series_id <> {sid} OR ts > make_timestamp({us}))"
+                       for sid, us in first_after.items())
+        counts = {int(sid): (int(n), int(last)) for sid, n, last in self._con.execute(
+            f"SELECT series_id, count(*), epoch_us(max(ts)) FROM readings "
+            f"WHERE series_id IN ({_in_list(s[0] for s in series)}) AND {where}{skip} "
+            "GROUP BY series_id", params).fetchall()}
+        plan: list[tuple[tuple[int, str, str, str, str], int | None, int | None]] = []
+        left, next_key = limit, None
+        for item in series:
+            number = counts.get(item[0], (0, 0))[0]
+            if not number:
+                continue
+            if left == 0:  # the page is full and more rows follow: go on after its last
+                full, _, _ = plan[-1]
+                next_key = PageKey(full[1], full[2], counts[full[0]][1])
+                break
+            lower = first_after.get(item[0])
+            if number <= left:
+                plan.append((item, lower, None))
+                left -= number
+                continue
+            row = _first(self._con.execute(
+                f"SELECT epoch_us(ts) FROM readings WHERE series_id = {item[0]} AND {where}"
+                f"{skip} ORDER BY ts LIMIT 1 OFFSET {left - 1}", params))
+            assert row is not None
+            plan.append((item, lower, int(row[0])))
+            next_key = PageKey(item[1], item[2], int(row[0]))
+            break
+        return self._stream(plan, selection, batch_size), next_key
+
+    def _stream(self, plan: Sequence[tuple[tuple[int, str, str, str, str], int | None,
+                                           int | None]],
+                selection: Selection, batch_size: int) -> pa.RecordBatchReader:
+        """Stream each planned series, optionally within (lower, upper] in epoch µs."""
         sources = dict(self._con.execute("SELECT device, source FROM devices").fetchall())
         where, params = self._time_filter(selection)
 
         def batches() -> Iterator[pa.RecordBatch]:
             cursor = self._con.cursor()
             try:
-                for series_id, device, channel, unit, _ in series:
+                for (series_id, device, channel, unit, _), lower, upper in plan:
+                    bounds = "" if lower is None else f" AND ts > make_timestamp({lower})"
+                    if upper is not None:
+                        bounds += f" AND ts <= make_timestamp({upper})"
                     reader = cursor.sql(f"""
                         SELECT ts, value, quality::VARCHAR AS quality, seq, error_code,
                                validated
-                        FROM readings WHERE series_id = {series_id} AND {where}
+                        FROM readings WHERE series_id = {series_id} AND {where}{bounds}
                         ORDER BY ts""", params=params).to_arrow_reader(batch_size)
                     for batch in reader:
                         yield _reading_batch(batch, sources[device], device, channel, unit)
@@ -683,6 +825,7 @@ class DuckDBStore:
 
     # -- maintenance -----------------------------------------------------------------------
 
+    @_exclusive
     def compact(self) -> None:
         con = self._con
         con.execute("BEGIN TRANSACTION")
