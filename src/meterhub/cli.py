@@ -289,8 +289,6 @@ def emulate(
         help="Enforce the vendor's rate limits (--no-limits is for crash tests).")] = True,
 ) -> None:
     """Serve a vendor API emulator with synthetic devices, for development and tests."""
-    import socket
-
     import uvicorn
 
     from meterhub.emulators import EMULATORS
@@ -303,6 +301,19 @@ def emulate(
                                         limits=limits)
     port = port if port is not None else {"zentra": 8401, "tandd": 8402,
                                                "climkit": 8403, "copper": 8404}.get(vendor, 0)
+    sock, actual = _listen(host, port)
+    out.print(f"{vendor} emulator listening on http://{host}:{actual}", soft_wrap=True)
+    for line in lines:
+        out.print(line, soft_wrap=True, highlight=False)
+    out.file.flush()
+    server = uvicorn.Server(uvicorn.Config(app_, log_level="warning", lifespan="off"))
+    server.run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> tuple[Any, int]:
+    """A bound socket (port 0 picks a free one) and its port; exit 1 if it cannot bind."""
+    import socket
+
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -311,13 +322,7 @@ def emulate(
         err.print(f"[bold red]error:[/] cannot listen on {host}:{port}: {exc.strerror}",
                   soft_wrap=True)
         raise typer.Exit(1) from None
-    actual = sock.getsockname()[1]
-    out.print(f"{vendor} emulator listening on http://{host}:{actual}", soft_wrap=True)
-    for line in lines:
-        out.print(line, soft_wrap=True, highlight=False)
-    out.file.flush()
-    server = uvicorn.Server(uvicorn.Config(app_, log_level="warning", lifespan="off"))
-    server.run(sockets=[sock])
+    return sock, int(sock.getsockname()[1])
 
 
 config_app = typer.Typer(help="Check meterhub.toml.", no_args_is_help=True)
@@ -436,6 +441,66 @@ def sync(
         raise typer.Exit(1)
 
 
+def _settings(config: Path | None) -> Any:
+    """Settings from --config; without it, ./meterhub.toml if there is one, else defaults."""
+    from meterhub.config import DEFAULT_PATH, Settings, load
+
+    with _user_errors():
+        if config is None:
+            return load(DEFAULT_PATH) if DEFAULT_PATH.is_file() else Settings()
+        return load(config)
+
+
+OptionalConfig = Annotated[Path | None, typer.Option(
+    "--config", envvar="METERHUB_CONFIG",
+    help="Configuration file (env METERHUB_CONFIG; default ./meterhub.toml if present).")]
+OptionalStore = Annotated[str | None, typer.Option(
+    "--store", envvar="METERHUB_STORE", help="Store URL (default: from the configuration).")]
+HostOption = Annotated[str | None, typer.Option(
+    help="Address to listen on (default [api] host, 127.0.0.1).")]
+PortOption = Annotated[int | None, typer.Option(
+    help="Port; 0 picks a free one (default [api] port, 8000).")]
+
+
+def _serve_api(hub: Hub, settings: Any, host: str | None, port: int | None,
+               background: Any = None, on_ready: Any = None) -> None:
+    """Serve the API on uvicorn (uvloop + httptools) until stopped or told to exit."""
+    import uvicorn
+
+    from meterhub.api import create_app
+
+    host = host or settings.api.host
+    sock, actual = _listen(host, settings.api.port if port is None else port)
+    server: uvicorn.Server | None = None
+
+    async def hosted() -> None:
+        await background()
+        if server is not None:  # a finite schedule (--rounds) ends the process
+            server.should_exit = True
+
+    api = create_app(hub, settings=settings, rate_limit=settings.api.rate_limit,
+                     background=hosted if background is not None else None)
+    server = uvicorn.Server(uvicorn.Config(api, loop="uvloop", http="httptools",
+                                           log_level="warning", access_log=False))
+    shown = f"[{host}]" if ":" in host else host
+    out.print(f"meterhub API on http://{shown}:{actual}/api/v1 (docs at /docs) over "
+              f"{hub.url}; stop with Ctrl-C", soft_wrap=True, markup=False)
+    if not any(k.active for k in hub.store.api_keys()):
+        out.print("no API keys yet: stop the server and run `meterhub keys create --name me "
+                  "--scope admin`", soft_wrap=True, markup=False)
+    out.file.flush()
+    server.run(sockets=[sock])
+
+
+@app.command()
+def serve(config: OptionalConfig = None, store: OptionalStore = None, host: HostOption = None,
+          port: PortOption = None) -> None:
+    """Serve the REST API (readings, aggregates, catalog, push, keys) over the store."""
+    settings = _settings(config)
+    with _hub(store or settings.store.url) as hub:
+        _serve_api(hub, settings, host, port)
+
+
 @app.command("run")
 def run_(
     config: ConfigOption = Path("meterhub.toml"),
@@ -443,8 +508,13 @@ def run_(
         help="Seconds between the starts of two sync rounds.")] = 900.0,
     rounds: Annotated[int | None, typer.Option(
         help="Stop after this many rounds (default: run until stopped).")] = None,
+    api: Annotated[bool, typer.Option(
+        help="Serve the API in the same process (--no-api: only the schedule).")] = True,
+    host: HostOption = None,
+    port: PortOption = None,
 ) -> None:
-    """Keep the store in sync on a schedule that respects every limit, until stopped."""
+    """Serve the API and keep the store in sync on a schedule, in one process (one process
+    owns the store file)."""
     import asyncio
     import datetime as dt
 
@@ -462,15 +532,84 @@ def run_(
                  for p in results]
         out.print(f"{stamp} round {number}: " + "; ".join(parts), highlight=False,
                   soft_wrap=True, markup=False)
+        out.file.flush()
 
     out.print(f"syncing {len(settings.sources)} source(s) every {every:.0f} s into "
               f"{settings.store.url}; stop with Ctrl-C", markup=False, soft_wrap=True)
     with _hub(settings.store.url) as hub:
+        def schedule() -> Any:
+            return run_forever(hub, settings.sources, every=every, rounds=rounds,
+                               on_round=report)
+
+        if api:
+            _serve_api(hub, settings, host, port, background=schedule)
+            return
         try:
-            asyncio.run(run_forever(hub, settings.sources, every=every, rounds=rounds,
-                                    on_round=report))
+            asyncio.run(schedule())
         except KeyboardInterrupt:
             out.print("stopped")
+
+
+keys_app = typer.Typer(help="Make, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="What the key is for, e.g. datalogger.")],
+    scope: Annotated[str, typer.Option(
+        help="read (queries), write (also pushes readings) or admin (also manages keys).")
+    ] = "read",
+    rate_limit: Annotated[str | None, typer.Option(
+        help="This key's own limit, e.g. 100/minute (default: [api] rate_limit).")] = None,
+    config: OptionalConfig = None, store: OptionalStore = None,
+) -> None:
+    """Make an API key. It is printed once, on stdout; only its hash is stored."""
+    from meterhub.keys import new_key
+
+    settings = _settings(config)
+    with _hub(store or settings.store.url) as hub, _user_errors():
+        record, text = new_key(name, scope, rate_limit)
+        hub.store.add_key(record)
+    err.print(f"key {record.name!r} (id {record.key_id}, scope {record.scope.value}, "
+              f"limit {record.rate_limit or settings.api.rate_limit}); it is shown only now, "
+              "keep it somewhere safe:", soft_wrap=True, markup=False, highlight=False)
+    print(text)
+
+
+@keys_app.command("list")
+def keys_list(config: OptionalConfig = None, store: OptionalStore = None) -> None:
+    """Every key: id, name, scope, limit, when made and revoked (never the key itself)."""
+    settings = _settings(config)
+    with _hub(store or settings.store.url) as hub:
+        keys = hub.store.api_keys()
+    view = Table(title="API keys", header_style="bold")
+    for column in ("id", "name", "scope", "rate limit", "created", "revoked"):
+        view.add_column(column)
+    for key in keys:
+        view.add_row(key.key_id, _cell(key.name), key.scope.value,
+                     key.rate_limit or f"{settings.api.rate_limit} (default)",
+                     _cell(key.created_at), _cell(key.revoked_at))
+    out.print(view)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="The key's id, or the name of an active key.")],
+    config: OptionalConfig = None, store: OptionalStore = None,
+) -> None:
+    """Revoke a key: requests with it are refused from now on."""
+    settings = _settings(config)
+    with _hub(store or settings.store.url) as hub, _user_errors():
+        known = hub.store.api_keys()
+        by_id = [k for k in known if k.key_id == key]
+        by_name = [k for k in known if k.name == key and k.active]
+        target = next(iter(by_id or by_name), None)
+        if target is None:
+            raise MeterhubError(f"no key with id or active name {key!r}: see `meterhub keys "
+                                "list`")
+        hub.store.revoke_key(target.key_id)
+    out.print(f"revoked key {target.name!r} (id {target.key_id})", markup=False)
 
 
 @app.command()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from meterhub.errors import MeterhubError
 from meterhub.sources.base import SourceConfig, connector_class, connector_types
@@ -33,11 +33,33 @@ class StoreSettings(BaseModel):
     url: str = Field(default="duckdb:///meterhub.duckdb")
 
 
+class ApiSettings(BaseModel):
+    """Where `meterhub serve` and `meterhub run` listen, and the default per-key limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    rate_limit: str = Field(default="600/minute",
+                            description="requests per key and period, e.g. 600/minute")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _readable(cls, value: str) -> str:
+        from meterhub.keys import RateLimit
+
+        try:
+            return str(RateLimit.parse(value))
+        except MeterhubError as exc:
+            raise ValueError(str(exc)) from None
+
+
 @dataclass
 class Settings:
-    """The whole configuration: where the store is and which sources to sync."""
+    """The whole configuration: where the store is, the API, and which sources to sync."""
 
     store: StoreSettings = field(default_factory=StoreSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     sources: list[SourceConfig] = field(default_factory=list)
     path: Path | None = None
 
@@ -85,14 +107,18 @@ def parse(data: dict[str, Any], *, path: Path | None = None,
           environ: dict[str, str] | None = None) -> Settings:
     """Settings from a parsed TOML document."""
     env = dict(os.environ if environ is None else environ)
-    unknown = set(data) - {"store", "source"}
+    unknown = set(data) - {"store", "api", "source"}
     if unknown:
-        raise ConfigError(f"{sorted(unknown)[0]}: is not a known section; use [store] and "
-                          "[[source]]")
+        raise ConfigError(f"{sorted(unknown)[0]}: is not a known section; use [store], [api] "
+                          "and [[source]]")
     try:
         store = StoreSettings(**_interpolate(data.get("store", {}), "store", env))
     except ValidationError as exc:
         raise _explain(exc, "store") from None
+    try:
+        api = ApiSettings(**_interpolate(data.get("api", {}), "api", env))
+    except ValidationError as exc:
+        raise _explain(exc, "api") from None
     sources: list[SourceConfig] = []
     raw_sources = data.get("source", [])
     if not isinstance(raw_sources, list):
@@ -116,7 +142,7 @@ def parse(data: dict[str, Any], *, path: Path | None = None,
             sources.append(cls.info.config(**_interpolate(raw, where, env)))
         except ValidationError as exc:
             raise _explain(exc, where) from None
-    return Settings(store=store, sources=sources, path=path)
+    return Settings(store=store, api=api, sources=sources, path=path)
 
 
 def load(path: Path | None = None, *, environ: dict[str, str] | None = None) -> Settings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -74,16 +75,34 @@ def _parquet_where(row: int) -> str:
     return f"row {row}"
 
 
-def _read_csv(path: Path) -> pa.Table:
-    with path.open(newline="", encoding="utf-8") as handle:
-        header = next(csv.reader(handle), None)
+def read_csv_bytes(data: bytes) -> pa.Table:
+    """Readings from CSV text in memory (an API push), validated like a CSV file."""
+    try:
+        raw = _read_csv(data)
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"not readable CSV: {str(exc).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise InputError("not readable CSV: the text is not UTF-8") from None
+    return raw
+
+
+def _read_csv(source: Path | bytes) -> pa.Table:
+    name = "the body" if isinstance(source, bytes) else str(source)
+    if isinstance(source, bytes):
+        header = next(csv.reader(io.StringIO(source.decode("utf-8"))), None)
+    else:
+        with source.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), None)
+    def path() -> Path | io.BytesIO:
+        return io.BytesIO(source) if isinstance(source, bytes) else source
+
     if not header:
-        raise InputError(f"{path}: empty file: the first line must name the columns")
+        raise InputError(f"{name}: empty file: the first line must name the columns")
     # Every column as text: the validator reports bad values by row, not pyarrow.
     options = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
                                    strings_can_be_null=True, quoted_strings_can_be_null=False)
     try:
-        return pacsv.read_csv(path, convert_options=options)
+        return pacsv.read_csv(path(), convert_options=options)
     except pa.ArrowInvalid:
         # Read again on one thread, where pyarrow knows the line of a ragged row.
         ragged: list[Any] = []
@@ -93,13 +112,13 @@ def _read_csv(path: Path) -> pa.Table:
             return "error"
 
         with contextlib.suppress(pa.ArrowInvalid):
-            pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=False),
+            pacsv.read_csv(path(), read_options=pacsv.ReadOptions(use_threads=False),
                            parse_options=pacsv.ParseOptions(invalid_row_handler=remember),
                            convert_options=options)
         if not ragged or ragged[0].number is None:
             raise
         line = int(ragged[0].number)
-        raise InputError(f"{path}: {_csv_where(line - 1)}: expected "
+        raise InputError(f"{name}: {_csv_where(line - 1)}: expected "
                          f"{ragged[0].expected_columns} columns, got "
                          f"{ragged[0].actual_columns}", row=line - 1) from None
 

@@ -135,11 +135,15 @@ class Hub:
 
     def page(self, *, device: Names = None, channel: Names = None, start: object = None,
              end: object = None, unit: str | None = None, source: Names = None,
-             after: PageKey | None = None, limit: int = 10_000,
+             after: PageKey | None = None, limit: int = 10_000, tz: str | None = None,
              batch_size: int = 65_536) -> tuple[pa.RecordBatchReader, PageKey | None]:
         """One page of a scan: ``limit`` readings after the key ``after`` (keyset paging),
-        streamed, with the key the next page starts after (None on the last page)."""
-        selection = self.selection(device, channel, start, end, source)
+        streamed, with the key the next page starts after (None on the last page).
+
+        Naive ``start``/``end`` are read in ``tz`` when given, else as UTC."""
+        if tz is not None:
+            zone(tz)
+        selection = self.selection(device, channel, start, end, source, tz=tz)
         self._check_unit(selection, unit)
         reader, next_key = self.store.page(selection, after=after, limit=limit,
                                            batch_size=batch_size)

@@ -214,6 +214,9 @@ class DuckDBStore:
             self._cursors.clear()
             self._main.close()
 
+    def ping(self) -> None:
+        _first(self._con.execute("SELECT 1"))
+
     def __enter__(self) -> DuckDBStore:
         return self
 
@@ -521,7 +524,7 @@ class DuckDBStore:
                           [key.key_id, key.name, key.scope.value, key.hash, key.rate_limit,
                            naive_utc(key.created_at), None])
 
-    def keys(self) -> list[ApiKey]:
+    def api_keys(self) -> list[ApiKey]:
         rows = self._con.execute("SELECT * FROM api_keys ORDER BY created_at, name").fetchall()
         return [ApiKey(key_id, name, Scope(scope), hashed, limit, created.replace(tzinfo=UTC),
                        None if revoked is None else revoked.replace(tzinfo=UTC))

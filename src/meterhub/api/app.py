@@ -1,0 +1,380 @@
+"""The FastAPI app: a thin HTTP shell over `meterhub.Hub`.
+
+Query contract, as in the CLI and the Python API: ``device, channel, start, end, every,
+tz, fn, unit, format``. Handlers that touch the store are plain ``def`` functions, so they
+run in the thread pool (the store gives each thread its own cursor) and the event loop
+stays free for the sync that `meterhub run` hosts beside the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any, Literal
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.openapi.utils import get_openapi
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response, StreamingResponse
+
+from meterhub import __version__, encode
+from meterhub.api import schemas
+from meterhub.api.problems import Problem, install, problems
+from meterhub.api.security import KeyLimits, KeyRing, RateLimitHeaders, require
+from meterhub.config import Settings
+from meterhub.errors import InputError
+from meterhub.fileio import read_csv_bytes
+from meterhub.hub import Hub
+from meterhub.keys import ApiKey, RateLimit, Scope, new_key
+from meterhub.model import records_to_arrow
+from meterhub.store import PageKey
+
+log = logging.getLogger("meterhub.api")
+
+DEFAULT_LIMIT = 10_000
+MAX_LIMIT = 5_000_000
+PUSH_SOURCE = "api"
+
+DeviceQ = Annotated[list[str] | None, Query(description="Device id; repeat for several.")]
+ChannelQ = Annotated[list[str] | None, Query(description="Channel name; repeat for several.")]
+SourceQ = Annotated[list[str] | None, Query(description="Source name; repeat for several.")]
+StartQ = Annotated[str | None, Query(
+    description="Start, inclusive, ISO 8601; naive times are read in tz (default UTC).")]
+EndQ = Annotated[str | None, Query(description="End, exclusive, ISO 8601.")]
+TzQ = Annotated[str, Query(description="IANA time zone for buckets and naive times.")]
+UnitQ = Annotated[str | None, Query(description="Convert values to this unit, e.g. degF, MJ.")]
+FormatQ = Annotated[Literal["json", "csv", "parquet", "arrow"] | None, Query(
+    description="Output format; without it the Accept header decides (default JSON).")]
+
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+TABLE_CONTENT = {"text/csv": {"schema": {"type": "string"}},
+                 "application/vnd.apache.parquet": BINARY,
+                 "application/vnd.apache.arrow.stream": BINARY}
+READ_ERRORS = problems(400, 401, 403, 404, 429)
+CATALOG_ERRORS = problems(400, 401, 403, 429)
+
+
+def negotiate(request: Request, given: str | None) -> encode.Format:
+    """``format`` wins; else the first known type in Accept; else JSON."""
+    if given is not None:
+        return given  # type: ignore[return-value]
+    for part in request.headers.get("accept", "").split(","):
+        media = part.split(";")[0].strip().lower()
+        if media in encode.ACCEPTED:
+            return encode.ACCEPTED[media]
+    return "json"
+
+
+def encode_cursor(key: PageKey) -> str:
+    raw = orjson.dumps([key.device, key.channel, key.ts_us])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str | None) -> PageKey | None:
+    if text is None:
+        return None
+    try:
+        device, channel, ts_us = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text)
+                                                                                   % 4)))
+        if not (isinstance(device, str) and isinstance(channel, str)
+                and isinstance(ts_us, int)):
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise Problem(400, "cursor is not one this server gave out: follow the next link "
+                      "of the previous page, or start again without cursor") from None
+    return PageKey(device, channel, ts_us)
+
+
+def _table_response(table: pa.Table | pa.RecordBatchReader, fmt: encode.Format,
+                    headers: dict[str, str] | None = None,
+                    tail: Callable[[], dict[str, Any]] | None = None) -> Response:
+    body = (encode.stream_json(table, key="data", tail=tail) if fmt == "json"
+            else encode.stream_binary(table, fmt))
+    return StreamingResponse(body, media_type=encode.MEDIA_TYPES[fmt], headers=headers)
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def _key_out(key: ApiKey, limits: KeyLimits) -> dict[str, Any]:
+    return {"key_id": key.key_id, "name": key.name, "scope": key.scope.value,
+            "rate_limit": str(limits.limit_of(key)), "created_at": key.created_at.isoformat(),
+            "revoked_at": None if key.revoked_at is None else key.revoked_at.isoformat()}
+
+
+def _hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+def create_app(hub: Hub, *, settings: Settings | None = None,
+               rate_limit: str = "600/minute",
+               background: Callable[[], Coroutine[Any, Any, Any]] | None = None) -> FastAPI:
+    """The API over ``hub``; ``background`` (the scheduled sync) runs while it serves."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task: asyncio.Task[Any] | None = (asyncio.create_task(background())
+                                          if background is not None else None)
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(title="meterhub", version=__version__, lifespan=lifespan,
+                  description="Readings, aggregates and the catalog of one meterhub store. "
+                              "Every path but /api/v1/health needs an API key "
+                              "(`Authorization: Bearer <key>` or `X-API-Key`).")
+    app.state.hub = hub
+    app.state.settings = settings
+    app.state.keys = KeyRing(hub.store)
+    app.state.limits = KeyLimits(RateLimit.parse(rate_limit))
+    install(app)
+    app.add_middleware(RateLimitHeaders)
+    read = Depends(require(Scope.READ))
+    write = Depends(require(Scope.WRITE))
+    admin = Depends(require(Scope.ADMIN))
+    v1 = "/api/v1"
+
+    @app.get(f"{v1}/health", tags=["health"], response_model=None,
+             responses={200: {"model": schemas.Health}, **problems(503)})
+    def health() -> Response:
+        """Whether the store answers, and the version; no key needed."""
+        try:
+            hub.store.ping()
+        except Exception:
+            log.exception("health check failed")
+            raise Problem(503, "the store does not answer; the server log has the details"
+                          ) from None
+        return _json({"status": "ok", "version": __version__, "store": "ok"})
+
+    @app.get(f"{v1}/readings", tags=["readings"], response_model=None, dependencies=[read],
+             responses={200: {"model": schemas.ReadingsPage, "content": TABLE_CONTENT,
+                              "headers": {"Link": {"schema": {"type": "string"},
+                                                   "description": "rel=next page"}}},
+                        **READ_ERRORS})
+    def readings(request: Request, device: DeviceQ = None, channel: ChannelQ = None,
+                 source: SourceQ = None, start: StartQ = None, end: EndQ = None,
+                 tz: TzQ = "UTC", unit: UnitQ = None,
+                 limit: Annotated[int, Query(ge=1, le=MAX_LIMIT,
+                                             description="Readings per page.")] = DEFAULT_LIMIT,
+                 cursor: Annotated[str | None, Query(
+                     description="Where a page starts: from the previous page's next link."
+                 )] = None,
+                 format: FormatQ = None) -> Response:
+        """Readings in (device, channel, ts) order, a page at a time (keyset paging).
+
+        Follow ``next`` (JSON body) or the ``Link: rel="next"`` header until there is none.
+        Times are UTC. Every format streams, so a page of millions of rows is fine.
+        """
+        fmt = negotiate(request, format)
+        after = decode_cursor(cursor)
+        reader, next_key = hub.page(device=device, channel=channel, source=source,
+                                    start=start, end=end, tz=tz, unit=unit, after=after,
+                                    limit=limit)
+        next_url = (str(request.url.include_query_params(cursor=encode_cursor(next_key)))
+                    if next_key is not None else None)
+        headers = {"Link": f'<{next_url}>; rel="next"'} if next_url else {}
+        return _table_response(reader, fmt, headers, tail=lambda: {"next": next_url})
+
+    @app.get(f"{v1}/aggregates", tags=["readings"], response_model=None, dependencies=[read],
+             responses={200: {"model": schemas.Aggregates, "content": TABLE_CONTENT},
+                        **READ_ERRORS})
+    def aggregates(request: Request, device: DeviceQ = None, channel: ChannelQ = None,
+                   source: SourceQ = None, start: StartQ = None, end: EndQ = None,
+                   every: Annotated[str, Query(
+                       description="Bucket size: 15min, 1h, 1d, 1w, 1mo, 1y ...")] = "1h",
+                   tz: TzQ = "UTC",
+                   fn: Annotated[list[str] | None, Query(
+                       description="mean, min, max, first, last, count (instant), "
+                                   "consumption (counter), sum (delta); repeat for several. "
+                                   "Default: all that apply.")] = None,
+                   unit: UnitQ = None, format: FormatQ = None) -> Response:
+        """Per-kind aggregates per bucket, buckets aligned and labelled in ``tz``."""
+        fmt = negotiate(request, format)
+        table = hub.aggregate(device=device, channel=channel, source=source, start=start,
+                              end=end, every=every, tz=tz, fn=fn, unit=unit, as_="arrow")
+        return _table_response(table, fmt)
+
+    @app.get(f"{v1}/gaps", tags=["readings"], response_model=None, dependencies=[read],
+             responses={200: {"model": schemas.Gaps}, **READ_ERRORS})
+    def gaps(device: DeviceQ = None, channel: ChannelQ = None, source: SourceQ = None,
+             start: StartQ = None, end: EndQ = None, tz: TzQ = "UTC") -> Response:
+        """Missing expected intervals and seq jumps per channel."""
+        selection = hub.selection(device, channel, start, end, source, tz=tz)
+        return _table_response(hub.store.gaps(selection), "json")
+
+    @app.post(f"{v1}/readings", tags=["readings"], response_model=None, dependencies=[write],
+              openapi_extra={"requestBody": schemas.READINGS_BODY},
+              responses={200: {"model": schemas.WriteSummary},
+                         **problems(400, 401, 403, 413, 415, 429)})
+    async def push(request: Request) -> Response:
+        """Store a batch of readings (JSON array or CSV), idempotently by key.
+
+        A bad item is reported with its 0-based ``index`` and nothing of the batch is
+        written. Rows without ``source`` are stored under source "api".
+        """
+        media = request.headers.get("content-type", "application/json").split(";")[0]
+        media = media.strip().lower()
+        if media not in ("application/json", "text/csv"):
+            raise Problem(415, f"cannot read {media!r}: send application/json (an array of "
+                          "readings) or text/csv")
+        body = await request.body()
+        table = await run_in_threadpool(_parse_push, body, media)
+        try:
+            result = await run_in_threadpool(hub.write, table, source=PUSH_SOURCE,
+                                              origin="api")
+        except InputError as exc:
+            raise _item_problem(exc, media) from None
+        return _json({"received": result.rows, "written": result.written,
+                      "batch": result.batch_id})
+
+    @app.get(f"{v1}/devices", tags=["catalog"], response_model=None, dependencies=[read],
+             responses={200: {"model": schemas.Devices}, **CATALOG_ERRORS})
+    def devices(source: SourceQ = None) -> Response:
+        """Devices with their source, site and metadata."""
+        table = hub.devices(as_="arrow")
+        if source:
+            table = table.filter(pc.is_in(table.column("source"), pa.array(source)))
+        return _table_response(table, "json")
+
+    @app.get(f"{v1}/channels", tags=["catalog"], response_model=None, dependencies=[read],
+             responses={200: {"model": schemas.Channels}, **CATALOG_ERRORS})
+    def channels(source: SourceQ = None, device: DeviceQ = None,
+                 quantity: Annotated[list[str] | None, Query(
+                     description="Quantity, e.g. temperature, energy; repeat for several."
+                 )] = None) -> Response:
+        """Channels with kind, unit, reading count, first and newest measurement time."""
+        table = hub.channels(device=device, source=source, as_="arrow")
+        if quantity:
+            table = table.filter(pc.is_in(table.column("quantity"), pa.array(quantity)))
+        return _table_response(table, "json")
+
+    @app.get(f"{v1}/sources", tags=["catalog"], response_model=None, dependencies=[read],
+             responses={200: {"model": schemas.Sources}, **CATALOG_ERRORS})
+    def sources() -> Response:
+        """Every configured or seen source with its sync health."""
+        return _json({"data": _sources(hub, settings)})
+
+    @app.get(f"{v1}/keys", tags=["keys"], response_model=None, dependencies=[admin],
+             responses={200: {"model": schemas.Keys}, **CATALOG_ERRORS})
+    def keys(request: Request) -> Response:
+        """Every key, active or revoked (never the key itself)."""
+        limits: KeyLimits = request.app.state.limits
+        return _json({"data": [_key_out(k, limits) for k in hub.store.api_keys()]})
+
+    @app.post(f"{v1}/keys", tags=["keys"], response_model=None, dependencies=[admin],
+              status_code=201,
+              responses={201: {"model": schemas.CreatedKey}, **CATALOG_ERRORS})
+    def create_key(request: Request, body: schemas.NewKey) -> Response:
+        """Make a key; the answer is the only time the key itself is shown."""
+        record, text = new_key(body.name, body.scope, body.rate_limit)
+        request.app.state.keys.add(record)
+        return _json({**_key_out(record, request.app.state.limits), "key": text}, 201)
+
+    @app.delete(f"{v1}/keys/{{key_id}}", tags=["keys"], response_model=None,
+                dependencies=[admin], status_code=204,
+                responses={204: {"description": "revoked"}, **READ_ERRORS})
+    def revoke_key(request: Request,
+                   key_id: Annotated[str, Path(description="The key's id")]) -> Response:
+        """Revoke a key at once."""
+        request.app.state.keys.revoke(key_id)
+        return Response(status_code=204)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version,
+                               description=app.description, routes=app.routes)
+            # validation failures answer 400 problem+json (see problems.install)
+            for path in spec.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                spec.get("components", {}).get("schemas", {}).pop(name, None)
+            spec["components"]["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
+            for route, path in spec["paths"].items():
+                if not route.endswith("/health"):
+                    for operation in path.values():
+                        operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _parse_push(body: bytes, media: str) -> pa.Table:
+    if media == "text/csv":
+        try:
+            return read_csv_bytes(body)
+        except InputError as exc:
+            raise _item_problem(exc, media) from None
+    try:
+        items = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, f"the body is not JSON ({exc}): send an array of readings"
+                      ) from None
+    if not isinstance(items, list):
+        raise Problem(400, "the body must be a JSON array of readings, each with device, "
+                      "channel, ts, value and unit")
+    try:
+        return records_to_arrow(items)
+    except InputError as exc:
+        raise _item_problem(exc, media) from None
+
+
+def _item_problem(exc: InputError, media: str) -> Problem:
+    """A rejected batch: which item (0-based index; CSV rows also by line) and why."""
+    if exc.row is None:
+        return Problem(400, f"nothing was written: {exc}")
+    index = exc.row - 1
+    where = (f"item {index}" if media == "application/json"
+             else f"row {exc.row} (line {exc.row + 1})")
+    return Problem(400, f"nothing was written: {where}: {exc.reason}",
+                   errors=[{"index": index, "reason": exc.reason}])
+
+
+def _sources(hub: Hub, settings: Settings | None) -> list[dict[str, Any]]:
+    configured = {s.name: s.type for s in (settings.sources if settings else [])}
+    device_counts: dict[str, int] = {}
+    for device in hub.store.devices():
+        device_counts[device.source] = device_counts.get(device.source, 0) + 1
+    status: dict[str, list[dict[str, Any]]] = {}
+    for row in hub.store.sync_status().to_pylist():
+        status.setdefault(row["source"], []).append(row)
+    out = []
+    for name in sorted(set(configured) | set(device_counts) | set(status)):
+        rows = status.get(name, [])
+        failing = [r for r in rows if r["last_error_class"]]
+        if rows:
+            health = "failing" if failing else "ok"
+        else:
+            health = "never synced" if name in configured else "push"
+        attempts = [r["last_attempt"] for r in rows if r["last_attempt"] is not None]
+        successes = [r["last_success"] for r in rows if r["last_success"] is not None]
+        newest_error = max(failing, key=lambda r: r["last_attempt"]) if failing else None
+        out.append({
+            "name": name, "type": configured.get(name), "configured": name in configured,
+            "devices": device_counts.get(name, 0), "health": health,
+            "last_attempt": max(attempts).isoformat() + "Z" if attempts else None,
+            "last_success": max(successes).isoformat() + "Z" if successes else None,
+            "failing_devices": len(failing),
+            "last_error": (f"{newest_error['last_error_class']}: {newest_error['last_error']}"
+                           if newest_error else None)})
+    return out
+
+
+__all__ = ["create_app", "decode_cursor", "encode_cursor"]
