@@ -232,6 +232,8 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
                           "readings) or text/csv")
         body = await request.body()
         table = await run_in_threadpool(_parse_push, body, media)
+        if table.num_rows == 0:
+            return _json({"received": 0, "written": 0, "batch": None})
         try:
             result = await run_in_threadpool(hub.write, table, source=PUSH_SOURCE,
                                               origin="api")

@@ -118,7 +118,7 @@ class Sources(BaseModel):
 class WriteSummary(BaseModel):
     received: int
     written: int = Field(description="distinct (device, channel, ts) keys written")
-    batch: int
+    batch: int | None = Field(description="the stored batch; null when nothing came")
 
 
 class Health(BaseModel):

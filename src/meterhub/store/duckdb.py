@@ -321,9 +321,9 @@ class DuckDBStore:
             try:
                 values[index] = convert(values[index], pair["unit"], target)
             except UnitError as exc:
-                raise InputError(f"row {int(index[0]) + 1}: channel {pair['device']}/"
-                                 f"{pair['channel']} stores {target}: {exc}",
-                                 row=int(index[0]) + 1) from None
+                reason = f"channel {pair['device']}/{pair['channel']} stores {target}: {exc}"
+                raise InputError(f"row {int(index[0]) + 1}: {reason}", row=int(index[0]) + 1,
+                                 reason=reason) from None
         valid = pc.is_valid(table.column("value"))
         column = pa.array(values, mask=pc.invert(valid).to_numpy(zero_copy_only=False))
         table = table.set_column(table.schema.get_field_index("value"), "value", column)
