@@ -7,6 +7,7 @@ a secret. Callers branch on the class, people read the message::
     ├── InputError          bad rows, files or arguments (nothing was written)
     ├── UnitError           unknown unit, or a conversion between incompatible units
     ├── NotFoundError       a device or channel the store does not know
+    ├── ConflictError       a name that is already taken (an API key's)
     ├── StoreError          the store cannot be opened or used
     │   └── StoreInUseError another process owns the store file
     └── SourceError         a vendor API call failed
@@ -42,6 +43,10 @@ class UnitError(MeterhubError):
 
 class NotFoundError(MeterhubError):
     """A device, channel or other named thing the store does not hold."""
+
+
+class ConflictError(MeterhubError):
+    """A name or key that is already taken; nothing was changed."""
 
 
 class StoreError(MeterhubError):

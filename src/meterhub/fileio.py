@@ -88,11 +88,14 @@ def read_csv_bytes(data: bytes) -> pa.Table:
 
 def _read_csv(source: Path | bytes) -> pa.Table:
     name = "the body" if isinstance(source, bytes) else str(source)
-    if isinstance(source, bytes):
-        header = next(csv.reader(io.StringIO(source.decode("utf-8"))), None)
-    else:
-        with source.open(newline="", encoding="utf-8") as handle:
-            header = next(csv.reader(handle), None)
+    try:
+        if isinstance(source, bytes):
+            header = next(csv.reader(io.StringIO(source.decode("utf-8"), newline="")), None)
+        else:
+            with source.open(newline="", encoding="utf-8") as handle:
+                header = next(csv.reader(handle), None)
+    except csv.Error as exc:
+        raise InputError(f"{name}: cannot read the header line: {exc}") from None
     def path() -> Path | io.BytesIO:
         return io.BytesIO(source) if isinstance(source, bytes) else source
 

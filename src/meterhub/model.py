@@ -138,10 +138,13 @@ def records_to_arrow(records: Sequence[Any]) -> pa.Table:
     for name in names:
         values = [item.get(name) for item in records]
         try:
-            columns[name] = pa.array(values)
+            column = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
-            columns[name] = pa.array([None if v is None else str(v) for v in values],
-                                     pa.string())
+            column = None
+        if column is None or pa.types.is_nested(column.type):
+            # objects or arrays where a scalar belongs: text, which the validator names
+            column = pa.array([None if v is None else str(v) for v in values], pa.string())
+        columns[name] = column
     return pa.table(columns) if columns else pa.table({})
 
 

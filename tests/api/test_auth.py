@@ -89,7 +89,7 @@ def test_keys_made_and_revoked_through_the_api(api: Api) -> None:
     assert api.client.delete("/api/v1/keys/nothere", key=api.keys["admin"]).status_code == 404
     duplicate = api.client.post("/api/v1/keys", json={"name": "read-key"},
                                 key=api.keys["admin"])
-    assert duplicate.status_code == 400
+    assert duplicate.status_code == 409
     assert "already named" in duplicate.json()["detail"]
 
 

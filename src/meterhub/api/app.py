@@ -278,7 +278,8 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
 
     @app.post(f"{v1}/keys", tags=["keys"], response_model=None, dependencies=[admin],
               status_code=201,
-              responses={201: {"model": schemas.CreatedKey}, **CATALOG_ERRORS})
+              responses={201: {"model": schemas.CreatedKey},
+                         **problems(400, 401, 403, 409, 429)})
     def create_key(request: Request, body: schemas.NewKey) -> Response:
         """Make a key; the answer is the only time the key itself is shown."""
         record, text = new_key(body.name, body.scope, body.rate_limit)

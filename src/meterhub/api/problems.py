@@ -12,8 +12,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from meterhub.errors import (
+    ConflictError,
     InputError,
     MeterhubError,
     NotFoundError,
@@ -49,6 +51,8 @@ def problem_response(request: Request, status: int, detail: str, *,
 def _status_of(exc: MeterhubError) -> int:
     if isinstance(exc, NotFoundError):
         return 404
+    if isinstance(exc, ConflictError):
+        return 409
     if isinstance(exc, InputError | UnitError):
         return 400
     if isinstance(exc, StoreInUseError):
@@ -65,6 +69,15 @@ def _where(loc: tuple[Any, ...]) -> str:
     if parts and parts[0] == "body":
         return "body" + "".join(f"[{p}]" for p in parts[1:])
     return ".".join(parts) or "request"
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 def install(app: FastAPI) -> None:
@@ -96,10 +109,16 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) else http.HTTPStatus(
             exc.status_code).phrase
+        headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no such path {request.url.path}: see /docs for the API"
-        return problem_response(request, exc.status_code, detail,
-                                headers=getattr(exc, "headers", None))
+        if exc.status_code == 405:
+            # Starlette names the methods of one route; a path may have several routes
+            allowed = _allowed_methods(request)
+            headers["Allow"] = ", ".join(allowed)
+            detail = f"{request.method} is not allowed on {request.url.path}: use " \
+                     f"{' or '.join(allowed)}"
+        return problem_response(request, exc.status_code, detail, headers=headers)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> Response:

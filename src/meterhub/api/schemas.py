@@ -157,10 +157,12 @@ READINGS_BODY: dict[str, Any] = {
             "type": "array", "items": {
                 "type": "object", "required": ["device", "channel", "ts", "value", "unit"],
                 "properties": {
-                    "source": {"type": "string"}, "device": {"type": "string"},
-                    "channel": {"type": "string"},
+                    "source": {"type": "string"},
+                    "device": {"type": "string", "minLength": 1},
+                    "channel": {"type": "string", "minLength": 1},
                     "ts": {"type": "string", "format": "date-time"},
-                    "value": {"type": ["number", "null"]}, "unit": {"type": "string"},
+                    "value": {"type": ["number", "null"]},
+                    "unit": {"type": "string", "minLength": 1},
                     "quality": {"type": "string", "enum": ["ok", "estimated", "sensor_error"]},
                     "seq": {"type": ["integer", "null"]},
                     "error_code": {"type": ["string", "null"]},

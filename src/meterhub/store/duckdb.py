@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from meterhub.errors import (
+    ConflictError,
     InputError,
     NotFoundError,
     StoreError,
@@ -518,7 +519,7 @@ class DuckDBStore:
         taken = _first(self._con.execute(
             "SELECT key_id FROM api_keys WHERE name = ? AND revoked_at IS NULL", [key.name]))
         if taken is not None:
-            raise InputError(f"an active key is already named {key.name!r}: pick another "
+            raise ConflictError(f"an active key is already named {key.name!r}: pick another "
                              "name or revoke that key first")
         self._con.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, ?)",
                           [key.key_id, key.name, key.scope.value, key.hash, key.rate_limit,

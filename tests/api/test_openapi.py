@@ -1,0 +1,52 @@
+"""schemathesis against the OpenAPI spec, served by a real uvicorn: no 5xx, and every
+answer conforms to the spec (status, content type, schema, headers)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import checks
+
+import meterhub
+from meterhub.api import create_app
+from meterhub.keys import new_key
+from tests.api.conftest import sample_frame
+from tests.api.live import served
+
+AUTH: dict[str, str] = {}
+BASE: dict[str, str] = {}
+
+# The spec does not depend on the data: load it from an app over an empty in-memory store,
+# then send every generated case to a real server over a store with data.
+with meterhub.open("duckdb:///:memory:") as _spec_hub:
+    schema = schemathesis.openapi.from_dict(create_app(_spec_hub).openapi())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    path: Path = tmp_path_factory.mktemp("openapi") / "api.duckdb"
+    with meterhub.open(f"duckdb:///{path}") as hub:
+        hub.write(sample_frame(), source="lab")
+        record, text = new_key("fuzz", "admin", "1000000/minute")
+        hub.store.add_key(record)
+        AUTH["Authorization"] = f"Bearer {text}"
+        with served(create_app(hub)) as base:
+            BASE["url"] = base
+            yield
+
+
+@schema.parametrize()
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+def test_every_operation_conforms_to_the_spec(case: Any) -> None:
+    # Every response check runs (no 5xx; status, content type, schema and headers as
+    # documented; auth not ignored; Allow on 405). Left out are the two checks that ask
+    # whether the *request* schema encodes every rule: times, units and zones are strings
+    # the server parses, so a schema-valid "start=abc" is rightly a 400 problem.
+    case.call_and_validate(base_url=BASE["url"], headers=AUTH, excluded_checks=[
+        checks.positive_data_acceptance, checks.negative_data_rejection])
