@@ -20,7 +20,7 @@ from meterhub.cli import app
 
 runner = CliRunner()
 COMMANDS = ["import", "export", "query", "devices", "gaps", "compact", "sample", "emulate",
-            "sync", "status", "demo", "run"]
+            "sync", "status", "demo", "run", "serve", "keys"]
 
 
 def write_csv(path: Path, bad_line: str | None = None) -> Path:
@@ -263,13 +263,30 @@ def test_sync_and_status_against_all_four_emulators_over_http(tmp_path: Path) ->
         no_zentra = tmp_path / "later.toml"
         no_zentra.write_text("[[source]]".join(
             part for part in path.read_text().split("[[source]]") if "zentra" not in part))
-        scheduled = subprocess.run([sys.executable, "-m", "meterhub.cli", "run", "--config",
-                                    str(no_zentra), "--rounds", "2", "--every", "0.5"],
-                                   capture_output=True, text=True, env=env, timeout=120,
-                                   check=False)
-        assert scheduled.returncode == 0, scheduled.stderr
-        assert " round 2: lab: " in scheduled.stdout
-        assert "failed" not in scheduled.stdout
+        key = subprocess.run([sys.executable, "-m", "meterhub.cli", "keys", "create", "--name",
+                              "ops", "--config", str(no_zentra)], capture_output=True,
+                             text=True, env=env, timeout=60, check=True).stdout.strip()
+        # `run` serves the API and syncs on a schedule in one process
+        scheduled = subprocess.Popen([sys.executable, "-m", "meterhub.cli", "run", "--config",
+                                      str(no_zentra), "--rounds", "2", "--every", "3",
+                                      "--port", "0"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            assert scheduled.stdout is not None
+            lines = [scheduled.stdout.readline() for _ in range(2)]
+            assert "meterhub API on http://127.0.0.1:" in lines[1], lines
+            base = lines[1].split()[3]
+            round_one = scheduled.stdout.readline()
+            assert " round 1: lab: " in round_one
+            answer = httpx.get(f"{base}/sources", headers={"X-API-Key": key}, timeout=30)
+            health = {s["name"]: s["health"] for s in answer.json()["data"]}
+            assert health == {"lab": "ok", "site": "ok", "homes": "ok", "tahmo": "ok"}
+            rest, errors = scheduled.communicate(timeout=120)
+        finally:
+            scheduled.kill()
+        assert scheduled.returncode == 0, errors
+        assert " round 2: lab: " in rest
+        assert "failed" not in round_one + rest
     with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
         sources = set(hub.channels()["source"])
         assert sources == {"tahmo", "lab", "site", "homes"}
