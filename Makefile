@@ -28,6 +28,7 @@ bench: install
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/sync.py
+	$(BIN)/python bench/api.py   # load figures need wrk (apt-get install wrk)
 
 clean:
 	rm -rf $(VENV) meterhub-sample.duckdb

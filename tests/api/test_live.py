@@ -52,6 +52,9 @@ def test_paging_a_million_rows_returns_every_row_exactly_once(live: tuple[str, s
         while url is not None:
             response = client.get(url)
             assert response.status_code == 200
+            # streamed batch by batch: chunked, no length known up front
+            assert response.headers["transfer-encoding"] == "chunked"
+            assert "content-length" not in response.headers
             table = pa.ipc.open_stream(response.content).read_all()
             assert table.num_rows <= 300_000
             ts = table.column("ts").cast(pa.int64()).to_numpy()
