@@ -183,6 +183,8 @@ class DuckDBStore:
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._lock = threading.RLock()
+        self._catalog: list[tuple[int, str, str, str, str, str]] | None = None
+        self._generation = 0
         try:
             for statement in _DDL:
                 self._main.execute(statement)
@@ -243,6 +245,8 @@ class DuckDBStore:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        finally:
+            self._catalog_changed()
         return result
 
     def _write(self, table: pa.Table, cursors: Sequence[SyncCursor],
@@ -386,6 +390,7 @@ class DuckDBStore:
                 "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [[d.device, d.source, d.site, d.name, d.model, d.serial, d.timezone,
                   d.latitude, d.longitude] for d in devices])
+            self._catalog_changed()
 
     @_exclusive
     def upsert_channels(self, channels: Sequence[Channel]) -> None:
@@ -425,6 +430,8 @@ class DuckDBStore:
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        finally:
+            self._catalog_changed()
 
     def sites(self) -> list[Site]:
         rows = self._con.execute("SELECT * FROM sites ORDER BY site").fetchall()
@@ -466,20 +473,43 @@ class DuckDBStore:
                 params.append(list(values))
         return " AND ".join(clauses), params
 
+    def _catalog_rows(self) -> list[tuple[int, str, str, str, str, str]]:
+        """(series_id, device, channel, unit, kind, source) of every channel, cached.
+
+        This process owns the file, so only its own writes change the catalog; they bump
+        the generation after committing, and a read that raced one is not cached.
+        """
+        cached = self._catalog
+        if cached is not None:
+            return cached
+        generation = self._generation
+        rows = [(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in self._con.execute(
+            "SELECT c.series_id, c.device, c.channel, c.unit, c.kind, d.source "
+            "FROM channels c JOIN devices d USING (device) "
+            "ORDER BY c.device, c.channel").fetchall()]
+        if generation == self._generation:
+            self._catalog = rows
+        return rows
+
+    def _catalog_changed(self) -> None:
+        self._generation += 1
+        self._catalog = None
+
     def _series(self, selection: Selection) -> list[tuple[int, str, str, str, str]]:
         """(series_id, device, channel, unit, kind) of the selection, or NotFoundError."""
-        where, params = self._series_filter(selection)
-        devices = "JOIN devices d USING (device) " if selection.sources is not None else ""
-        rows = self._con.execute(
-            "SELECT c.series_id, c.device, c.channel, c.unit, c.kind FROM channels c "
-            f"{devices}WHERE {where} ORDER BY c.device, c.channel", params).fetchall()
+        devices, channels, sources = (None if v is None else set(v) for v in (
+            selection.devices, selection.channels, selection.sources))
+        rows = [r[:5] for r in self._catalog_rows()
+                if (devices is None or r[1] in devices)
+                and (channels is None or r[2] in channels)
+                and (sources is None or r[5] in sources)]
         if not rows and (selection.devices or selection.channels or selection.sources):
             wanted = ", ".join(f"{name} {', '.join(values)}" for name, values in (
                 ("device", selection.devices), ("channel", selection.channels),
                 ("source", selection.sources)) if values)
             raise NotFoundError(f"no channel matches {wanted}: list them with "
                                 "`meterhub devices`")
-        return [(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+        return rows
 
     # -- sync cursors ----------------------------------------------------------------------
 
@@ -624,7 +654,7 @@ class DuckDBStore:
                                            int | None]],
                 selection: Selection, batch_size: int) -> pa.RecordBatchReader:
         """Stream each planned series, optionally within (lower, upper] in epoch µs."""
-        sources = dict(self._con.execute("SELECT device, source FROM devices").fetchall())
+        sources = {row[1]: row[5] for row in self._catalog_rows()}
         where, params = self._time_filter(selection)
 
         def batches() -> Iterator[pa.RecordBatch]:
