@@ -622,6 +622,19 @@ class DuckDBStore:
         where, params = self._time_filter(selection)
         skip = "".join(f" AND (series_id <> {sid} OR ts > make_timestamp({us}))"
                        for sid, us in first_after.items())
+        if len(series) == 1:
+            # one series (the usual request): the page's last row and whether one follows
+            # come from one bounded lookup, no count needed
+            item = series[0]
+            rows = self._con.execute(
+                f"SELECT epoch_us(ts) FROM readings WHERE series_id = {item[0]} AND {where}"
+                f"{skip} ORDER BY ts LIMIT 2 OFFSET {limit - 1}", params).fetchall()
+            lower = first_after.get(item[0])
+            if len(rows) < 2:
+                return self._stream([(item, lower, None)], selection, batch_size), None
+            last = int(rows[0][0])
+            return (self._stream([(item, lower, last)], selection, batch_size),
+                    PageKey(item[1], item[2], last))
         counts = {int(sid): (int(n), int(last)) for sid, n, last in self._con.execute(
             f"SELECT series_id, count(*), epoch_us(max(ts)) FROM readings "
             f"WHERE series_id IN ({_in_list(s[0] for s in series)}) AND {where}{skip} "
@@ -889,8 +902,7 @@ def _reading_batch(batch: pa.RecordBatch, source: str, device: str, channel: str
     n = batch.num_rows
 
     def const(value: str) -> pa.Array:
-        return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)),
-                                              pa.array([value])).cast(pa.string())
+        return pa.repeat(pa.scalar(value, pa.string()), n)
 
     return pa.RecordBatch.from_arrays([
         const(source), const(device), const(channel),
