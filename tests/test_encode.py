@@ -10,6 +10,7 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,10 +43,11 @@ def batches(draw: st.DrawFn) -> pa.RecordBatch:
     })
 
 
+@pytest.mark.parametrize("small", [0, 10**9], ids=["arrow-kernels", "orjson-rows"])
 @settings(max_examples=200, deadline=None)
-@given(batches())
-def test_json_objects_equal_orjson_over_python_rows(batch: pa.RecordBatch) -> None:
-    got = orjson.loads(b"[" + bytes(json_objects(batch)) + b"]")
+@given(batch=batches())
+def test_json_objects_equal_orjson_over_python_rows(small: int, batch: pa.RecordBatch) -> None:
+    got = orjson.loads(b"[" + bytes(json_objects(batch, small=small)) + b"]")
     expected = batch.to_pylist()
     assert len(got) == len(expected)
     for row, want in zip(got, expected, strict=True):
@@ -67,11 +69,12 @@ def test_whole_second_times_are_written_without_fractions() -> None:
     batch = pa.RecordBatch.from_pydict({"ts": pa.array(
         [dt.datetime(2024, 3, 31, 1, 0, tzinfo=UTC), dt.datetime(2024, 3, 31, 1, 15, tzinfo=UTC)],
         pa.timestamp("us", tz="UTC"))})
-    assert bytes(json_objects(batch)) == (b'{"ts":"2024-03-31T01:00:00Z"},'
-                                          b'{"ts":"2024-03-31T01:15:00Z"}')
+    for small in (0, 10**9):
+        assert bytes(json_objects(batch, small=small)) == (b'{"ts":"2024-03-31T01:00:00Z"},'
+                                                           b'{"ts":"2024-03-31T01:15:00Z"}')
     fine = pa.RecordBatch.from_pydict({"ts": pa.array(
         [dt.datetime(2024, 3, 31, 1, 0, 0, 250000, tzinfo=UTC)], pa.timestamp("us", tz="UTC"))})
-    assert bytes(json_objects(fine)) == b'{"ts":"2024-03-31T01:00:00.250Z"}'
+    assert bytes(json_objects(fine, small=0)) == b'{"ts":"2024-03-31T01:00:00.250Z"}'
 
 
 def test_streams_join_batches_into_one_document() -> None:
