@@ -54,12 +54,44 @@ class ApiSettings(BaseModel):
             raise ValueError(str(exc)) from None
 
 
+class DsmrSettings(BaseModel):
+    """How pushed P1 telegrams are read: the meter's device id, DSMR version and zone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: str = Field(default="p1", min_length=1)
+    version: str = Field(default="5", description="2.2, 4, 5, belgium, luxembourg ...")
+    timezone: str = "Europe/Amsterdam"
+
+    @field_validator("version")
+    @classmethod
+    def _known_version(cls, value: str) -> str:
+        from meterhub.dsmr import DIALECTS
+
+        if value not in DIALECTS:
+            raise ValueError(f"unknown DSMR version {value!r}; use one of "
+                             f"{', '.join(DIALECTS)}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from meterhub.timebase import zone
+
+        try:
+            zone(value)
+        except MeterhubError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
 @dataclass
 class Settings:
     """The whole configuration: where the store is, the API, and which sources to sync."""
 
     store: StoreSettings = field(default_factory=StoreSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    dsmr: DsmrSettings = field(default_factory=DsmrSettings)
     sources: list[SourceConfig] = field(default_factory=list)
     path: Path | None = None
 
@@ -107,10 +139,10 @@ def parse(data: dict[str, Any], *, path: Path | None = None,
           environ: dict[str, str] | None = None) -> Settings:
     """Settings from a parsed TOML document."""
     env = dict(os.environ if environ is None else environ)
-    unknown = set(data) - {"store", "api", "source"}
+    unknown = set(data) - {"store", "api", "dsmr", "source"}
     if unknown:
-        raise ConfigError(f"{sorted(unknown)[0]}: is not a known section; use [store], [api] "
-                          "and [[source]]")
+        raise ConfigError(f"{sorted(unknown)[0]}: is not a known section; use [store], [api], "
+                          "[dsmr] and [[source]]")
     try:
         store = StoreSettings(**_interpolate(data.get("store", {}), "store", env))
     except ValidationError as exc:
@@ -119,6 +151,10 @@ def parse(data: dict[str, Any], *, path: Path | None = None,
         api = ApiSettings(**_interpolate(data.get("api", {}), "api", env))
     except ValidationError as exc:
         raise _explain(exc, "api") from None
+    try:
+        dsmr = DsmrSettings(**_interpolate(data.get("dsmr", {}), "dsmr", env))
+    except ValidationError as exc:
+        raise _explain(exc, "dsmr") from None
     sources: list[SourceConfig] = []
     raw_sources = data.get("source", [])
     if not isinstance(raw_sources, list):
@@ -142,7 +178,7 @@ def parse(data: dict[str, Any], *, path: Path | None = None,
             sources.append(cls.info.config(**_interpolate(raw, where, env)))
         except ValidationError as exc:
             raise _explain(exc, where) from None
-    return Settings(store=store, api=api, sources=sources, path=path)
+    return Settings(store=store, api=api, dsmr=dsmr, sources=sources, path=path)
 
 
 def load(path: Path | None = None, *, environ: dict[str, str] | None = None) -> Settings:

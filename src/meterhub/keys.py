@@ -45,7 +45,7 @@ class RateLimit:
     @classmethod
     def parse(cls, text: str) -> RateLimit:
         match = _RATE.match(text)
-        if not match or int(match.group(1)) < 1:
+        if not match or int(match.group(1)) < 1 or int(match.group(2) or 1) < 1:
             raise InputError(f"cannot read rate limit {text!r}: write it like 600/minute, "
                              "10/second or 5000/hour")
         return cls(int(match.group(1)), int(match.group(2) or 1) * _PERIODS[match.group(3)])

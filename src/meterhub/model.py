@@ -137,12 +137,15 @@ def records_to_arrow(records: Sequence[Any]) -> pa.Table:
     columns: dict[str, pa.Array] = {}
     for name in names:
         values = [item.get(name) for item in records]
+        for index, value in enumerate(values, start=1):
+            if isinstance(value, Mapping | list):
+                kind = "an object" if isinstance(value, Mapping) else "an array"
+                reason = f"{name} is {kind}; give a single value"
+                raise InputError(f"item {index}: {reason}", row=index, reason=reason)
         try:
             column = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            column = None
-        if column is None or pa.types.is_nested(column.type):
-            # objects or arrays where a scalar belongs: text, which the validator names
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            # mixed types or numbers beyond 64 bits: text, which the validator names
             column = pa.array([None if v is None else str(v) for v in values], pa.string())
         columns[name] = column
     return pa.table(columns) if columns else pa.table({})
@@ -221,11 +224,12 @@ def _parse_int(column: pa.ChunkedArray, name: str, first_row: int) -> pa.Chunked
     if pa.types.is_integer(column.type) or pa.types.is_null(column.type):
         return column.cast(pa.int64())
     as_float = _parse_float(column, name, first_row)
-    whole = pc.equal(pc.floor(as_float), as_float)
+    whole = pc.and_(pc.equal(pc.floor(as_float), as_float),
+                    pc.less(pc.abs(as_float), 2.0**63))  # and within 64 bits
     index = _first_bad(pc.invert(whole))
     if index is not None:
-        raise _fail(f"{name} {as_float[index].as_py()!r} is not a whole number", index,
-                    first_row)
+        raise _fail(f"{name} {as_float[index].as_py()!r} is not a whole number within 64 bits",
+                    index, first_row)
     return as_float.cast(pa.int64())
 
 

@@ -136,7 +136,8 @@ def test_rate_limits_are_read_like_people_write_them(text: str, calls: int,
     assert RateLimit.parse(text) == RateLimit(calls, period)
 
 
-@pytest.mark.parametrize("text", ["", "fast", "0/minute", "10/fortnight", "-1/s"])
+@pytest.mark.parametrize("text", ["", "fast", "0/minute", "10/fortnight", "-1/s",
+                                  "5/0minute"])
 def test_unreadable_rate_limits_say_how_to_write_one(text: str) -> None:
     from meterhub.errors import InputError
 

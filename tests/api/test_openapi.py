@@ -3,6 +3,7 @@ answer conforms to the spec (status, content type, schema, headers)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,31 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, derandomize=True,
+@settings(max_examples=75, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 def test_every_operation_conforms_to_the_spec(case: Any) -> None:
     # Every response check runs (no 5xx; status, content type, schema and headers as
     # documented; auth not ignored; Allow on 405). Left out are the two checks that ask
     # whether the *request* schema encodes every rule: times, units and zones are strings
     # the server parses, so a schema-valid "start=abc" is rightly a 400 problem.
-    case.call_and_validate(base_url=BASE["url"], headers=AUTH, excluded_checks=[
+    response = case.call(base_url=BASE["url"], headers=AUTH)
+    if response.status_code == 400 and response.text == "Invalid HTTP request received.":
+        # uvicorn refused a request that is not valid HTTP before any app saw it; make
+        # sure that is what the case sent (say, an empty Content-Length)
+        assert _malformed(case.headers or {}), case.headers
+        return
+    case.validate_response(response, excluded_checks=[
         checks.positive_data_acceptance, checks.negative_data_rejection])
+
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def _malformed(headers: dict[str, Any]) -> bool:
+    for name, value in headers.items():
+        text = str(value)
+        if not _TOKEN.match(name) or any(ord(c) < 32 and c != "\t" for c in text):
+            return True
+        if name.lower() == "content-length" and not text.strip().isdigit():
+            return True
+    return False

@@ -52,6 +52,12 @@ def test_pushing_the_same_batch_twice_changes_nothing(api: Api) -> None:
       "unit": "glorps"}, "glorps"),
     ({"device": "p1", "ts": "2024-01-01T00:00:00Z", "value": 1, "unit": "kW"}, "channel"),
     ("just a string", "object"),
+    ({"device": {"id": 1}, "channel": "c", "ts": "2024-01-01T00:00:00Z", "value": 1,
+      "unit": "kW"}, "device is an object"),
+    ({"device": "p1", "channel": "c", "ts": "2024-01-01T00:00:00Z", "value": [1],
+      "unit": "kW"}, "value is an array"),
+    ({"device": "p1", "channel": "c", "ts": "2024-01-01T00:00:00Z", "value": 1,
+      "unit": "kW", "seq": 18446744073709551615}, "seq"),
 ])
 def test_a_bad_item_names_its_index_and_nothing_is_written(api: Api, item: object,
                                                            reason: str) -> None:
@@ -112,3 +118,13 @@ def test_an_empty_array_writes_nothing_and_succeeds(api: Api) -> None:
     assert response.status_code == 200
     assert response.json()["written"] == 0
     assert api.hub.count() == before
+
+
+def test_a_batch_over_the_size_limit_is_413(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    import meterhub.api.app as app_module
+
+    monkeypatch.setattr(app_module, "MAX_PUSH_BYTES", 100)
+    response = api.client.post("/api/v1/readings", json=BATCH, key=api.keys["write"])
+    assert response.status_code == 413
+    assert "smaller batches" in response.json()["detail"]
+    assert "p1" not in set(api.hub.devices()["device"])

@@ -104,7 +104,10 @@ def test_csv_parquet_and_arrow_of_one_range_load_as_identical_frames(api: Api) -
 @pytest.mark.parametrize(("accept", "media"), [
     ("text/csv", "text/csv; charset=utf-8"),
     ("application/vnd.apache.arrow.stream", "application/vnd.apache.arrow.stream"),
-    ("application/vnd.apache.parquet;q=0.9, application/json", "application/vnd.apache.parquet"),
+    ("application/vnd.apache.parquet;q=0.9, application/json", "application/json"),
+    ("application/json;q=0.5, application/vnd.apache.parquet", "application/vnd.apache.parquet"),
+    ("text/csv;q=0, application/vnd.apache.arrow.stream;q=0.2",
+     "application/vnd.apache.arrow.stream"),
     ("text/html, */*", "application/json"),
 ])
 def test_accept_header_picks_the_format(api: Api, accept: str, media: str) -> None:
@@ -151,3 +154,22 @@ def test_bad_queries_are_problems_a_user_can_act_on(api: Api, query: str, status
     assert problem["instance"] == "/api/v1/readings"
     assert words in problem["detail"]
     assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize("forged", [["ws1", "temp", True], ["ws1", "temp", 2**63],
+                                    ["ws1", 5, 0], {"device": "ws1"}])
+def test_forged_cursors_are_400_not_500(api: Api, forged: object) -> None:
+    import base64
+
+    import orjson
+
+    cursor = base64.urlsafe_b64encode(orjson.dumps(forged)).decode().rstrip("=")
+    response = api.client.get(f"/api/v1/readings?cursor={cursor}")
+    assert response.status_code == 400
+    assert "cursor" in response.json()["detail"]
+
+
+def test_gaps_check_the_zone_even_without_times(api: Api) -> None:
+    response = api.client.get("/api/v1/gaps?tz=Nope/Nowhere")
+    assert response.status_code == 400
+    assert "unknown time zone" in response.json()["detail"]

@@ -25,22 +25,25 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from meterhub import __version__, encode
-from meterhub.api import schemas
+from meterhub.api import dsmr_reader, schemas
 from meterhub.api.problems import Problem, install, problems
 from meterhub.api.security import KeyLimits, KeyRing, RateLimitHeaders, require
-from meterhub.config import Settings
+from meterhub.config import DsmrSettings, Settings
 from meterhub.errors import InputError
 from meterhub.fileio import read_csv_bytes
 from meterhub.hub import Hub
+from meterhub.ingest import GroupWriter
 from meterhub.keys import ApiKey, RateLimit, Scope, new_key
 from meterhub.model import records_to_arrow
 from meterhub.store import PageKey
+from meterhub.timebase import zone
 
 log = logging.getLogger("meterhub.api")
 
 DEFAULT_LIMIT = 10_000
 MAX_LIMIT = 5_000_000
 PUSH_SOURCE = "api"
+MAX_PUSH_BYTES = 100_000_000  #: a bigger POST /readings body is refused with 413
 SMALL_ROWS = 20_000  #: pages and tables up to this size are answered in one piece
 
 DeviceQ = Annotated[list[str] | None, Query(description="Device id; repeat for several.")]
@@ -63,14 +66,23 @@ CATALOG_ERRORS = problems(400, 401, 403, 429)
 
 
 def negotiate(request: Request, given: str | None) -> encode.Format:
-    """``format`` wins; else the first known type in Accept; else JSON."""
+    """``format`` wins; else the known type the Accept header rates highest; else JSON."""
     if given is not None:
         return given  # type: ignore[return-value]
-    for part in request.headers.get("accept", "").split(","):
-        media = part.split(";")[0].strip().lower()
-        if media in encode.ACCEPTED:
-            return encode.ACCEPTED[media]
-    return "json"
+    offers: list[tuple[float, int, encode.Format]] = []
+    for position, part in enumerate(request.headers.get("accept", "").split(",")):
+        media, *params = (p.strip() for p in part.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if media.lower() in encode.ACCEPTED and quality > 0:
+            offers.append((-quality, position, encode.ACCEPTED[media.lower()]))
+    return min(offers)[2] if offers else "json"
 
 
 def encode_cursor(key: PageKey) -> str:
@@ -85,7 +97,7 @@ def decode_cursor(text: str | None) -> PageKey | None:
         device, channel, ts_us = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text)
                                                                                    % 4)))
         if not (isinstance(device, str) and isinstance(channel, str)
-                and isinstance(ts_us, int)):
+                and type(ts_us) is int and -(2**62) < ts_us < 2**62):
             raise ValueError
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
         raise Problem(400, "cursor is not one this server gave out: follow the next link "
@@ -147,6 +159,8 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
     app.state.limits = KeyLimits(RateLimit.parse(rate_limit))
     install(app)
     app.add_middleware(RateLimitHeaders)
+    dsmr_reader.install(app, settings.dsmr if settings is not None else DsmrSettings(),
+                        GroupWriter(hub, origin="dsmr"))
     read = Depends(require(Scope.READ))
     write = Depends(require(Scope.WRITE))
     admin = Depends(require(Scope.ADMIN))
@@ -218,6 +232,7 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
     def gaps(device: DeviceQ = None, channel: ChannelQ = None, source: SourceQ = None,
              start: StartQ = None, end: EndQ = None, tz: TzQ = "UTC") -> Response:
         """Missing expected intervals and seq jumps per channel."""
+        zone(tz)
         selection = hub.selection(device, channel, start, end, source, tz=tz)
         return _table_response(hub.store.gaps(selection), "json")
 
@@ -236,7 +251,7 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
         if media not in ("application/json", "text/csv"):
             raise Problem(415, f"cannot read {media!r}: send application/json (an array of "
                           "readings) or text/csv")
-        body = await request.body()
+        body = await _limited_body(request)
         table = await run_in_threadpool(_parse_push, body, media)
         if table.num_rows == 0:
             return _json({"received": 0, "written": 0, "batch": None})
@@ -323,6 +338,22 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+async def _limited_body(request: Request) -> bytes:
+    """The request body, or a 413 problem once it passes `MAX_PUSH_BYTES`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_PUSH_BYTES:
+        raise Problem(413, f"the batch is over {MAX_PUSH_BYTES // 1_000_000} MB: send it in "
+                      "smaller batches")
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_PUSH_BYTES:
+            raise Problem(413, f"the batch is over {MAX_PUSH_BYTES // 1_000_000} MB: send it "
+                          "in smaller batches")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _parse_push(body: bytes, media: str) -> pa.Table:

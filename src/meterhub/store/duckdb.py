@@ -185,6 +185,7 @@ class DuckDBStore:
         self._lock = threading.RLock()
         self._catalog: list[tuple[int, str, str, str, str, str]] | None = None
         self._generation = 0
+        self._catalog_lock = threading.Lock()
         try:
             for statement in _DDL:
                 self._main.execute(statement)
@@ -479,21 +480,23 @@ class DuckDBStore:
         This process owns the file, so only its own writes change the catalog; they bump
         the generation after committing, and a read that raced one is not cached.
         """
-        cached = self._catalog
+        with self._catalog_lock:
+            cached, generation = self._catalog, self._generation
         if cached is not None:
             return cached
-        generation = self._generation
         rows = [(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in self._con.execute(
             "SELECT c.series_id, c.device, c.channel, c.unit, c.kind, d.source "
             "FROM channels c JOIN devices d USING (device) "
             "ORDER BY c.device, c.channel").fetchall()]
-        if generation == self._generation:
-            self._catalog = rows
+        with self._catalog_lock:
+            if generation == self._generation:
+                self._catalog = rows
         return rows
 
     def _catalog_changed(self) -> None:
-        self._generation += 1
-        self._catalog = None
+        with self._catalog_lock:
+            self._generation += 1
+            self._catalog = None
 
     def _series(self, selection: Selection) -> list[tuple[int, str, str, str, str]]:
         """(series_id, device, channel, unit, kind) of the selection, or NotFoundError."""
@@ -597,81 +600,101 @@ class DuckDBStore:
 
     def scan(self, selection: Selection, *, batch_size: int = 65_536) -> pa.RecordBatchReader:
         """Readings in (device, channel, ts) order, one series at a time, in batches."""
-        return self._stream([(s, None, None) for s in self._series(selection)], selection,
-                            batch_size)
+        plan = [(s, None, None) for s in self._series(selection)]
+        return self._stream(plan, selection, batch_size, self._snapshot())
+
+    def _snapshot(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own in a read transaction: a page is planned and streamed from
+        one snapshot, so rows the sync writes meanwhile never appear twice or in excess."""
+        cursor = self._con.cursor()
+        cursor.execute("BEGIN TRANSACTION")
+        return cursor
 
     def page(self, selection: Selection, *, after: PageKey | None, limit: int,
              batch_size: int = 65_536) -> tuple[pa.RecordBatchReader, PageKey | None]:
         """Keyset paging: the first ``limit`` readings after ``after`` in scan order.
 
-        The page's extent is planned from per-series counts (and one bounded lookup of
-        the last row's time), so it is streamed like a scan and its next key is known
-        before the first byte goes out.
+        The page's extent is planned from per-series counts (one bounded lookup for a
+        single series), so it is streamed like a scan and its next key is known before the
+        first byte goes out. Planning and streaming share one snapshot.
         """
         if limit < 1:
             raise InputError(f"limit must be at least 1, not {limit}")
         series = self._series(selection)
         if after is not None:
             series = [s for s in series if (s[1], s[2]) >= (after.device, after.channel)]
-        first_after: dict[int, int] = {}
-        if after is not None and series and (series[0][1], series[0][2]) == (after.device,
-                                                                               after.channel):
-            first_after[series[0][0]] = after.ts_us
         if not series:
             return pa.RecordBatchReader.from_batches(READING_SCHEMA, iter(())), None
+        first_after: dict[int, int] = {}
+        if after is not None and (series[0][1], series[0][2]) == (after.device, after.channel):
+            first_after[series[0][0]] = after.ts_us
         where, params = self._time_filter(selection)
         skip = "".join(f" AND (series_id <> {sid} OR ts > make_timestamp({us}))"
                        for sid, us in first_after.items())
+        con = self._snapshot()
+        try:
+            plan, next_key = self._plan_page(con, series, first_after, where, skip, params,
+                                             limit)
+        except BaseException:
+            con.close()
+            raise
+        return self._stream(plan, selection, batch_size, con), next_key
+
+    @staticmethod
+    def _plan_page(con: duckdb.DuckDBPyConnection,
+                   series: Sequence[tuple[int, str, str, str, str]],
+                   first_after: dict[int, int], where: str, skip: str, params: list[Any],
+                   limit: int) -> tuple[list[tuple[tuple[int, str, str, str, str], int | None,
+                                                   int | None]], PageKey | None]:
+        """Which part of which series the page holds, each bounded, and the next key."""
         if len(series) == 1:
             # one series (the usual request): the page's last row and whether one follows
             # come from one bounded lookup, no count needed
             item = series[0]
-            rows = self._con.execute(
+            rows = con.execute(
                 f"SELECT epoch_us(ts) FROM readings WHERE series_id = {item[0]} AND {where}"
                 f"{skip} ORDER BY ts LIMIT 2 OFFSET {limit - 1}", params).fetchall()
             lower = first_after.get(item[0])
             if len(rows) < 2:
-                return self._stream([(item, lower, None)], selection, batch_size), None
+                return [(item, lower, None)], None
             last = int(rows[0][0])
-            return (self._stream([(item, lower, last)], selection, batch_size),
-                    PageKey(item[1], item[2], last))
-        counts = {int(sid): (int(n), int(last)) for sid, n, last in self._con.execute(
+            return [(item, lower, last)], PageKey(item[1], item[2], last)
+        counts = {int(sid): (int(n), int(last)) for sid, n, last in con.execute(
             f"SELECT series_id, count(*), epoch_us(max(ts)) FROM readings "
             f"WHERE series_id IN ({_in_list(s[0] for s in series)}) AND {where}{skip} "
             "GROUP BY series_id", params).fetchall()}
         plan: list[tuple[tuple[int, str, str, str, str], int | None, int | None]] = []
-        left, next_key = limit, None
+        left = limit
         for item in series:
-            number = counts.get(item[0], (0, 0))[0]
+            number, newest = counts.get(item[0], (0, 0))
             if not number:
                 continue
             if left == 0:  # the page is full and more rows follow: go on after its last
-                full, _, _ = plan[-1]
-                next_key = PageKey(full[1], full[2], counts[full[0]][1])
-                break
+                full = plan[-1][0]
+                return plan, PageKey(full[1], full[2], counts[full[0]][1])
             lower = first_after.get(item[0])
             if number <= left:
-                plan.append((item, lower, None))
+                plan.append((item, lower, newest))
                 left -= number
                 continue
-            row = _first(self._con.execute(
+            row = _first(con.execute(
                 f"SELECT epoch_us(ts) FROM readings WHERE series_id = {item[0]} AND {where}"
                 f"{skip} ORDER BY ts LIMIT 1 OFFSET {left - 1}", params))
             assert row is not None
             plan.append((item, lower, int(row[0])))
-            next_key = PageKey(item[1], item[2], int(row[0]))
-            break
-        return self._stream(plan, selection, batch_size), next_key
+            return plan, PageKey(item[1], item[2], int(row[0]))
+        return plan, None
 
     def _stream(self, plan: Sequence[tuple[tuple[int, str, str, str, str], int | None,
                                            int | None]],
-                selection: Selection, batch_size: int) -> pa.RecordBatchReader:
-        """Stream each planned series, optionally within (lower, upper] in epoch µs."""
+                selection: Selection, batch_size: int,
+                cursor: duckdb.DuckDBPyConnection) -> pa.RecordBatchReader:
+        """Stream each planned series, optionally within (lower, upper] in epoch µs, on
+        ``cursor`` (its own connection, closed when the stream ends)."""
         sources = {row[1]: row[5] for row in self._catalog_rows()}
         where, params = self._time_filter(selection)
 
         def batches() -> Iterator[pa.RecordBatch]:
-            cursor = self._con.cursor()
             try:
                 for (series_id, device, channel, unit, _), lower, upper in plan:
                     bounds = "" if lower is None else f" AND ts > make_timestamp({lower})"

@@ -1,0 +1,86 @@
+"""DSMR-reader's own API paths on meterhub's server, answering as DSMR-reader 5.x does.
+
+Existing datalogger scripts and ESP boards push telegrams here unchanged. Keys are
+meterhub API keys with write scope, sent as ``X-AUTHKEY: <key>`` or
+``Authorization: Token <key>``. Bodies and status codes follow DSMR-reader (see
+DSMR-READER.md): plain-text answers, 201 with an empty body, 403 for any key problem.
+These paths are left out of meterhub's OpenAPI document: they mirror another product's
+contract, not meterhub's (no problem+json here).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from meterhub.api.security import KeyLimits, KeyRing
+from meterhub.config import DsmrSettings
+from meterhub.dsmr import TelegramError, parse_telegram
+from meterhub.ingest import GroupWriter
+from meterhub.keys import ApiKey, Scope
+
+log = logging.getLogger("meterhub.dsmr")
+TEXT = "text/html; charset=utf-8"  #: what DSMR-reader (Django) labels its plain answers
+
+
+def _text(body: str, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, media_type=TEXT, headers=headers)
+
+
+def dsmr_key(request: Request) -> ApiKey | None:
+    """The key of ``X-AUTHKEY`` or ``Authorization: Token``, if known and allowed to write."""
+    ring: KeyRing = request.app.state.keys
+    text = request.headers.get("x-authkey")
+    if not text:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        text = value.strip() if scheme.lower() == "token" else None
+    key = ring.find(text) if text else None
+    return key if key is not None and key.scope.allows(Scope.WRITE) else None
+
+
+class Counters:
+    """Telegrams taken and rejected since the server started (DSMR-reader keeps the same
+    count of rejections in its meter statistics)."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.rejected = 0
+
+
+def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter) -> None:
+    counters = Counters()
+    app.state.dsmr_counters = counters
+
+    @app.post("/api/v1/datalogger/dsmrreading", include_in_schema=False)
+    async def datalogger(request: Request) -> Response:
+        key = dsmr_key(request)
+        if key is None:
+            return _text("Invalid auth key", 403)
+        limits: KeyLimits = request.app.state.limits
+        allowed, headers = limits.hit(key)
+        if not allowed:
+            return _text("Too many requests", 429, headers)
+        form = await request.form()
+        telegram = form.get("telegram")
+        if not isinstance(telegram, str) or not telegram.strip("\x00").strip():
+            return _text("Invalid data", 400, headers)
+        try:
+            table = await run_in_threadpool(
+                parse_telegram, telegram, dialect=settings.version, device=settings.device,
+                tz=settings.timezone, now=dt.datetime.now(dt.UTC))
+        except TelegramError as exc:
+            counters.rejected += 1
+            log.warning("telegram rejected (%d so far): %s", counters.rejected, exc)
+            return _text("Failed to parse telegram", 500, headers)
+        await writer.write(table)
+        counters.accepted += 1
+        return _text("", 201, headers)
+
+    @app.api_route("/api/v1/datalogger/dsmrreading", methods=["GET", "PUT", "PATCH", "DELETE"],
+                   include_in_schema=False)
+    async def datalogger_other(request: Request) -> Response:
+        return Response(status_code=405, headers={"Allow": "POST"})

@@ -1,0 +1,132 @@
+"""DSMR-reader's v1 datalogger endpoint on meterhub: DSMR-reader's status codes and bodies,
+group commit, and the seed document's datalogger client run unchanged on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from meterhub.api import create_app
+from meterhub.keys import new_key
+from tests.api.conftest import Api, Client
+from tests.api.live import served
+from tests.dsmr.telegrams import v5
+
+URL = "/api/v1/datalogger/dsmrreading"
+SEED = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "dsmr-reader-api.txt"
+
+
+def post(api: Api, telegram: str | None, *, key: str | None = None,
+         header: str = "X-AUTHKEY") -> httpx.Response:
+    value = key if key is not None else api.keys["write"]
+    headers = {header: value if header == "X-AUTHKEY" else f"Token {value}"}
+    data = {} if telegram is None else {"telegram": telegram}
+    return Client(api.app).post(URL, data=data, headers=headers)
+
+
+@pytest.mark.parametrize("header", ["X-AUTHKEY", "Authorization"])
+def test_a_valid_telegram_is_201_with_an_empty_body_and_stored(api: Api, header: str) -> None:
+    response = post(api, v5(stamp="241027023000W"), header=header)
+    assert response.status_code == 201
+    assert response.content == b""
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    stored = api.hub.readings(device="p1", channel="electricity_delivered_1")
+    assert list(stored["value"]) == [1234.567]
+    assert str(stored["ts"][0]) == "2024-10-27 01:30:00+00:00"
+    assert set(api.hub.readings(device="p1")["source"]) == {"dsmr"}
+
+
+def test_a_replayed_telegram_changes_nothing(api: Api) -> None:
+    for _ in range(3):
+        assert post(api, v5()).status_code == 201
+    assert api.hub.count(device="p1") == 19
+
+
+@pytest.mark.parametrize(("telegram", "key", "status", "body"), [
+    (v5().replace("001234.567", "001234.568"), None, 500, b"Failed to parse telegram"),
+    (v5()[:300], None, 500, b"Failed to parse telegram"),
+    ("hello", None, 500, b"Failed to parse telegram"),
+    (None, None, 400, b"Invalid data"),
+    ("", None, 400, b"Invalid data"),
+    (v5(), "wrong", 403, b"Invalid auth key"),
+    (v5(), "", 403, b"Invalid auth key"),
+])
+def test_failures_answer_as_dsmr_reader_does(api: Api, telegram: str | None, key: str | None,
+                                             status: int, body: bytes) -> None:
+    response = post(api, telegram, key=key)
+    assert response.status_code == status
+    assert response.content == body
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert "p1" not in set(api.hub.devices()["device"])
+
+
+def test_rejections_are_counted(api: Api) -> None:
+    post(api, "hello")
+    post(api, v5().replace("001234.567", "001234.568"))
+    post(api, v5())
+    counters = api.app.state.dsmr_counters
+    assert (counters.rejected, counters.accepted) == (2, 1)
+
+
+def test_a_read_key_cannot_push_and_get_is_405(api: Api) -> None:
+    assert post(api, v5(), key=api.keys["read"]).status_code == 403
+    response = Client(api.app).get(URL, headers={"X-AUTHKEY": api.keys["write"]})
+    assert response.status_code == 405
+    assert response.content == b""
+
+
+def test_a_json_body_is_invalid_data_as_in_dsmr_reader(api: Api) -> None:
+    response = Client(api.app).post(URL, json={"telegram": v5()},
+                                    headers={"X-AUTHKEY": api.keys["write"]})
+    assert response.status_code == 400
+    assert response.content == b"Invalid data"
+
+
+def test_concurrent_pushes_share_commits(api: Api) -> None:
+    app = api.app
+    telegrams = [v5(stamp=f"241026{12 + m // 60:02d}{m % 60:02d}00S") for m in range(40)]
+
+    async def push_all() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            answers = await asyncio.gather(*(client.post(
+                URL, data={"telegram": t}, headers={"X-AUTHKEY": api.keys["write"]})
+                for t in telegrams))
+        return [a.status_code for a in answers]
+
+    statuses = asyncio.run(push_all())
+    assert statuses == [201] * 40
+    assert api.hub.count(device="p1", channel="electricity_delivered_1") == 40
+    batches = api.hub.store._con.execute(
+        "SELECT count(*) FROM batches WHERE origin = 'dsmr'").fetchall()[0][0]
+    assert batches < 40  # grouped: fewer commits than telegrams
+
+
+def seed_send_telegram() -> object:
+    """`send_telegram` from the seed document's datalogger client, unchanged."""
+    text = SEED.read_text(encoding="utf-8")
+    source = re.search(r"^def send_telegram\(.*?(?=^\S)", text, re.S | re.M)
+    assert source is not None, "send_telegram not found in the seed document"
+    namespace: dict[str, object] = {}
+    exec("import requests\n" + source.group(0), namespace)  # the seed's own code, as is
+    return namespace["send_telegram"]
+
+
+def test_the_seed_datalogger_client_runs_unchanged_against_a_real_server(api: Api) -> None:
+    send_telegram = seed_send_telegram()
+    record, key = new_key("datalogger", "write")
+    api.hub.store.add_key(record)
+    with served(create_app(api.hub)) as base:
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            send_telegram(v5(), f"{base}/api/v1/datalogger/dsmrreading", key)  # type: ignore[operator]
+            send_telegram("garbage", f"{base}/api/v1/datalogger/dsmrreading", key)  # type: ignore[operator]
+    # the first push printed nothing (201); the second printed the seed's error line
+    assert printed.getvalue().splitlines() == ["API error: Failed to parse telegram"]
+    assert api.hub.count(device="p1") == 19
