@@ -31,17 +31,20 @@ class Emulator:
     world: Any
 
 
-def _serve(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
+def serve_in_thread(app: Any, **options: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
+    """Serve ``app`` with uvicorn on a free loopback port in a daemon thread; its base URL,
+    server (set ``should_exit`` to stop it) and thread, once it accepts connections."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
+    config = {"log_level": "error", "lifespan": "off", **options}
+    server = uvicorn.Server(uvicorn.Config(app, **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("an emulator did not start")
+            raise RuntimeError("a server did not start")
         time.sleep(0.02)
     return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread
 
@@ -64,7 +67,7 @@ def emulators(*, devices: int = 3, seed: int = 0) -> Iterator[dict[str, Emulator
     try:
         served = {}
         for name, (module, world) in worlds.items():
-            url, server, thread = _serve(module.create_app(world))
+            url, server, thread = serve_in_thread(module.create_app(world))
             running.append((server, thread))
             served[name] = Emulator(name, url, world)
         yield served
