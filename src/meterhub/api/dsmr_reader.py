@@ -31,15 +31,15 @@ def _text(body: str, status: int, headers: dict[str, str] | None = None) -> Resp
     return Response(body, status_code=status, media_type=TEXT, headers=headers)
 
 
-def dsmr_key(request: Request) -> ApiKey | None:
-    """The key of ``X-AUTHKEY`` or ``Authorization: Token``, if known and allowed to write."""
+def dsmr_key(request: Request, scope: Scope = Scope.WRITE) -> ApiKey | None:
+    """The key of ``X-AUTHKEY`` or ``Authorization: Token``, if known and within ``scope``."""
     ring: KeyRing = request.app.state.keys
     text = request.headers.get("x-authkey")
     if not text:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         text = value.strip() if scheme.lower() == "token" else None
     key = ring.find(text) if text else None
-    return key if key is not None and key.scope.allows(Scope.WRITE) else None
+    return key if key is not None and key.scope.allows(scope) else None
 
 
 class Counters:

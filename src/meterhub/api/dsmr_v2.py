@@ -1,0 +1,296 @@
+"""DSMR-reader's v2 ``datalogger/dsmrreading`` and ``application/version``, from the store.
+
+A DSMR-reader "reading" is one telegram: every electricity field at one time stamp, plus
+the gas meter's last reading and its own stamp. meterhub keeps each field as a channel of
+the P1 device, so a reading is the row of those channels at one time, with gas joined as
+of that time. Shapes follow DSMR-reader 5.11 as recorded in DSMR-READER.md: limit/offset
+pages of 25 with absolute next/previous links (query keys sorted), decimals as strings,
+times in the meter's zone with their offset, ids that are the reading's Unix second.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+import pyarrow as pa
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from meterhub.api.dsmr_reader import dsmr_key
+from meterhub.config import DsmrSettings
+from meterhub.dsmr import FIELDS, GAS, SOURCE
+from meterhub.errors import NotFoundError
+from meterhub.hub import Hub
+from meterhub.ingest import GroupWriter
+from meterhub.keys import Scope
+from meterhub.timebase import zone
+
+VERSION = "5.11.0"  #: the DSMR-reader API version these paths answer like
+PAGE_SIZE = 25
+#: the fields of a reading, in DSMR-reader's order, with their decimals (None: integer)
+READING_FIELDS: dict[str, int | None] = {
+    "electricity_delivered_1": 3, "electricity_returned_1": 3,
+    "electricity_delivered_2": 3, "electricity_returned_2": 3,
+    "electricity_currently_delivered": 3, "electricity_currently_returned": 3,
+    "phase_currently_delivered_l1": 3, "phase_currently_delivered_l2": 3,
+    "phase_currently_delivered_l3": 3,
+    "extra_device_timestamp": 0, "extra_device_delivered": 3,
+    "phase_currently_returned_l1": 3, "phase_currently_returned_l2": 3,
+    "phase_currently_returned_l3": 3,
+    "phase_voltage_l1": 1, "phase_voltage_l2": 1, "phase_voltage_l3": 1,
+    "phase_power_current_l1": None, "phase_power_current_l2": None,
+    "phase_power_current_l3": None,
+}
+REQUIRED = ("timestamp", "electricity_delivered_1", "electricity_returned_1",
+            "electricity_delivered_2", "electricity_returned_2",
+            "electricity_currently_delivered", "electricity_currently_returned")
+_BY_CHANNEL = {field.channel: field for field in FIELDS.values()}
+_WRONG_TIME = ("Datetime has wrong format. Use one of these formats instead: "
+               "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].")
+_ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
+                  r"(Z|[+-]\d{2}(:?\d{2})?)?$")
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def _denied() -> Response:
+    return _json({"detail": "Invalid auth key"}, 403)
+
+
+def _positive(text: str | None, default: int, *, zero: bool = False) -> int:
+    """DRF's reading of limit/offset: anything but a (positive) integer means the default."""
+    try:
+        value = int(text) if text is not None else default
+    except ValueError:
+        return default
+    return value if value > 0 or (zero and value == 0) else default
+
+
+def parse_time(text: str, tz: str, *, date_only: bool = False) -> dt.datetime | None:
+    """An aware time from ISO 8601 (``T`` or a space); naive times are in ``tz``. With
+    ``date_only`` (filters, as Django reads them) a bare date means its midnight."""
+    text = text.strip()
+    if date_only and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        text += "T00:00:00"
+    if not _ISO.match(text):
+        return None
+    text = text.replace(" ", "T").replace("Z", "+00:00")
+    if re.search(r"[+-]\d{2}$", text):
+        text += ":00"
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=zone(tz))
+
+
+def _local(moment: dt.datetime, tz: str) -> str:
+    return moment.astimezone(zone(tz)).isoformat()
+
+
+def _decimal(value: float | None, places: int | None) -> str | int | None:
+    if value is None:
+        return None
+    if places is None:
+        return int(value)  # DSMR-reader keeps currents as whole amperes, truncated
+    return f"{Decimal(repr(value)).quantize(Decimal(1).scaleb(-places)):f}"
+
+
+def _page_links(request: Request, count: int, limit: int, offset: int
+                ) -> tuple[str | None, str | None]:
+    base = str(request.url.replace(query=""))
+    query = dict(request.query_params)
+
+    def link(changes: dict[str, int | None]) -> str:
+        merged = {**query, **{k: str(v) for k, v in changes.items() if v is not None}}
+        for key, value in changes.items():
+            if value is None:
+                merged.pop(key, None)
+        return f"{base}?{urlencode(sorted(merged.items()))}" if merged else base
+
+    following = link({"limit": limit, "offset": offset + limit}) \
+        if offset + limit < count else None
+    if offset <= 0:
+        previous = None
+    elif offset - limit <= 0:
+        previous = link({"limit": limit, "offset": None})
+    else:
+        previous = link({"limit": limit, "offset": offset - limit})
+    return following, previous
+
+
+def readings_page(hub: Hub, settings: DsmrSettings, *, start: dt.datetime | None,
+                  end: dt.datetime | None, descending: bool, offset: int, limit: int
+                  ) -> tuple[int, list[dict[str, Any]]]:
+    """(count, readings) of the P1 device in [start, end], DSMR-reader's way."""
+    device, tz = settings.device, settings.timezone
+    until = end + dt.timedelta(microseconds=1) if end is not None else None
+    try:
+        stamps = hub.readings(device=device, channel="electricity_delivered_1", start=start,
+                              end=until, as_="arrow").column("ts").to_pylist()
+    except NotFoundError:
+        return 0, []
+    ordered = stamps[::-1] if descending else stamps
+    chosen = ordered[offset:offset + limit]
+    if not chosen:
+        return len(stamps), []
+    low, high = min(chosen), max(chosen)
+    rows = hub.readings(device=device, start=low, end=high + dt.timedelta(microseconds=1),
+                        as_="arrow").to_pylist()
+    values: dict[dt.datetime, dict[str, float | None]] = {}
+    for row in rows:
+        values.setdefault(row["ts"], {})[row["channel"]] = row["value"]
+    gas = _gas_before(hub, device, low, high)
+    gas_times = [g[0] for g in gas]
+    out = []
+    for moment in chosen:
+        fields = values.get(moment, {})
+        item: dict[str, Any] = {"id": int(moment.timestamp()), "timestamp": _local(moment, tz)}
+        at = bisect.bisect_right(gas_times, moment) - 1
+        for name, places in READING_FIELDS.items():
+            if name == "extra_device_timestamp":
+                item[name] = _local(gas[at][0], tz) if at >= 0 else None
+            elif name == "extra_device_delivered":
+                item[name] = _decimal(gas[at][1], places) if at >= 0 else None
+            else:
+                item[name] = _decimal(fields.get(name), places)
+        out.append(item)
+    return len(stamps), out
+
+
+def _gas_before(hub: Hub, device: str, low: dt.datetime, high: dt.datetime
+                ) -> list[tuple[dt.datetime, float]]:
+    """Gas readings from a day before ``low`` up to ``high`` (gas comes at least hourly)."""
+    try:
+        table = hub.readings(device=device, channel=GAS.channel,
+                             start=low - dt.timedelta(days=1),
+                             end=high + dt.timedelta(microseconds=1), as_="arrow")
+    except NotFoundError:
+        return []
+    return list(zip(table.column("ts").to_pylist(), table.column("value").to_pylist(),
+                    strict=True))
+
+
+def validate_post(data: dict[str, Any], tz: str) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """DRF-style field errors, and the cleaned values (Decimal, aware datetimes)."""
+    errors: dict[str, list[str]] = {}
+    clean: dict[str, Any] = {}
+    for name in ("timestamp", *READING_FIELDS):
+        raw = data.get(name)
+        if raw is None or raw == "":
+            if name in REQUIRED:
+                errors[name] = ["This field is required."]
+            continue
+        text = str(raw)
+        if name in ("timestamp", "extra_device_timestamp"):
+            moment = parse_time(text, tz)
+            if moment is None:
+                errors[name] = [_WRONG_TIME]
+            else:
+                clean[name] = moment
+            continue
+        places = READING_FIELDS[name]
+        try:
+            number = Decimal(text)
+            if not number.is_finite():
+                raise InvalidOperation
+        except InvalidOperation:
+            errors[name] = ["A valid integer is required." if places is None
+                            else "A valid number is required."]
+            continue
+        exponent = number.as_tuple().exponent
+        if places is not None and isinstance(exponent, int) and -exponent > places:
+            errors[name] = [f"Ensure that there are no more than {places} decimal places."]
+            continue
+        clean[name] = number
+    return errors, clean
+
+
+def reading_table(clean: dict[str, Any], device: str) -> pa.Table:
+    rows = []
+    for name, value in clean.items():
+        field = _BY_CHANNEL.get(name)
+        if field is not None:
+            rows.append({"source": SOURCE, "device": device, "channel": name,
+                         "ts": clean["timestamp"], "value": float(value), "unit": field.unit,
+                         "quantity": field.quantity, "kind": field.kind.value})
+    if "extra_device_delivered" in clean and "extra_device_timestamp" in clean:
+        rows.append({"source": SOURCE, "device": device, "channel": GAS.channel,
+                     "ts": clean["extra_device_timestamp"],
+                     "value": float(clean["extra_device_delivered"]), "unit": GAS.unit,
+                     "quantity": GAS.quantity, "kind": GAS.kind.value})
+    return pa.Table.from_pylist(rows)
+
+
+def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter) -> None:
+    tz = settings.timezone
+
+    @app.get("/api/v2/datalogger/dsmrreading", include_in_schema=False)
+    async def list_readings(request: Request) -> Response:
+        key = dsmr_key(request, Scope.READ)
+        if key is None:
+            return _denied()
+        params = request.query_params
+        bounds: dict[str, dt.datetime | None] = {}
+        errors: dict[str, list[str]] = {}
+        for name in ("timestamp__gte", "timestamp__lte"):
+            text = params.get(name)
+            bounds[name] = parse_time(text, tz, date_only=True) if text else None
+            if text and bounds[name] is None:
+                errors[name] = ["Enter a valid date/time."]
+        if errors:
+            return _json(errors, 400)
+        limit = _positive(params.get("limit"), PAGE_SIZE)
+        offset = _positive(params.get("offset"), 0, zero=True)
+        count, results = await run_in_threadpool(
+            readings_page, hub, settings, start=bounds["timestamp__gte"],
+            end=bounds["timestamp__lte"], descending=params.get("ordering") == "-timestamp",
+            offset=offset, limit=limit)
+        following, previous = _page_links(request, count, limit, offset)
+        return _json({"count": count, "next": following, "previous": previous,
+                      "results": results})
+
+    @app.post("/api/v2/datalogger/dsmrreading", include_in_schema=False)
+    async def create_reading(request: Request) -> Response:
+        if dsmr_key(request, Scope.WRITE) is None:
+            return _denied()
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media == "application/json":
+            try:
+                data = orjson.loads(await request.body())
+            except orjson.JSONDecodeError:
+                return _json({"detail": "JSON parse error"}, 400)
+            if not isinstance(data, dict):
+                return _json({"non_field_errors": ["Invalid data. Expected a dictionary."]},
+                             400)
+        else:
+            data = dict(await request.form())
+        errors, clean = validate_post(data, tz)
+        if errors:
+            return _json(errors, 400)
+        await writer.write(reading_table(clean, settings.device))
+        moment: dt.datetime = clean["timestamp"]
+        created: dict[str, Any] = {"id": int(moment.timestamp()),
+                                   "timestamp": _local(moment, tz)}
+        for name, places in READING_FIELDS.items():
+            value = clean.get(name)
+            if isinstance(value, dt.datetime):
+                created[name] = _local(value, tz)
+            else:
+                created[name] = None if value is None else _decimal(float(value), places)
+        return _json(created, 201)
+
+    @app.get("/api/v2/application/version", include_in_schema=False)
+    async def version(request: Request) -> Response:
+        if dsmr_key(request, Scope.READ) is None:
+            return _denied()
+        return _json({"version": VERSION})
