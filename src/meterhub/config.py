@@ -7,10 +7,12 @@ never printed.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +56,29 @@ class ApiSettings(BaseModel):
             raise ValueError(str(exc)) from None
 
 
-class DsmrSettings(BaseModel):
-    """How pushed P1 telegrams are read: the meter's device id, DSMR version and zone."""
+class PriceSettings(BaseModel):
+    """One energy contract for DSMR costs: prices per kWh and m³, a fixed cost per day."""
 
     model_config = ConfigDict(extra="forbid")
 
+    start: dt.date
+    end: dt.date
+    description: str = ""
+    electricity_delivered_1_price: Decimal = Decimal(0)
+    electricity_delivered_2_price: Decimal = Decimal(0)
+    gas_price: Decimal = Decimal(0)
+    electricity_returned_1_price: Decimal = Decimal(0)
+    electricity_returned_2_price: Decimal = Decimal(0)
+    fixed_daily_cost: Decimal = Decimal(0)
+
+
+class DsmrSettings(BaseModel):
+    """How pushed P1 telegrams are read: the meter's device id, DSMR version and zone, and
+    the energy prices DSMR-reader-style costs use."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prices: list[PriceSettings] = Field(default_factory=list)
     device: str = Field(default="p1", min_length=1)
     version: str = Field(default="5", description="2.2, 4, 5, belgium, luxembourg ...")
     timezone: str = "Europe/Amsterdam"

@@ -163,6 +163,7 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
     dsmr_writer = GroupWriter(hub, origin="dsmr")
     dsmr_reader.install(app, dsmr_settings, dsmr_writer)
     dsmr_v2.install(app, hub, dsmr_settings, dsmr_writer)
+    dsmr_v2.install_statistics(app, hub, dsmr_settings)
     read = Depends(require(Scope.READ))
     write = Depends(require(Scope.WRITE))
     admin = Depends(require(Scope.ADMIN))

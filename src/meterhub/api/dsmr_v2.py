@@ -26,6 +26,7 @@ from starlette.responses import Response
 from meterhub.api.dsmr_reader import dsmr_key
 from meterhub.config import DsmrSettings
 from meterhub.dsmr import FIELDS, GAS, SOURCE
+from meterhub.dsmr_stats import PRICE_FIELDS, Prices, day_statistics, hour_statistics
 from meterhub.errors import NotFoundError
 from meterhub.hub import Hub
 from meterhub.ingest import GroupWriter
@@ -102,7 +103,7 @@ def _decimal(value: float | None, places: int | None) -> str | int | None:
         return None
     if places is None:
         return int(value)  # DSMR-reader keeps currents as whole amperes, truncated
-    return f"{Decimal(repr(value)).quantize(Decimal(1).scaleb(-places)):f}"
+    return f"{Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places)):f}"
 
 
 def _page_links(request: Request, count: int, limit: int, offset: int
@@ -294,3 +295,183 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
         if dsmr_key(request, Scope.READ) is None:
             return _denied()
         return _json({"version": VERSION})
+
+
+def _contracts(settings: DsmrSettings) -> list[Prices]:
+    return [Prices(p.start, p.end, p.description,
+                   {name: getattr(p, name) for name in PRICE_FIELDS})
+            for p in settings.prices]
+
+
+def _money(value: Decimal, places: int) -> str:
+    return f"{value.quantize(Decimal(1).scaleb(-places)):f}"
+
+
+def _stat_days(hub: Hub, settings: DsmrSettings, today: dt.date) -> list[dt.date]:
+    """Local days before today with electricity readings (DSMR-reader makes a day's
+    statistics once the day has passed)."""
+    tz = zone(settings.timezone)
+    try:
+        stamps = hub.readings(device=settings.device, channel="electricity_delivered_1",
+                              as_="arrow").column("ts").to_pylist()
+    except NotFoundError:
+        return []
+    return sorted(d for d in {s.astimezone(tz).date() for s in stamps} if d < today)
+
+
+def day_json(stats: dict[str, Any], tz: str) -> dict[str, Any]:
+    day: dt.date = stats["day"]
+    out: dict[str, Any] = {"id": int(day.strftime("%Y%m%d")), "day": day.isoformat()}
+    for name in ("electricity1", "electricity2", "electricity1_returned",
+                 "electricity2_returned"):
+        out[name] = _money(stats[name], 3)
+    out["electricity1_cost"] = _money(stats["electricity1_cost"], 2)
+    out["electricity2_cost"] = _money(stats["electricity2_cost"], 2)
+    out["gas"] = _money(stats["gas"], 3)
+    out["gas_cost"] = _money(stats["gas_cost"], 2)
+    for name in ("lowest_temperature", "highest_temperature", "average_temperature"):
+        out[name] = "0.0"  # no weather data is kept for the meter
+    out["fixed_cost"] = _money(stats["fixed_cost"], 2)
+    out["total_cost"] = _money(stats["total_cost"], 2)
+    out["electricity_reading_timestamp"] = _local(stats["electricity_reading_timestamp"], tz)
+    for name in ("electricity1_reading", "electricity2_reading",
+                 "electricity1_returned_reading", "electricity2_returned_reading"):
+        out[name] = None if stats[name] is None else _money(stats[name], 3)
+    out["gas_reading_timestamp"] = (None if stats["gas_reading_timestamp"] is None
+                                    else _local(stats["gas_reading_timestamp"], tz))
+    out["gas_reading"] = None if stats["gas_reading"] is None else \
+        _money(stats["gas_reading"], 3)
+    return out
+
+
+def _parse_day(text: str | None) -> tuple[dt.date | None, bool]:
+    if not text:
+        return None, True
+    try:
+        return dt.date.fromisoformat(text.strip()), True
+    except ValueError:
+        return None, False
+
+
+def install_statistics(app: FastAPI, hub: Hub, settings: DsmrSettings) -> None:
+    tz = settings.timezone
+    shift = settings.version in ("4",)  # DSMR 4 gas totals are stamped at the hour's end
+
+    def today() -> dt.date:
+        return dt.datetime.now(zone(tz)).date()
+
+    def paged(request: Request, items: list[Any], key: str) -> tuple[list[Any], int, int]:
+        params = request.query_params
+        ordered = items[::-1] if params.get("ordering") == f"-{key}" else items
+        limit = _positive(params.get("limit"), PAGE_SIZE)
+        offset = _positive(params.get("offset"), 0, zero=True)
+        return ordered[offset:offset + limit], limit, offset
+
+    @app.get("/api/v2/statistics/day", include_in_schema=False)
+    async def statistics_day(request: Request) -> Response:
+        if dsmr_key(request, Scope.READ) is None:
+            return _denied()
+        bounds, errors = {}, {}
+        for name in ("day__gte", "day__lte"):
+            bounds[name], ok = _parse_day(request.query_params.get(name))
+            if not ok:
+                errors[name] = ["Enter a valid date."]
+        if errors:
+            return _json(errors, 400)
+
+        def compute() -> tuple[int, list[dict[str, Any]], int, int]:
+            days = [d for d in _stat_days(hub, settings, today())
+                    if (bounds["day__gte"] is None or d >= bounds["day__gte"])
+                    and (bounds["day__lte"] is None or d <= bounds["day__lte"])]
+            chosen, limit, offset = paged(request, days, "day")
+            contracts = _contracts(settings)
+            rows = []
+            for day in chosen:
+                stats = day_statistics(hub, settings.device, tz, day, contracts,
+                                       gas_shift=shift)
+                if stats is not None:
+                    rows.append(day_json(stats, tz))
+            return len(days), rows, limit, offset
+
+        count, rows, limit, offset = await run_in_threadpool(compute)
+        following, previous = _page_links(request, count, limit, offset)
+        return _json({"count": count, "next": following, "previous": previous,
+                      "results": rows})
+
+    @app.get("/api/v2/statistics/hour", include_in_schema=False)
+    async def statistics_hour(request: Request) -> Response:
+        if dsmr_key(request, Scope.READ) is None:
+            return _denied()
+        bounds: dict[str, dt.datetime | None] = {}
+        errors = {}
+        for name in ("hour_start__gte", "hour_start__lte"):
+            text = request.query_params.get(name)
+            bounds[name] = parse_time(text, tz, date_only=True) if text else None
+            if text and bounds[name] is None:
+                errors[name] = ["Enter a valid date/time."]
+        if errors:
+            return _json(errors, 400)
+
+        def compute() -> tuple[int, list[dict[str, Any]], int, int]:
+            days = _stat_days(hub, settings, today())
+            rows = (hour_statistics(hub, settings.device, tz, days[0], days[-1],
+                                    gas_shift=shift) if days else [])
+            rows = [r for r in rows
+                    if (bounds["hour_start__gte"] is None
+                        or r["hour_start"] >= bounds["hour_start__gte"])
+                    and (bounds["hour_start__lte"] is None
+                         or r["hour_start"] <= bounds["hour_start__lte"])]
+            chosen, limit, offset = paged(request, rows, "hour_start")
+            out = [{"id": int(r["hour_start"].timestamp()) // 3600,
+                    "hour_start": _local(r["hour_start"], tz),
+                    **{name: _money(r[name], 3) for name in (
+                        "electricity1", "electricity2", "electricity1_returned",
+                        "electricity2_returned", "gas")}} for r in chosen]
+            return len(rows), out, limit, offset
+
+        count, rows, limit, offset = await run_in_threadpool(compute)
+        following, previous = _page_links(request, count, limit, offset)
+        return _json({"count": count, "next": following, "previous": previous,
+                      "results": rows})
+
+    @app.get("/api/v2/consumption/energy-supplier-prices", include_in_schema=False)
+    async def energy_prices(request: Request) -> Response:
+        if dsmr_key(request, Scope.READ) is None:
+            return _denied()
+        contracts = sorted(settings.prices, key=lambda p: p.start)
+        chosen, limit, offset = paged(request, list(enumerate(contracts, start=1)), "start")
+        rows = [{"id": number, "start": p.start.isoformat(), "end": p.end.isoformat(),
+                 "description": p.description,
+                 **{name: _money(getattr(p, name), 6) for name in PRICE_FIELDS}}
+                for number, p in chosen]
+        following, previous = _page_links(request, len(contracts), limit, offset)
+        return _json({"count": len(contracts), "next": following, "previous": previous,
+                      "results": rows})
+
+    @app.get("/api/v2/consumption/today", include_in_schema=False)
+    async def consumption_today(request: Request) -> Response:
+        if dsmr_key(request, Scope.READ) is None:
+            return _denied()
+        day = today()
+        stats = await run_in_threadpool(day_statistics, hub, settings.device, tz, day,
+                                        _contracts(settings), gas_shift=shift)
+        if stats is None:
+            return _json(f"No electricity readings found for: {day.isoformat()}")
+        price = stats["prices"]
+        out: dict[str, Any] = {"day": day.isoformat()}
+        for name in ("electricity1", "electricity2", "electricity1_returned",
+                     "electricity2_returned"):
+            out[name] = float(stats[name])
+        out["electricity_merged"] = float(stats["electricity1"] + stats["electricity2"])
+        out["electricity_returned_merged"] = float(stats["electricity1_returned"]
+                                                   + stats["electricity2_returned"])
+        for name in ("electricity1_cost", "electricity2_cost", "total_cost", "gas",
+                     "gas_cost", "fixed_cost"):
+            out[name] = float(stats[name])
+        for name in ("electricity_delivered_1", "electricity_delivered_2",
+                     "electricity_returned_1", "electricity_returned_2", "gas"):
+            value = price[f"{name}_price"]
+            out[f"energy_supplier_price_{name}"] = float(value) if value else 0
+        fixed = price["fixed_daily_cost"]
+        out["energy_supplier_price_fixed_daily_cost"] = float(fixed) if fixed else 0
+        return _json(out)

@@ -1,0 +1,177 @@
+"""DSMR-reader's hour and day statistics and costs, computed from the stored readings.
+
+The rules are DSMR-reader's (VENDORS.md 3.5), not meterhub's edge-to-edge consumption, so
+that its API answers what its users know:
+
+- an hour's electricity per register is the last minus the first reading inside the local
+  hour; no row for an hour without readings;
+- gas per hour: one record in the hour counts its rise over the previous gas record, several
+  count last minus first; DSMR 4 meters report the previous hour, so their gas moves back
+  an hour;
+- a day's electricity is last minus first within the local day (23 or 25 hours on DST
+  days), its gas the sum of its hours, its gas cost from the day's first and last gas;
+- costs use the prices whose [start, end] holds the day (per price, the one non-zero value
+  of the matching contracts, else 0), rounded half up to cents.
+
+Statistics are computed when asked, so a late or replayed telegram changes the hours and
+days it falls in at once, with no re-aggregation step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import pandas as pd
+
+from meterhub.dsmr import GAS
+from meterhub.errors import NotFoundError
+from meterhub.hub import Hub
+
+REGISTERS = {"electricity1": "electricity_delivered_1", "electricity2": "electricity_delivered_2",
+             "electricity1_returned": "electricity_returned_1",
+             "electricity2_returned": "electricity_returned_2"}
+PRICE_FIELDS = ("electricity_delivered_1_price", "electricity_delivered_2_price", "gas_price",
+                "electricity_returned_1_price", "electricity_returned_2_price",
+                "fixed_daily_cost")
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Prices:
+    """One energy contract: prices per kWh and m³ and a fixed cost per day, for a span."""
+
+    start: dt.date
+    end: dt.date
+    description: str = ""
+    values: dict[str, Decimal] = field(default_factory=dict)
+
+    def get(self, name: str) -> Decimal:
+        return self.values.get(name, Decimal(0))
+
+
+def prices_for(day: dt.date, contracts: list[Prices]) -> dict[str, Decimal]:
+    """Per price field, the single non-zero value among contracts holding ``day``, else 0."""
+    holding = [c for c in contracts if c.start <= day <= c.end]
+    out = {}
+    for name in PRICE_FIELDS:
+        nonzero = [c.get(name) for c in holding if c.get(name) != 0]
+        out[name] = nonzero[0] if len(nonzero) == 1 else Decimal(0)
+    return out
+
+
+def round2(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _dec(value: float) -> Decimal:
+    """A meter value as the exact decimal its telegram had (three places at most)."""
+    return Decimal(repr(float(value))).quantize(Decimal("0.001"))
+
+
+def _frame(hub: Hub, device: str, channel: str, start: dt.datetime,
+           end: dt.datetime) -> pd.DataFrame:
+    try:
+        frame = hub.readings(device=device, channel=channel, start=start, end=end)
+    except NotFoundError:
+        return pd.DataFrame({"ts": pd.Series([], dtype="datetime64[us, UTC]"),
+                             "value": pd.Series([], dtype=float)})
+    tidy: pd.DataFrame = frame[["ts", "value"]].dropna().sort_values("ts")
+    return tidy.reset_index(drop=True)
+
+
+def _local_midnight(day: dt.date, tz: str) -> dt.datetime:
+    from meterhub.timebase import zone
+
+    return dt.datetime.combine(day, dt.time(), zone(tz)).astimezone(dt.UTC)
+
+
+def _gas_hours(gas: pd.DataFrame, tz: str, shift: bool) -> dict[pd.Timestamp, Decimal]:
+    """Gas per hour start (UTC), DSMR-reader's way."""
+    if gas.empty:
+        return {}
+    gas = gas.copy()
+    if shift:  # DSMR 4 meters stamp the hour's total at its end
+        gas["ts"] = gas["ts"] - pd.Timedelta(hours=1)
+    gas["previous"] = gas["value"].shift(1)
+    gas["hour"] = gas["ts"].dt.floor("h")
+    out: dict[pd.Timestamp, Decimal] = {}
+    for label, group in gas.groupby("hour", sort=True):
+        hour = pd.Timestamp(str(label))
+        if len(group) == 1:
+            previous = group["previous"].iloc[0]
+            out[hour] = (_dec(group["value"].iloc[0]) - _dec(previous)
+                         if pd.notna(previous) else Decimal(0))
+        else:
+            out[hour] = _dec(group["value"].iloc[-1]) - _dec(group["value"].iloc[0])
+    return out
+
+
+def hour_statistics(hub: Hub, device: str, tz: str, first: dt.date, last: dt.date, *,
+                    gas_shift: bool = False) -> list[dict[str, Any]]:
+    """Hour statistics for the local days ``first`` to ``last`` inclusive, oldest first."""
+    start, end = _local_midnight(first, tz), _local_midnight(last + dt.timedelta(days=1), tz)
+    frames = {name: _frame(hub, device, channel, start, end)
+              for name, channel in REGISTERS.items()}
+    gas = _frame(hub, device, GAS.channel, start - dt.timedelta(days=1),
+                 end + dt.timedelta(hours=1))
+    gas_by_hour = _gas_hours(gas, tz, gas_shift)
+    hours = sorted(set().union(*(set(f["ts"].dt.floor("h")) for f in frames.values())))
+    rows = []
+    for hour in hours:
+        if not start <= hour.to_pydatetime() < end:
+            continue
+        row: dict[str, Any] = {"hour_start": hour.to_pydatetime()}
+        for name, frame in frames.items():
+            inside = frame[(frame["ts"] >= hour) & (frame["ts"] < hour + pd.Timedelta(hours=1))]
+            row[name] = (_dec(inside["value"].iloc[-1]) - _dec(inside["value"].iloc[0])
+                         if len(inside) else Decimal(0))
+        row["gas"] = gas_by_hour.get(hour, Decimal(0))
+        rows.append(row)
+    return rows
+
+
+def day_statistics(hub: Hub, device: str, tz: str, day: dt.date, contracts: list[Prices],
+                   *, gas_shift: bool = False) -> dict[str, Any] | None:
+    """The statistics of one local day, or None when it has no electricity readings."""
+    start, end = _local_midnight(day, tz), _local_midnight(day + dt.timedelta(days=1), tz)
+    frames = {name: _frame(hub, device, channel, start, end)
+              for name, channel in REGISTERS.items()}
+    if all(f.empty for f in frames.values()):
+        return None
+    out: dict[str, Any] = {"day": day}
+    for name, frame in frames.items():
+        out[name] = (_dec(frame["value"].iloc[-1]) - _dec(frame["value"].iloc[0])
+                     if len(frame) else Decimal(0))
+    hours = hour_statistics(hub, device, tz, day, day, gas_shift=gas_shift)
+    out["gas"] = sum((h["gas"] for h in hours), Decimal(0))
+    gas = _frame(hub, device, GAS.channel, start, end)
+    gas_span = (_dec(gas["value"].iloc[-1]) - _dec(gas["value"].iloc[0])) if len(gas) \
+        else Decimal(0)
+    price = prices_for(day, contracts)
+    out["electricity1_cost"] = round2(out["electricity1"]
+                                      * price["electricity_delivered_1_price"]
+                                      - out["electricity1_returned"]
+                                      * price["electricity_returned_1_price"])
+    out["electricity2_cost"] = round2(out["electricity2"]
+                                      * price["electricity_delivered_2_price"]
+                                      - out["electricity2_returned"]
+                                      * price["electricity_returned_2_price"])
+    out["gas_cost"] = round2(gas_span * price["gas_price"])
+    out["fixed_cost"] = round2(price["fixed_daily_cost"])
+    out["total_cost"] = round2(out["electricity1_cost"] + out["electricity2_cost"]
+                               + out["gas_cost"] + price["fixed_daily_cost"])
+    first = {name: f.iloc[0] for name, f in frames.items() if len(f)}
+    stamp = min(row["ts"] for row in first.values())
+    out["electricity_reading_timestamp"] = stamp.to_pydatetime()
+    for name, channel_name in (("electricity1_reading", "electricity1"),
+                               ("electricity2_reading", "electricity2"),
+                               ("electricity1_returned_reading", "electricity1_returned"),
+                               ("electricity2_returned_reading", "electricity2_returned")):
+        out[name] = _dec(first[channel_name]["value"]) if channel_name in first else None
+    out["gas_reading_timestamp"] = gas["ts"].iloc[0].to_pydatetime() if len(gas) else None
+    out["gas_reading"] = _dec(gas["value"].iloc[0]) if len(gas) else None
+    out["prices"] = price
+    return out
