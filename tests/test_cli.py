@@ -20,7 +20,7 @@ from meterhub.cli import app
 
 runner = CliRunner()
 COMMANDS = ["import", "export", "query", "devices", "gaps", "compact", "sample", "emulate",
-            "sync", "status", "demo", "run", "serve", "keys"]
+            "sync", "status", "demo", "run", "serve", "keys", "p1"]
 
 
 def write_csv(path: Path, bad_line: str | None = None) -> Path:

@@ -550,6 +550,54 @@ def run_(
             out.print("stopped")
 
 
+@app.command()
+def p1(
+    serial: Annotated[str | None, typer.Option(
+        help="Serial port of the meter's P1 cable, e.g. /dev/ttyUSB0.")] = None,
+    file: Annotated[Path | None, typer.Option(help="Replay the telegrams of a capture file.")
+                    ] = None,
+    dsmr_version: Annotated[str | None, typer.Option(
+        help="DSMR version or dialect: 2.2, 4, 5, belgium, luxembourg ... (default [dsmr] "
+             "version, 5).")] = None,
+    count: Annotated[int | None, typer.Option(
+        help="Stop after this many telegrams (default: read until stopped).")] = None,
+    config: OptionalConfig = None, store: OptionalStore = None,
+) -> None:
+    """Store telegrams from a P1 port (reopened when it fails) or from a capture file."""
+    from meterhub.p1 import read_serial, replay_file
+
+    if (serial is None) == (file is None):
+        err.print("[bold red]error:[/] give either --serial PORT or --file CAPTURE",
+                  soft_wrap=True)
+        raise typer.Exit(1)
+    settings = _settings(config)
+    dsmr = settings.dsmr
+    if dsmr_version is not None:
+        with _user_errors():
+            from meterhub.config import DsmrSettings
+
+            try:
+                dsmr = DsmrSettings(**{**dsmr.model_dump(), "version": dsmr_version})
+            except ValueError as exc:
+                raise MeterhubError(f"--dsmr-version: unknown DSMR version "
+                                    f"{dsmr_version!r}") from exc
+    with _hub(store or settings.store.url) as hub, _user_errors():
+        if file is not None:
+            counts = replay_file(hub, file, dsmr)
+        else:
+            assert serial is not None
+            out.print(f"reading DSMR {dsmr.version} telegrams from {serial} into {hub.url}; "
+                      "stop with Ctrl-C", markup=False, soft_wrap=True)
+            out.file.flush()
+            try:
+                counts = read_serial(hub, serial, dsmr, count=count)
+            except KeyboardInterrupt:
+                out.print("stopped")
+                return
+    out.print(f"{counts.accepted:,} telegram(s) stored, {counts.rejected:,} rejected",
+              markup=False)
+
+
 keys_app = typer.Typer(help="Make, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
