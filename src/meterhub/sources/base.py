@@ -116,4 +116,10 @@ def connector_class(type_name: str) -> type[Any]:
 
 
 def _load_all() -> None:
-    from meterhub.sources import climkit, copper, tandd, zentra  # noqa: F401 - they register
+    from meterhub.sources import (  # noqa: F401 - they register
+        climkit,
+        copper,
+        dsmr_reader,
+        tandd,
+        zentra,
+    )
