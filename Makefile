@@ -29,6 +29,7 @@ bench: install
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/sync.py
 	$(BIN)/python bench/api.py   # load figures need wrk (apt-get install wrk)
+	$(BIN)/python bench/dsmr.py
 
 clean:
 	rm -rf $(VENV) meterhub-sample.duckdb
