@@ -88,7 +88,12 @@ def _local_midnight(day: dt.date, tz: str) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), zone(tz)).astimezone(dt.UTC)
 
 
-def _gas_hours(gas: pd.DataFrame, tz: str, shift: bool) -> dict[pd.Timestamp, Decimal]:
+def _rise(values: pd.Series) -> Decimal:
+    """Last minus first of a sorted series, as exact decimals (0 when empty)."""
+    return _dec(values.iloc[-1]) - _dec(values.iloc[0]) if len(values) else Decimal(0)
+
+
+def _gas_hours(gas: pd.DataFrame, shift: bool) -> dict[pd.Timestamp, Decimal]:
     """Gas per hour start (UTC), DSMR-reader's way."""
     if gas.empty:
         return {}
@@ -105,51 +110,66 @@ def _gas_hours(gas: pd.DataFrame, tz: str, shift: bool) -> dict[pd.Timestamp, De
             out[hour] = (_dec(group["value"].iloc[0]) - _dec(previous)
                          if pd.notna(previous) else Decimal(0))
         else:
-            out[hour] = _dec(group["value"].iloc[-1]) - _dec(group["value"].iloc[0])
+            out[hour] = _rise(group["value"])
     return out
+
+
+@dataclass
+class _Span:
+    """The meter's registers in [start, end) and its gas from a day before to an hour after
+    (what the first hour's rise and DSMR 4's shifted gas need), read once."""
+
+    start: dt.datetime
+    end: dt.datetime
+    registers: dict[str, pd.DataFrame]
+    gas: pd.DataFrame
+
+    @classmethod
+    def read(cls, hub: Hub, device: str, start: dt.datetime, end: dt.datetime) -> _Span:
+        return cls(start, end,
+                   {name: _frame(hub, device, channel, start, end)
+                    for name, channel in REGISTERS.items()},
+                   _frame(hub, device, GAS.channel, start - dt.timedelta(days=1),
+                          end + dt.timedelta(hours=1)))
+
+    def hours(self, shift: bool) -> list[dict[str, Any]]:
+        """Hour statistics of every hour in the span that has electricity readings.
+
+        Hours are floored in UTC: every zone DSMR meters use is a whole number of hours
+        from UTC, so these are the local hours (both 02:00 hours of a fall-back night).
+        """
+        gas_by_hour = _gas_hours(self.gas, shift)
+        rises: dict[str, dict[pd.Timestamp, Decimal]] = {}
+        for name, frame in self.registers.items():
+            rises[name] = {pd.Timestamp(str(hour)): _rise(group["value"]) for hour, group
+                           in frame.groupby(frame["ts"].dt.floor("h"), sort=True)}
+        hours = sorted(set().union(*(set(r) for r in rises.values())))
+        return [{"hour_start": hour.to_pydatetime(),
+                 **{name: rises[name].get(hour, Decimal(0)) for name in REGISTERS},
+                 "gas": gas_by_hour.get(hour, Decimal(0))} for hour in hours]
 
 
 def hour_statistics(hub: Hub, device: str, tz: str, first: dt.date, last: dt.date, *,
                     gas_shift: bool = False) -> list[dict[str, Any]]:
     """Hour statistics for the local days ``first`` to ``last`` inclusive, oldest first."""
     start, end = _local_midnight(first, tz), _local_midnight(last + dt.timedelta(days=1), tz)
-    frames = {name: _frame(hub, device, channel, start, end)
-              for name, channel in REGISTERS.items()}
-    gas = _frame(hub, device, GAS.channel, start - dt.timedelta(days=1),
-                 end + dt.timedelta(hours=1))
-    gas_by_hour = _gas_hours(gas, tz, gas_shift)
-    hours = sorted(set().union(*(set(f["ts"].dt.floor("h")) for f in frames.values())))
-    rows = []
-    for hour in hours:
-        if not start <= hour.to_pydatetime() < end:
-            continue
-        row: dict[str, Any] = {"hour_start": hour.to_pydatetime()}
-        for name, frame in frames.items():
-            inside = frame[(frame["ts"] >= hour) & (frame["ts"] < hour + pd.Timedelta(hours=1))]
-            row[name] = (_dec(inside["value"].iloc[-1]) - _dec(inside["value"].iloc[0])
-                         if len(inside) else Decimal(0))
-        row["gas"] = gas_by_hour.get(hour, Decimal(0))
-        rows.append(row)
-    return rows
+    return _Span.read(hub, device, start, end).hours(gas_shift)
 
 
 def day_statistics(hub: Hub, device: str, tz: str, day: dt.date, contracts: list[Prices],
                    *, gas_shift: bool = False) -> dict[str, Any] | None:
     """The statistics of one local day, or None when it has no electricity readings."""
     start, end = _local_midnight(day, tz), _local_midnight(day + dt.timedelta(days=1), tz)
-    frames = {name: _frame(hub, device, channel, start, end)
-              for name, channel in REGISTERS.items()}
+    span = _Span.read(hub, device, start, end)
+    frames = span.registers
     if all(f.empty for f in frames.values()):
         return None
     out: dict[str, Any] = {"day": day}
     for name, frame in frames.items():
-        out[name] = (_dec(frame["value"].iloc[-1]) - _dec(frame["value"].iloc[0])
-                     if len(frame) else Decimal(0))
-    hours = hour_statistics(hub, device, tz, day, day, gas_shift=gas_shift)
-    out["gas"] = sum((h["gas"] for h in hours), Decimal(0))
-    gas = _frame(hub, device, GAS.channel, start, end)
-    gas_span = (_dec(gas["value"].iloc[-1]) - _dec(gas["value"].iloc[0])) if len(gas) \
-        else Decimal(0)
+        out[name] = _rise(frame["value"])
+    out["gas"] = sum((h["gas"] for h in span.hours(gas_shift)), Decimal(0))
+    gas = span.gas[(span.gas["ts"] >= start) & (span.gas["ts"] < end)]
+    gas_span = _rise(gas["value"])
     price = prices_for(day, contracts)
     out["electricity1_cost"] = round2(out["electricity1"]
                                       * price["electricity_delivered_1_price"]

@@ -106,6 +106,32 @@ def _decimal(value: float | None, places: int | None) -> str | int | None:
     return f"{Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places)):f}"
 
 
+def _limit_offset(request: Request) -> tuple[int, int]:
+    params = request.query_params
+    return (_positive(params.get("limit"), PAGE_SIZE),
+            _positive(params.get("offset"), 0, zero=True))
+
+
+def _time_bounds(request: Request, names: tuple[str, str], tz: str
+                 ) -> tuple[list[dt.datetime | None], dict[str, list[str]]]:
+    """Inclusive time filters as django-filter reads them, and DRF-style errors."""
+    bounds: list[dt.datetime | None] = []
+    errors: dict[str, list[str]] = {}
+    for name in names:
+        text = request.query_params.get(name)
+        bounds.append(parse_time(text, tz, date_only=True) if text else None)
+        if text and bounds[-1] is None:
+            errors[name] = ["Enter a valid date/time."]
+    return bounds, errors
+
+
+def _paginated(request: Request, count: int, limit: int, offset: int,
+               results: list[Any]) -> Response:
+    following, previous = _page_links(request, count, limit, offset)
+    return _json({"count": count, "next": following, "previous": previous,
+                  "results": results})
+
+
 def _page_links(request: Request, count: int, limit: int, offset: int
                 ) -> tuple[str | None, str | None]:
     base = str(request.url.replace(query=""))
@@ -240,25 +266,15 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
         key = dsmr_key(request, Scope.READ)
         if key is None:
             return _denied()
-        params = request.query_params
-        bounds: dict[str, dt.datetime | None] = {}
-        errors: dict[str, list[str]] = {}
-        for name in ("timestamp__gte", "timestamp__lte"):
-            text = params.get(name)
-            bounds[name] = parse_time(text, tz, date_only=True) if text else None
-            if text and bounds[name] is None:
-                errors[name] = ["Enter a valid date/time."]
+        (start, end), errors = _time_bounds(request, ("timestamp__gte", "timestamp__lte"), tz)
         if errors:
             return _json(errors, 400)
-        limit = _positive(params.get("limit"), PAGE_SIZE)
-        offset = _positive(params.get("offset"), 0, zero=True)
+        limit, offset = _limit_offset(request)
         count, results = await run_in_threadpool(
-            readings_page, hub, settings, start=bounds["timestamp__gte"],
-            end=bounds["timestamp__lte"], descending=params.get("ordering") == "-timestamp",
+            readings_page, hub, settings, start=start, end=end,
+            descending=request.query_params.get("ordering") == "-timestamp",
             offset=offset, limit=limit)
-        following, previous = _page_links(request, count, limit, offset)
-        return _json({"count": count, "next": following, "previous": previous,
-                      "results": results})
+        return _paginated(request, count, limit, offset, results)
 
     @app.post("/api/v2/datalogger/dsmrreading", include_in_schema=False)
     async def create_reading(request: Request) -> Response:
@@ -361,10 +377,8 @@ def install_statistics(app: FastAPI, hub: Hub, settings: DsmrSettings) -> None:
         return dt.datetime.now(zone(tz)).date()
 
     def paged(request: Request, items: list[Any], key: str) -> tuple[list[Any], int, int]:
-        params = request.query_params
-        ordered = items[::-1] if params.get("ordering") == f"-{key}" else items
-        limit = _positive(params.get("limit"), PAGE_SIZE)
-        offset = _positive(params.get("offset"), 0, zero=True)
+        ordered = items[::-1] if request.query_params.get("ordering") == f"-{key}" else items
+        limit, offset = _limit_offset(request)
         return ordered[offset:offset + limit], limit, offset
 
     @app.get("/api/v2/statistics/day", include_in_schema=False)
@@ -379,7 +393,7 @@ def install_statistics(app: FastAPI, hub: Hub, settings: DsmrSettings) -> None:
         if errors:
             return _json(errors, 400)
 
-        def compute() -> tuple[int, list[dict[str, Any]], int, int]:
+        def compute() -> tuple[int, int, int, list[dict[str, Any]]]:
             days = [d for d in _stat_days(hub, settings, today())
                     if (bounds["day__gte"] is None or d >= bounds["day__gte"])
                     and (bounds["day__lte"] is None or d <= bounds["day__lte"])]
@@ -391,48 +405,38 @@ def install_statistics(app: FastAPI, hub: Hub, settings: DsmrSettings) -> None:
                                        gas_shift=shift)
                 if stats is not None:
                     rows.append(day_json(stats, tz))
-            return len(days), rows, limit, offset
+            return len(days), limit, offset, rows
 
-        count, rows, limit, offset = await run_in_threadpool(compute)
-        following, previous = _page_links(request, count, limit, offset)
-        return _json({"count": count, "next": following, "previous": previous,
-                      "results": rows})
+        return _paginated(request, *await run_in_threadpool(compute))
 
     @app.get("/api/v2/statistics/hour", include_in_schema=False)
     async def statistics_hour(request: Request) -> Response:
         if dsmr_key(request, Scope.READ) is None:
             return _denied()
-        bounds: dict[str, dt.datetime | None] = {}
-        errors = {}
-        for name in ("hour_start__gte", "hour_start__lte"):
-            text = request.query_params.get(name)
-            bounds[name] = parse_time(text, tz, date_only=True) if text else None
-            if text and bounds[name] is None:
-                errors[name] = ["Enter a valid date/time."]
+        (low, high), errors = _time_bounds(request, ("hour_start__gte", "hour_start__lte"),
+                                           tz)
         if errors:
             return _json(errors, 400)
 
-        def compute() -> tuple[int, list[dict[str, Any]], int, int]:
-            days = _stat_days(hub, settings, today())
+        def compute() -> tuple[int, int, int, list[dict[str, Any]]]:
+            local = zone(tz)
+            days = [d for d in _stat_days(hub, settings, today())
+                    if (low is None or d >= low.astimezone(local).date())
+                    and (high is None or d <= high.astimezone(local).date())]
             rows = (hour_statistics(hub, settings.device, tz, days[0], days[-1],
                                     gas_shift=shift) if days else [])
             rows = [r for r in rows
-                    if (bounds["hour_start__gte"] is None
-                        or r["hour_start"] >= bounds["hour_start__gte"])
-                    and (bounds["hour_start__lte"] is None
-                         or r["hour_start"] <= bounds["hour_start__lte"])]
+                    if (low is None or r["hour_start"] >= low)
+                    and (high is None or r["hour_start"] <= high)]
             chosen, limit, offset = paged(request, rows, "hour_start")
             out = [{"id": int(r["hour_start"].timestamp()) // 3600,
                     "hour_start": _local(r["hour_start"], tz),
                     **{name: _money(r[name], 3) for name in (
                         "electricity1", "electricity2", "electricity1_returned",
                         "electricity2_returned", "gas")}} for r in chosen]
-            return len(rows), out, limit, offset
+            return len(rows), limit, offset, out
 
-        count, rows, limit, offset = await run_in_threadpool(compute)
-        following, previous = _page_links(request, count, limit, offset)
-        return _json({"count": count, "next": following, "previous": previous,
-                      "results": rows})
+        return _paginated(request, *await run_in_threadpool(compute))
 
     @app.get("/api/v2/consumption/energy-supplier-prices", include_in_schema=False)
     async def energy_prices(request: Request) -> Response:
@@ -444,9 +448,7 @@ def install_statistics(app: FastAPI, hub: Hub, settings: DsmrSettings) -> None:
                  "description": p.description,
                  **{name: _money(getattr(p, name), 6) for name in PRICE_FIELDS}}
                 for number, p in chosen]
-        following, previous = _page_links(request, len(contracts), limit, offset)
-        return _json({"count": len(contracts), "next": following, "previous": previous,
-                      "results": rows})
+        return _paginated(request, len(contracts), limit, offset, rows)
 
     @app.get("/api/v2/consumption/today", include_in_schema=False)
     async def consumption_today(request: Request) -> Response:
