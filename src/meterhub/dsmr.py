@@ -21,7 +21,7 @@ from dsmr_parser.exceptions import InvalidChecksumError, ParseError
 from dsmr_parser.parsers import TelegramParser
 
 from meterhub.errors import InputError
-from meterhub.model import ChannelKind
+from meterhub.model import ChannelKind, Device
 
 #: DSMR versions and dialects, as `--dsmr-version` and meterhub.toml name them
 DIALECTS: dict[str, Any] = {
@@ -174,3 +174,8 @@ def equipment_id(text: str, dialect: str = "5") -> str | None:
         return bytes.fromhex(str(item.value)).decode("ascii")
     except ValueError:
         return str(item.value)
+
+
+def meter_device(text: str, *, dialect: str, device: str, tz: str) -> Device:
+    """The catalog entry of the meter a telegram came from: its serial and time zone."""
+    return Device(device, SOURCE, serial=equipment_id(text, dialect), timezone=tz)

@@ -25,7 +25,7 @@ from dsmr_parser.clients.settings import (
 from dsmr_parser.clients.telegram_buffer import TelegramBuffer
 
 from meterhub.config import DsmrSettings
-from meterhub.dsmr import DIALECTS, TelegramError, parse_telegram
+from meterhub.dsmr import DIALECTS, TelegramError, meter_device, parse_telegram
 from meterhub.errors import InputError
 from meterhub.hub import Hub
 
@@ -67,6 +67,11 @@ def telegrams_in(text: str) -> list[str]:
     return list(buffer.get_all())
 
 
+def _describe_meter(hub: Hub, text: str, settings: DsmrSettings) -> None:
+    hub.add_devices([meter_device(text, dialect=settings.version, device=settings.device,
+                                  tz=settings.timezone)])
+
+
 def _parse(text: str, settings: DsmrSettings, counts: Counts) -> pa.Table | None:
     try:
         table = parse_telegram(text, dialect=settings.version, device=settings.device,
@@ -91,6 +96,8 @@ def replay_file(hub: Hub, path: Path, settings: DsmrSettings) -> Counts:
         table = _parse(telegram, settings, counts)
         if table is not None:
             pending.append(table)
+            if counts.accepted == 1:
+                _describe_meter(hub, telegram, settings)
         if len(pending) >= FILE_BATCH:
             hub.write(pa.concat_tables(pending, promote_options="permissive"), origin="p1")
             pending = []
@@ -114,6 +121,8 @@ def read_serial(hub: Hub, port: str, settings: DsmrSettings, *, count: int | Non
                 table = _parse(telegram, settings, counts)
                 if table is not None:
                     hub.write(table, origin="p1")
+                    if counts.accepted == 1:
+                        _describe_meter(hub, telegram, settings)
                 delay = 1.0
                 if on_telegram is not None:
                     on_telegram(counts)

@@ -40,6 +40,8 @@ def test_a_valid_telegram_is_201_with_an_empty_body_and_stored(api: Api, header:
     assert list(stored["value"]) == [1234.567]
     assert str(stored["ts"][0]) == "2024-10-27 01:30:00+00:00"
     assert set(api.hub.readings(device="p1")["source"]) == {"dsmr"}
+    meter = api.hub.devices().set_index("device").loc["p1"]
+    assert (meter["serial"], meter["timezone"]) == ("E0044007131650618", "Europe/Amsterdam")
 
 
 def test_a_replayed_telegram_changes_nothing(api: Api) -> None:

@@ -39,7 +39,9 @@ def test_a_capture_file_is_replayed_with_rejections_counted(tmp_path: Path) -> N
     assert "3 telegram(s) stored, 1 rejected" in result.stdout
     with meterhub.open(store) as hub:
         values = list(hub.readings(device="p1", channel="electricity_delivered_1")["value"])
+        serial = hub.devices().set_index("device").loc["p1", "serial"]
     assert values == [1234.567, 1234.568, 1234.569]
+    assert serial == "E0044007131650618"
 
 
 def test_p1_needs_exactly_one_input(tmp_path: Path) -> None:

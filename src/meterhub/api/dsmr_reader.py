@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from meterhub.api.security import KeyLimits, KeyRing
 from meterhub.config import DsmrSettings
-from meterhub.dsmr import TelegramError, parse_telegram
+from meterhub.dsmr import TelegramError, meter_device, parse_telegram
 from meterhub.ingest import GroupWriter
 from meterhub.keys import ApiKey, Scope
 
@@ -78,6 +78,10 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter) -> None:
             return _text("Failed to parse telegram", 500, headers)
         await writer.write(table)
         counters.accepted += 1
+        if counters.accepted == 1:  # once per process: the meter's serial and zone
+            await run_in_threadpool(writer.hub.add_devices, [meter_device(
+                telegram, dialect=settings.version, device=settings.device,
+                tz=settings.timezone)])
         return _text("", 201, headers)
 
     @app.api_route("/api/v1/datalogger/dsmrreading", methods=["GET", "PUT", "PATCH", "DELETE"],
