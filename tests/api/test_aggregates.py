@@ -6,6 +6,7 @@ import io
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from tests.api.conftest import Api
@@ -55,6 +56,9 @@ def test_aggregates_convert_units_and_come_in_every_format(api: Api) -> None:
     assert table.column("consumption").to_pylist() == pytest.approx(
         [r["consumption"] for r in rows])
     assert str(table.schema.field("bucket").type) == "timestamp[us, tz=Europe/Amsterdam]"
+    parquet = api.client.get("/api/v1/aggregates", params={**params, "format": "parquet"})
+    assert parquet.headers["content-type"] == "application/vnd.apache.parquet"
+    assert pq.read_table(io.BytesIO(parquet.content)).equals(table)
     csv = pd.read_csv(io.StringIO(api.client.get(
         "/api/v1/aggregates", params={**params, "format": "csv"}).text))
     assert list(csv["bucket"]) == [r["bucket"] for r in rows]
