@@ -22,7 +22,6 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 Format = Literal["json", "csv", "parquet", "arrow"]
-FORMATS: tuple[Format, ...] = ("json", "csv", "parquet", "arrow")
 MEDIA_TYPES: dict[Format, str] = {
     "json": "application/json",
     "csv": "text/csv; charset=utf-8",

@@ -127,11 +127,6 @@ def _key_out(key: ApiKey, limits: KeyLimits) -> dict[str, Any]:
             "revoked_at": None if key.revoked_at is None else key.revoked_at.isoformat()}
 
 
-def _hub(request: Request) -> Hub:
-    hub: Hub = request.app.state.hub
-    return hub
-
-
 def create_app(hub: Hub, *, settings: Settings | None = None,
                rate_limit: str = "600/minute",
                background: Callable[[], Coroutine[Any, Any, Any]] | None = None) -> FastAPI:
