@@ -83,3 +83,16 @@ def test_a_write_between_planning_and_streaming_never_doubles_a_row() -> None:
         assert max(sizes) <= 4
         assert len(seen) == len(set(seen))
         assert len(seen) == 6  # the late row sorts before the page's key: next sync's job
+
+
+def test_a_channel_written_after_a_read_is_found_at_once() -> None:
+    """The catalog is cached between reads; a write that adds a channel refreshes it."""
+    with meterhub.open("duckdb:///:memory:") as hub:
+        frame = pd.DataFrame({"device": "a", "channel": "c", "value": [1.0], "unit": "kW",
+                              "ts": [pd.Timestamp("2024-01-01T00:00Z")]})
+        hub.write(frame, source="s")
+        assert hub.count(device="a") == 1  # caches the catalog
+        hub.write(frame.assign(value=2.0), source="s")  # same channel: nothing new
+        hub.write(frame.assign(device="b"), source="s")  # a new device and channel
+        assert hub.count(device="b") == 1
+        assert list(hub.readings(device="a")["value"]) == [2.0]

@@ -241,24 +241,24 @@ class DuckDBStore:
         con = self._con
         con.execute("BEGIN TRANSACTION")
         try:
-            result = self._write(table, cursors, origin)
+            result, grew = self._write(table, cursors, origin)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        finally:
+        if grew:  # only a write that added channels changes the cached catalog
             self._catalog_changed()
         return result
 
     def _write(self, table: pa.Table, cursors: Sequence[SyncCursor],
-               origin: str) -> WriteResult:
+               origin: str) -> tuple[WriteResult, bool]:
         con = self._con
         row = _first(con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM batches"))
         assert row is not None
         batch_id = int(row[0])
-        written = 0
+        written, grew = 0, False
         if table.num_rows:
-            series = self._ensure_catalog(table)
+            series, grew = self._ensure_catalog(table)
             table = self._to_channel_units(table, series)
             written = self._upsert_rows(table, series, batch_id)
         con.execute("INSERT INTO batches VALUES (?, ?, ?, ?)",
@@ -267,10 +267,11 @@ class DuckDBStore:
             con.execute("INSERT OR REPLACE INTO sync_cursors VALUES (?, ?, ?, ?)",
                         [cursor.source, cursor.device, cursor.value,
                          naive_utc(dt.datetime.now(UTC))])
-        return WriteResult(rows=table.num_rows, written=written, batch_id=batch_id)
+        return WriteResult(rows=table.num_rows, written=written, batch_id=batch_id), grew
 
-    def _ensure_catalog(self, table: pa.Table) -> pa.Table:
-        """Create missing devices and channels; return (device, channel, series_id, unit)."""
+    def _ensure_catalog(self, table: pa.Table) -> tuple[pa.Table, bool]:
+        """Create missing devices and channels; return (device, channel, series_id, unit)
+        of the table's devices, and whether any channel (and so any device) was new."""
         con = self._con
         hint_cols = [name for name in ("quantity", "kind") if name in table.column_names]
         keys = table.select(["source", "device", "channel", "unit", *hint_cols])
@@ -295,7 +296,8 @@ class DuckDBStore:
             self._insert_channels(list(new.values()))
         devices = [sorted({d["device"] for d in distinct})]
         return con.sql("SELECT device, channel, series_id, unit FROM channels "
-                       "WHERE device IN (SELECT unnest(?))", params=devices).to_arrow_table()
+                       "WHERE device IN (SELECT unnest(?))", params=devices
+                       ).to_arrow_table(), bool(new)
 
     def _insert_channels(self, channels: Sequence[Channel]) -> None:
         con = self._con
@@ -477,8 +479,9 @@ class DuckDBStore:
     def _catalog_rows(self) -> list[tuple[int, str, str, str, str, str]]:
         """(series_id, device, channel, unit, kind, source) of every channel, cached.
 
-        This process owns the file, so only its own writes change the catalog; they bump
-        the generation after committing, and a read that raced one is not cached.
+        This process owns the file, so only its own writes change the catalog; those that
+        add channels or devices bump the generation after committing, and a read that
+        raced one is not cached.
         """
         with self._catalog_lock:
             cached, generation = self._catalog, self._generation
