@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -93,13 +93,20 @@ class Hub:
     # -- writing ---------------------------------------------------------------------------
 
     def write(self, data: Any, *, source: str | None = None,
-              cursors: Sequence[SyncCursor] = (), origin: str = "python") -> WriteResult:
+              cursors: Sequence[SyncCursor] = (), origin: str = "python",
+              state: Mapping[str, str] | None = None) -> WriteResult:
         """Store readings (Arrow table, pandas/polars frame or list of dicts) idempotently.
 
         Rows need ``device, channel, ts, value, unit`` and may carry ``source, quality, seq,
         error_code, validated``, plus ``quantity`` and ``kind`` for channels new to the store.
+        ``state`` values (see `get_state`) are committed with the rows; ``data`` may be None.
         """
-        return self.store.write(data, source=source, cursors=cursors, origin=origin)
+        return self.store.write(data, source=source, cursors=cursors, origin=origin,
+                                state=state)
+
+    def get_state(self, key: str) -> str | None:
+        """A value written with `write`'s ``state``: kept across restarts, None if never set."""
+        return self.store.get_state(key)
 
     def add_sites(self, sites: Sequence[Site]) -> None:
         self.store.upsert_sites(sites)

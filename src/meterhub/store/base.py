@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -69,8 +69,14 @@ class Store(Protocol):
         ...
 
     def write(self, data: Any, *, source: str | None = None,
-              cursors: Sequence[SyncCursor] = (), origin: str = "api") -> WriteResult:
-        """Idempotent upsert keyed by (device, channel, ts), with cursors in one transaction."""
+              cursors: Sequence[SyncCursor] = (), origin: str = "api",
+              state: Mapping[str, str] | None = None) -> WriteResult:
+        """Idempotent upsert keyed by (device, channel, ts), with cursors and state values
+        in one transaction (``data`` None writes only those)."""
+        ...
+
+    def get_state(self, key: str) -> str | None:
+        """A small value kept across restarts (a counter, a meter's latest status)."""
         ...
 
     def scan(self, selection: Selection, *, batch_size: int = 65_536) -> pa.RecordBatchReader:

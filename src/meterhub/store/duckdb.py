@@ -8,6 +8,10 @@ Layout follows what PERF.md measured on this machine kind:
   the keys it replaces and inserts, all in one transaction.
 - Each write is inserted sorted by (series_id, ts), and `compact` rewrites the whole table in
   that order, so range reads and aggregates prune row groups by zone maps.
+- Small writes (pushed telegrams, a few rows every few seconds) take a short path: series
+  ids from the cached catalog, in-batch duplicates dropped in NumPy, and the replace-by-key
+  DELETE only for rows not newer than their series' newest stored time. A write's fixed
+  cost is then a few statements instead of a dozen (about 20 ms -> 3 ms).
 - Writes are Arrow tables handed to DuckDB without a Python object per reading.
 - Time zones never reach SQL as TIMESTAMPTZ: bucketing adds a per-range UTC offset taken
   from a small table of the zone's transitions (see `meterhub.timebase`).
@@ -20,9 +24,9 @@ import functools
 import itertools
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import duckdb
 import numpy as np
@@ -100,11 +104,29 @@ _DDL = [
     """CREATE TABLE IF NOT EXISTS sync_cursors (
         source VARCHAR NOT NULL, device VARCHAR NOT NULL, cursor VARCHAR NOT NULL,
         updated_at TIMESTAMP NOT NULL, PRIMARY KEY (source, device))""",
+    """CREATE TABLE IF NOT EXISTS state (
+        key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS api_keys (
         key_id VARCHAR PRIMARY KEY, name VARCHAR NOT NULL, scope VARCHAR NOT NULL,
         hash VARCHAR NOT NULL, rate_limit VARCHAR, created_at TIMESTAMP NOT NULL,
         revoked_at TIMESTAMP)""",
 ]
+
+SHORT_WRITE_ROWS = 10_000  #: writes up to this size may take the short path (see above)
+_NO_ROWS = int(np.iinfo(np.int64).min)  #: the newest time of a series with no readings
+_VALUE_COLUMNS = ("ts", "value", "quality", "validated", "seq", "error_code")
+
+
+class _Newest(NamedTuple):
+    """A series' newest stored row: its time (epoch µs) and its other values."""
+
+    ts: int
+    values: tuple[Any, ...] | None
+
+
+def _values(rows: pa.Table, index: int) -> tuple[Any, ...]:
+    """A row's values after ts, as `_Newest.values` holds them."""
+    return tuple(rows.column(name)[index].as_py() for name in _VALUE_COLUMNS[1:])
 
 _LOCK_PID = re.compile(r"PID (\d+)")
 _USES_T = re.compile(r"\bt\b")  # a bucket expression that needs epoch µs as column t
@@ -184,6 +206,9 @@ class DuckDBStore:
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._lock = threading.RLock()
         self._catalog: list[tuple[int, str, str, str, str, str]] | None = None
+        self._index: tuple[object, dict[tuple[str, str], tuple[int, str]]] | None = None
+        self._newest: dict[int, _Newest] = {}  #: series id -> its newest stored row, as learnt
+        self._next_batch: int | None = None
         self._generation = 0
         self._catalog_lock = threading.Lock()
         try:
@@ -231,43 +256,148 @@ class DuckDBStore:
 
     @_exclusive
     def write(self, data: Any, *, source: str | None = None,
-              cursors: Sequence[SyncCursor] = (), origin: str = "api") -> WriteResult:
+              cursors: Sequence[SyncCursor] = (), origin: str = "api",
+              state: Mapping[str, str] | None = None) -> WriteResult:
         """Upsert readings by (device, channel, ts); the last row of a key in `data` wins.
 
-        The rows, any new devices and channels, the batch record and the sync cursors are
-        committed together or not at all.
+        The rows, any new devices and channels, the batch record, the sync cursors and the
+        ``state`` values are committed together or not at all. ``data`` None writes no rows.
         """
-        table = to_readings(data, source=source, keep_hints=True)
+        table = READING_SCHEMA.empty_table() if data is None else to_readings(
+            data, source=source, keep_hints=True)
         con = self._con
         con.execute("BEGIN TRANSACTION")
         try:
-            result, grew = self._write(table, cursors, origin)
+            result, grew, newest = self._write(table, cursors, origin, state or {})
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+        self._next_batch = result.batch_id + 1
+        for series_id, row in newest.items():  # only now: a rolled-back write changes nothing
+            if row is None:
+                self._newest.pop(series_id, None)
+            else:
+                self._newest[series_id] = row
         if grew:  # only a write that added channels changes the cached catalog
             self._catalog_changed()
         return result
 
-    def _write(self, table: pa.Table, cursors: Sequence[SyncCursor],
-               origin: str) -> tuple[WriteResult, bool]:
+    def _write(self, table: pa.Table, cursors: Sequence[SyncCursor], origin: str,
+               state: Mapping[str, str]) -> tuple[WriteResult, bool, dict[int, _Newest | None]]:
+        """(result, whether channels were added, each touched series' newest row, or None
+        when it is not known)."""
         con = self._con
-        row = _first(con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM batches"))
-        assert row is not None
-        batch_id = int(row[0])
+        if self._next_batch is None:
+            row = _first(con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM batches"))
+            assert row is not None
+            self._next_batch = int(row[0])
+        batch_id = self._next_batch
         written, grew = 0, False
+        newest: dict[int, _Newest | None] = {}
         if table.num_rows:
-            series, grew = self._ensure_catalog(table)
-            table = self._to_channel_units(table, series)
-            written = self._upsert_rows(table, series, batch_id)
+            series_ids = self._known_series(table)
+            if series_ids is not None:
+                written, newest = self._append_rows(table, series_ids, batch_id)
+            else:
+                series, grew = self._ensure_catalog(table)
+                table = self._to_channel_units(table, series)
+                written = self._upsert_rows(table, series, batch_id)
+                newest = dict.fromkeys(series.column("series_id").to_pylist())
+        now = naive_utc(dt.datetime.now(UTC))
         con.execute("INSERT INTO batches VALUES (?, ?, ?, ?)",
-                    [batch_id, origin, naive_utc(dt.datetime.now(UTC)), table.num_rows])
+                    [batch_id, origin, now, table.num_rows])
         for cursor in cursors:
             con.execute("INSERT OR REPLACE INTO sync_cursors VALUES (?, ?, ?, ?)",
-                        [cursor.source, cursor.device, cursor.value,
-                         naive_utc(dt.datetime.now(UTC))])
-        return WriteResult(rows=table.num_rows, written=written, batch_id=batch_id), grew
+                        [cursor.source, cursor.device, cursor.value, now])
+        if state:
+            con.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?)",
+                            [[key, value, now] for key, value in state.items()])
+        return WriteResult(rows=table.num_rows, written=written, batch_id=batch_id), grew, \
+            newest
+
+    def _known_series(self, table: pa.Table) -> npt.NDArray[np.int32] | None:
+        """Each row's series id, when the write is small and every row's channel is known
+        and already in the row's unit; else None (the general path handles the rest)."""
+        if table.num_rows > SHORT_WRITE_ROWS:
+            return None
+        index = self._catalog_index()
+        ids = np.empty(table.num_rows, dtype=np.int32)
+        for i, key in enumerate(zip(table.column("device").to_pylist(),
+                                    table.column("channel").to_pylist(),
+                                    table.column("unit").to_pylist(), strict=True)):
+            known = index.get(key[:2])
+            if known is None or known[1] != key[2]:
+                return None
+            ids[i] = known[0]
+        return ids
+
+    def _append_rows(self, table: pa.Table, series_ids: npt.NDArray[np.int32],
+                     batch_id: int) -> tuple[int, dict[int, _Newest | None]]:
+        """The short write path: returns (keys written, each series' newest row after it).
+
+        Rows newer than their series' newest stored row are appended as they are. A row
+        equal to that newest row (a meter repeating its last gas reading for an hour) is
+        already stored and skipped. Only other rows pay for the replace-by-key DELETE.
+        """
+        con = self._con
+        ts = table.column("ts").cast(pa.timestamp("us")).to_numpy().view(np.int64)
+        order = np.lexsort((ts, series_ids))  # stable: equal keys keep arrival order
+        sid, t = series_ids[order], ts[order]
+        last = np.ones(len(order), dtype=bool)
+        last[:-1] = (sid[1:] != sid[:-1]) | (t[1:] != t[:-1])
+        order, sid, t = order[last], sid[last], t[last]  # the later row of a key wins
+        rows = table.take(pa.array(order)).select(list(_VALUE_COLUMNS))
+        starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+        ends = np.r_[starts[1:], len(sid)] - 1
+        series = [int(s) for s in sid[starts]]
+        self._learn_newest([s for s in series if s not in self._newest])
+        floor = np.repeat(np.array([self._newest[s].ts for s in series], dtype=np.int64),
+                          np.diff(np.r_[starts, len(sid)]))
+        keep = np.ones(len(sid), dtype=bool)
+        stale = np.flatnonzero(t <= floor)
+        if len(stale):
+            for i in np.flatnonzero(t == floor):
+                if self._newest[int(sid[i])].values == _values(rows, int(i)):
+                    keep[i] = False
+            stale = stale[keep[stale]]
+        rows = rows.set_column(0, "ts", pa.array(t, pa.timestamp("us"))).append_column(
+            "series_id", pa.array(sid, pa.int32()))
+        newest = {s: _Newest(int(t[e]), _values(rows, int(e))) for s, e in zip(
+            series, ends, strict=True) if t[e] >= self._newest[s].ts}
+        if not keep.all():
+            rows = rows.filter(pa.array(keep))
+        con.register("_rows", rows)
+        try:
+            if len(stale):
+                con.register("_stale", rows.take(pa.array(np.cumsum(keep)[stale] - 1)).select(
+                    ["series_id", "ts"]))
+                con.execute("DELETE FROM readings r USING _stale s "
+                            "WHERE r.series_id = s.series_id AND r.ts = s.ts")
+                con.unregister("_stale")
+            if rows.num_rows:
+                con.execute(f"""
+                    INSERT INTO readings
+                    SELECT series_id, ts, value, quality::quality, validated, seq, error_code,
+                           {batch_id}
+                    FROM _rows""")
+        finally:
+            con.unregister("_rows")
+        return len(order), dict(newest)
+
+    def _learn_newest(self, series: Sequence[int]) -> None:
+        """Read the newest stored row of each series (committed rows: kept on rollback)."""
+        if not series:
+            return
+        found = dict.fromkeys(series, _Newest(_NO_ROWS, None))
+        for series_id, ts, *values in self._con.execute(f"""
+                SELECT series_id, epoch_us(ts), value, quality::VARCHAR, validated, seq,
+                       error_code
+                FROM readings WHERE series_id IN ({_in_list(series)})
+                QUALIFY row_number() OVER (PARTITION BY series_id ORDER BY ts DESC) = 1
+                """).fetchall():
+            found[int(series_id)] = _Newest(int(ts), tuple(values))
+        self._newest.update(found)
 
     def _ensure_catalog(self, table: pa.Table) -> tuple[pa.Table, bool]:
         """Create missing devices and channels; return (device, channel, series_id, unit)
@@ -496,6 +626,15 @@ class DuckDBStore:
                 self._catalog = rows
         return rows
 
+    def _catalog_index(self) -> dict[tuple[str, str], tuple[int, str]]:
+        """(device, channel) -> (series_id, unit), from the cached catalog."""
+        rows = self._catalog_rows()
+        index = self._index
+        if index is None or index[0] is not rows:
+            index = (rows, {(r[1], r[2]): (r[0], r[3]) for r in rows})
+            self._index = index
+        return index[1]
+
     def _catalog_changed(self) -> None:
         with self._catalog_lock:
             self._generation += 1
@@ -518,6 +657,10 @@ class DuckDBStore:
         return rows
 
     # -- sync cursors ----------------------------------------------------------------------
+
+    def get_state(self, key: str) -> str | None:
+        row = _first(self._con.execute("SELECT value FROM state WHERE key = ?", [key]))
+        return None if row is None else str(row[0])
 
     def get_cursor(self, source: str, device: str) -> str | None:
         row = _first(self._con.execute("SELECT cursor FROM sync_cursors WHERE source = ? AND "
