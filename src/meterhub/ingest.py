@@ -2,13 +2,14 @@
 
 Telegrams arrive every few seconds per meter, and from many clients at once; a commit
 each would cap ingest at a few hundred per second (PERF.md: 56-561 commits/s). Tables
-submitted within a few milliseconds are written together, and each submitter resumes
-only after the commit that holds its rows, so a 201 always means stored.
+submitted close together are written together, and each submitter resumes only after
+the commit that holds its rows, so a 201 always means stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -18,48 +19,59 @@ from meterhub.hub import Hub
 
 
 class GroupWriter:
-    """Collects tables for ``window`` seconds, then writes them in one transaction."""
+    """Writes what was submitted meanwhile in one transaction.
+
+    An idle writer waits ``window`` seconds for company before writing; under load each
+    write takes everything that arrived during the previous one, so groups grow with the
+    load instead of waiting a fixed time.
+    """
 
     def __init__(self, hub: Hub, *, window: float = 0.005, origin: str = "push") -> None:
         self.hub = hub
         self.window = window
         self.origin = origin
         self.commits = 0
-        self._pending: list[tuple[pa.Table, asyncio.Future[None]]] = []
+        self._pending: list[tuple[pa.Table | None, Mapping[str, str] | None,
+                                  asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def write(self, table: pa.Table) -> None:
-        """Return once ``table`` is committed; raise what its write raised."""
+    async def write(self, table: pa.Table | None,
+                    state: Mapping[str, str] | None = None) -> None:
+        """Return once ``table`` (and the ``state`` values) are committed; raise what the
+        write raised. Later state values of a key win over earlier ones in a group."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._pending.append((table, future))
+        self._pending.append((table, state, future))
         if self._flusher is None or self._flusher.done() or self._flusher.get_loop() is not loop:
             self._flusher = asyncio.create_task(self._flush())
         await future
 
     async def _flush(self) -> None:
+        await asyncio.sleep(self.window)  # let the group gather
         while self._pending:
-            await asyncio.sleep(self.window)  # let the group gather
             batch, self._pending = self._pending, []
             try:
-                tables = [table for table, _ in batch]
-                await run_in_threadpool(self._write, pa.concat_tables(
-                    tables, promote_options="permissive"))
-            except Exception:  # noqa: BLE001 - settled per table below
+                await run_in_threadpool(self._write, [(t, s) for t, s, _ in batch])
+            except Exception:  # noqa: BLE001 - settled per submission below
                 # one bad table must fail only its own request: write them one by one
-                for table, future in batch:
+                for table, state, future in batch:
                     try:
-                        await run_in_threadpool(self._write, table)
+                        await run_in_threadpool(self._write, [(table, state)])
                     except Exception as exc:  # noqa: BLE001 - handed to the submitter
                         future.set_exception(exc)
                     else:
                         future.set_result(None)
             else:
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_result(None)
 
-    def _write(self, table: pa.Table) -> Any:
-        result = self.hub.write(table, origin=self.origin)
+    def _write(self, items: list[tuple[pa.Table | None, Mapping[str, str] | None]]) -> Any:
+        tables = [table for table, _ in items if table is not None and table.num_rows]
+        state: dict[str, str] = {}
+        for _, values in items:
+            state.update(values or {})
+        result = self.hub.write(pa.concat_tables(tables, promote_options="permissive")
+                                if tables else None, origin=self.origin, state=state)
         self.commits += 1
         return result

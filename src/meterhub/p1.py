@@ -2,7 +2,7 @@
 
 The serial side is dsmr-parser's `SerialReader` (its port settings per DSMR version and
 its telegram buffer), read as raw telegram text so that every telegram goes through the
-same checks as a pushed one (`meterhub.dsmr.parse_telegram`). A port that fails or
+same checks as a pushed one (`meterhub.dsmr.read_telegram`). A port that fails or
 vanishes (a USB cable pulled) is reopened after a delay that doubles up to a bound.
 """
 
@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import serialx
 from dsmr_parser.clients.serial_ import SerialReader
@@ -25,7 +26,15 @@ from dsmr_parser.clients.settings import (
 from dsmr_parser.clients.telegram_buffer import TelegramBuffer
 
 from meterhub.config import DsmrSettings
-from meterhub.dsmr import DIALECTS, TelegramError, meter_device, parse_telegram
+from meterhub.dsmr import (
+    DIALECTS,
+    Telegram,
+    TelegramError,
+    meter_device,
+    read_telegram,
+    rejected_key,
+    status_key,
+)
 from meterhub.errors import InputError
 from meterhub.hub import Hub
 
@@ -67,21 +76,39 @@ def telegrams_in(text: str) -> list[str]:
     return list(buffer.get_all())
 
 
-def _describe_meter(hub: Hub, text: str, settings: DsmrSettings) -> None:
-    hub.add_devices([meter_device(text, dialect=settings.version, device=settings.device,
-                                  tz=settings.timezone)])
+class _Meter:
+    """One meter's telegrams -> readings, with the status and rejection count that go into
+    the store with them (as the push endpoints keep them)."""
 
+    def __init__(self, hub: Hub, settings: DsmrSettings) -> None:
+        self.hub, self.settings, self.counts = hub, settings, Counts()
+        self._rejected_before = int(hub.get_state(rejected_key(settings.device)) or 0)
+        self._latest: Telegram | None = None
 
-def _parse(text: str, settings: DsmrSettings, counts: Counts) -> pa.Table | None:
-    try:
-        table = parse_telegram(text, dialect=settings.version, device=settings.device,
-                               tz=settings.timezone)
-    except TelegramError as exc:
-        counts.rejected += 1
-        log.warning("telegram rejected (%d so far): %s", counts.rejected, exc)
-        return None
-    counts.accepted += 1
-    return table
+    def parse(self, text: str) -> Telegram | None:
+        settings = self.settings
+        try:
+            telegram = read_telegram(text, dialect=settings.version, device=settings.device,
+                                     tz=settings.timezone)
+        except TelegramError as exc:
+            self.counts.rejected += 1
+            log.warning("telegram rejected (%d so far): %s", self.counts.rejected, exc)
+            return None
+        self.counts.accepted += 1
+        if self.counts.accepted == 1:
+            self.hub.add_devices([meter_device(telegram, device=settings.device,
+                                               tz=settings.timezone)])
+        self._latest = telegram
+        return telegram
+
+    def write(self, tables: list[pa.Table]) -> None:
+        """Store ``tables`` (maybe none) with the meter's status and rejection count."""
+        device = self.settings.device
+        state = {rejected_key(device): str(self._rejected_before + self.counts.rejected)}
+        if self._latest is not None:
+            state[status_key(device)] = orjson.dumps(self._latest.status).decode()
+        self.hub.write(pa.concat_tables(tables, promote_options="permissive") if tables
+                       else None, origin="p1", state=state)
 
 
 def replay_file(hub: Hub, path: Path, settings: DsmrSettings) -> Counts:
@@ -91,19 +118,16 @@ def replay_file(hub: Hub, path: Path, settings: DsmrSettings) -> Counts:
         text = path.read_bytes().decode("ascii", errors="replace")
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
-    counts, pending = Counts(), []
-    for telegram in telegrams_in(text):
-        table = _parse(telegram, settings, counts)
-        if table is not None:
-            pending.append(table)
-            if counts.accepted == 1:
-                _describe_meter(hub, telegram, settings)
+    meter, pending = _Meter(hub, settings), []
+    for text_of_one in telegrams_in(text):
+        telegram = meter.parse(text_of_one)
+        if telegram is not None:
+            pending.append(telegram.readings)
         if len(pending) >= FILE_BATCH:
-            hub.write(pa.concat_tables(pending, promote_options="permissive"), origin="p1")
+            meter.write(pending)
             pending = []
-    if pending:
-        hub.write(pa.concat_tables(pending, promote_options="permissive"), origin="p1")
-    return counts
+    meter.write(pending)  # the rest, and the counts even when nothing was accepted
+    return meter.counts
 
 
 def read_serial(hub: Hub, port: str, settings: DsmrSettings, *, count: int | None = None,
@@ -112,17 +136,15 @@ def read_serial(hub: Hub, port: str, settings: DsmrSettings, *, count: int | Non
                 on_telegram: Callable[[Counts], None] | None = None) -> Counts:
     """Store telegrams from a serial port as they come (one commit each: a meter sends one
     every 1-10 s), until ``count`` telegrams were read, reopening the port on failure."""
-    counts, delay = Counts(), 1.0
+    meter, delay = _Meter(hub, settings), 1.0
+    counts = meter.counts
     while True:
         reader = source or RawSerialReader(port, serial_settings(settings.version),
                                            DIALECTS[settings.version]).raw
         try:
-            for telegram in reader():
-                table = _parse(telegram, settings, counts)
-                if table is not None:
-                    hub.write(table, origin="p1")
-                    if counts.accepted == 1:
-                        _describe_meter(hub, telegram, settings)
+            for text in reader():
+                telegram = meter.parse(text)
+                meter.write([] if telegram is None else [telegram.readings])
                 delay = 1.0
                 if on_telegram is not None:
                     on_telegram(counts)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import re
 from pathlib import Path
 
@@ -68,12 +69,30 @@ def test_failures_answer_as_dsmr_reader_does(api: Api, telegram: str | None, key
     assert "p1" not in set(api.hub.devices()["device"])
 
 
-def test_rejections_are_counted(api: Api) -> None:
+def test_rejections_are_counted_and_kept_across_restarts(api: Api) -> None:
     post(api, "hello")
     post(api, v5().replace("001234.567", "001234.568"))
     post(api, v5())
     counters = api.app.state.dsmr_counters
     assert (counters.rejected, counters.accepted) == (2, 1)
+    assert api.hub.get_state("dsmr.rejected.p1") == "2"
+    restarted = create_app(api.hub, rate_limit="10000/minute")
+    assert restarted.state.dsmr_counters.rejected == 2
+    assert post(Api(api.hub, restarted, api.keys, api.client), "hello").status_code == 500
+    assert api.hub.get_state("dsmr.rejected.p1") == "3"
+
+
+def test_the_meters_latest_status_is_kept(api: Api) -> None:
+    post(api, v5(stamp="241027013000W"))
+    post(api, v5())  # 02:30 winter time (CET) on 27 October 2024
+    status = json.loads(api.hub.get_state("dsmr.status.p1") or "{}")
+    # from the telegram's lines 96.14.0, 96.7.21, 96.7.9, 32/52/72.32.0 and .36.0
+    assert status == {
+        "timestamp": "2024-10-27T01:30:00+00:00", "dsmr_version": "50",
+        "electricity_tariff": 1, "power_failure_count": 12, "long_power_failure_count": 3,
+        "voltage_sag_count_l1": 1, "voltage_sag_count_l2": 2, "voltage_sag_count_l3": 3,
+        "voltage_swell_count_l1": 0, "voltage_swell_count_l2": 0,
+        "voltage_swell_count_l3": 0, "latest_telegram": v5()}
 
 
 def test_a_read_key_cannot_push_and_get_is_405(api: Api) -> None:

@@ -37,10 +37,14 @@ def test_a_capture_file_is_replayed_with_rejections_counted(tmp_path: Path) -> N
     result = runner.invoke(app, ["p1", "--file", str(capture), "--store", store])
     assert result.exit_code == 0, result.output
     assert "3 telegram(s) stored, 1 rejected" in result.stdout
+    again = runner.invoke(app, ["p1", "--file", str(capture), "--store", store])
+    assert "3 telegram(s) stored, 1 rejected" in again.stdout
     with meterhub.open(store) as hub:
         values = list(hub.readings(device="p1", channel="electricity_delivered_1")["value"])
         serial = hub.devices().set_index("device").loc["p1", "serial"]
+        rejected_ever = hub.get_state("dsmr.rejected.p1")  # the store counts both runs
     assert values == [1234.567, 1234.568, 1234.569]
+    assert rejected_ever == "2"
     assert serial == "E0044007131650618"
 
 
