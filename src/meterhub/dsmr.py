@@ -11,7 +11,9 @@ channel names say register numbers, not "low" or "high".
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,17 +104,35 @@ def _crc_table() -> list[int]:
 _CRC_TABLE = _crc_table()
 
 
+@functools.cache
+def _crc_pair_table() -> list[int]:
+    """The CRC after two bytes, indexed by (crc ^ the two bytes as a little-endian word):
+    a 16-bit CRC is wholly shifted out by 16 bits of input, so nothing else remains."""
+    table = _CRC_TABLE
+    pairs = []
+    for word in range(65536):
+        crc = table[word & 0xFF]
+        pairs.append((crc >> 8) ^ table[(crc ^ (word >> 8)) & 0xFF])
+    return pairs
+
+
 def crc16(text: str) -> int:
-    """CRC-16/ARC (reflected 0x8005, start 0) of a telegram's characters, byte-table driven.
+    """CRC-16/ARC (reflected 0x8005, start 0) of a telegram's characters, table driven, two
+    bytes a step.
 
     dsmr-parser's own routine costs a third of a parse (PERF.md); this gives the same value
-    for any text (each character counts by its low byte, as there).
+    for any text (each character counts by its low byte, as there) in a twentieth the time.
     """
     try:
         data = text.encode("latin-1")
     except UnicodeEncodeError:
         data = bytes(ord(char) & 0xFF for char in text)
-    crc, table = 0, _CRC_TABLE
+    crc, table, even = 0, _CRC_TABLE, len(data) & ~1
+    if sys.byteorder == "little":
+        pairs = _crc_pair_table()
+        for word in memoryview(data)[:even].cast("H"):
+            crc = pairs[crc ^ word]
+        data = data[even:]
     for byte in data:
         crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
     return crc
@@ -121,7 +141,9 @@ def crc16(text: str) -> int:
 def check_crc(text: str) -> None:
     """Raise unless the telegram's CRC matches, by dsmr-parser's rules (which part is
     summed, which hex digits are read); `TelegramError` says which failed."""
-    span, digits = _CRC_SPAN.search(text), _CRC_HEX.search(text)
+    first = text.find("!")  # no match can start before the first '!': skip the search there
+    span = _CRC_SPAN.search(text)
+    digits = _CRC_HEX.search(text, first) if first >= 0 else None
     if span is None or digits is None:
         raise TelegramError("telegram cut short: no CRC after its final '!'")
     if crc16(span.group(0)) != int(digits.group(0), 16):
@@ -197,7 +219,7 @@ def read_telegram(text: str, *, dialect: str = "5", device: str = "p1",
     if stamp > now + FUTURE_LIMIT:
         raise TelegramError(f"telegram stamped {stamp.isoformat()}, more than 24 h ahead of "
                             "the server's clock: the meter's clock is wrong")
-    rows: list[dict[str, Any]] = []
+    found: list[tuple[Field, dt.datetime, float]] = []
     for name, field in FIELDS.items():
         item = getattr(telegram, name, None)
         if item is None and name in _TOTALS:
@@ -205,17 +227,34 @@ def read_telegram(text: str, *, dialect: str = "5", device: str = "p1",
             # total is tariff 1, as DSMR-reader stores it
             item = getattr(telegram, _TOTALS[name], None)
         if item is not None and item.value is not None:
-            rows.append(_row(device, field, stamp, float(item.value)))
+            found.append((field, stamp, float(item.value)))
     for reading, field in _mbus_readings(telegram):
         at = meter_time(reading.datetime, tz)
         if at > now + FUTURE_LIMIT:
             raise TelegramError(f"gas reading stamped {at.isoformat()}, more than 24 h ahead "
                                 "of the server's clock: the meter's clock is wrong")
-        rows.append(_row(device, field, at, float(reading.value)))
-    if not rows:
+        found.append((field, at, float(reading.value)))
+    if not found:
         raise TelegramError("telegram holds no meter reading this DSMR version knows")
-    return Telegram(pa.Table.from_pylist(rows), meter_status(telegram, text, stamp),
+    return Telegram(_readings(device, found), meter_status(telegram, text, stamp),
                     _serial(telegram))
+
+
+_READINGS = pa.schema([("source", pa.string()), ("device", pa.string()),
+                       ("channel", pa.string()), ("ts", pa.timestamp("us", "UTC")),
+                       ("value", pa.float64()), ("unit", pa.string()),
+                       ("quantity", pa.string()), ("kind", pa.string())])
+
+
+def _readings(device: str, found: list[tuple[Field, dt.datetime, float]]) -> pa.Table:
+    """Readings rows built column-wise (a third of the cost of a table from row dicts)."""
+    fields = [field for field, _, _ in found]
+    return pa.table({
+        "source": [SOURCE] * len(found), "device": [device] * len(found),
+        "channel": [f.channel for f in fields], "ts": [at for _, at, _ in found],
+        "value": [value for _, _, value in found], "unit": [f.unit for f in fields],
+        "quantity": [f.quantity for f in fields], "kind": [f.kind.value for f in fields],
+    }, schema=_READINGS)
 
 
 def meter_status(telegram: Any, text: str, stamp: dt.datetime) -> dict[str, Any]:
@@ -233,12 +272,6 @@ def meter_status(telegram: Any, text: str, stamp: dt.datetime) -> dict[str, Any]
             status[field] = None
     status["latest_telegram"] = text
     return status
-
-
-def _row(device: str, field: Field, at: dt.datetime, value: float) -> dict[str, Any]:
-    return {"source": SOURCE, "device": device, "channel": field.channel, "ts": at,
-            "value": value, "unit": field.unit, "quantity": field.quantity,
-            "kind": field.kind.value}
 
 
 def _mbus_readings(telegram: Any) -> list[tuple[Any, Field]]:
