@@ -50,3 +50,11 @@ def test_quantity_guess_from_unit() -> None:
     assert quantity_for_unit("Wh") is Quantity.ENERGY
     assert quantity_for_unit("m3") is Quantity.VOLUME
     assert quantity_for_unit("degF") is Quantity.TEMPERATURE
+
+
+def test_costs_have_a_currency_neutral_unit_that_converts_to_nothing_else() -> None:
+    assert normalize_unit("currency") == "currency"
+    assert quantity_for_unit("currency") is Quantity.COST
+    np.testing.assert_allclose(convert(np.array([3.42]), "currency", "currency"), [3.42])
+    with pytest.raises(UnitError, match="cannot convert currency to kWh"):
+        convert(np.array([1.0]), "currency", "kWh")

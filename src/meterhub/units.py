@@ -21,6 +21,11 @@ ureg: Any = pint.UnitRegistry()
 # Gas and water units of North American meters (Copper Labs): hundred cubic feet.
 ureg.define("ccf = 100 * foot ** 3")
 ureg.define("hcf = ccf")
+# Money, for costs computed by a vendor (DSMR-reader's day costs). Those vendors keep no
+# currency code (a DSMR-reader user enters prices in euros, but nothing says so), and no
+# exchange rate could convert one currency to another here anyway: so one neutral unit of
+# its own dimension, which converts to nothing else.
+ureg.define("currency = [currency]")
 
 
 class Quantity(StrEnum):
@@ -42,6 +47,7 @@ class Quantity(StrEnum):
     VOLTAGE = "voltage"
     CURRENT = "current"
     BATTERY = "battery"
+    COST = "cost"  #: money, in the currency the vendor's prices were given in
     OTHER = "other"
 
 
@@ -63,6 +69,7 @@ CANONICAL_UNITS: dict[Quantity, str] = {
     Quantity.VOLTAGE: "V",
     Quantity.CURRENT: "A",
     Quantity.BATTERY: "%",
+    Quantity.COST: "currency",
 }
 
 # Spellings pint does not parse on its own, mapped to ones it does.
@@ -122,7 +129,7 @@ def quantity_for_unit(text: str) -> Quantity:
     for quantity in (Quantity.TEMPERATURE, Quantity.ENERGY, Quantity.POWER, Quantity.VOLUME,
                      Quantity.FLOW, Quantity.VOLTAGE, Quantity.CURRENT,
                      Quantity.ATMOSPHERIC_PRESSURE, Quantity.SOLAR_RADIATION,
-                     Quantity.WIND_SPEED, Quantity.PRECIPITATION):
+                     Quantity.WIND_SPEED, Quantity.PRECIPITATION, Quantity.COST):
         if parse_unit(CANONICAL_UNITS[quantity]).dimensionality == unit.dimensionality:
             return quantity
     return Quantity.OTHER
