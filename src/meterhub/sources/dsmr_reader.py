@@ -1,17 +1,36 @@
-"""Remote DSMR-reader instances: readings pulled from their v2 API.
+"""Remote DSMR-reader instances: readings and hour and day statistics from their v2 API.
 
-``GET /api/v2/datalogger/dsmrreading?ordering=timestamp&timestamp__gte=<cursor>`` with
-``X-AUTHKEY``, a thousand readings a call. The cursor is the newest reading's time; the
-filter is inclusive and read in the instance's zone, so each call asks from the cursor
-again (the boundary reading is written once more, which changes nothing), and a page with
-nothing newer than the cursor ends the fetch. DSMR-reader documents no rate
-limit; two calls a second keep a small home server responsive.
+Three streams per instance, each a meterhub device with its own sync cursor, so that each
+resumes on its own:
+
+- readings, device ``<device>``: ``GET /api/v2/datalogger/dsmrreading``, filter
+  ``timestamp__gte``; DSMR-reader's reading fields as channels (see `meterhub.dsmr`).
+- hour statistics, device ``<device>-hourly``: ``GET /api/v2/statistics/hour``, filter
+  ``hour_start__gte``; energy per register and direction (kWh) and gas (m³) per local hour,
+  kind delta, stamped at the hour's start.
+- day statistics, device ``<device>-daily``: ``GET /api/v2/statistics/day``, filter
+  ``day__gte``; the same per local day (23 or 25 hours on DST days) and its costs (unit
+  ``currency``: DSMR-reader keeps no currency), stamped at the day's local midnight; the
+  day's outside temperatures (instant, °C); the meter positions at the start of the day
+  (counters, at their own reading times).
+
+DSMR-reader's retention deletes old readings but keeps statistics, so for an old instance
+they are the only history; ``statistics = false`` pulls readings only.
+
+Each call asks for a thousand rows, oldest first, from the stream's cursor: the newest
+stored row's time. The filters are inclusive and read in the instance's zone, so each call
+asks from the cursor again (the boundary row is written once more, which changes nothing),
+and a page with nothing newer than the cursor ends the fetch. DSMR-reader documents no rate
+limit; two calls a second, all three streams of an instance together, keep a small home
+server responsive.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
@@ -21,15 +40,68 @@ from pydantic import Field, SecretStr
 
 from meterhub.clock import Clock, RealClock
 from meterhub.dsmr import FIELDS, GAS
-from meterhub.errors import MalformedResponseError
+from meterhub.dsmr import Field as MeterField
+from meterhub.errors import MalformedResponseError, NotFoundError
 from meterhub.http import Limit, RateLimiter, VendorClient, make_client
-from meterhub.model import Channel, Device
+from meterhub.model import Channel, ChannelKind, Device
 from meterhub.sources.base import ConnectorInfo, Discovery, Page, SourceConfig, register
+from meterhub.units import Quantity
 
 PATH = "/api/v2/datalogger/dsmrreading"
 PAGE_SIZE = 1000
 GENTLE = Limit("account", 2, 1.0, "2 calls per second (DSMR-reader documents no limit)")
 _BY_CHANNEL = {field.channel: field for field in FIELDS.values()}
+_Parsed = tuple[pa.Table, list[dt.datetime]]  #: a page's rows and its row times (aware)
+
+
+def _series(names: tuple[str, ...], quantity: Quantity, unit: str,
+            kind: ChannelKind = ChannelKind.DELTA) -> dict[str, MeterField]:
+    return {name: MeterField(name, quantity.value, unit, kind) for name in names}
+
+
+_PERIOD = ("electricity1", "electricity2", "electricity1_returned", "electricity2_returned")
+COSTS = ("electricity1_cost", "electricity2_cost", "gas_cost", "fixed_cost", "total_cost")
+#: DSMR-reader answers 0.0 for all three when it has no weather data: then none is kept
+TEMPERATURES = ("lowest_temperature", "highest_temperature", "average_temperature")
+
+
+@dataclass(frozen=True, slots=True)
+class Statistics:
+    """One of DSMR-reader's statistics endpoints, as data. Channels keep its field names."""
+
+    label: str
+    suffix: str  #: the stream's device id is the readings' device id, a dash and this
+    path: str
+    key: str  #: the period field, its ordering and (with ``__gte``) its filter
+    dated: bool  #: periods are named by a local date (else by a time with offset)
+    interval_s: int
+    required: dict[str, MeterField]  #: values per period that every version sends
+    optional: dict[str, MeterField]  #: values per period, read when sent
+    #: meter positions, each group stamped with its own time field
+    positions: tuple[tuple[str, dict[str, MeterField]], ...] = ()
+
+    def device(self, readings_device: str) -> str:
+        return f"{readings_device}-{self.suffix}"
+
+    def fields(self) -> list[MeterField]:
+        grouped = [f for _, group in self.positions for f in group.values()]
+        return [*self.required.values(), *self.optional.values(), *grouped]
+
+
+_PER_PERIOD = {**_series(_PERIOD, Quantity.ENERGY, "kWh"),
+               **_series(("gas",), Quantity.VOLUME, "m³")}
+HOURS = Statistics("hour statistics", "hourly", "/api/v2/statistics/hour", "hour_start",
+                   dated=False, interval_s=3600, required=_PER_PERIOD, optional={})
+DAYS = Statistics(
+    "day statistics", "daily", "/api/v2/statistics/day", "day", dated=True, interval_s=86400,
+    required=_PER_PERIOD,
+    optional={**_series(COSTS, Quantity.COST, "currency"),
+              **_series(TEMPERATURES, Quantity.AIR_TEMPERATURE, "°C", ChannelKind.INSTANT)},
+    positions=(("electricity_reading_timestamp",
+                _series(tuple(f"{n}_reading" for n in _PERIOD), Quantity.ENERGY, "kWh",
+                        ChannelKind.COUNTER)),
+               ("gas_reading_timestamp",
+                _series(("gas_reading",), Quantity.VOLUME, "m³", ChannelKind.COUNTER))))
 
 
 class DsmrReaderConfig(SourceConfig):
@@ -38,6 +110,11 @@ class DsmrReaderConfig(SourceConfig):
                         description="Device id the instance's meter gets in meterhub")
     timezone: str = Field(default="Europe/Amsterdam",
                           description="The instance's TIME_ZONE (its filters are local)")
+    statistics: bool = Field(
+        default=True,
+        description="Also pull the hour and day statistics, as devices <device>-hourly and "
+                    "<device>-daily (DSMR-reader keeps them after its retention deletes "
+                    "old readings)")
 
 
 def parse_page(payload: Any, *, source: str, device: str) -> tuple[pa.Table, list[dt.datetime]]:
@@ -73,14 +150,133 @@ def _row(source: str, device: str, channel: str, at: dt.datetime, value: Any, un
             "value": float(value), "unit": unit, "quantity": quantity, "kind": kind}
 
 
+def _decode(response: httpx.Response, what: str) -> Any:
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        raise MalformedResponseError(f"DSMR-reader: {what} body is not JSON "
+                                     "(cut short?)") from None
+
+
+def _number(item: dict[str, Any], name: str, where: str) -> float | None:
+    """A decimal string (or JSON number) as a float; None when null (absent, not zero)."""
+    value = item.get(name)
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ValueError
+        number = float(value)
+    except ValueError:
+        raise MalformedResponseError(f"DSMR-reader: {where}: {name} {value!r} is not a "
+                                     "number") from None
+    if not math.isfinite(number):
+        raise MalformedResponseError(f"DSMR-reader: {where}: {name} {value!r} is not a "
+                                     "number")
+    return number
+
+
+def _moment(item: dict[str, Any], name: str, where: str) -> dt.datetime | None:
+    """An aware time of a statistics row (DSMR-reader writes local times with offset)."""
+    value = item.get(name)
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise MalformedResponseError(f"DSMR-reader: {where}: {name} {value!r} is not an "
+                                     "ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise MalformedResponseError(f"DSMR-reader: {where}: {name} {value!r} has no UTC "
+                                     "offset")
+    return moment
+
+
+def _period_start(item: dict[str, Any], stream: Statistics, tz: str, where: str
+                  ) -> dt.datetime:
+    """When a statistics row's period starts, aware: a day starts at its local midnight."""
+    if item.get(stream.key) is None:
+        raise MalformedResponseError(f"DSMR-reader: {where} has no {stream.key}")
+    if not stream.dated:
+        moment = _moment(item, stream.key, where)
+        assert moment is not None
+        return moment
+    try:
+        day = dt.date.fromisoformat(str(item[stream.key]))
+    except ValueError:
+        raise MalformedResponseError(f"DSMR-reader: {where}: {stream.key} "
+                                     f"{item[stream.key]!r} is not a date") from None
+    from meterhub.timebase import to_utc
+
+    midnight = to_utc(day, tz)
+    assert midnight is not None
+    return midnight
+
+
+def parse_statistics(payload: Any, stream: Statistics, *, source: str, device: str,
+                     tz: str) -> _Parsed:
+    """Rows of one page of hour or day statistics, and the periods' starts (aware)."""
+    what = stream.path.removeprefix("/api/v2/")
+    if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
+        raise MalformedResponseError(f"DSMR-reader: {what} answer has no results list")
+    rows: list[dict[str, Any]] = []
+    starts: list[dt.datetime] = []
+    for number, item in enumerate(payload["results"], start=1):
+        where = f"{what} row {number}"
+        if not isinstance(item, dict):
+            raise MalformedResponseError(f"DSMR-reader: {where} is not an object")
+        start = _period_start(item, stream, tz, where)
+        starts.append(start)
+        missing = [name for name in stream.required if name not in item]
+        if missing:
+            raise MalformedResponseError(f"DSMR-reader: {where} has no {missing[0]}")
+        values = {name: _number(item, name, where)
+                  for name in (*stream.required, *stream.optional)}
+        if all(values.get(name) == 0 for name in TEMPERATURES):
+            for name in TEMPERATURES:
+                values.pop(name, None)
+        for name, value in values.items():
+            series = stream.required.get(name) or stream.optional[name]
+            if value is not None:
+                rows.append(_row(source, device, series.channel, start, value, series.unit,
+                                 series.quantity, series.kind.value))
+        for stamp_name, group in stream.positions:
+            at = _moment(item, stamp_name, where)
+            for name, series in group.items():
+                value = _number(item, name, where)
+                if at is not None and value is not None:
+                    rows.append(_row(source, device, series.channel, at, value, series.unit,
+                                     series.quantity, series.kind.value))
+    return pa.Table.from_pylist(rows) if rows else pa.table({}), starts
+
+
+def hour_filter(moment: dt.datetime, tz: str) -> str:
+    """``moment`` as the naive local time DSMR-reader's time filters read.
+
+    In the hour a fall-back night repeats, that local time is ambiguous and Django refuses
+    it (a 400 that would stop the stream for good), so the filter steps back out of that
+    hour: a few rows are read again, which changes nothing.
+    """
+    from meterhub.timebase import zone
+
+    local_zone = zone(tz)
+    while True:
+        wall = moment.astimezone(local_zone).replace(tzinfo=None)
+        offsets = {wall.replace(tzinfo=local_zone, fold=fold).utcoffset() for fold in (0, 1)}
+        if len(offsets) == 1:
+            return wall.isoformat(sep=" ")
+        moment -= dt.timedelta(hours=1)
+
+
 @register("dsmr_reader")
 class DsmrReaderConnector:
-    """Pulls a DSMR-reader instance's readings by time cursor."""
+    """Pulls a DSMR-reader instance's readings and statistics, each by its time cursor."""
 
     info: ClassVar[ConnectorInfo] = ConnectorInfo(
         name="dsmr_reader", config=DsmrReaderConfig, quantities=(), cursor="time",
         limits=(GENTLE,), page_size=PAGE_SIZE, interval_s=10,
-        notes="timestamp cursor, 1,000 readings per call")
+        notes="time cursor per stream (readings, hour and day statistics), 1,000 rows per "
+              "call")
 
     def __init__(self, config: DsmrReaderConfig, *, clock: Clock | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
@@ -95,48 +291,79 @@ class DsmrReaderConnector:
     async def aclose(self) -> None:
         await self.http.client.aclose()
 
+    def _streams(self) -> dict[str, Statistics]:
+        """The statistics streams by device id (none when statistics are not pulled)."""
+        if not self.config.statistics:
+            return {}
+        return {stream.device(self.config.device): stream for stream in (HOURS, DAYS)}
+
     async def discover(self) -> Discovery:
-        """One meter per instance; its channels are DSMR-reader's reading fields."""
+        """One meter per instance, plus a device per statistics stream; channels carry
+        DSMR-reader's field names."""
         device = self.config.device
         channels = [Channel(device, f.channel, f.quantity, f.unit, f.kind, None)
                     for f in [*FIELDS.values(), GAS]]
-        return Discovery(devices=[Device(device, self.config.name,
-                                         timezone=self.config.timezone)],
-                         channels=channels)
+        devices = [Device(device, self.config.name, timezone=self.config.timezone)]
+        for stats_device, stream in self._streams().items():
+            devices.append(Device(stats_device, self.config.name,
+                                  name=f"{stream.label} of {device}",
+                                  timezone=self.config.timezone))
+            channels += [Channel(stats_device, f.channel, f.quantity, f.unit, f.kind,
+                                 stream.interval_s) for f in stream.fields()]
+        return Discovery(devices=devices, channels=channels)
 
-    async def _page(self, since: dt.datetime | None) -> tuple[pa.Table, list[dt.datetime]]:
+    async def _get(self, path: str, params: dict[str, Any],
+                   parse: Callable[[Any], _Parsed]) -> _Parsed:
+        what = path.removeprefix("/api/v2/")
+        return await self.http.call(
+            "GET", path, lambda response: parse(_decode(response, what)),
+            limits=[(GENTLE, "instance")], params=params)
+
+    async def _page(self, since: dt.datetime | None) -> _Parsed:
         params: dict[str, Any] = {"ordering": "timestamp", "limit": PAGE_SIZE}
         if since is not None:
             from meterhub.timebase import zone
 
             local = since.astimezone(zone(self.config.timezone)).replace(tzinfo=None)
             params["timestamp__gte"] = local.isoformat(sep=" ")
+        return await self._get(PATH, params, lambda payload: parse_page(
+            payload, source=self.config.name, device=self.config.device))
 
-        def parse(response: httpx.Response) -> tuple[pa.Table, list[dt.datetime]]:
-            try:
-                payload = orjson.loads(response.content)
-            except orjson.JSONDecodeError:
-                raise MalformedResponseError("DSMR-reader: dsmrreading body is not JSON "
-                                             "(cut short?)") from None
-            return parse_page(payload, source=self.config.name, device=self.config.device)
+    async def _stats_page(self, stream: Statistics, since: dt.datetime | None) -> _Parsed:
+        params: dict[str, Any] = {"ordering": stream.key, "limit": PAGE_SIZE}
+        tz = self.config.timezone
+        if since is not None and stream.dated:
+            from meterhub.timebase import zone
 
-        return await self.http.call("GET", PATH, parse, limits=[(GENTLE, "instance")],
-                                    params=params)
+            params[f"{stream.key}__gte"] = since.astimezone(zone(tz)).date().isoformat()
+        elif since is not None:
+            params[f"{stream.key}__gte"] = hour_filter(since, tz)
+        return await self._get(stream.path, params, lambda payload: parse_statistics(
+            payload, stream, source=self.config.name, device=stream.device(
+                self.config.device), tz=tz))
 
     async def fetch(self, device: str, cursor: str | None, until: float | None = None
                     ) -> AsyncIterator[Page]:
-        """Pages of readings from ``cursor`` (the newest stored reading time) on."""
-        since = dt.datetime.fromisoformat(cursor) if cursor else (
-            dt.datetime.fromisoformat(self.config.start).replace(tzinfo=dt.UTC)
-            if self.config.start else None)
+        """Pages of a stream from ``cursor`` (its newest stored row's time) on."""
+        stream = self._streams().get(device)
+        if stream is None and device != self.config.device:
+            raise NotFoundError(f"DSMR-reader source {self.config.name} has no device "
+                                f"{device!r}")
+        page: Callable[[dt.datetime | None], Awaitable[_Parsed]] = (
+            self._page if stream is None else lambda at: self._stats_page(stream, at))
+        # rows after ``after`` are news; a first fetch counts all it gets from the start
+        # (a day's row starts before a start time within that day)
+        after = dt.datetime.fromisoformat(cursor) if cursor else None
+        since = after or (dt.datetime.fromisoformat(self.config.start).replace(tzinfo=dt.UTC)
+                          if self.config.start else None)
         while True:
-            table, stamps = await self._page(since)
-            fresh = [s for s in stamps if since is None or s > since]
+            table, stamps = await page(since)
+            fresh = [s for s in stamps if after is None or s > after]
             if not fresh:
                 return
             newest = max(stamps)
             yield Page(table, newest.astimezone(dt.UTC).isoformat(), len(fresh))
-            since = newest
+            since = after = newest
             if len(stamps) < PAGE_SIZE:
                 return
             if until is not None and newest.timestamp() >= until:
