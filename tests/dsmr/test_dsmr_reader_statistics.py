@@ -26,7 +26,7 @@ from meterhub.config import parse
 from meterhub.errors import MalformedResponseError
 from meterhub.hub import Hub
 from meterhub.sources import dsmr_reader
-from meterhub.sources.dsmr_reader import DAYS, HOURS, hour_filter, parse_statistics
+from meterhub.sources.dsmr_reader import DAYS, HOURS, local_filter, parse_statistics
 from meterhub.sync import sync_source
 from tests.api.conftest import Api
 from tests.api.live import served
@@ -237,10 +237,10 @@ def test_an_interrupted_pull_resumes_without_loss_or_duplicates(
         resumed = asyncio.run(sync_source(local, source, clock=RealClock()))
         assert (resumed.error, resumed.failed) == (None, 0), resumed
         pd.testing.assert_frame_equal(stored(local, "meter-hourly"), expected_hours(remote))
-        # it went on from the cursor: pages of 10 hours from the 10th (its boundary row
-        # each time), and around the repeated 02:00 of 26 October (local hour 25 of 50,
-        # then the cursor at hour 27) from two hours earlier: 10 + 10 + 10 + 10 + 7 hours
-        assert resumed.readings == 5 * 47
+        # it went on from the cursor: pages of 10 of the 50 hours, each from the previous
+        # page's last hour (also in the repeated 02:00 of 26 October): hours 10-19, 19-28,
+        # 28-37, 37-46 and 46-50, so 40 new hours and 5 boundary rows
+        assert resumed.readings == 5 * 45
         assert local.store.get_cursor("home", "meter-hourly") == "2025-10-26T23:00:00+00:00"
 
 
@@ -277,16 +277,34 @@ def test_the_three_streams_share_one_limit_of_two_calls_a_second(
     assert min(b - a for a, b in zip(times, times[2:], strict=False)) >= 1.0
 
 
-def test_a_statistics_filter_never_names_an_ambiguous_local_time() -> None:
+def test_readings_are_pulled_through_the_repeated_hour_in_pages_smaller_than_it(
+        remote: Remote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three readings in each 02:00 hour of 26 October, pages of two: a cursor in the
+    second 02:00 hour must not send the next page back to the first one."""
+    remote.push(range(72, 90))  # 26 October 00:00 to 05:40 local, 20 minutes apart
+    monkeypatch.setattr(dsmr_reader, "PAGE_SIZE", 2)
+    source = config(remote, devices=["meter"], statistics=False)
+    with meterhub.open(f"duckdb:///{tmp_path / 'local.duckdb'}") as local:
+        result = asyncio.run(sync_source(local, source, clock=RealClock()))
+        assert (result.error, result.failed) == (None, 0), result
+        columns, key = ["channel", "ts", "value"], ["channel", "ts"]
+        mine = local.readings(device="meter")[columns].sort_values(key)
+        theirs = remote.api.hub.readings(device="p1")[columns].sort_values(key)
+        assert len(mine) == len(theirs) > 0
+        pd.testing.assert_frame_equal(mine.reset_index(drop=True),
+                                      theirs.reset_index(drop=True))
+
+
+def test_a_time_filter_never_names_an_ambiguous_local_time() -> None:
     def at(text: str) -> dt.datetime:
         return dt.datetime.fromisoformat(text)
 
-    assert hour_filter(at("2025-10-25T22:00:00+00:00"), TZ) == "2025-10-26 00:00:00"
-    # 02:00 CEST and 02:00 CET both read "02:00": step back to 01:00 CEST
-    assert hour_filter(at("2025-10-26T00:00:00+00:00"), TZ) == "2025-10-26 01:00:00"
-    assert hour_filter(at("2025-10-26T01:00:00+00:00"), TZ) == "2025-10-26 01:00:00"
-    assert hour_filter(at("2025-10-26T02:00:00+00:00"), TZ) == "2025-10-26 03:00:00"
-    assert hour_filter(at("2025-03-30T01:00:00+00:00"), TZ) == "2025-03-30 03:00:00"
+    assert local_filter(at("2025-10-25T22:00:00+00:00"), TZ) == "2025-10-26 00:00:00"
+    # 02:00 CEST and 02:00 CET both read "02:00": then the offset says which
+    assert local_filter(at("2025-10-26T00:00:00+00:00"), TZ) == "2025-10-26 02:00:00+02:00"
+    assert local_filter(at("2025-10-26T01:30:00+00:00"), TZ) == "2025-10-26 02:30:00+01:00"
+    assert local_filter(at("2025-10-26T02:00:00+00:00"), TZ) == "2025-10-26 03:00:00"
+    assert local_filter(at("2025-03-30T01:00:00+00:00"), TZ) == "2025-03-30 03:00:00"
 
 
 DAY = {"id": 1, "day": "2026-11-20", "electricity1": "5.734", "electricity2": "2.293",

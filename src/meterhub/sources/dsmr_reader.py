@@ -250,22 +250,21 @@ def parse_statistics(payload: Any, stream: Statistics, *, source: str, device: s
     return pa.Table.from_pylist(rows) if rows else pa.table({}), starts
 
 
-def hour_filter(moment: dt.datetime, tz: str) -> str:
-    """``moment`` as the naive local time DSMR-reader's time filters read.
+def local_filter(moment: dt.datetime, tz: str) -> str:
+    """``moment`` as DSMR-reader's time filters take it: the naive local time, which they
+    read in the instance's zone.
 
-    In the hour a fall-back night repeats, that local time is ambiguous and Django refuses
-    it (a 400 that would stop the stream for good), so the filter steps back out of that
-    hour: a few rows are read again, which changes nothing.
+    In the hour a fall-back night repeats, a naive time names the first of the two hours
+    (Django reads it with fold 0), so a cursor in the second would send the pull an hour
+    back; with more rows in that hour than a page holds it would never get past it. Then
+    the time goes with its offset, which Django's ISO 8601 parsing takes as it is.
     """
     from meterhub.timebase import zone
 
-    local_zone = zone(tz)
-    while True:
-        wall = moment.astimezone(local_zone).replace(tzinfo=None)
-        offsets = {wall.replace(tzinfo=local_zone, fold=fold).utcoffset() for fold in (0, 1)}
-        if len(offsets) == 1:
-            return wall.isoformat(sep=" ")
-        moment -= dt.timedelta(hours=1)
+    local = moment.astimezone(zone(tz))
+    wall = local.replace(tzinfo=None)
+    offsets = {wall.replace(tzinfo=zone(tz), fold=fold).utcoffset() for fold in (0, 1)}
+    return wall.isoformat(sep=" ") if len(offsets) == 1 else local.isoformat(sep=" ")
 
 
 @register("dsmr_reader")
@@ -322,10 +321,7 @@ class DsmrReaderConnector:
     async def _page(self, since: dt.datetime | None) -> _Parsed:
         params: dict[str, Any] = {"ordering": "timestamp", "limit": PAGE_SIZE}
         if since is not None:
-            from meterhub.timebase import zone
-
-            local = since.astimezone(zone(self.config.timezone)).replace(tzinfo=None)
-            params["timestamp__gte"] = local.isoformat(sep=" ")
+            params["timestamp__gte"] = local_filter(since, self.config.timezone)
         return await self._get(PATH, params, lambda payload: parse_page(
             payload, source=self.config.name, device=self.config.device))
 
@@ -337,7 +333,7 @@ class DsmrReaderConnector:
 
             params[f"{stream.key}__gte"] = since.astimezone(zone(tz)).date().isoformat()
         elif since is not None:
-            params[f"{stream.key}__gte"] = hour_filter(since, tz)
+            params[f"{stream.key}__gte"] = local_filter(since, tz)
         return await self._get(stream.path, params, lambda payload: parse_statistics(
             payload, stream, source=self.config.name, device=stream.device(
                 self.config.device), tz=tz))
