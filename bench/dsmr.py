@@ -42,9 +42,17 @@ from sections import replace_section  # noqa: E402
 
 
 def corpus(n: int) -> list[str]:
+    """Telegrams 5 s apart; the gas meter reports every 5 minutes (as DSMR 5 meters do), so
+    60 telegrams in a row repeat its last reading."""
     start = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)  # only its wall-clock digits are used
-    return [v5(stamp=(start + dt.timedelta(seconds=5 * i)).strftime("%y%m%d%H%M%SS"),
-               t1=f"{1000 + i / 1000:010.3f}", gas_stamp="240601000000S") for i in range(n)]
+    telegrams = []
+    for i in range(n):
+        at = start + dt.timedelta(seconds=5 * i)
+        gas_at = start + dt.timedelta(minutes=5 * (i // 60))
+        telegrams.append(v5(stamp=at.strftime("%y%m%d%H%M%SS"), t1=f"{1000 + i / 1000:010.3f}",
+                            gas_stamp=gas_at.strftime("%y%m%d%H%M%SS"),
+                            gas=f"{100 + i // 60 / 100:09.3f}"))
+    return telegrams
 
 
 def rate(work: int, seconds: float) -> float:

@@ -21,10 +21,12 @@ Key = tuple[str, int]  # (channel, minute)
 Row = tuple[str, int, float, str]  # (channel, minute, value, quality)
 
 
-@pytest.fixture(params=["short", "general"])
+@pytest.fixture(params=["short", "short, key probe overflowing", "general"])
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     if request.param == "general":
         monkeypatch.setattr(duckdb_store, "SHORT_WRITE_ROWS", 0)
+    elif request.param.endswith("overflowing"):  # every older key goes to the DELETE
+        monkeypatch.setattr(duckdb_store, "_PROBE_ROWS", 0)
     return str(request.param)
 
 
@@ -60,7 +62,7 @@ row = st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 12),
 def test_any_sequence_of_writes_leaves_the_last_value_of_each_key(
         writes: list[list[Row]], path: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     expected: dict[Key, tuple[float, str]] = {}
-    folder = tmp_path_factory.mktemp(path)
+    folder = tmp_path_factory.mktemp(path.replace(",", "").replace(" ", "-"))
     with meterhub.open(f"duckdb:///{folder / 'p.duckdb'}") as hub:
         for batch in writes:
             result = hub.write(rows_of(batch))

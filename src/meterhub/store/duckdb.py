@@ -114,6 +114,7 @@ _DDL = [
 
 SHORT_WRITE_ROWS = 10_000  #: writes up to this size may take the short path (see above)
 _NO_ROWS = int(np.iinfo(np.int64).min)  #: the newest time of a series with no readings
+_PROBE_ROWS = 50_000  #: stored rows a short write reads to find which of its keys exist
 _VALUE_COLUMNS = ("ts", "value", "quality", "validated", "seq", "error_code")
 
 
@@ -364,6 +365,8 @@ class DuckDBStore:
                 if self._newest[int(sid[i])].values == _values(rows, int(i)):
                     keep[i] = False
             stale = stale[keep[stale]]
+        if len(stale):  # rows at or before their series' newest: delete only those stored
+            stale = stale[self._stored(sid[stale], t[stale])]
         rows = rows.set_column(0, "ts", pa.array(t, pa.timestamp("us"))).append_column(
             "series_id", pa.array(sid, pa.int32()))
         newest = {s: _Newest(int(t[e]), _values(rows, int(e))) for s, e in zip(
@@ -387,6 +390,26 @@ class DuckDBStore:
         finally:
             con.unregister("_rows")
         return len(order), dict(newest)
+
+    def _stored(self, series_ids: npt.NDArray[np.int32], ts: npt.NDArray[np.int64]
+                ) -> npt.NDArray[np.bool_]:
+        """Which of these keys (older than or at their series' newest) are stored.
+
+        One range read (a few zone maps, about a third of a DELETE join); when the range
+        holds too many rows to bring over, every key counts as stored and the DELETE
+        decides.
+        """
+        first, last = int(ts.min()), int(ts.max())
+        found = self._con.execute(
+            f"SELECT series_id, epoch_us(ts) FROM readings WHERE ts BETWEEN "
+            f"make_timestamp({first}) AND make_timestamp({last}) AND series_id IN "
+            f"({_in_list(set(series_ids.tolist()))}) LIMIT {_PROBE_ROWS + 1}").fetchall()
+        if len(found) > _PROBE_ROWS:
+            return np.ones(len(ts), dtype=bool)
+        stored = {(int(s), int(at)) for s, at in found}
+        return np.array([(int(s), int(at)) in stored for s, at in zip(series_ids, ts,
+                                                                     strict=True)],
+                        dtype=bool)
 
     def _learn_newest(self, series: Sequence[int]) -> None:
         """Read the newest stored row of each series (committed rows: kept on rollback)."""
