@@ -74,7 +74,7 @@ class PriceSettings(BaseModel):
 
 class DsmrSettings(BaseModel):
     """How pushed P1 telegrams are read: the meter's device id, DSMR version and zone, and
-    the energy prices DSMR-reader-style costs use."""
+    the energy prices DSMR-reader-style costs use (more can be added through the API)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -82,6 +82,15 @@ class DsmrSettings(BaseModel):
     device: str = Field(default="p1", min_length=1)
     version: str = Field(default="5", description="2.2, 4, 5, belgium, luxembourg ...")
     timezone: str = "Europe/Amsterdam"
+
+    @field_validator("prices")
+    @classmethod
+    def _ids_apart(cls, value: list[PriceSettings]) -> list[PriceSettings]:
+        from meterhub.dsmr_stats import ADDED_PRICE_IDS
+
+        if len(value) >= ADDED_PRICE_IDS:  # their ids would reach those of API contracts
+            raise ValueError(f"at most {ADDED_PRICE_IDS - 1} contracts can be configured")
+        return value
 
     @field_validator("version")
     @classmethod

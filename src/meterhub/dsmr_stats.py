@@ -13,6 +13,9 @@ that its API answers what its users know:
 - costs use the prices whose [start, end] holds the day (per price, the one non-zero value
   of the matching contracts, else 0), rounded half up to cents.
 
+Contracts come from meterhub.toml and from the API; those added through the API are kept
+in the store as one JSON state value (`AddedPrices`).
+
 Statistics are computed when asked, so a late or replayed telegram changes the hours and
 days it falls in at once, with no re-aggregation step.
 """
@@ -20,10 +23,12 @@ days it falls in at once, with no re-aggregation step.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+import orjson
 import pandas as pd
 
 from meterhub.dsmr import GAS
@@ -36,7 +41,11 @@ REGISTERS = {"electricity1": "electricity_delivered_1", "electricity2": "electri
 PRICE_FIELDS = ("electricity_delivered_1_price", "electricity_delivered_2_price", "gas_price",
                 "electricity_returned_1_price", "electricity_returned_2_price",
                 "fixed_daily_cost")
+PRICE_PLACES = 6  #: decimals DSMR-reader keeps of a price
 CENT = Decimal("0.01")
+#: ids of contracts added through the API start here; meterhub.toml's are 1, 2 ... in start
+#: order, so the two never collide (the configuration allows fewer contracts than this)
+ADDED_PRICE_IDS = 1001
 
 
 @dataclass(frozen=True)
@@ -47,9 +56,59 @@ class Prices:
     end: dt.date
     description: str = ""
     values: dict[str, Decimal] = field(default_factory=dict)
+    id: int = 0
 
     def get(self, name: str) -> Decimal:
         return self.values.get(name, Decimal(0))
+
+
+def prices_key(device: str) -> str:
+    """The store state key of the contracts added through the API for a meter."""
+    return f"dsmr.prices.{device}"
+
+
+@dataclass(frozen=True)
+class AddedPrices:
+    """Contracts added through the API, and the id the next one gets (ids are never reused,
+    so a deleted contract's id cannot come to name another)."""
+
+    prices: tuple[Prices, ...] = ()
+    next_id: int = ADDED_PRICE_IDS
+
+    @classmethod
+    def loads(cls, text: str | None) -> AddedPrices:
+        if not text:
+            return cls()
+        data = orjson.loads(text)
+        return cls(tuple(Prices(dt.date.fromisoformat(p["start"]),
+                                dt.date.fromisoformat(p["end"]), p["description"],
+                                {name: Decimal(p[name]) for name in PRICE_FIELDS}, p["id"])
+                         for p in data["prices"]), data["next_id"])
+
+    def dumps(self) -> str:
+        # decimals as strings: a price is kept exactly as it was given
+        return orjson.dumps({"next_id": self.next_id, "prices": [
+            {"id": p.id, "start": p.start.isoformat(), "end": p.end.isoformat(),
+             "description": p.description, **{name: str(p.get(name)) for name in PRICE_FIELDS}}
+            for p in self.prices]}).decode()
+
+    def add(self, contract: Prices) -> tuple[AddedPrices, Prices]:
+        """These contracts with ``contract`` added under the next id, and the added one."""
+        added = replace(contract, id=self.next_id)
+        return AddedPrices((*self.prices, added), self.next_id + 1), added
+
+    def without(self, price_id: int) -> AddedPrices | None:
+        """These contracts without the one of ``price_id``; None when there is none."""
+        kept = tuple(p for p in self.prices if p.id != price_id)
+        return None if len(kept) == len(self.prices) else AddedPrices(kept, self.next_id)
+
+
+def all_contracts(configured: Sequence[Prices], added: AddedPrices) -> list[Prices]:
+    """The configured contracts, numbered 1, 2 ... in start order, and the added ones,
+    together in start order: the list every cost and the prices endpoint use."""
+    numbered = [replace(c, id=n) for n, c in
+                enumerate(sorted(configured, key=lambda c: c.start), start=1)]
+    return sorted([*numbered, *added.prices], key=lambda c: c.start)
 
 
 def prices_for(day: dt.date, contracts: list[Prices]) -> dict[str, Decimal]:

@@ -1,4 +1,5 @@
-"""DSMR-reader's v2 ``datalogger/dsmrreading`` and ``application/version``, from the store.
+"""DSMR-reader's v2 readings, statistics and version paths, from the store, and the helpers
+the other v2 modules (`dsmr_prices`) share.
 
 A DSMR-reader "reading" is one telegram: every electricity field at one time stamp, plus
 the gas meter's last reading and its own stamp. meterhub keeps each field as a channel of
@@ -26,7 +27,15 @@ from starlette.responses import Response
 from meterhub.api.dsmr_reader import dsmr_key
 from meterhub.config import DsmrSettings
 from meterhub.dsmr import FIELDS, GAS, SOURCE
-from meterhub.dsmr_stats import PRICE_FIELDS, Prices, day_statistics, hour_statistics
+from meterhub.dsmr_stats import (
+    PRICE_FIELDS,
+    AddedPrices,
+    Prices,
+    all_contracts,
+    day_statistics,
+    hour_statistics,
+    prices_key,
+)
 from meterhub.errors import NotFoundError
 from meterhub.hub import Hub
 from meterhub.ingest import GroupWriter
@@ -53,18 +62,37 @@ REQUIRED = ("timestamp", "electricity_delivered_1", "electricity_returned_1",
             "electricity_delivered_2", "electricity_returned_2",
             "electricity_currently_delivered", "electricity_currently_returned")
 _BY_CHANNEL = {field.channel: field for field in FIELDS.values()}
-_WRONG_TIME = ("Datetime has wrong format. Use one of these formats instead: "
-               "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].")
+WRONG_TIME = ("Datetime has wrong format. Use one of these formats instead: "
+              "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].")
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
                   r"(Z|[+-]\d{2}(:?\d{2})?)?$")
 
 
-def _json(data: Any, status: int = 200) -> Response:
+def json_response(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-def _denied() -> Response:
-    return _json({"detail": "Invalid auth key"}, 403)
+def denied() -> Response:
+    return json_response({"detail": "Invalid auth key"}, 403)
+
+
+def is_json(request: Request) -> bool:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media == "application/json"
+
+
+async def request_data(request: Request) -> dict[str, Any] | Response:
+    """A JSON or form body as a dict, as DRF's parsers read them, or the 400 DRF answers."""
+    if not is_json(request):
+        return dict(await request.form())
+    try:
+        data = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        return json_response({"detail": "JSON parse error"}, 400)
+    if not isinstance(data, dict):
+        return json_response({"non_field_errors": [
+            f"Invalid data. Expected a dictionary, but got {type(data).__name__}."]}, 400)
+    return data
 
 
 def _positive(text: str | None, default: int, *, zero: bool = False) -> int:
@@ -94,7 +122,7 @@ def parse_time(text: str, tz: str, *, date_only: bool = False) -> dt.datetime | 
     return moment if moment.tzinfo else moment.replace(tzinfo=zone(tz))
 
 
-def _local(moment: dt.datetime, tz: str) -> str:
+def local_time(moment: dt.datetime, tz: str) -> str:
     return moment.astimezone(zone(tz)).isoformat()
 
 
@@ -104,6 +132,21 @@ def _decimal(value: float | None, places: int | None) -> str | int | None:
     if places is None:
         return int(value)  # DSMR-reader keeps currents as whole amperes, truncated
     return f"{Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places)):f}"
+
+
+def clean_decimal(raw: object, places: int | None) -> Decimal | str:
+    """A DRF DecimalField's (IntegerField's, without places) value, or its error."""
+    try:
+        number = Decimal(str(raw))
+        if not number.is_finite():
+            raise InvalidOperation
+    except InvalidOperation:
+        return "A valid integer is required." if places is None else \
+            "A valid number is required."
+    exponent = number.as_tuple().exponent
+    if places is not None and isinstance(exponent, int) and -exponent > places:
+        return f"Ensure that there are no more than {places} decimal places."
+    return number
 
 
 def _limit_offset(request: Request) -> tuple[int, int]:
@@ -125,11 +168,11 @@ def _time_bounds(request: Request, names: tuple[str, str], tz: str
     return bounds, errors
 
 
-def _paginated(request: Request, count: int, limit: int, offset: int,
-               results: list[Any]) -> Response:
+def paginated(request: Request, count: int, limit: int, offset: int,
+              results: list[Any]) -> Response:
     following, previous = _page_links(request, count, limit, offset)
-    return _json({"count": count, "next": following, "previous": previous,
-                  "results": results})
+    return json_response({"count": count, "next": following, "previous": previous,
+                          "results": results})
 
 
 def _page_links(request: Request, count: int, limit: int, offset: int
@@ -181,11 +224,11 @@ def readings_page(hub: Hub, settings: DsmrSettings, *, start: dt.datetime | None
     out = []
     for moment in chosen:
         fields = values.get(moment, {})
-        item: dict[str, Any] = {"id": int(moment.timestamp()), "timestamp": _local(moment, tz)}
+        item: dict[str, Any] = {"id": int(moment.timestamp()), "timestamp": local_time(moment, tz)}
         at = bisect.bisect_right(gas_times, moment) - 1
         for name, places in READING_FIELDS.items():
             if name == "extra_device_timestamp":
-                item[name] = _local(gas[at][0], tz) if at >= 0 else None
+                item[name] = local_time(gas[at][0], tz) if at >= 0 else None
             elif name == "extra_device_delivered":
                 item[name] = _decimal(gas[at][1], places) if at >= 0 else None
             else:
@@ -221,24 +264,15 @@ def validate_post(data: dict[str, Any], tz: str) -> tuple[dict[str, list[str]], 
         if name in ("timestamp", "extra_device_timestamp"):
             moment = parse_time(text, tz)
             if moment is None:
-                errors[name] = [_WRONG_TIME]
+                errors[name] = [WRONG_TIME]
             else:
                 clean[name] = moment
             continue
-        places = READING_FIELDS[name]
-        try:
-            number = Decimal(text)
-            if not number.is_finite():
-                raise InvalidOperation
-        except InvalidOperation:
-            errors[name] = ["A valid integer is required." if places is None
-                            else "A valid number is required."]
-            continue
-        exponent = number.as_tuple().exponent
-        if places is not None and isinstance(exponent, int) and -exponent > places:
-            errors[name] = [f"Ensure that there are no more than {places} decimal places."]
-            continue
-        clean[name] = number
+        number = clean_decimal(text, READING_FIELDS[name])
+        if isinstance(number, str):
+            errors[name] = [number]
+        else:
+            clean[name] = number
     return errors, clean
 
 
@@ -265,61 +299,73 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
     async def list_readings(request: Request) -> Response:
         key = dsmr_key(request, Scope.READ)
         if key is None:
-            return _denied()
+            return denied()
         (start, end), errors = _time_bounds(request, ("timestamp__gte", "timestamp__lte"), tz)
         if errors:
-            return _json(errors, 400)
+            return json_response(errors, 400)
         limit, offset = _limit_offset(request)
         count, results = await run_in_threadpool(
             readings_page, hub, settings, start=start, end=end,
             descending=request.query_params.get("ordering") == "-timestamp",
             offset=offset, limit=limit)
-        return _paginated(request, count, limit, offset, results)
+        return paginated(request, count, limit, offset, results)
 
     @app.post("/api/v2/datalogger/dsmrreading", include_in_schema=False)
     async def create_reading(request: Request) -> Response:
         if dsmr_key(request, Scope.WRITE) is None:
-            return _denied()
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media == "application/json":
-            try:
-                data = orjson.loads(await request.body())
-            except orjson.JSONDecodeError:
-                return _json({"detail": "JSON parse error"}, 400)
-            if not isinstance(data, dict):
-                return _json({"non_field_errors": ["Invalid data. Expected a dictionary."]},
-                             400)
-        else:
-            data = dict(await request.form())
+            return denied()
+        data = await request_data(request)
+        if isinstance(data, Response):
+            return data
         errors, clean = validate_post(data, tz)
         if errors:
-            return _json(errors, 400)
+            return json_response(errors, 400)
         await writer.write(reading_table(clean, settings.device))
         moment: dt.datetime = clean["timestamp"]
         created: dict[str, Any] = {"id": int(moment.timestamp()),
-                                   "timestamp": _local(moment, tz)}
+                                   "timestamp": local_time(moment, tz)}
         for name, places in READING_FIELDS.items():
             value = clean.get(name)
             if isinstance(value, dt.datetime):
-                created[name] = _local(value, tz)
+                created[name] = local_time(value, tz)
             else:
                 created[name] = None if value is None else _decimal(float(value), places)
-        return _json(created, 201)
+        return json_response(created, 201)
 
     @app.get("/api/v2/application/version", include_in_schema=False)
     async def version(request: Request) -> Response:
         if dsmr_key(request, Scope.READ) is None:
-            return _denied()
-        return _json({"version": VERSION})
+            return denied()
+        return json_response({"version": VERSION})
 
 
-def _contracts(settings: DsmrSettings) -> list[Prices]:
-    return [Prices(p.start, p.end, p.description,
-                   {name: getattr(p, name) for name in PRICE_FIELDS})
-            for p in settings.prices]
+def contracts(hub: Hub, settings: DsmrSettings) -> list[Prices]:
+    """Every energy contract, meterhub.toml's and those added through the API (kept in the
+    store): what every cost and the prices endpoint read."""
+    configured = [Prices(p.start, p.end, p.description,
+                         {name: getattr(p, name) for name in PRICE_FIELDS})
+                  for p in settings.prices]
+    return all_contracts(configured, AddedPrices.loads(
+        hub.get_state(prices_key(settings.device))))
 
 
-def _money(value: Decimal, places: int) -> str:
+def today(tz: str) -> dt.date:
+    return dt.datetime.now(zone(tz)).date()
+
+
+def gas_shift(settings: DsmrSettings) -> bool:
+    """Whether gas moves back an hour: DSMR 4 gas totals are stamped at the hour's end."""
+    return settings.version in ("4",)
+
+
+def page_of(request: Request, items: list[Any], key: str) -> tuple[list[Any], int, int]:
+    """The page of ``items`` (in ``key`` order) that limit, offset and ordering ask for."""
+    ordered = items[::-1] if request.query_params.get("ordering") == f"-{key}" else items
+    limit, offset = _limit_offset(request)
+    return ordered[offset:offset + limit], limit, offset
+
+
+def money(value: Decimal, places: int) -> str:
     return f"{value.quantize(Decimal(1).scaleb(-places)):f}"
 
 
@@ -340,23 +386,23 @@ def day_json(stats: dict[str, Any], tz: str) -> dict[str, Any]:
     out: dict[str, Any] = {"id": int(day.strftime("%Y%m%d")), "day": day.isoformat()}
     for name in ("electricity1", "electricity2", "electricity1_returned",
                  "electricity2_returned"):
-        out[name] = _money(stats[name], 3)
-    out["electricity1_cost"] = _money(stats["electricity1_cost"], 2)
-    out["electricity2_cost"] = _money(stats["electricity2_cost"], 2)
-    out["gas"] = _money(stats["gas"], 3)
-    out["gas_cost"] = _money(stats["gas_cost"], 2)
+        out[name] = money(stats[name], 3)
+    out["electricity1_cost"] = money(stats["electricity1_cost"], 2)
+    out["electricity2_cost"] = money(stats["electricity2_cost"], 2)
+    out["gas"] = money(stats["gas"], 3)
+    out["gas_cost"] = money(stats["gas_cost"], 2)
     for name in ("lowest_temperature", "highest_temperature", "average_temperature"):
         out[name] = "0.0"  # no weather data is kept for the meter
-    out["fixed_cost"] = _money(stats["fixed_cost"], 2)
-    out["total_cost"] = _money(stats["total_cost"], 2)
-    out["electricity_reading_timestamp"] = _local(stats["electricity_reading_timestamp"], tz)
+    out["fixed_cost"] = money(stats["fixed_cost"], 2)
+    out["total_cost"] = money(stats["total_cost"], 2)
+    out["electricity_reading_timestamp"] = local_time(stats["electricity_reading_timestamp"], tz)
     for name in ("electricity1_reading", "electricity2_reading",
                  "electricity1_returned_reading", "electricity2_returned_reading"):
-        out[name] = None if stats[name] is None else _money(stats[name], 3)
+        out[name] = None if stats[name] is None else money(stats[name], 3)
     out["gas_reading_timestamp"] = (None if stats["gas_reading_timestamp"] is None
-                                    else _local(stats["gas_reading_timestamp"], tz))
+                                    else local_time(stats["gas_reading_timestamp"], tz))
     out["gas_reading"] = None if stats["gas_reading"] is None else \
-        _money(stats["gas_reading"], 3)
+        money(stats["gas_reading"], 3)
     return out
 
 
@@ -371,56 +417,48 @@ def _parse_day(text: str | None) -> tuple[dt.date | None, bool]:
 
 def install_statistics(app: FastAPI, hub: Hub, settings: DsmrSettings) -> None:
     tz = settings.timezone
-    shift = settings.version in ("4",)  # DSMR 4 gas totals are stamped at the hour's end
-
-    def today() -> dt.date:
-        return dt.datetime.now(zone(tz)).date()
-
-    def paged(request: Request, items: list[Any], key: str) -> tuple[list[Any], int, int]:
-        ordered = items[::-1] if request.query_params.get("ordering") == f"-{key}" else items
-        limit, offset = _limit_offset(request)
-        return ordered[offset:offset + limit], limit, offset
+    shift = gas_shift(settings)
 
     @app.get("/api/v2/statistics/day", include_in_schema=False)
     async def statistics_day(request: Request) -> Response:
         if dsmr_key(request, Scope.READ) is None:
-            return _denied()
+            return denied()
         bounds, errors = {}, {}
         for name in ("day__gte", "day__lte"):
             bounds[name], ok = _parse_day(request.query_params.get(name))
             if not ok:
                 errors[name] = ["Enter a valid date."]
         if errors:
-            return _json(errors, 400)
+            return json_response(errors, 400)
 
         def compute() -> tuple[int, int, int, list[dict[str, Any]]]:
-            days = [d for d in _stat_days(hub, settings, today())
+            days = [d for d in _stat_days(hub, settings, today(tz))
                     if (bounds["day__gte"] is None or d >= bounds["day__gte"])
                     and (bounds["day__lte"] is None or d <= bounds["day__lte"])]
-            chosen, limit, offset = paged(request, days, "day")
-            contracts = _contracts(settings)
+            chosen, limit, offset = page_of(request, days, "day")
+            every = contracts(hub, settings)
             rows = []
             for day in chosen:
-                stats = day_statistics(hub, settings.device, tz, day, contracts,
+                stats = day_statistics(hub, settings.device, tz, day, every,
                                        gas_shift=shift)
                 if stats is not None:
                     rows.append(day_json(stats, tz))
             return len(days), limit, offset, rows
 
-        return _paginated(request, *await run_in_threadpool(compute))
+        return paginated(request, *await run_in_threadpool(compute))
 
     @app.get("/api/v2/statistics/hour", include_in_schema=False)
     async def statistics_hour(request: Request) -> Response:
         if dsmr_key(request, Scope.READ) is None:
-            return _denied()
+            return denied()
         (low, high), errors = _time_bounds(request, ("hour_start__gte", "hour_start__lte"),
                                            tz)
         if errors:
-            return _json(errors, 400)
+            return json_response(errors, 400)
 
         def compute() -> tuple[int, int, int, list[dict[str, Any]]]:
             local = zone(tz)
-            days = [d for d in _stat_days(hub, settings, today())
+            days = [d for d in _stat_days(hub, settings, today(tz))
                     if (low is None or d >= low.astimezone(local).date())
                     and (high is None or d <= high.astimezone(local).date())]
             rows = (hour_statistics(hub, settings.device, tz, days[0], days[-1],
@@ -428,37 +466,29 @@ def install_statistics(app: FastAPI, hub: Hub, settings: DsmrSettings) -> None:
             rows = [r for r in rows
                     if (low is None or r["hour_start"] >= low)
                     and (high is None or r["hour_start"] <= high)]
-            chosen, limit, offset = paged(request, rows, "hour_start")
+            chosen, limit, offset = page_of(request, rows, "hour_start")
             out = [{"id": int(r["hour_start"].timestamp()) // 3600,
-                    "hour_start": _local(r["hour_start"], tz),
-                    **{name: _money(r[name], 3) for name in (
+                    "hour_start": local_time(r["hour_start"], tz),
+                    **{name: money(r[name], 3) for name in (
                         "electricity1", "electricity2", "electricity1_returned",
                         "electricity2_returned", "gas")}} for r in chosen]
             return len(rows), limit, offset, out
 
-        return _paginated(request, *await run_in_threadpool(compute))
-
-    @app.get("/api/v2/consumption/energy-supplier-prices", include_in_schema=False)
-    async def energy_prices(request: Request) -> Response:
-        if dsmr_key(request, Scope.READ) is None:
-            return _denied()
-        contracts = sorted(settings.prices, key=lambda p: p.start)
-        chosen, limit, offset = paged(request, list(enumerate(contracts, start=1)), "start")
-        rows = [{"id": number, "start": p.start.isoformat(), "end": p.end.isoformat(),
-                 "description": p.description,
-                 **{name: _money(getattr(p, name), 6) for name in PRICE_FIELDS}}
-                for number, p in chosen]
-        return _paginated(request, len(contracts), limit, offset, rows)
+        return paginated(request, *await run_in_threadpool(compute))
 
     @app.get("/api/v2/consumption/today", include_in_schema=False)
     async def consumption_today(request: Request) -> Response:
         if dsmr_key(request, Scope.READ) is None:
-            return _denied()
-        day = today()
-        stats = await run_in_threadpool(day_statistics, hub, settings.device, tz, day,
-                                        _contracts(settings), gas_shift=shift)
+            return denied()
+        day = today(tz)
+
+        def compute() -> dict[str, Any] | None:
+            return day_statistics(hub, settings.device, tz, day, contracts(hub, settings),
+                                  gas_shift=shift)
+
+        stats = await run_in_threadpool(compute)
         if stats is None:
-            return _json(f"No electricity readings found for: {day.isoformat()}")
+            return json_response(f"No electricity readings found for: {day.isoformat()}")
         price = stats["prices"]
         out: dict[str, Any] = {"day": day.isoformat()}
         for name in ("electricity1", "electricity2", "electricity1_returned",
@@ -476,4 +506,4 @@ def install_statistics(app: FastAPI, hub: Hub, settings: DsmrSettings) -> None:
             out[f"energy_supplier_price_{name}"] = float(value) if value else 0
         fixed = price["fixed_daily_cost"]
         out["energy_supplier_price_fixed_daily_cost"] = float(fixed) if fixed else 0
-        return _json(out)
+        return json_response(out)

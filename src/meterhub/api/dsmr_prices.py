@@ -1,0 +1,153 @@
+"""DSMR-reader's v2 ``consumption/energy-supplier-prices``, and meterhub's way to add and
+remove contracts through the API.
+
+DSMR-reader 5.11 only lists its contracts here (they are edited in its admin pages). A
+meterhub extension on the same path adds one (``POST``, write scope, 201 with the contract
+as the list shows it) and removes one (``DELETE .../energy-supplier-prices/{id}``, 204).
+Validation answers like a DRF serializer of DSMR-reader's contract would (field errors,
+decimals up to 6 places). Added contracts are kept in the store and count like the
+configured ones in every cost; the contracts of meterhub.toml are changed in the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+from decimal import Decimal
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from meterhub.api.dsmr_reader import dsmr_key
+from meterhub.api.dsmr_v2 import (
+    clean_decimal,
+    contracts,
+    denied,
+    json_response,
+    money,
+    page_of,
+    paginated,
+    request_data,
+)
+from meterhub.config import DsmrSettings
+from meterhub.dsmr_stats import (
+    PRICE_FIELDS,
+    PRICE_PLACES,
+    AddedPrices,
+    Prices,
+    prices_key,
+)
+from meterhub.hub import Hub
+from meterhub.ingest import GroupWriter
+from meterhub.keys import Scope
+
+PATH = "/api/v2/consumption/energy-supplier-prices"
+WRONG_DATE = "Date has wrong format. Use one of these formats instead: YYYY-MM-DD."
+_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")  #: what Django's parse_date takes
+
+
+def price_json(contract: Prices) -> dict[str, Any]:
+    return {"id": contract.id, "start": contract.start.isoformat(),
+            "end": contract.end.isoformat(), "description": contract.description,
+            **{name: money(contract.get(name), PRICE_PLACES) for name in PRICE_FIELDS}}
+
+
+def _clean_date(raw: object) -> dt.date | str:
+    match = _DATE.match(raw.strip()) if isinstance(raw, str) else None
+    if match is None:
+        return WRONG_DATE
+    try:
+        return dt.date(*(int(part) for part in match.groups()))
+    except ValueError:
+        return WRONG_DATE
+
+
+def validate_price(data: dict[str, Any]) -> tuple[dict[str, list[str]], Prices | None]:
+    """DRF-style field errors of a new contract, or the contract (without its id)."""
+    errors: dict[str, list[str]] = {}
+    days: dict[str, dt.date] = {}
+    for name in ("start", "end"):
+        raw = data.get(name)
+        if name not in data:
+            errors[name] = ["This field is required."]
+        elif raw is None:
+            errors[name] = ["This field may not be null."]
+        else:
+            day = _clean_date(raw)
+            if isinstance(day, str):
+                errors[name] = [day]
+            else:
+                days[name] = day
+    description = data.get("description", "")
+    if description is None:
+        errors["description"] = ["This field may not be null."]
+    elif isinstance(description, bool) or not isinstance(description, str | int | float):
+        errors["description"] = ["Not a valid string."]
+    values: dict[str, Decimal] = {}
+    for name in PRICE_FIELDS:
+        raw = data.get(name)
+        if raw is None and name in data:
+            errors[name] = ["This field may not be null."]
+        elif raw is not None and raw != "":  # absent or empty in a form: the default, 0
+            number = clean_decimal(raw, PRICE_PLACES)
+            if isinstance(number, str):
+                errors[name] = [number]
+            else:
+                values[name] = number
+    if not errors and days["end"] < days["start"]:
+        # meterhub's rule: such a contract would never hold a day
+        errors["non_field_errors"] = ["end must not be before start."]
+    if errors:
+        return errors, None
+    return {}, Prices(days["start"], days["end"], str(description).strip(),
+                      {name: values.get(name, Decimal(0)) for name in PRICE_FIELDS})
+
+
+def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter) -> None:
+    state_key = prices_key(settings.device)
+    # one change at a time: each reads the stored contracts and writes them back
+    changing = asyncio.Lock()
+
+    async def stored() -> AddedPrices:
+        return AddedPrices.loads(await run_in_threadpool(hub.get_state, state_key))
+
+    @app.get(PATH, include_in_schema=False)
+    async def list_prices(request: Request) -> Response:
+        if dsmr_key(request, Scope.READ) is None:
+            return denied()
+        every = await run_in_threadpool(contracts, hub, settings)
+        chosen, limit, offset = page_of(request, every, "start")
+        return paginated(request, len(every), limit, offset, [price_json(c) for c in chosen])
+
+    @app.post(PATH, include_in_schema=False)
+    async def add_price(request: Request) -> Response:
+        if dsmr_key(request, Scope.WRITE) is None:
+            return denied()
+        data = await request_data(request)
+        if isinstance(data, Response):
+            return data
+        errors, contract = validate_price(data)
+        if contract is None:
+            return json_response(errors, 400)
+        async with changing:
+            kept, added = (await stored()).add(contract)
+            await writer.write(None, {state_key: kept.dumps()})
+        return json_response(price_json(added), 201)
+
+    @app.delete(PATH + "/{price_id}", include_in_schema=False)
+    async def remove_price(request: Request, price_id: str) -> Response:
+        if dsmr_key(request, Scope.WRITE) is None:
+            return denied()
+        number = int(price_id) if price_id.isdigit() else None
+        async with changing:
+            kept = None if number is None else (await stored()).without(number)
+            if kept is not None:
+                await writer.write(None, {state_key: kept.dumps()})
+                return Response(status_code=204)
+        if number is not None and 1 <= number <= len(settings.prices):
+            return json_response({"detail": f"Contract {number} is configured in "
+                                  "meterhub.toml ([[dsmr.prices]]): change it there."}, 409)
+        return json_response({"detail": "Not found."}, 404)
