@@ -3,6 +3,15 @@ everything from "/" to "!" inclusive, as DSMR 4+ specifies), independent of dsmr
 
 from __future__ import annotations
 
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+
+def p1_stamp(moment: dt.datetime, tz: str = "Europe/Amsterdam") -> str:
+    """A meter's time stamp for an aware time: local wall time with S (summer) or W."""
+    local = moment.astimezone(ZoneInfo(tz))
+    return local.strftime("%y%m%d%H%M%S") + ("S" if local.dst() else "W")
+
 
 def crc16_arc(text: str) -> int:
     crc = 0
@@ -22,7 +31,7 @@ def seal(lines: list[str]) -> str:
 def v5(stamp: str = "241027023000W", t1: str = "001234.567", t2: str = "002345.678",
        r1: str = "000010.100", r2: str = "000020.200", delivered: str = "01.234",
        returned: str = "00.000", gas_stamp: str = "241027020000W",
-       gas: str = "00456.789") -> str:
+       gas: str = "00456.789", tariff: str = "0001") -> str:
     """A Dutch DSMR 5 three-phase meter with a gas meter on M-Bus channel 1."""
     return seal([
         "/ISK5\\2M550T-1012", "",
@@ -31,7 +40,7 @@ def v5(stamp: str = "241027023000W", t1: str = "001234.567", t2: str = "002345.6
         "0-0:96.1.1(4530303434303037313331363530363138)",
         f"1-0:1.8.1({t1}*kWh)", f"1-0:1.8.2({t2}*kWh)",
         f"1-0:2.8.1({r1}*kWh)", f"1-0:2.8.2({r2}*kWh)",
-        "0-0:96.14.0(0001)",
+        f"0-0:96.14.0({tariff})",
         f"1-0:1.7.0({delivered}*kW)", f"1-0:2.7.0({returned}*kW)",
         "0-0:96.7.21(00012)", "0-0:96.7.9(00003)",
         "1-0:32.32.0(00001)", "1-0:52.32.0(00002)", "1-0:72.32.0(00003)",

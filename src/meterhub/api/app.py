@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from meterhub import __version__, encode
-from meterhub.api import dsmr_prices, dsmr_reader, dsmr_v2, schemas
+from meterhub.api import dsmr_meter, dsmr_prices, dsmr_reader, dsmr_v2, schemas
 from meterhub.api.problems import Problem, install, problems
 from meterhub.api.security import KeyLimits, KeyRing, RateLimitHeaders, require
 from meterhub.config import DsmrSettings, Settings
@@ -160,6 +160,7 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
     dsmr_v2.install(app, hub, dsmr_settings, dsmr_writer)
     dsmr_v2.install_statistics(app, hub, dsmr_settings)
     dsmr_prices.install(app, hub, dsmr_settings, dsmr_writer)
+    dsmr_meter.install(app, hub, dsmr_settings, dsmr_writer)
     read = Depends(require(Scope.READ))
     write = Depends(require(Scope.WRITE))
     admin = Depends(require(Scope.ADMIN))

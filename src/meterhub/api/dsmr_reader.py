@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
@@ -51,11 +52,14 @@ def dsmr_key(request: Request, scope: Scope = Scope.WRITE) -> ApiKey | None:
 
 class Counters:
     """Telegrams taken since the server started, and rejected ever (DSMR-reader keeps the
-    same count of rejections in its meter statistics; it is kept in the store)."""
+    same count of rejections in its meter statistics; it is kept in the store). ``status``
+    is the meter status last handed to the writer (None before): a PATCH of the meter
+    statistics builds on it, so it never undoes a telegram still being committed."""
 
     def __init__(self, rejected: int = 0) -> None:
         self.accepted = 0
         self.rejected = rejected
+        self.status: dict[str, Any] | None = None
 
 
 def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter) -> None:
@@ -86,6 +90,7 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter) -> None:
             log.warning("telegram rejected (%d so far): %s", counters.rejected, exc)
             await writer.write(None, {rejected_state: str(counters.rejected)})
             return _text("Failed to parse telegram", 500, headers)
+        counters.status = telegram.status
         await writer.write(telegram.readings,
                            {status_state: orjson.dumps(telegram.status).decode()})
         counters.accepted += 1

@@ -1,5 +1,5 @@
 """DSMR-reader's v2 readings, statistics and version paths, from the store, and the helpers
-the other v2 modules (`dsmr_prices`) share.
+the other v2 modules (`dsmr_meter`, `dsmr_prices`) share.
 
 A DSMR-reader "reading" is one telegram: every electricity field at one time stamp, plus
 the gas meter's last reading and its own stamp. meterhub keeps each field as a channel of

@@ -1,0 +1,187 @@
+"""DSMR-reader's v2 meter statistics, from the store.
+
+``datalogger/meter-statistics`` is DSMR-reader's MeterStatistics singleton: the meter's
+status from its latest telegram (the state value `status_key`) and the count of rejected
+telegrams (`rejected_key`). Types are its model's: the DSMR version a string of at most
+two characters, the tariff and the event counters integers, all null until a telegram says
+otherwise; the rejection count an integer from 0; the time the singleton's (now, until a
+telegram or a PATCH sets it). ``PATCH`` sets any of them, as remote dataloggers do, and
+answers like a partial DRF update (200 with the whole object, 400 field errors).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from meterhub.api.dsmr_reader import Counters, dsmr_key
+from meterhub.api.dsmr_v2 import (
+    WRONG_TIME,
+    denied,
+    is_json,
+    json_response,
+    local_time,
+    parse_time,
+    request_data,
+)
+from meterhub.config import DsmrSettings
+from meterhub.dsmr import STATUS_FIELDS, rejected_key, status_key
+from meterhub.hub import Hub
+from meterhub.ingest import GroupWriter
+from meterhub.keys import Scope
+
+METER_PATH = "/api/v2/datalogger/meter-statistics"
+#: the range of DSMR-reader's integer columns (PostgreSQL integer), which DRF enforces
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+_ZERO_FRACTION = re.compile(r"\.0*\s*$")  #: what DRF drops before reading an integer
+
+
+@dataclass(frozen=True)
+class _Field:
+    kind: Literal["time", "text", "int"]
+    null: bool
+    max_length: int | None = None
+
+
+#: MeterStatistics' fields after ``id``, in its order, as its model declares them
+METER_FIELDS: dict[str, _Field] = {
+    "timestamp": _Field("time", null=False),
+    "dsmr_version": _Field("text", null=True, max_length=2),
+    **{name: _Field("int", null=True) for name in STATUS_FIELDS},
+    "rejected_telegrams": _Field("int", null=False),
+    "latest_telegram": _Field("text", null=True),
+}
+
+
+def _clean_int(raw: object) -> int | str:
+    """A DRF IntegerField's value ("12", 12 or 12.0), or its error."""
+    if isinstance(raw, str) and len(raw) > 1000:
+        return "String value too large."
+    if isinstance(raw, bool):
+        return "A valid integer is required."
+    try:
+        number = int(_ZERO_FRACTION.sub("", str(raw)))
+    except ValueError:
+        return "A valid integer is required."
+    if number > INT_MAX:
+        return f"Ensure this value is less than or equal to {INT_MAX}."
+    if number < INT_MIN:
+        return f"Ensure this value is greater than or equal to {INT_MIN}."
+    return number
+
+
+def validate_patch(data: dict[str, Any], tz: str, *, form: bool
+                   ) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """DRF-style field errors of a partial update, and its cleaned values (fields not
+    sent are left out; unknown ones are ignored, as DRF does)."""
+    errors: dict[str, list[str]] = {}
+    clean: dict[str, Any] = {}
+    for name, spec in METER_FIELDS.items():
+        if name not in data:
+            continue
+        raw = data[name]
+        if form and raw == "":
+            # an empty form field means null where null is allowed, else "not sent"
+            if not spec.null:
+                continue
+            raw = None
+        if raw is None:
+            if spec.null:
+                clean[name] = None
+            else:
+                errors[name] = ["This field may not be null."]
+            continue
+        value: object  # the clean value, or (a str) the error
+        if spec.kind == "time":
+            moment = parse_time(raw, tz) if isinstance(raw, str) else None
+            value = WRONG_TIME if moment is None else moment
+        elif spec.kind == "int":
+            value = _clean_int(raw)
+        elif isinstance(raw, bool) or not isinstance(raw, str | int | float):
+            value = "Not a valid string."
+        else:
+            text = str(raw).strip()  # DRF trims text fields
+            if not text:
+                value = "This field may not be blank."
+            elif spec.max_length is not None and len(text) > spec.max_length:
+                value = f"Ensure this field has no more than {spec.max_length} characters."
+            else:
+                clean[name] = text
+                continue
+        if isinstance(value, str):
+            errors[name] = [value]
+        else:
+            clean[name] = value
+    return errors, clean
+
+
+def meter_statistics(status: dict[str, Any], rejected: int, tz: str,
+                     now: dt.datetime) -> dict[str, Any]:
+    """The singleton as DSMR-reader serializes it, from a stored status (maybe empty)."""
+    stamp = status.get("timestamp")
+    out: dict[str, Any] = {"id": 1, "timestamp": local_time(
+        dt.datetime.fromisoformat(stamp) if stamp else now, tz)}
+    for name in METER_FIELDS:
+        if name != "timestamp":
+            out[name] = rejected if name == "rejected_telegrams" else status.get(name)
+    return out
+
+
+def _status(hub: Hub, device: str) -> dict[str, Any]:
+    text = hub.get_state(status_key(device))
+    status: dict[str, Any] = orjson.loads(text) if text else {}
+    return status
+
+
+def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter) -> None:
+    tz, device = settings.timezone, settings.device
+    status_state, rejected_state = status_key(device), rejected_key(device)
+
+    def stored_statistics() -> dict[str, Any]:
+        rejected = int(hub.get_state(rejected_state) or 0)
+        return meter_statistics(_status(hub, device), rejected, tz, dt.datetime.now(dt.UTC))
+
+    @app.get(METER_PATH, include_in_schema=False)
+    async def get_meter_statistics(request: Request) -> Response:
+        if dsmr_key(request, Scope.READ) is None:
+            return denied()
+        return json_response(await run_in_threadpool(stored_statistics))
+
+    @app.patch(METER_PATH, include_in_schema=False)
+    async def patch_meter_statistics(request: Request) -> Response:
+        if dsmr_key(request, Scope.WRITE) is None:
+            return denied()
+        data = await request_data(request)
+        if isinstance(data, Response):
+            return data
+        errors, clean = validate_patch(data, tz, form=not is_json(request))
+        if errors:
+            return json_response(errors, 400)
+        counters: Counters = request.app.state.dsmr_counters
+        stored = await run_in_threadpool(_status, hub, device)
+        # from here to the writer's queue nothing awaits: a telegram or PATCH handed to
+        # the writer meanwhile is in ``counters.status`` and this one builds on it
+        status = dict(counters.status if counters.status is not None else stored)
+        state: dict[str, str] = {}
+        if "rejected_telegrams" in clean:
+            counters.rejected = clean.pop("rejected_telegrams")
+            state[rejected_state] = str(counters.rejected)
+        if clean:
+            if "timestamp" in clean:
+                clean["timestamp"] = clean["timestamp"].astimezone(dt.UTC).isoformat()
+            elif "timestamp" not in status:  # DSMR-reader's singleton is made "now"
+                clean["timestamp"] = dt.datetime.now(dt.UTC).isoformat()
+            status.update(clean)
+            counters.status = status
+            state[status_state] = orjson.dumps(status).decode()
+        if state:
+            await writer.write(None, state)
+        return json_response(meter_statistics(status, counters.rejected, tz,
+                                              dt.datetime.now(dt.UTC)))
