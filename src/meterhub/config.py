@@ -73,8 +73,9 @@ class PriceSettings(BaseModel):
 
 
 class DsmrSettings(BaseModel):
-    """How pushed P1 telegrams are read: the meter's device id, DSMR version and zone, and
-    the energy prices DSMR-reader-style costs use (more can be added through the API)."""
+    """How pushed P1 telegrams are read: the meter's device id, DSMR version and zone, the
+    energy prices DSMR-reader-style costs use (more can be added through the API) and the
+    names its live answers give the meter's tariffs."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -82,6 +83,11 @@ class DsmrSettings(BaseModel):
     device: str = Field(default="p1", min_length=1)
     version: str = Field(default="5", description="2.2, 4, 5, belgium, luxembourg ...")
     timezone: str = "Europe/Amsterdam"
+    # DSMR-reader's default names are Dutch (1 = x.8.1, the low tariff there); in Belgium
+    # x.8.1 is the day tariff, hence settings rather than constants
+    tariff_1_name: str = Field(default="Daltarief", description="name of tariff 1 (x.8.1)")
+    tariff_2_name: str = Field(default="Normaaltarief",
+                               description="name of tariff 2 (x.8.2)")
 
     @field_validator("prices")
     @classmethod

@@ -11,7 +11,9 @@ that its API answers what its users know:
 - a day's electricity is last minus first within the local day (23 or 25 hours on DST
   days), its gas the sum of its hours, its gas cost from the day's first and last gas;
 - costs use the prices whose [start, end] holds the day (per price, the one non-zero value
-  of the matching contracts, else 0), rounded half up to cents.
+  of the matching contracts, else 0), rounded half up to cents;
+- live costs (per hour of the current power, per gas interval) use today's prices of the
+  meter's active tariff, and are unknown (None) when no contract holds today.
 
 Contracts come from meterhub.toml and from the API; those added through the API are kept
 in the store as one JSON state value (`AddedPrices`).
@@ -121,11 +123,30 @@ def prices_for(day: dt.date, contracts: list[Prices]) -> dict[str, Decimal]:
     return out
 
 
+def day_prices(day: dt.date, contracts: Sequence[Prices]) -> dict[str, Decimal] | None:
+    """`prices_for` a day, or None when no contract holds it (DSMR-reader then has no
+    prices at all, and leaves live costs out, rather than pricing at 0)."""
+    if not any(c.start <= day <= c.end for c in contracts):
+        return None
+    return prices_for(day, list(contracts))
+
+
+def live_cost(delivered: Decimal, returned: Decimal, tariff: int | None,
+              prices: dict[str, Decimal] | None) -> Decimal | None:
+    """The cost per hour of the current power (kW) at the active tariff's prices (tariff
+    1 and 2 are registers x.8.1 and x.8.2), rounded half up to cents; power delivered and
+    returned at once both count. None without prices or a known tariff."""
+    if prices is None or tariff not in (1, 2):
+        return None
+    return round2(delivered * prices[f"electricity_delivered_{tariff}_price"]
+                  - returned * prices[f"electricity_returned_{tariff}_price"])
+
+
 def round2(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def _dec(value: float) -> Decimal:
+def meter_decimal(value: float) -> Decimal:
     """A meter value as the exact decimal its telegram had (three places at most)."""
     return Decimal(repr(float(value))).quantize(Decimal("0.001"))
 
@@ -149,7 +170,9 @@ def _local_midnight(day: dt.date, tz: str) -> dt.datetime:
 
 def _rise(values: pd.Series) -> Decimal:
     """Last minus first of a sorted series, as exact decimals (0 when empty)."""
-    return _dec(values.iloc[-1]) - _dec(values.iloc[0]) if len(values) else Decimal(0)
+    if not len(values):
+        return Decimal(0)
+    return meter_decimal(values.iloc[-1]) - meter_decimal(values.iloc[0])
 
 
 def _gas_hours(gas: pd.DataFrame, shift: bool) -> dict[pd.Timestamp, Decimal]:
@@ -166,7 +189,7 @@ def _gas_hours(gas: pd.DataFrame, shift: bool) -> dict[pd.Timestamp, Decimal]:
         hour = pd.Timestamp(str(label))
         if len(group) == 1:
             previous = group["previous"].iloc[0]
-            out[hour] = (_dec(group["value"].iloc[0]) - _dec(previous)
+            out[hour] = (meter_decimal(group["value"].iloc[0]) - meter_decimal(previous)
                          if pd.notna(previous) else Decimal(0))
         else:
             out[hour] = _rise(group["value"])
@@ -249,8 +272,8 @@ def day_statistics(hub: Hub, device: str, tz: str, day: dt.date, contracts: list
                                ("electricity2_reading", "electricity2"),
                                ("electricity1_returned_reading", "electricity1_returned"),
                                ("electricity2_returned_reading", "electricity2_returned")):
-        out[name] = _dec(first[channel_name]["value"]) if channel_name in first else None
+        out[name] = meter_decimal(first[channel_name]["value"]) if channel_name in first else None
     out["gas_reading_timestamp"] = gas["ts"].iloc[0].to_pydatetime() if len(gas) else None
-    out["gas_reading"] = _dec(gas["value"].iloc[0]) if len(gas) else None
+    out["gas_reading"] = meter_decimal(gas["value"].iloc[0]) if len(gas) else None
     out["prices"] = price
     return out

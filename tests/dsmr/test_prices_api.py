@@ -13,6 +13,7 @@ import pytest
 from meterhub.api import create_app
 from meterhub.config import ConfigError, parse
 from tests.api.conftest import Api, Client
+from tests.dsmr.telegrams import p1_stamp, v5
 from tests.dsmr.test_statistics import PRICES, fill
 
 URL = "/api/v2/consumption/energy-supplier-prices"
@@ -160,6 +161,29 @@ def test_an_added_contract_prices_statistics_days(api: Api) -> None:
     assert days.json()["results"][0]["total_cost"] == "0.00"
     assert send(api, "DELETE", f"{URL}/1001").status_code == 204
     assert day_26()["total_cost"] == "0.00"
+
+
+def test_an_added_contract_prices_today_and_the_live_costs(api: Api) -> None:
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    push = Client(api.app).post("/api/v1/datalogger/dsmrreading", headers={
+        "X-AUTHKEY": api.keys["write"]}, data={"telegram": v5(
+            stamp=p1_stamp(now), delivered="02.000", gas_stamp=p1_stamp(now), gas="00100.000")})
+    assert push.status_code == 201
+    today = send(api, "GET", "/api/v2/consumption/today", scope="read").json()
+    assert today["energy_supplier_price_electricity_delivered_1"] == 0
+    assert send(api, "GET", "/api/v2/consumption/electricity-live",
+                scope="read").json()["cost_per_hour"] is None
+    span = {"start": (now.date() - dt.timedelta(days=2)).isoformat(),
+            "end": (now.date() + dt.timedelta(days=2)).isoformat()}
+    assert send(api, "POST", json={**span, "electricity_delivered_1_price": "0.3",
+                                   "gas_price": "1.1"}).status_code == 201
+    today = send(api, "GET", "/api/v2/consumption/today", scope="read").json()
+    assert today["energy_supplier_price_electricity_delivered_1"] == 0.3
+    assert today["energy_supplier_price_gas"] == 1.1
+    live = send(api, "GET", "/api/v2/consumption/electricity-live", scope="read").json()
+    assert live["cost_per_hour"] == "0.60"  # 2 kW x 0.30, tariff 1
+    gas = send(api, "GET", "/api/v2/consumption/gas-live", scope="read").json()
+    assert gas["cost_per_interval"] == "0.00"  # the first gas reading: no rise yet
 
 
 def test_configured_ids_stay_below_those_of_added_contracts() -> None:

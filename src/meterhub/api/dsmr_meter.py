@@ -1,12 +1,22 @@
-"""DSMR-reader's v2 meter statistics, from the store.
+"""DSMR-reader's v2 meter statistics and live consumption, from the store.
 
-``datalogger/meter-statistics`` is DSMR-reader's MeterStatistics singleton: the meter's
-status from its latest telegram (the state value `status_key`) and the count of rejected
-telegrams (`rejected_key`). Types are its model's: the DSMR version a string of at most
-two characters, the tariff and the event counters integers, all null until a telegram says
-otherwise; the rejection count an integer from 0; the time the singleton's (now, until a
-telegram or a PATCH sets it). ``PATCH`` sets any of them, as remote dataloggers do, and
-answers like a partial DRF update (200 with the whole object, 400 field errors).
+- ``datalogger/meter-statistics`` is DSMR-reader's MeterStatistics singleton: the meter's
+  status from its latest telegram (the state value `status_key`) and the count of rejected
+  telegrams (`rejected_key`). Types are its model's: the DSMR version a string of at most
+  two characters, the tariff and the event counters integers, all null until a telegram
+  says otherwise; the rejection count an integer from 0; the time the singleton's (now,
+  until a telegram or a PATCH sets it). ``PATCH`` sets any of them, as remote dataloggers
+  do, and answers like a partial DRF update (200 with the whole object, 400 field errors).
+- ``consumption/electricity-live``: the newest reading's power in whole watts, the name of
+  the meter's active tariff and the cost per hour at today's prices of that tariff
+  (`meterhub.dsmr_stats.live_cost`), a string like "0.31", null without prices; ``{}``
+  without readings.
+- ``consumption/gas-live``: the newest gas reading's rise over the one before (m³, as a
+  JSON number) and its cost at today's gas price; DSMR-reader leaves the cost out when no
+  contract holds today, and answers ``{}`` without gas readings.
+
+Costs are formatted as Django's number format does in DSMR-reader's English locale (plain
+decimals, two places, no grouping).
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
@@ -24,20 +35,27 @@ from starlette.responses import Response
 from meterhub.api.dsmr_reader import Counters, dsmr_key
 from meterhub.api.dsmr_v2 import (
     WRONG_TIME,
+    contracts,
     denied,
+    gas_shift,
     is_json,
     json_response,
     local_time,
+    money,
     parse_time,
     request_data,
+    today,
 )
 from meterhub.config import DsmrSettings
-from meterhub.dsmr import STATUS_FIELDS, rejected_key, status_key
+from meterhub.dsmr import GAS, STATUS_FIELDS, rejected_key, status_key
+from meterhub.dsmr_stats import day_prices, live_cost, meter_decimal, round2
+from meterhub.errors import NotFoundError
 from meterhub.hub import Hub
 from meterhub.ingest import GroupWriter
 from meterhub.keys import Scope
 
 METER_PATH = "/api/v2/datalogger/meter-statistics"
+RECENT = dt.timedelta(days=2)  #: how far back the live answers look first
 #: the range of DSMR-reader's integer columns (PostgreSQL integer), which DRF enforces
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 _ZERO_FRACTION = re.compile(r"\.0*\s*$")  #: what DRF drops before reading an integer
@@ -140,6 +158,75 @@ def _status(hub: Hub, device: str) -> dict[str, Any]:
     return status
 
 
+def _newest(hub: Hub, device: str, channel: str, count: int,
+            now: dt.datetime) -> list[tuple[dt.datetime, float]]:
+    """The newest ``count`` readings of a channel, oldest first. Live answers are about
+    recent readings, so the last two days are read first, the whole channel only when
+    they hold too few."""
+    for start in (now - RECENT, None):
+        try:
+            table = hub.readings(device=device, channel=channel, start=start, as_="arrow")
+        except NotFoundError:
+            return []
+        rows = [(moment, value) for moment, value in zip(
+            table.column("ts").to_pylist(), table.column("value").to_pylist(), strict=True)
+            if value is not None]
+        if len(rows) >= count or start is None:
+            return rows[-count:]
+    return []
+
+
+def _value_at(hub: Hub, device: str, channel: str, moment: dt.datetime) -> float | None:
+    try:
+        table = hub.readings(device=device, channel=channel, start=moment,
+                             end=moment + dt.timedelta(microseconds=1), as_="arrow")
+    except NotFoundError:
+        return None
+    values = [v for v in table.column("value").to_pylist() if v is not None]
+    return values[0] if values else None
+
+
+def electricity_live(hub: Hub, settings: DsmrSettings, now: dt.datetime) -> dict[str, Any]:
+    device, tz = settings.device, settings.timezone
+    newest = _newest(hub, device, "electricity_currently_delivered", 1, now)
+    if not newest:
+        return {}
+    moment, delivered_kw = newest[0]
+    # a meter without a returned-power line returns nothing
+    returned_kw = _value_at(hub, device, "electricity_currently_returned", moment) or 0.0
+    delivered, returned = meter_decimal(delivered_kw), meter_decimal(returned_kw)
+    tariff = _status(hub, device).get("electricity_tariff")
+    names = {1: settings.tariff_1_name, 2: settings.tariff_2_name}
+    # the prices of the meter's local day (DSMR-reader takes the UTC date, which is the
+    # day before for the first hour or two after local midnight)
+    cost = live_cost(delivered, returned, tariff,
+                     day_prices(today(tz), contracts(hub, settings)))
+    # a meter clock running ahead is not shown ahead of the server's
+    return {"timestamp": local_time(min(moment, now), tz),
+            "currently_delivered": int(delivered * 1000),
+            "currently_returned": int(returned * 1000),
+            "cost_per_hour": None if cost is None else money(cost, 2),
+            "tariff_name": names.get(tariff) if isinstance(tariff, int) else None}
+
+
+def gas_live(hub: Hub, settings: DsmrSettings, now: dt.datetime) -> dict[str, Any]:
+    device, tz = settings.device, settings.timezone
+    newest = _newest(hub, device, GAS.channel, 2, now)
+    if not newest:
+        return {}
+    moment, value = newest[-1]
+    rise = meter_decimal(value) - meter_decimal(newest[0][1]) if len(newest) == 2 \
+        else Decimal(0)  # the first gas reading: nothing to rise from
+    if gas_shift(settings):  # DSMR 4 stamps the hour's total at its end
+        moment -= dt.timedelta(hours=1)
+    out: dict[str, Any] = {"timestamp": local_time(moment, tz),
+                           "currently_delivered": float(rise)}
+    prices = day_prices(today(tz), contracts(hub, settings))
+    if prices is not None:
+        out["cost_per_interval"] = money(round2(rise * prices["gas_price"]), 2)
+    return out
+
+
 def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter) -> None:
     tz, device = settings.timezone, settings.device
     status_state, rejected_state = status_key(device), rejected_key(device)
@@ -185,3 +272,17 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
             await writer.write(None, state)
         return json_response(meter_statistics(status, counters.rejected, tz,
                                               dt.datetime.now(dt.UTC)))
+
+    @app.get("/api/v2/consumption/electricity-live", include_in_schema=False)
+    async def live_electricity(request: Request) -> Response:
+        if dsmr_key(request, Scope.READ) is None:
+            return denied()
+        return json_response(await run_in_threadpool(
+            electricity_live, hub, settings, dt.datetime.now(dt.UTC)))
+
+    @app.get("/api/v2/consumption/gas-live", include_in_schema=False)
+    async def live_gas(request: Request) -> Response:
+        if dsmr_key(request, Scope.READ) is None:
+            return denied()
+        return json_response(await run_in_threadpool(
+            gas_live, hub, settings, dt.datetime.now(dt.UTC)))
