@@ -102,11 +102,14 @@ def download(url: str, headers: dict[str, str]) -> tuple[float, int]:
     return statistics.median(times), size
 
 
-def wrk(url: str, key: str | None) -> tuple[float, float]:
-    """requests/s and p99 latency in ms from one wrk run."""
-    command = ["wrk", "-t1", "-c16", "-d10s", "--latency", url]
+def wrk(url: str, key: str | None, *, connections: int = 16, seconds: int = 10,
+        script: Path | None = None) -> tuple[float, float]:
+    """requests/s and p99 latency in ms from one wrk run (any non-2xx answer fails it)."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if key:
         command[1:1] = ["-H", f"X-API-Key: {key}"]
+    if script:
+        command[1:1] = ["-s", str(script)]
     text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in text:
         raise RuntimeError(f"wrk saw errors on {url}:\n{text}")

@@ -2,11 +2,12 @@
 beside dsmr-parser's raw parse rate measured in the same run.
 
 (1) raw: dsmr-parser's TelegramParser(V5).parse with CRC, one process, no storage;
-(2) in process: meterhub's parse_telegram (CRC, checks, readings rows) and a store write
-    per 100 telegrams (what the group commit does under load);
-(3) HTTP: `meterhub serve` in its own process, 8 client threads each on a keep-alive
-    connection POSTing form-encoded telegrams to /api/v1/datalogger/dsmrreading for 10 s;
-    every answer must be 201.
+(2) in process: meterhub's read_telegram (CRC, checks, readings rows) and a store write
+    per 8 telegrams (a group commit under 8 clients) or per 100;
+(3) HTTP: `meterhub serve` in its own process, wrk (Debian package ``wrk``) with 8 and 32
+    keep-alive connections POSTing form-encoded telegrams, each once, to
+    /api/v1/datalogger/dsmrreading for 10 s, the median of three runs; every answer must
+    be 2xx and every answered telegram must be in the store afterwards.
 Telegrams are DSMR 5 three-phase with gas, each with its own time stamp and CRC.
 Run: ``make bench`` or ``python bench/dsmr.py``.
 """
@@ -15,11 +16,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import http.client
+import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -29,7 +29,7 @@ from dsmr_parser import telegram_specifications
 from dsmr_parser.parsers import TelegramParser
 
 import meterhub
-from meterhub.dsmr import parse_telegram
+from meterhub.dsmr import read_telegram
 from meterhub.keys import new_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from tests.dsmr.telegrams import v5  # noqa: E402
 
-from api import server  # noqa: E402
+from api import server, wrk  # noqa: E402
 from sections import replace_section  # noqa: E402
 
 
@@ -70,16 +70,16 @@ def raw_parse(telegrams: list[str]) -> float:
     return statistics.median(runs)
 
 
-def in_process(telegrams: list[str], workdir: Path) -> float:
+def in_process(telegrams: list[str], workdir: Path, group: int) -> float:
     runs = []
     now = dt.datetime(2024, 6, 2, tzinfo=dt.UTC)
     for run in range(3):
-        with meterhub.open(f"duckdb:///{workdir / f'inproc{run}.duckdb'}") as hub:
+        with meterhub.open(f"duckdb:///{workdir / f'inproc{group}-{run}.duckdb'}") as hub:
             started = time.perf_counter()
             pending = []
             for text in telegrams:
-                pending.append(parse_telegram(text, now=now))
-                if len(pending) == 100:
+                pending.append(read_telegram(text, now=now).readings)
+                if len(pending) == group:
                     hub.write(pa.concat_tables(pending), origin="bench")
                     pending = []
             if pending:
@@ -88,48 +88,55 @@ def in_process(telegrams: list[str], workdir: Path) -> float:
     return statistics.median(runs)
 
 
-def over_http(telegrams: list[str], workdir: Path, clients: int = 8,
-              seconds: float = 10.0) -> tuple[float, float]:
-    store = workdir / "http.duckdb"
+def post_script(telegrams: list[str], key: str, path: Path) -> Path:
+    """A wrk script POSTing each telegram once, in order, form-encoded with the key."""
+    bodies = ",\n".join(json.dumps(urllib.parse.urlencode({"telegram": t}))
+                         for t in telegrams)
+    path.write_text(f"""local bodies = {{
+{bodies}
+}}
+local i = 0
+wrk.method = "POST"
+wrk.headers["X-AUTHKEY"] = "{key}"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+request = function()
+  i = i + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
+""")
+    return path
+
+
+def over_http(telegrams: list[str], workdir: Path, clients: int,
+              seconds: int = 10) -> tuple[float, float]:
+    """telegrams/s and p99 ms: wrk's keep-alive connections POSTing to a `meterhub serve`
+    process; then every answered telegram must be in the store (a 201 means stored)."""
+    store = workdir / f"http{clients}.duckdb"
     with meterhub.open(f"duckdb:///{store}") as hub:
         record, key = new_key("bench", "write", "100000000/minute")
         hub.store.add_key(record)
-    bodies = [urllib.parse.urlencode({"telegram": t}).encode() for t in telegrams]
-    done, errors, latencies = [0] * clients, [0] * clients, [[] for _ in range(clients)]
+    script = post_script(telegrams, key, workdir / "post.lua")
     with server([sys.executable, "-m", "meterhub.cli", "serve", "--store",
                  f"duckdb:///{store}", "--port", "0"]) as base:
-        host, port = base.removeprefix("http://").split(":")
-        stop = time.monotonic() + seconds
+        rate_, p99 = wrk(f"{base}/api/v1/datalogger/dsmrreading", None,
+                         connections=clients, seconds=seconds, script=script)
+    with meterhub.open(f"duckdb:///{store}") as hub:
+        stored = hub.count(device="p1", channel="electricity_delivered_1")
+    answered = rate_ * seconds
+    if not answered * 0.95 <= stored <= len(telegrams):
+        raise RuntimeError(f"{stored} telegrams stored, about {answered:.0f} answered 201")
+    return rate_, p99
 
-        def client(number: int) -> None:
-            conn = http.client.HTTPConnection(host, int(port), timeout=30)
-            i = number
-            while time.monotonic() < stop:
-                body = bodies[i % len(bodies)]
-                started = time.perf_counter()
-                conn.request("POST", "/api/v1/datalogger/dsmrreading", body=body, headers={
-                    "X-AUTHKEY": key, "Content-Type": "application/x-www-form-urlencoded"})
-                response = conn.getresponse()
-                response.read()
-                latencies[number].append(time.perf_counter() - started)
-                if response.status != 201:
-                    errors[number] += 1
-                done[number] += 1
-                i += clients
-            conn.close()
 
-        started = time.monotonic()
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.monotonic() - started
-    if any(errors):
-        raise RuntimeError(f"{sum(errors)} pushes did not get 201")
-    every = sorted(x for per in latencies for x in per)
-    p99 = every[int(0.99 * (len(every) - 1))] * 1000
-    return rate(sum(done), elapsed), p99
+def median_run(telegrams: list[str], workdir: Path, clients: int) -> tuple[float, float]:
+    """The run with the median rate of three (each on a fresh store): on this machine kind
+    single runs differed by a third."""
+    runs = []
+    for run in range(3):
+        folder = workdir / f"{clients}-{run}"
+        folder.mkdir()
+        runs.append(over_http(telegrams, folder, clients))
+    return sorted(runs)[1]
 
 
 def main() -> None:
@@ -137,40 +144,64 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     started = time.monotonic()
-    telegrams = corpus(3000)
-    raw = raw_parse(telegrams)
+    telegrams = corpus(24_000)  # more than the fastest HTTP run can send: each goes once
+    raw = raw_parse(telegrams[:3000])
     with tempfile.TemporaryDirectory() as tmp:
-        local = in_process(telegrams, Path(tmp))
-        http_rate, p99 = over_http(telegrams, Path(tmp))
+        local = {group: in_process(telegrams[:3000], Path(tmp), group) for group in (8, 100)}
+        http = {clients: median_run(telegrams, Path(tmp), clients) for clients in (8, 32)}
     lines = [
         "## DSMR: telegram ingest",
         "",
         f"Command: `make bench` (`python bench/dsmr.py`, {time.monotonic() - started:.0f} s, "
         f"{dt.datetime.now(dt.UTC).date().isoformat()}, same machine as above). DSMR 5 "
-        "three-phase telegrams with gas (about 830 bytes), each with its own stamp and CRC. "
-        "The reference is dsmr-parser's raw parse with CRC in the same run.",
+        "three-phase telegrams with gas (about 830 bytes, 19 readings), 5 s apart, each with "
+        "its own stamp and CRC; the gas reading changes every 5 minutes. The reference is "
+        "dsmr-parser's raw parse with CRC in the same run.",
         "",
         "| path | telegrams/s | vs raw parse | target | met |",
         "|---|---|---|---|---|",
         f"| dsmr-parser raw parse (CRC, no storage) | {raw:,.0f} | 1.00x | | |",
-        f"| in process: parse_telegram + a store write per 100 | {local:,.0f} | "
-        f"{local / raw:.2f}x | | |",
-        f"| HTTP: POST /api/v1/datalogger/dsmrreading, 8 keep-alive clients, 10 s "
-        f"(p99 {p99:.0f} ms, every answer 201) | {http_rate:,.0f} | {http_rate / raw:.2f}x | "
-        f">= 0.70x | {'yes' if http_rate >= 0.7 * raw else 'no'} |",
+        *[f"| in process: read_telegram + a store write per {group} | {rate_:,.0f} | "
+          f"{rate_ / raw:.2f}x | | |" for group, rate_ in local.items()],
+        *[f"| HTTP: POST /api/v1/datalogger/dsmrreading, {clients} keep-alive clients (wrk), "
+          f"median of three 10 s runs, p99 {p99:.0f} ms, every answer 201 and stored | "
+          f"{rate_:,.0f} | "
+          f"{rate_ / raw:.2f}x | >= 0.70x | {'yes' if rate_ >= 0.7 * raw else 'no'} |"
+          for clients, (rate_, p99) in http.items()],
         "",
         "DSMR-reader 5.11 on this machine kind (DSMR-READER.md): 70 pushes/s with one client, "
         "122 with eight.",
         "",
-        "The HTTP path is bound by the store's fixed cost per write (about 20 ms whether it "
-        "holds 1 or 8 telegrams: staging, the replace-by-key delete, catalog lookups, "
-        "commit), so 8 clients give about 8 telegrams per commit. The in-process figure "
-        "(a write per 100) shows the parse side is not the limit.",
+        *ANALYSIS,
     ]
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
         replace_section(ROOT / "BENCHMARKS.md", "dsmr", text)
+
+
+ANALYSIS = [
+    "Where the time goes (profiles of the server under load, and the in-process rows): "
+    "meterhub's parse is faster than the reference (about 0.6 ms against 0.8-1.1 ms: its "
+    "table-driven CRC takes 20 µs where dsmr-parser's takes a third of a parse), so the "
+    "gap is the rest. A group commit costs about 7 ms however few telegrams it holds "
+    "(inserting the rows from Arrow, the batch record, the meter status, the commit with "
+    "its write-ahead log: 0.3-1 ms per DuckDB statement here; it cost 20-26 ms before "
+    "this issue's short write path). Each client waits for the commit that holds its "
+    "telegram, so with 8 clients a commit holds at most 8, and even without HTTP "
+    "(second row) committing takes as long as parsing. HTTP handling adds about 0.4 ms "
+    "a request. All of it runs in one Python process, since one process owns the store "
+    "file; wrk and DuckDB's threads use the other core. More clients make larger groups "
+    "(the 32-client row), and a write per 100 telegrams comes near the raw rate in "
+    "process (third row).",
+    "",
+    "Target HTTP >= 0.7x raw parse: not met. Committing on the event loop rather than in "
+    "a worker thread (the GIL made a threaded write twice as slow and halved the groups) "
+    "and a 2 ms group window were the best of the variants measured here; waiting while "
+    "a group still grows gave better p99 but 10 % fewer telegrams/s. What would close the "
+    "gap: parsing in a second process so the store owner only answers and commits, and "
+    "fewer statements per commit (the meter status at most once a second).",
+]
 
 
 if __name__ == "__main__":
