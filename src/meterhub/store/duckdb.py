@@ -113,13 +113,13 @@ _DDL = [
 ]
 
 SHORT_WRITE_ROWS = 10_000  #: writes up to this size may take the short path (see above)
-_NO_ROWS = int(np.iinfo(np.int64).min)  #: the newest time of a series with no readings
 _PROBE_ROWS = 50_000  #: stored rows a short write reads to find which of its keys exist
 _VALUE_COLUMNS = ("ts", "value", "quality", "validated", "seq", "error_code")
 
 
 class _Newest(NamedTuple):
-    """A series' newest stored row: its time (epoch µs) and its other values."""
+    """Where a series' stored rows end: no stored row is later than ``ts`` (epoch µs);
+    ``values`` are the row at ``ts`` when it is known to be stored, else None."""
 
     ts: int
     values: tuple[Any, ...] | None
@@ -208,7 +208,7 @@ class DuckDBStore:
         self._lock = threading.RLock()
         self._catalog: list[tuple[int, str, str, str, str, str]] | None = None
         self._index: tuple[object, dict[tuple[str, str], tuple[int, str]]] | None = None
-        self._newest: dict[int, _Newest] = {}  #: series id -> its newest stored row, as learnt
+        self._newest: dict[int, _Newest] = {}  #: series id -> where its stored rows end
         self._next_batch: int | None = None
         self._generation = 0
         self._catalog_lock = threading.Lock()
@@ -355,7 +355,7 @@ class DuckDBStore:
         starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
         ends = np.r_[starts[1:], len(sid)] - 1
         series = [int(s) for s in sid[starts]]
-        self._learn_newest([s for s in series if s not in self._newest])
+        self._learn_newest([s for s in series if s not in self._newest], int(t.min()))
         floor = np.repeat(np.array([self._newest[s].ts for s in series], dtype=np.int64),
                           np.diff(np.r_[starts, len(sid)]))
         keep = np.ones(len(sid), dtype=bool)
@@ -411,15 +411,19 @@ class DuckDBStore:
                                                                      strict=True)],
                         dtype=bool)
 
-    def _learn_newest(self, series: Sequence[int]) -> None:
-        """Read the newest stored row of each series (committed rows: kept on rollback)."""
+    def _learn_newest(self, series: Sequence[int], since: int) -> None:
+        """Learn where each series' stored rows end, looking only from ``since`` (epoch µs,
+        the write's oldest row) on: zone maps keep that read to the recent end of a large
+        store. A series with nothing stored from ``since`` on ends before it, its row
+        unknown. Learnt from committed rows, so kept if the write rolls back."""
         if not series:
             return
-        found = dict.fromkeys(series, _Newest(_NO_ROWS, None))
+        found = dict.fromkeys(series, _Newest(since - 1, None))
         for series_id, ts, *values in self._con.execute(f"""
                 SELECT series_id, epoch_us(ts), value, quality::VARCHAR, validated, seq,
                        error_code
                 FROM readings WHERE series_id IN ({_in_list(series)})
+                                AND ts >= make_timestamp({since})
                 QUALIFY row_number() OVER (PARTITION BY series_id ORDER BY ts DESC) = 1
                 """).fetchall():
             found[int(series_id)] = _Newest(int(ts), tuple(values))
