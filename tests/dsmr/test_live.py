@@ -154,6 +154,18 @@ def test_gas_live_is_the_rise_over_the_gas_reading_before(api: Api) -> None:
                                      "currently_delivered": 0.25}
 
 
+def test_the_gas_reading_before_is_found_beyond_the_last_hour(api: Api) -> None:
+    """The newest gas reading is 10 minutes old, the one before 3 hours: the live answer
+    looks past its first window (the last hour) for the second."""
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    earlier, newer = now - dt.timedelta(hours=3), now - dt.timedelta(minutes=10)
+    push(api, v5(stamp=p1_stamp(earlier), gas_stamp=p1_stamp(earlier), gas="00100.000"))
+    push(api, v5(stamp=p1_stamp(newer), gas_stamp=p1_stamp(newer), gas="00100.375"))
+    body = live(api, GAS).json()
+    assert body["currently_delivered"] == 0.375  # 100.375 - 100.000 m³
+    assert dt.datetime.fromisoformat(body["timestamp"]) == newer
+
+
 def test_dsmr_4_gas_belongs_to_the_hour_before_its_stamp(api: Api) -> None:
     four = app_with(api, version="4")
     push(four, v4())  # 0-1:24.2.1(240615140000S)(00100.500*m3)
