@@ -257,6 +257,13 @@ def _readings(device: str, found: list[tuple[Field, dt.datetime, float]]) -> pa.
     }, schema=_READINGS)
 
 
+def updated_status(previous: dict[str, Any] | None, status: dict[str, Any]) -> dict[str, Any]:
+    """A meter's status after a telegram: what the telegram says, and the earlier values
+    of what it does not (as DSMR-reader sets only the fields a telegram has: a DSMR 2.2
+    meter keeps the counts a remote datalogger PATCHed)."""
+    return {**(previous or {}), **{k: v for k, v in status.items() if v is not None}}
+
+
 def meter_status(telegram: Any, text: str, stamp: dt.datetime) -> dict[str, Any]:
     """DSMR-reader's MeterStatistics as a telegram sets them: its time (ISO, UTC), the DSMR
     version (``"50"``), the active tariff and the meter's event counters (ints, None when

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -34,6 +35,7 @@ from meterhub.dsmr import (
     read_telegram,
     rejected_key,
     status_key,
+    updated_status,
 )
 from meterhub.errors import InputError
 from meterhub.hub import Hub
@@ -83,7 +85,8 @@ class _Meter:
     def __init__(self, hub: Hub, settings: DsmrSettings) -> None:
         self.hub, self.settings, self.counts = hub, settings, Counts()
         self._rejected_before = int(hub.get_state(rejected_key(settings.device)) or 0)
-        self._latest: Telegram | None = None
+        stored = hub.get_state(status_key(settings.device))
+        self._status: dict[str, Any] | None = orjson.loads(stored) if stored else None
 
     def parse(self, text: str) -> Telegram | None:
         settings = self.settings
@@ -98,15 +101,15 @@ class _Meter:
         if self.counts.accepted == 1:
             self.hub.add_devices([meter_device(telegram, device=settings.device,
                                                tz=settings.timezone)])
-        self._latest = telegram
+        self._status = updated_status(self._status, telegram.status)
         return telegram
 
     def write(self, tables: list[pa.Table]) -> None:
         """Store ``tables`` (maybe none) with the meter's status and rejection count."""
         device = self.settings.device
         state = {rejected_key(device): str(self._rejected_before + self.counts.rejected)}
-        if self._latest is not None:
-            state[status_key(device)] = orjson.dumps(self._latest.status).decode()
+        if self._status is not None:
+            state[status_key(device)] = orjson.dumps(self._status).decode()
         self.hub.write(pa.concat_tables(tables, promote_options="permissive") if tables
                        else None, origin="p1", state=state)
 

@@ -15,10 +15,11 @@ import pytest
 
 from meterhub.api import app as app_module
 from meterhub.api import create_app
+from meterhub.config import parse
 from meterhub.hub import Hub
 from meterhub.ingest import GroupWriter
 from tests.api.conftest import Api, Client
-from tests.dsmr.telegrams import v5
+from tests.dsmr.telegrams import v5, v22
 
 URL = "/api/v2/datalogger/meter-statistics"
 PUSH = "/api/v1/datalogger/dsmrreading"
@@ -122,6 +123,23 @@ def test_the_next_telegram_sets_the_status_again(api: Api) -> None:
     assert patch(api, {"electricity_tariff": 2}).status_code == 200
     assert push(api, v5()) == 201
     assert get(api)["electricity_tariff"] == 1  # the meter's own word wins, as in DSMR-reader
+
+
+def test_what_a_telegram_does_not_say_keeps_its_earlier_value(api: Api) -> None:
+    """A DSMR 2.2 meter sends no failure or sag counts: the PATCHed ones stay, the tariff
+    and time follow the telegram, and the status survives a restart of the server."""
+    old = Api(api.hub, create_app(api.hub, settings=parse({"dsmr": {"version": "2.2"}}),
+                                  rate_limit="10000/minute"), api.keys, api.client)
+    assert patch(old, {"power_failure_count": 7, "voltage_sag_count_l1": 2,
+                       "electricity_tariff": 2}).status_code == 200
+    assert push(old, v22()) == 201
+    status = get(old)
+    assert (status["power_failure_count"], status["voltage_sag_count_l1"]) == (7, 2)
+    assert status["electricity_tariff"] == 1  # the telegram's 0-0:96.14.0(0001)
+    restarted = Api(api.hub, create_app(api.hub, settings=parse({"dsmr": {"version": "2.2"}}),
+                                        rate_limit="10000/minute"), api.keys, api.client)
+    assert push(restarted, v22()) == 201
+    assert get(restarted)["power_failure_count"] == 7
 
 
 def test_a_patch_never_undoes_a_telegram_still_being_committed(

@@ -27,6 +27,7 @@ from meterhub.dsmr import (
     read_telegram,
     rejected_key,
     status_key,
+    updated_status,
 )
 from meterhub.ingest import GroupWriter
 from meterhub.keys import ApiKey, Scope
@@ -65,6 +66,8 @@ class Counters:
 def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter) -> None:
     rejected_state, status_state = rejected_key(settings.device), status_key(settings.device)
     counters = Counters(int(writer.hub.get_state(rejected_state) or 0))
+    stored_status = writer.hub.get_state(status_state)
+    counters.status = orjson.loads(stored_status) if stored_status else None
     app.state.dsmr_counters = counters
 
     @app.post("/api/v1/datalogger/dsmrreading", include_in_schema=False)
@@ -90,9 +93,8 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter) -> None:
             log.warning("telegram rejected (%d so far): %s", counters.rejected, exc)
             await writer.write(None, {rejected_state: str(counters.rejected)})
             return _text("Failed to parse telegram", 500, headers)
-        counters.status = telegram.status
-        await writer.write(telegram.readings,
-                           {status_state: orjson.dumps(telegram.status).decode()})
+        counters.status = status = updated_status(counters.status, telegram.status)
+        await writer.write(telegram.readings, {status_state: orjson.dumps(status).decode()})
         counters.accepted += 1
         if counters.accepted == 1:  # once per process: the meter's serial and zone
             await run_in_threadpool(writer.hub.add_devices, [meter_device(
