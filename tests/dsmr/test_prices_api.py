@@ -190,3 +190,28 @@ def test_configured_ids_stay_below_those_of_added_contracts() -> None:
     with pytest.raises(ConfigError, match=r"dsmr\.prices: .*at most 1000 contracts"):
         parse({"dsmr": {"prices": [CONFIGURED] * 1001}})
     assert len(parse({"dsmr": {"prices": [CONFIGURED] * 1000}}).dsmr.prices) == 1000
+
+
+def test_contracts_are_filtered_by_start_and_end_and_ordered_by_either(api: Api) -> None:
+    """DSMR-reader's filters: start__gte/lte and end__gte/lte (inclusive dates); ordering
+    by start (the default) or end."""
+    spans = [("2023-01-01", "2023-12-31"), ("2024-01-01", "2024-03-31"),
+             ("2023-07-01", "2025-06-30")]
+    app = app_with(api, [])
+    for start, end in spans:
+        assert send(app, "POST", json={"start": start, "end": end}).status_code == 201
+
+    def spans_of(query: str) -> list[tuple[str, str]]:
+        response = send(app, "GET", f"{URL}?{query}", scope="read")
+        assert response.status_code == 200, response.text
+        return [(c["start"], c["end"]) for c in response.json()["results"]]
+
+    assert spans_of("") == sorted(spans)
+    assert spans_of("start__gte=2023-07-01") == [spans[2], spans[1]]
+    assert spans_of("start__lte=2023-07-01&end__gte=2024-01-01") == [spans[2]]
+    assert spans_of("end__lte=2024-03-31") == [spans[0], spans[1]]
+    assert spans_of("ordering=end") == [spans[0], spans[1], spans[2]]
+    assert spans_of("ordering=-end") == [spans[2], spans[1], spans[0]]
+    bad = send(app, "GET", f"{URL}?end__gte=soon", scope="read")
+    assert bad.status_code == 400
+    assert bad.json() == {"end__gte": ["Enter a valid date."]}

@@ -25,12 +25,14 @@ from meterhub.api.dsmr_reader import dsmr_key
 from meterhub.api.dsmr_v2 import (
     clean_decimal,
     contracts,
+    date_bounds,
     denied,
     json_response,
     money,
     page_of,
     paginated,
     request_data,
+    within,
 )
 from meterhub.config import DsmrSettings
 from meterhub.dsmr_stats import (
@@ -45,6 +47,7 @@ from meterhub.ingest import GroupWriter
 from meterhub.keys import Scope
 
 PATH = "/api/v2/consumption/energy-supplier-prices"
+FILTERS = ("start__gte", "start__lte", "end__gte", "end__lte")  #: dates, inclusive
 WRONG_DATE = "Date has wrong format. Use one of these formats instead: YYYY-MM-DD."
 _DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})$")  #: what Django's parse_date takes
 
@@ -118,8 +121,17 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
     async def list_prices(request: Request) -> Response:
         if dsmr_key(request, Scope.READ) is None:
             return denied()
-        every = await run_in_threadpool(contracts, hub, settings)
-        chosen, limit, offset = page_of(request, every, "start")
+        bounds, errors = date_bounds(request, FILTERS)
+        if errors:
+            return json_response(errors, 400)
+        every = [c for c in await run_in_threadpool(contracts, hub, settings)
+                 if within(c.start, bounds["start__gte"], bounds["start__lte"])
+                 and within(c.end, bounds["end__gte"], bounds["end__lte"])]
+        # DSMR-reader orders by start (the default) or end, either way round
+        ordering = request.query_params.get("ordering", "")
+        if ordering.removeprefix("-") == "end":
+            every.sort(key=lambda c: c.end)
+        chosen, limit, offset = page_of(request, every, ordering.removeprefix("-") or "start")
         return paginated(request, len(every), limit, offset, [price_json(c) for c in chosen])
 
     @app.post(PATH, include_in_schema=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import re
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
@@ -415,6 +416,22 @@ def _parse_day(text: str | None) -> tuple[dt.date | None, bool]:
         return None, False
 
 
+def date_bounds(request: Request, names: Sequence[str]
+                ) -> tuple[dict[str, dt.date | None], dict[str, list[str]]]:
+    """Date filters (``day__gte`` ...) as dates, None when not given, and DRF's errors."""
+    bounds: dict[str, dt.date | None] = {}
+    errors: dict[str, list[str]] = {}
+    for name in names:
+        bounds[name], ok = _parse_day(request.query_params.get(name))
+        if not ok:
+            errors[name] = ["Enter a valid date."]
+    return bounds, errors
+
+
+def within(value: dt.date, low: dt.date | None, high: dt.date | None) -> bool:
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
 def install_statistics(app: FastAPI, hub: Hub, settings: DsmrSettings) -> None:
     tz = settings.timezone
     shift = gas_shift(settings)
@@ -423,18 +440,13 @@ def install_statistics(app: FastAPI, hub: Hub, settings: DsmrSettings) -> None:
     async def statistics_day(request: Request) -> Response:
         if dsmr_key(request, Scope.READ) is None:
             return denied()
-        bounds, errors = {}, {}
-        for name in ("day__gte", "day__lte"):
-            bounds[name], ok = _parse_day(request.query_params.get(name))
-            if not ok:
-                errors[name] = ["Enter a valid date."]
+        bounds, errors = date_bounds(request, ("day__gte", "day__lte"))
         if errors:
             return json_response(errors, 400)
 
         def compute() -> tuple[int, int, int, list[dict[str, Any]]]:
             days = [d for d in _stat_days(hub, settings, today(tz))
-                    if (bounds["day__gte"] is None or d >= bounds["day__gte"])
-                    and (bounds["day__lte"] is None or d <= bounds["day__lte"])]
+                    if within(d, bounds["day__gte"], bounds["day__lte"])]
             chosen, limit, offset = page_of(request, days, "day")
             every = contracts(hub, settings)
             rows = []
