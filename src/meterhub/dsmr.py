@@ -298,16 +298,8 @@ def _mbus_readings(telegram: Any) -> list[tuple[Any, Field]]:
     return found
 
 
-def equipment_id(text: str, dialect: str = "5") -> str | None:
-    """The electricity meter's serial (hex-decoded 0-0:96.1.1), when the telegram has it."""
-    parser = _PARSERS.get(dialect) or _PARSERS.setdefault(dialect, _parser(dialect))
-    try:
-        return _serial(parser.parse(text, throw_ex=False))
-    except (ParseError, ValueError):
-        return None
-
-
 def _serial(telegram: Any) -> str | None:
+    """The electricity meter's serial (hex-decoded 0-0:96.1.1), when the telegram has it."""
     item = getattr(telegram, "EQUIPMENT_IDENTIFIER", None)
     if item is None or not item.value:
         return None

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from meterhub.dsmr import TelegramError, equipment_id, parse_telegram
+from meterhub.dsmr import TelegramError, parse_telegram, read_telegram
 from tests.dsmr.telegrams import belgium, luxembourg, seal, v4, v5, v22
 
 NOW = dt.datetime(2024, 11, 1, 12, 0, tzinfo=dt.UTC)
@@ -34,7 +34,7 @@ def test_dsmr5_three_phase_with_gas_on_the_dst_end_night() -> None:
     # gas carries its own stamp, 241027020000W: the second 02:00, i.e. 01:00 UTC
     assert got["extra_device_delivered"] == ("2024-10-27T01:00:00+00:00", 456.789)
     assert len(got) == 19
-    assert equipment_id(v5()) == "E0044007131650618"
+    assert read_telegram(v5(), now=NOW).serial == "E0044007131650618"
 
 
 def test_dsmr5_summer_stamp_of_the_same_wall_time() -> None:
