@@ -14,9 +14,11 @@ import datetime as dt
 import functools
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pyarrow as pa
 from dsmr_parser import telegram_specifications as specs
 from dsmr_parser.exceptions import ParseError
@@ -255,6 +257,37 @@ def _readings(device: str, found: list[tuple[Field, dt.datetime, float]]) -> pa.
         "value": [value for _, _, value in found], "unit": [f.unit for f in fields],
         "quantity": [f.quantity for f in fields], "kind": [f.kind.value for f in fields],
     }, schema=_READINGS)
+
+
+class MeterLog:
+    """A meter's status and its count of rejected telegrams, as the store keeps them (state
+    values `status_key` and `rejected_key`): loaded once, and the state values to commit
+    with each accepted or rejected telegram. The push endpoint and `meterhub p1` share it."""
+
+    def __init__(self, get_state: Callable[[str], str | None], device: str) -> None:
+        self.status_key, self.rejected_key = status_key(device), rejected_key(device)
+        stored = get_state(self.status_key)
+        #: the status last handed to a write (None before any): a PATCH builds on it
+        self.status: dict[str, Any] | None = orjson.loads(stored) if stored else None
+        self.rejected = int(get_state(self.rejected_key) or 0)  #: ever, across restarts
+        self.accepted = 0  #: stored by this process (its owner counts them)
+
+    def accept(self, telegram: Telegram) -> dict[str, str]:
+        """Take ``telegram``'s status; the state values to commit with its readings."""
+        self.status = updated_status(self.status, telegram.status)
+        return {self.status_key: orjson.dumps(self.status).decode()}
+
+    def reject(self) -> dict[str, str]:
+        """Count a rejected telegram; the state value to commit."""
+        self.rejected += 1
+        return {self.rejected_key: str(self.rejected)}
+
+    def state(self) -> dict[str, str]:
+        """Both values, for a writer that commits telegrams in batches."""
+        state = {self.rejected_key: str(self.rejected)}
+        if self.status is not None:
+            state[self.status_key] = orjson.dumps(self.status).decode()
+        return state
 
 
 def updated_status(previous: dict[str, Any] | None, status: dict[str, Any]) -> dict[str, Any]:

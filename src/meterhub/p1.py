@@ -13,9 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pyarrow as pa
 import serialx
 from dsmr_parser.clients.serial_ import SerialReader
@@ -29,13 +27,11 @@ from dsmr_parser.clients.telegram_buffer import TelegramBuffer
 from meterhub.config import DsmrSettings
 from meterhub.dsmr import (
     DIALECTS,
+    MeterLog,
     Telegram,
     TelegramError,
     meter_device,
     read_telegram,
-    rejected_key,
-    status_key,
-    updated_status,
 )
 from meterhub.errors import InputError
 from meterhub.hub import Hub
@@ -80,13 +76,11 @@ def telegrams_in(text: str) -> list[str]:
 
 class _Meter:
     """One meter's telegrams -> readings, with the status and rejection count that go into
-    the store with them (as the push endpoints keep them)."""
+    the store with them (`MeterLog`, as the push endpoint keeps them)."""
 
     def __init__(self, hub: Hub, settings: DsmrSettings) -> None:
         self.hub, self.settings, self.counts = hub, settings, Counts()
-        self._rejected_before = int(hub.get_state(rejected_key(settings.device)) or 0)
-        stored = hub.get_state(status_key(settings.device))
-        self._status: dict[str, Any] | None = orjson.loads(stored) if stored else None
+        self.meter = MeterLog(hub.get_state, settings.device)
 
     def parse(self, text: str) -> Telegram | None:
         settings = self.settings
@@ -95,23 +89,20 @@ class _Meter:
                                      tz=settings.timezone)
         except TelegramError as exc:
             self.counts.rejected += 1
+            self.meter.reject()
             log.warning("telegram rejected (%d so far): %s", self.counts.rejected, exc)
             return None
         self.counts.accepted += 1
         if self.counts.accepted == 1:
             self.hub.add_devices([meter_device(telegram, device=settings.device,
                                                tz=settings.timezone)])
-        self._status = updated_status(self._status, telegram.status)
+        self.meter.accept(telegram)
         return telegram
 
     def write(self, tables: list[pa.Table]) -> None:
         """Store ``tables`` (maybe none) with the meter's status and rejection count."""
-        device = self.settings.device
-        state = {rejected_key(device): str(self._rejected_before + self.counts.rejected)}
-        if self._status is not None:
-            state[status_key(device)] = orjson.dumps(self._status).decode()
         self.hub.write(pa.concat_tables(tables, promote_options="permissive") if tables
-                       else None, origin="p1", state=state)
+                       else None, origin="p1", state=self.meter.state())
 
 
 def replay_file(hub: Hub, path: Path, settings: DsmrSettings) -> Counts:

@@ -33,7 +33,7 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from meterhub.api.dsmr_reader import Counters, dsmr_key
+from meterhub.api.dsmr_reader import dsmr_key
 from meterhub.api.dsmr_v2 import (
     WRONG_TIME,
     contracts,
@@ -48,7 +48,7 @@ from meterhub.api.dsmr_v2 import (
     today,
 )
 from meterhub.config import DsmrSettings
-from meterhub.dsmr import GAS, STATUS_FIELDS, rejected_key, status_key
+from meterhub.dsmr import GAS, STATUS_FIELDS, MeterLog, rejected_key, status_key
 from meterhub.dsmr_stats import day_prices, live_cost, meter_decimal, round2
 from meterhub.errors import NotFoundError
 from meterhub.hub import Hub
@@ -254,7 +254,7 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
         errors, clean = validate_patch(data, tz, form=not is_json(request))
         if errors:
             return json_response(errors, 400)
-        counters: Counters = request.app.state.dsmr_counters
+        counters: MeterLog = request.app.state.dsmr_counters
         stored = await run_in_threadpool(_status, hub, device)
         # from here to the writer's queue nothing awaits: a telegram or PATCH handed to
         # the writer meanwhile is in ``counters.status`` and this one builds on it

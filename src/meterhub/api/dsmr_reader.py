@@ -12,23 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from meterhub.api.security import KeyLimits, KeyRing
 from meterhub.config import DsmrSettings
-from meterhub.dsmr import (
-    TelegramError,
-    meter_device,
-    read_telegram,
-    rejected_key,
-    status_key,
-    updated_status,
-)
+from meterhub.dsmr import MeterLog, TelegramError, meter_device, read_telegram
 from meterhub.ingest import GroupWriter
 from meterhub.keys import ApiKey, Scope
 
@@ -51,23 +42,8 @@ def dsmr_key(request: Request, scope: Scope = Scope.WRITE) -> ApiKey | None:
     return key if key is not None and key.scope.allows(scope) else None
 
 
-class Counters:
-    """Telegrams taken since the server started, and rejected ever (DSMR-reader keeps the
-    same count of rejections in its meter statistics; it is kept in the store). ``status``
-    is the meter status last handed to the writer (None before): a PATCH of the meter
-    statistics builds on it, so it never undoes a telegram still being committed."""
-
-    def __init__(self, rejected: int = 0) -> None:
-        self.accepted = 0
-        self.rejected = rejected
-        self.status: dict[str, Any] | None = None
-
-
 def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter) -> None:
-    rejected_state, status_state = rejected_key(settings.device), status_key(settings.device)
-    counters = Counters(int(writer.hub.get_state(rejected_state) or 0))
-    stored_status = writer.hub.get_state(status_state)
-    counters.status = orjson.loads(stored_status) if stored_status else None
+    counters = MeterLog(writer.hub.get_state, settings.device)
     app.state.dsmr_counters = counters
 
     @app.post("/api/v1/datalogger/dsmrreading", include_in_schema=False)
@@ -89,12 +65,11 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter) -> None:
             telegram = read_telegram(text, dialect=settings.version, device=settings.device,
                                      tz=settings.timezone, now=dt.datetime.now(dt.UTC))
         except TelegramError as exc:
-            counters.rejected += 1
+            state = counters.reject()
             log.warning("telegram rejected (%d so far): %s", counters.rejected, exc)
-            await writer.write(None, {rejected_state: str(counters.rejected)})
+            await writer.write(None, state)
             return _text("Failed to parse telegram", 500, headers)
-        counters.status = status = updated_status(counters.status, telegram.status)
-        await writer.write(telegram.readings, {status_state: orjson.dumps(status).decode()})
+        await writer.write(telegram.readings, counters.accept(telegram))
         counters.accepted += 1
         if counters.accepted == 1:  # once per process: the meter's serial and zone
             await run_in_threadpool(writer.hub.add_devices, [meter_device(
