@@ -471,13 +471,11 @@ def install_statistics(app: FastAPI, hub: Hub, settings: DsmrSettings) -> None:
         def compute() -> tuple[int, int, int, list[dict[str, Any]]]:
             local = zone(tz)
             days = [d for d in _stat_days(hub, settings, today(tz))
-                    if (low is None or d >= low.astimezone(local).date())
-                    and (high is None or d <= high.astimezone(local).date())]
+                    if within(d, low and low.astimezone(local).date(),
+                              high and high.astimezone(local).date())]
             rows = (hour_statistics(hub, settings.device, tz, days[0], days[-1],
                                     gas_shift=shift) if days else [])
-            rows = [r for r in rows
-                    if (low is None or r["hour_start"] >= low)
-                    and (high is None or r["hour_start"] <= high)]
+            rows = [r for r in rows if within(r["hour_start"], low, high)]
             chosen, limit, offset = page_of(request, rows, "hour_start")
             out = [{"id": int(r["hour_start"].timestamp()) // 3600,
                     "hour_start": local_time(r["hour_start"], tz),
