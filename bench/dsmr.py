@@ -24,12 +24,11 @@ import time
 import urllib.parse
 from pathlib import Path
 
-import pyarrow as pa
 from dsmr_parser import telegram_specifications
 from dsmr_parser.parsers import TelegramParser
 
 import meterhub
-from meterhub.dsmr import read_telegram
+from meterhub.dsmr import Telegram, read_telegram
 from meterhub.keys import new_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,12 +77,12 @@ def in_process(telegrams: list[str], workdir: Path, group: int) -> float:
             started = time.perf_counter()
             pending = []
             for text in telegrams:
-                pending.append(read_telegram(text, now=now).readings)
+                pending.append(read_telegram(text, now=now))
                 if len(pending) == group:
-                    hub.write(pa.concat_tables(pending), origin="bench")
+                    hub.write(Telegram.join(pending), origin="bench")
                     pending = []
             if pending:
-                hub.write(pa.concat_tables(pending), origin="bench")
+                hub.write(Telegram.join(pending), origin="bench")
             runs.append(rate(len(telegrams), time.perf_counter() - started))
     return statistics.median(runs)
 

@@ -9,12 +9,23 @@ the commit that holds its rows, so a 201 always means stored.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeAlias
 
 import pyarrow as pa
 
 from meterhub.hub import Hub
+
+
+class Joinable(Protocol):
+    """Rows that become one Arrow table with others of their kind more cheaply than a table
+    each (a telegram's 19 readings: a table of them costs more than parsing them)."""
+
+    @staticmethod
+    def join(items: Sequence[Any]) -> pa.Table: ...
+
+
+Data: TypeAlias = pa.Table | Joinable | None
 
 
 class GroupWriter:
@@ -35,17 +46,17 @@ class GroupWriter:
         self.window = window
         self.origin = origin
         self.commits = 0
-        self._pending: list[tuple[pa.Table | None, Mapping[str, str] | None,
+        self._pending: list[tuple[Data, Mapping[str, str] | None,
                                   asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def write(self, table: pa.Table | None,
-                    state: Mapping[str, str] | None = None) -> None:
-        """Return once ``table`` (and the ``state`` values) are committed; raise what the
-        write raised. Later state values of a key win over earlier ones in a group."""
+    async def write(self, data: Data, state: Mapping[str, str] | None = None) -> None:
+        """Return once ``data`` (a table, or rows that join into one) and the ``state``
+        values are committed; raise what the write raised. Later state values of a key win
+        over earlier ones in a group."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._pending.append((table, state, future))
+        self._pending.append((data, state, future))
         if self._flusher is None or self._flusher.done() or self._flusher.get_loop() is not loop:
             self._flusher = asyncio.create_task(self._flush())
         await future
@@ -70,12 +81,21 @@ class GroupWriter:
                     if not future.done():
                         future.set_result(None)
 
-    def _write(self, items: list[tuple[pa.Table | None, Mapping[str, str] | None]]) -> Any:
-        tables = [table for table, _ in items if table is not None and table.num_rows]
+    def _write(self, items: list[tuple[Data, Mapping[str, str] | None]]) -> Any:
+        tables: list[pa.Table] = []
+        joins: dict[Callable[[Sequence[Any]], pa.Table], list[Any]] = {}
+        for data, _ in items:
+            if isinstance(data, pa.Table):
+                if data.num_rows:
+                    tables.append(data)
+            elif data is not None:
+                joins.setdefault(type(data).join, []).append(data)
+        tables += [join(group) for join, group in joins.items()]
         state: dict[str, str] = {}
         for _, values in items:
             state.update(values or {})
         result = self.hub.write(pa.concat_tables(tables, promote_options="permissive")
-                                if tables else None, origin=self.origin, state=state)
+                                if len(tables) > 1 else tables[0] if tables else None,
+                                origin=self.origin, state=state)
         self.commits += 1
         return result

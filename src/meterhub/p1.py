@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
 import serialx
 from dsmr_parser.clients.serial_ import SerialReader
 from dsmr_parser.clients.settings import (
@@ -99,10 +98,10 @@ class _Meter:
         self.meter.accept(telegram)
         return telegram
 
-    def write(self, tables: list[pa.Table]) -> None:
-        """Store ``tables`` (maybe none) with the meter's status and rejection count."""
-        self.hub.write(pa.concat_tables(tables, promote_options="permissive") if tables
-                       else None, origin="p1", state=self.meter.state())
+    def write(self, telegrams: list[Telegram]) -> None:
+        """Store ``telegrams`` (maybe none) with the meter's status and rejection count."""
+        self.hub.write(Telegram.join(telegrams) if telegrams else None, origin="p1",
+                       state=self.meter.state())
 
 
 def replay_file(hub: Hub, path: Path, settings: DsmrSettings) -> Counts:
@@ -116,7 +115,7 @@ def replay_file(hub: Hub, path: Path, settings: DsmrSettings) -> Counts:
     for text_of_one in telegrams_in(text):
         telegram = meter.parse(text_of_one)
         if telegram is not None:
-            pending.append(telegram.readings)
+            pending.append(telegram)
         if len(pending) >= FILE_BATCH:
             meter.write(pending)
             pending = []
@@ -138,7 +137,7 @@ def read_serial(hub: Hub, port: str, settings: DsmrSettings, *, count: int | Non
         try:
             for text in reader():
                 telegram = meter.parse(text)
-                meter.write([] if telegram is None else [telegram.readings])
+                meter.write([] if telegram is None else [telegram])
                 delay = 1.0
                 if on_telegram is not None:
                     on_telegram(counts)

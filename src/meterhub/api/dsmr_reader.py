@@ -69,7 +69,7 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter) -> None:
             log.warning("telegram rejected (%d so far): %s", counters.rejected, exc)
             await writer.write(None, state)
             return _text("Failed to parse telegram", 500, headers)
-        await writer.write(telegram.readings, counters.accept(telegram))
+        await writer.write(telegram, counters.accept(telegram))
         counters.accepted += 1
         if counters.accepted == 1:  # once per process: the meter's serial and zone
             await run_in_threadpool(writer.hub.add_devices, [meter_device(

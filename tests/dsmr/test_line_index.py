@@ -1,0 +1,168 @@
+"""meterhub's line-indexed parse against dsmr-parser's own: for every dialect, the same
+Telegram (every object, value, unit, name, M-Bus device and their order) or the same
+error, on telegrams built from each dialect's specification and on damaged ones."""
+
+from __future__ import annotations
+
+import copy
+import re
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from dsmr_parser.objects import DSMRObject
+from dsmr_parser.parsers import (
+    CosemParser,
+    MaxDemandParser,
+    MBusParser,
+    ProfileGenericParser,
+    TelegramParser,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meterhub.dsmr import DIALECTS, _LineIndexParser
+from tests.dsmr import telegrams
+
+PLAIN = [name for name, spec in DIALECTS.items() if not spec.get("general_global_cipher")]
+ONE_LINE = re.compile(r"\^(.+)\.\+\?\\r\\n")
+
+
+def shape(item: Any) -> Any:
+    """What a parsed object says, comparable with ==."""
+    if isinstance(item, list):
+        return [shape(each) for each in item]
+    assert isinstance(item, DSMRObject)
+    return type(item).__name__, item.obis_id_code, item.values
+
+
+def describe(telegram: Any) -> Any:
+    return (
+        [(key, shape(value)) for key, value in telegram.items()],
+        [(name, shape(getattr(telegram, name))) for name in telegram._item_names
+         if name != "MBUS_DEVICES"],
+        [(device.channel_id, [(name, shape(getattr(device, name)))
+                              for name in device._item_names])
+         for device in telegram._mbus_devices],
+    )
+
+
+def outcome(parse: Any, text: str) -> Any:
+    try:
+        return describe(parse(text))
+    except Exception as exc:  # noqa: BLE001 - the error is the outcome compared
+        return type(exc).__name__
+
+
+def pair(dialect: str) -> tuple[TelegramParser, _LineIndexParser]:
+    """The library's parser and ours, each with its own copy of the specification: the
+    library's profile parser keeps state between calls, so each side must evolve alone."""
+    library = TelegramParser(copy.deepcopy(DIALECTS[dialect]), apply_checksum_validation=False)
+    ours = _LineIndexParser(TelegramParser(copy.deepcopy(DIALECTS[dialect]),
+                                           apply_checksum_validation=False))
+    return library, ours
+
+
+def same(library: TelegramParser, ours: _LineIndexParser, text: str) -> Any:
+    expected = outcome(lambda t: library.parse(t, throw_ex=True), text)
+    assert outcome(ours.parse, text) == expected
+    return expected
+
+
+def value_text(kind: str) -> str:
+    return {"str": "4530303435", "Decimal": "001234.567*kWh", "int": "00004",
+            "timestamp": "241027023000W"}[kind]
+
+
+def spec_line(obj: dict[str, Any], digit: str) -> str | None:
+    """A well-formed line for ``obj`` (None for a multi-line signature)."""
+    match = ONE_LINE.fullmatch(obj["obis_reference"])
+    if match is None:
+        return None
+    head = re.sub(r"\[(\d)\d*\]", r"\1", match.group(1)).replace("\\d", digit)
+    head = head.replace("\\.", ".")
+    parser = obj["value_parser"]
+    if isinstance(parser, ProfileGenericParser):
+        values = "(2)(0-0:96.7.19)(240101000000W)(0000000240*s)(240102000000W)(0000000301*s)"
+    elif isinstance(parser, MaxDemandParser):
+        values = "(1)(1-0:1.6.0)(1-0:1.6.0)(240101000000W)(240102000000W)(01.234*kW)"
+    elif isinstance(parser, MBusParser | CosemParser):
+        values = "".join(f"({value_text(f.coerce_type.__name__)})"
+                         for f in parser.value_formats)
+    else:
+        raise AssertionError(f"a parser this test does not know: {parser!r}")
+    return head + values
+
+
+def spec_lines(dialect: str) -> list[str]:
+    lines = [spec_line(obj, "1" if n % 2 else "0")
+             for n, obj in enumerate(DIALECTS[dialect]["objects"])]
+    return [line for line in lines if line is not None]
+
+
+def frame(lines: list[str]) -> str:
+    return "/ISK5\\2M550T-1012\r\n\r\n" + "".join(f"{line}\r\n" for line in lines) + "!1A2B\r\n"
+
+
+CORPUS = {"5": [telegrams.v5(), telegrams.v5(stamp="240615120000S")], "4": [telegrams.v4()],
+          "belgium": [telegrams.belgium()], "2.2": [telegrams.v22()],
+          "luxembourg": [telegrams.luxembourg()]}
+
+
+@pytest.mark.parametrize("dialect", PLAIN)
+def test_every_dialects_objects_parse_as_the_library_parses_them(dialect: str) -> None:
+    library, ours = pair(dialect)
+    for text in [frame(spec_lines(dialect)), *CORPUS.get(dialect, [])]:
+        described = same(library, ours, text)
+        assert isinstance(described, tuple), described
+        assert described[1], "the telegram has objects"
+
+
+def test_dsmr_22s_two_line_gas_reading_is_still_found() -> None:
+    library, ours = pair("2.2")
+    text = frame(["1-0:1.8.1(00123.456*kWh)", "0-1:24.3.0(240101000000)(00)(60)(1)"
+                  "(0-1:24.2.1)(m3)", "(00012.345)"])
+    _, items, devices = same(library, ours, text)
+    assert [name for name, _ in items] == ["ELECTRICITY_USED_TARIFF_1"]
+    [(channel, [(name, (_, _, values))])] = devices
+    assert (channel, name, values[-1]["value"]) == (1, "GAS_METER_READING",
+                                                    Decimal("12.345"))
+
+
+def test_a_longer_code_matches_as_in_the_library() -> None:
+    """The library's signatures do not end at the code: ``1.8.10`` is read as ``1.8.1``."""
+    library, ours = pair("5")
+    text = frame(["1-0:1.8.10(001234.567*kWh)", "1-0:1.8.1(000001.000*kWh)"])
+    assert same(library, ours, text)[1][0][0] == "ELECTRICITY_USED_TARIFF_1"
+
+
+@pytest.mark.parametrize("lines", [
+    ["1-0:1.8.1", "(001234.567*kWh)"],  # a bare code: the library's match takes the next line
+    ["1-0:1.8.1(001234.567*kWh)\n1-0:1.8.2(000001.000*kWh)"],  # a bare LF
+    ["1-0:1.8.1(001234.567*kWh)\r1-0:1.8.2(000001.000*kWh)"],  # a bare CR
+    ["1-0:1.8.1(001234.567*kWh)", "1-0:1.8.1(000009.000*kWh)"],  # twice
+    ["0-1:24.2.1(241027023000W)(00100.000*m3)", "0-2:24.2.1(241027023000W)(00200.000*m3)",
+     "0-1:24.1.0(003)"],  # two M-Bus channels, announced out of order
+    ["1-0:1.8.1(00x234.567*kWh)"],  # unreadable value: the same error
+])
+def test_odd_texts_parse_or_fail_as_in_the_library(lines: list[str]) -> None:
+    library, ours = pair("5")
+    same(library, ours, frame(lines))
+
+
+ALPHABET = st.sampled_from(list("0123456789-:.()*!/\r\n ABSWkmh3"))
+
+
+@settings(max_examples=300)
+@given(data=st.data(), dialect=st.sampled_from(PLAIN))
+def test_damaged_telegrams_parse_or_fail_as_in_the_library(data: st.DataObject,
+                                                           dialect: str) -> None:
+    lines = spec_lines(dialect)
+    chosen = data.draw(st.lists(st.sampled_from(lines), min_size=1, max_size=12))
+    text = frame(chosen)
+    for _ in range(data.draw(st.integers(0, 3))):
+        at = data.draw(st.integers(0, len(text)))
+        cut = data.draw(st.integers(0, 3))
+        text = text[:at] + data.draw(st.text(ALPHABET, max_size=4)) + text[at + cut:]
+    library, ours = pair(dialect)
+    same(library, ours, text)
