@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -88,6 +88,9 @@ class DsmrSettings(BaseModel):
     tariff_1_name: str = Field(default="Daltarief", description="name of tariff 1 (x.8.1)")
     tariff_2_name: str = Field(default="Normaaltarief",
                                description="name of tariff 2 (x.8.2)")
+    parse_helper: Literal["auto", "on", "off"] = Field(
+        default="auto", description="parse pushed telegrams in a helper process: once "
+        "pushes come faster than 20 a second (auto), from the first (on), or never (off)")
 
     @field_validator("prices")
     @classmethod

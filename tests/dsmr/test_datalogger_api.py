@@ -8,16 +8,20 @@ import contextlib
 import io
 import json
 import re
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from meterhub.api import create_app
+from meterhub.config import DsmrSettings, Settings
 from meterhub.keys import new_key
+from meterhub.telegram_reader import TelegramReader
 from tests.api.conftest import Api, Client
 from tests.api.live import served
 from tests.dsmr.telegrams import v5
+from tests.dsmr.test_telegram_reader import parsed_here_fails
 
 URL = "/api/v1/datalogger/dsmrreading"
 SEED = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "dsmr-reader-api.txt"
@@ -127,6 +131,40 @@ def test_concurrent_pushes_share_commits(api: Api) -> None:
     batches = api.hub.store._con.execute(
         "SELECT count(*) FROM batches WHERE origin = 'dsmr'").fetchall()[0][0]
     assert batches < 40  # grouped: fewer commits than telegrams
+
+
+def test_pushes_parsed_in_the_helper_are_answered_and_stored_the_same(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(api.hub, settings=Settings(dsmr=DsmrSettings(parse_helper="on")),
+                     rate_limit="10000/minute")
+    reader: TelegramReader = app.state.dsmr_telegrams
+    good = [v5(stamp=f"241026{12 + m // 60:02d}{m % 60:02d}00S") for m in range(30)]
+    bad = [v5().replace("001234.567", "001234.568"), "hello"]
+
+    async def push_all() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            async def push(text: str) -> int:
+                answer = await client.post(URL, data={"telegram": text},
+                                           headers={"X-AUTHKEY": api.keys["write"]})
+                return answer.status_code
+
+            deadline = time.monotonic() + 60
+            while not reader.helpers:  # the first push starts it; parsed here meanwhile
+                assert await push(good[0]) == 201
+                assert time.monotonic() < deadline, "no helper came up"
+                await asyncio.sleep(0.02)
+            monkeypatch.setattr(reader, "_inline", parsed_here_fails)
+            return list(await asyncio.gather(*(push(text) for text in good + bad)))
+
+    try:
+        assert asyncio.run(push_all()) == [201] * len(good) + [500, 500]
+    finally:
+        reader.close()
+    assert api.hub.count(device="p1", channel="electricity_delivered_1") == len(good)
+    assert app.state.dsmr_counters.rejected == 2
+    status = json.loads(api.hub.get_state("dsmr.status.p1") or "{}")
+    assert status["latest_telegram"] in good
 
 
 def seed_send_telegram() -> object:

@@ -36,6 +36,7 @@ from meterhub.ingest import GroupWriter
 from meterhub.keys import ApiKey, RateLimit, Scope, new_key
 from meterhub.model import records_to_arrow
 from meterhub.store import PageKey
+from meterhub.telegram_reader import TelegramReader
 from meterhub.timebase import zone
 
 log = logging.getLogger("meterhub.api")
@@ -139,6 +140,7 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
         try:
             yield
         finally:
+            app.state.dsmr_telegrams.close()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -156,7 +158,8 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
     app.add_middleware(RateLimitHeaders)
     dsmr_settings = settings.dsmr if settings is not None else DsmrSettings()
     dsmr_writer = GroupWriter(hub, origin="dsmr")
-    dsmr_reader.install(app, dsmr_settings, dsmr_writer)
+    app.state.dsmr_telegrams = TelegramReader(dsmr_settings)
+    dsmr_reader.install(app, dsmr_settings, dsmr_writer, app.state.dsmr_telegrams)
     dsmr_v2.install(app, hub, dsmr_settings, dsmr_writer)
     dsmr_v2.install_statistics(app, hub, dsmr_settings)
     dsmr_prices.install(app, hub, dsmr_settings, dsmr_writer)

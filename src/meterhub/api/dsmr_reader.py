@@ -19,9 +19,10 @@ from starlette.responses import Response
 
 from meterhub.api.security import KeyLimits, KeyRing
 from meterhub.config import DsmrSettings
-from meterhub.dsmr import MeterLog, TelegramError, meter_device, read_telegram
+from meterhub.dsmr import MeterLog, TelegramError, meter_device
 from meterhub.ingest import GroupWriter
 from meterhub.keys import ApiKey, Scope
+from meterhub.telegram_reader import TelegramReader
 
 log = logging.getLogger("meterhub.dsmr")
 TEXT = "text/html; charset=utf-8"  #: what DSMR-reader (Django) labels its plain answers
@@ -42,7 +43,8 @@ def dsmr_key(request: Request, scope: Scope = Scope.WRITE) -> ApiKey | None:
     return key if key is not None and key.scope.allows(scope) else None
 
 
-def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter) -> None:
+def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
+            telegrams: TelegramReader) -> None:
     counters = MeterLog(writer.hub.get_state, settings.device)
     app.state.dsmr_counters = counters
 
@@ -60,10 +62,8 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter) -> None:
         if not isinstance(text, str) or not text.strip("\x00").strip():
             return _text("Invalid data", 400, headers)
         try:
-            # on the event loop: parsing is pure Python (about half a millisecond), so a
-            # worker thread would add a hop without running anything in parallel
-            telegram = read_telegram(text, dialect=settings.version, device=settings.device,
-                                     tz=settings.timezone, now=dt.datetime.now(dt.UTC))
+            with writer.arriving():
+                telegram = await telegrams.read(text, dt.datetime.now(dt.UTC))
         except TelegramError as exc:
             state = counters.reject()
             log.warning("telegram rejected (%d so far): %s", counters.rejected, exc)

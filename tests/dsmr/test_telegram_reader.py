@@ -1,0 +1,172 @@
+"""Telegrams parsed in a helper process: the same answers as parsing here (readings,
+status, serial, rejections), nothing lost when the helper dies, a new helper started,
+and helpers started only when wanted."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from meterhub import telegram_reader
+from meterhub.config import DsmrSettings
+from meterhub.dsmr import Telegram, TelegramError, read_telegram
+from meterhub.telegram_reader import TelegramReader
+from tests.dsmr.telegrams import v4, v5
+
+NOW = dt.datetime(2024, 10, 28, tzinfo=dt.UTC)
+TEXTS = [
+    *(v5(stamp=f"241027{10 + m // 60:02d}{m % 60:02d}00W", t1=f"{1000 + m:010.3f}")
+      for m in range(12)),
+    v5().replace("001234.567", "001234.568"),  # damaged: its CRC no longer matches
+    v5(stamp="241029120000W"),  # more than a day ahead of NOW
+    "/ISK5\\2M550T-1012\r\n\r\n1-0:1.8.1(00",  # cut short
+]
+
+
+def outcome(result: Telegram | BaseException) -> Any:
+    return (type(result).__name__, str(result)) if isinstance(result, BaseException) \
+        else result
+
+
+def here(text: str) -> Any:
+    try:
+        return outcome(read_telegram(text, now=NOW))
+    except TelegramError as exc:
+        return outcome(exc)
+
+
+async def read_all(reader: TelegramReader, texts: list[str]) -> list[Any]:
+    results = await asyncio.gather(*(reader.read(text, NOW) for text in texts),
+                                   return_exceptions=True)
+    return [outcome(result) for result in results]
+
+
+async def helper_up(reader: TelegramReader, count: int = 1, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while len(reader.helpers) < count:
+        assert time.monotonic() < deadline, "no helper came up"
+        await reader.read(TEXTS[0], NOW)  # a read starts missing helpers when they are due
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def reader() -> Iterator[TelegramReader]:
+    reader = TelegramReader(DsmrSettings(parse_helper="on"), helpers=1)
+    yield reader
+    reader.close()
+
+
+def parsed_here_fails(text: str, now: dt.datetime) -> Telegram:
+    raise AssertionError("parsed in the server, not in the helper")
+
+
+def test_the_helper_answers_as_parsing_here_does(reader: TelegramReader,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    async def run() -> list[Any]:
+        await helper_up(reader)
+        monkeypatch.setattr(reader, "_inline", parsed_here_fails)
+        return await read_all(reader, TEXTS)
+
+    got = asyncio.run(run())
+    assert got == [here(text) for text in TEXTS]
+    assert [kind for kind, *_ in got[-3:]] == ["TelegramError"] * 3
+    assert reader.helpers[0].process.pid != os.getpid()
+
+
+def test_another_dialect_and_zone_go_to_the_helper() -> None:
+    settings = DsmrSettings(parse_helper="on", version="4", device="meter",
+                            timezone="Europe/Brussels")
+    reader = TelegramReader(settings, helpers=1)
+
+    async def run() -> Any:
+        await helper_up(reader)
+        return await reader.read(v4(), NOW)
+
+    try:
+        got = asyncio.run(run())
+    finally:
+        reader.close()
+    assert got == read_telegram(v4(), dialect="4", device="meter", tz="Europe/Brussels",
+                                now=NOW)
+
+
+def test_a_helper_that_dies_loses_nothing_and_is_replaced(
+        reader: TelegramReader, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(telegram_reader, "RESTART_AFTER", 0.2)
+    parsed_here: list[str] = []
+    inline = reader._inline
+
+    def counted(text: str, now: dt.datetime) -> Telegram:
+        parsed_here.append(text)
+        return inline(text, now)
+
+    monkeypatch.setattr(reader, "_inline", counted)
+
+    async def run() -> tuple[list[Any], int, int]:
+        await helper_up(reader)
+        first = reader.helpers[0].process
+        reading = asyncio.gather(*(reader.read(text, NOW) for text in TEXTS * 4),
+                                 return_exceptions=True)
+        await asyncio.sleep(0)  # every read handed to the helper ...
+        os.kill(first.pid, signal.SIGKILL)  # ... which dies with most of them unanswered
+        results = [outcome(result) for result in await reading]
+        await helper_up(reader)
+        return results, first.pid, reader.helpers[0].process.pid
+
+    results, old, new = asyncio.run(run())
+    assert results == [here(text) for text in TEXTS * 4]
+    assert parsed_here, "the telegrams the helper left were parsed here"
+    assert new != old
+
+
+def test_auto_starts_a_helper_only_under_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    reader = TelegramReader(DsmrSettings(), helpers=1)
+    assert reader.mode == "auto"
+    started: list[bool] = []
+
+    def start() -> None:  # what starting does, without a process
+        reader._starting = True
+        started.append(True)
+
+    monkeypatch.setattr(reader, "_start", start)
+
+    async def run() -> None:
+        for text in TEXTS[:3]:  # one meter pushing now and then
+            await reader.read(text, NOW)
+        assert not started
+        for _ in range(telegram_reader.AUTO_RATE):  # pushes faster than AUTO_RATE a second
+            await reader.read(TEXTS[0], NOW)
+
+    # the counts are per second of the clock: start at the beginning of one
+    time.sleep(1 - time.monotonic() % 1)
+    asyncio.run(run())
+    assert started == [True]
+
+
+@pytest.mark.parametrize(("settings", "helpers"), [(DsmrSettings(parse_helper="off"), 1),
+                                               (DsmrSettings(parse_helper="on"), 0)])
+def test_no_helper_when_off_or_on_one_core(settings: DsmrSettings, helpers: int) -> None:
+    reader = TelegramReader(settings, helpers=helpers)
+
+    async def run() -> list[Any]:
+        got = await read_all(reader, TEXTS * 3)
+        await asyncio.sleep(0.2)
+        return got
+
+    assert asyncio.run(run()) == [here(text) for text in TEXTS * 3]
+    assert reader.helpers == []
+    assert not reader._starting
+
+
+def test_closing_ends_the_helper(reader: TelegramReader) -> None:
+    asyncio.run(helper_up(reader))
+    process = reader.helpers[0].process
+    reader.close()
+    assert not process.is_alive()
