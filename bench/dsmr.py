@@ -147,7 +147,7 @@ def main() -> None:
     raw = raw_parse(telegrams[:3000])
     with tempfile.TemporaryDirectory() as tmp:
         local = {group: in_process(telegrams[:3000], Path(tmp), group) for group in (8, 100)}
-        http = {clients: median_run(telegrams, Path(tmp), clients) for clients in (8, 32)}
+        http = {clients: median_run(telegrams, Path(tmp), clients) for clients in (8, 16, 32)}
     lines = [
         "## DSMR: telegram ingest",
         "",

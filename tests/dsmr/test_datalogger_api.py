@@ -16,6 +16,7 @@ import pytest
 
 from meterhub.api import create_app
 from meterhub.config import DsmrSettings, Settings
+from meterhub.dsmr import STATUS_EVERY
 from meterhub.keys import new_key
 from meterhub.telegram_reader import TelegramReader
 from tests.api.conftest import Api, Client
@@ -87,16 +88,35 @@ def test_rejections_are_counted_and_kept_across_restarts(api: Api) -> None:
 
 
 def test_the_meters_latest_status_is_kept(api: Api) -> None:
-    post(api, v5(stamp="241027013000W"))
-    post(api, v5())  # 02:30 winter time (CET) on 27 October 2024
-    status = json.loads(api.hub.get_state("dsmr.status.p1") or "{}")
-    # from the telegram's lines 96.14.0, 96.7.21, 96.7.9, 32/52/72.32.0 and .36.0
-    assert status == {
-        "timestamp": "2024-10-27T01:30:00+00:00", "dsmr_version": "50",
-        "electricity_tariff": 1, "power_failure_count": 12, "long_power_failure_count": 3,
-        "voltage_sag_count_l1": 1, "voltage_sag_count_l2": 2, "voltage_sag_count_l3": 3,
-        "voltage_swell_count_l1": 0, "voltage_swell_count_l2": 0,
-        "voltage_swell_count_l3": 0, "latest_telegram": v5()}
+    """Shown at once, in the store within STATUS_EVERY, and at once when the server stops."""
+    first, second, third = v5(stamp="241027013000W"), v5(), v5(stamp="241027033000W")
+    with served(create_app(api.hub, rate_limit="10000/minute")) as base, \
+            httpx.Client(base_url=base, headers={"X-AUTHKEY": api.keys["write"]}) as client:
+        for text in (first, second):
+            assert client.post(URL, data={"telegram": text}).status_code == 201
+        shown = client.get("/api/v2/datalogger/meter-statistics").json()
+        assert shown["latest_telegram"] == second
+        deadline = time.monotonic() + 5 * STATUS_EVERY
+        while stored_status(api).get("latest_telegram") != second:
+            assert time.monotonic() < deadline, "the status never reached the store"
+            time.sleep(0.05)
+        # from the telegram's lines 96.14.0, 96.7.21, 96.7.9, 32/52/72.32.0 and .36.0
+        assert stored_status(api) == {
+            "timestamp": "2024-10-27T01:30:00+00:00", "dsmr_version": "50",
+            "electricity_tariff": 1, "power_failure_count": 12,
+            "long_power_failure_count": 3, "voltage_sag_count_l1": 1,
+            "voltage_sag_count_l2": 2, "voltage_sag_count_l3": 3,
+            "voltage_swell_count_l1": 0, "voltage_swell_count_l2": 0,
+            "voltage_swell_count_l3": 0, "latest_telegram": second}
+        assert client.post(URL, data={"telegram": third}).status_code == 201
+    # the server stopped right after the third push: its status was stored on the way out
+    assert stored_status(api)["latest_telegram"] == third
+    assert stored_status(api)["timestamp"] == "2024-10-27T02:30:00+00:00"
+
+
+def stored_status(api: Api) -> dict[str, object]:
+    status: dict[str, object] = json.loads(api.hub.get_state("dsmr.status.p1") or "{}")
+    return status
 
 
 def test_a_read_key_cannot_push_and_get_is_405(api: Api) -> None:

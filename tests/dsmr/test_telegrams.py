@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import orjson
 import pytest
 
-from meterhub.dsmr import TelegramError, parse_telegram, read_telegram
+from meterhub import dsmr
+from meterhub.dsmr import MeterLog, TelegramError, parse_telegram, read_telegram
 from tests.dsmr.telegrams import belgium, luxembourg, seal, v4, v5, v22
 
 NOW = dt.datetime(2024, 11, 1, 12, 0, tzinfo=dt.UTC)
@@ -130,3 +132,24 @@ def test_meter_zone_other_than_amsterdam() -> None:
                            tz="Europe/London", now=dt.datetime(2024, 6, 15, 12, tzinfo=dt.UTC))
     # 12:00 summer time in London is 11:00 UTC
     assert table.column("ts")[0].as_py().isoformat() == "2024-06-15T11:00:00+00:00"
+
+
+def test_a_stream_of_telegrams_hands_out_the_status_at_most_once_a_second(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(dsmr.time, "monotonic", lambda: clock[0])
+    stored: dict[str, str] = {}
+    meter = MeterLog(stored.get, "p1")
+    first, second, third = (read_telegram(v5(stamp=stamp), now=NOW) for stamp in
+                            ("241027013000W", "241027023000W", "241027033000W"))
+    assert meter.accept(first) == {"dsmr.status.p1": orjson.dumps(meter.status).decode()}
+    clock[0] += 0.5
+    assert meter.accept(second) == {}  # held back ...
+    assert meter.unsaved
+    held = meter.unsaved_state()  # ... until asked for
+    assert orjson.loads(held["dsmr.status.p1"])["latest_telegram"] == second.status[
+        "latest_telegram"]
+    assert (meter.unsaved, meter.unsaved_state()) == (False, {})
+    clock[0] += dsmr.STATUS_EVERY
+    assert orjson.loads(meter.accept(third)["dsmr.status.p1"])["timestamp"] == \
+        "2024-10-27T02:30:00+00:00"

@@ -141,6 +141,9 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
             yield
         finally:
             app.state.dsmr_telegrams.close()
+            held_back = app.state.dsmr_counters.unsaved_state()
+            if held_back:  # the meter's latest status, held back less than a second
+                await run_in_threadpool(hub.write, None, origin="dsmr", state=held_back)
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

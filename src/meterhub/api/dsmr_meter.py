@@ -189,7 +189,9 @@ def _value_at(hub: Hub, device: str, channel: str, moment: dt.datetime) -> float
     return values[0] if values else None
 
 
-def electricity_live(hub: Hub, settings: DsmrSettings, now: dt.datetime) -> dict[str, Any]:
+def electricity_live(hub: Hub, settings: DsmrSettings, now: dt.datetime,
+                     status: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``status``: the meter's, when the caller has it newer than the store."""
     device, tz = settings.device, settings.timezone
     newest = _newest(hub, device, "electricity_currently_delivered", 1, now)
     if not newest:
@@ -198,7 +200,8 @@ def electricity_live(hub: Hub, settings: DsmrSettings, now: dt.datetime) -> dict
     # a meter without a returned-power line returns nothing
     returned_kw = _value_at(hub, device, "electricity_currently_returned", moment) or 0.0
     delivered, returned = meter_decimal(delivered_kw), meter_decimal(returned_kw)
-    tariff = _status(hub, device).get("electricity_tariff")
+    tariff = (status if status is not None else _status(hub, device)).get(
+        "electricity_tariff")
     names = {1: settings.tariff_1_name, 2: settings.tariff_2_name}
     # the prices of the meter's local day (DSMR-reader takes the UTC date, which is the
     # day before for the first hour or two after local midnight)
@@ -234,15 +237,16 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
     tz, device = settings.timezone, settings.device
     status_state, rejected_state = status_key(device), rejected_key(device)
 
-    def stored_statistics() -> dict[str, Any]:
-        rejected = int(hub.get_state(rejected_state) or 0)
-        return meter_statistics(_status(hub, device), rejected, tz, dt.datetime.now(dt.UTC))
-
     @app.get(METER_PATH, include_in_schema=False)
     async def get_meter_statistics(request: Request) -> Response:
         if dsmr_key(request, Scope.READ) is None:
             return denied()
-        return json_response(await run_in_threadpool(stored_statistics))
+        # the push endpoint's MeterLog: it has the status before the store does
+        counters: MeterLog = request.app.state.dsmr_counters
+        status = counters.status if counters.status is not None else \
+            await run_in_threadpool(_status, hub, device)
+        return json_response(meter_statistics(status, counters.rejected, tz,
+                                              dt.datetime.now(dt.UTC)))
 
     @app.patch(METER_PATH, include_in_schema=False)
     async def patch_meter_statistics(request: Request) -> Response:
@@ -281,7 +285,8 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
         if dsmr_key(request, Scope.READ) is None:
             return denied()
         return json_response(await run_in_threadpool(
-            electricity_live, hub, settings, dt.datetime.now(dt.UTC)))
+            electricity_live, hub, settings, dt.datetime.now(dt.UTC),
+            request.app.state.dsmr_counters.status))
 
     @app.get("/api/v2/consumption/gas-live", include_in_schema=False)
     async def live_gas(request: Request) -> Response:

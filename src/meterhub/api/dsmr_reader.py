@@ -10,6 +10,7 @@ contract, not meterhub's (no problem+json here).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 
@@ -19,7 +20,7 @@ from starlette.responses import Response
 
 from meterhub.api.security import KeyLimits, KeyRing
 from meterhub.config import DsmrSettings
-from meterhub.dsmr import MeterLog, TelegramError, meter_device
+from meterhub.dsmr import STATUS_EVERY, MeterLog, TelegramError, meter_device
 from meterhub.ingest import GroupWriter
 from meterhub.keys import ApiKey, Scope
 from meterhub.telegram_reader import TelegramReader
@@ -47,6 +48,18 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
             telegrams: TelegramReader) -> None:
     counters = MeterLog(writer.hub.get_state, settings.device)
     app.state.dsmr_counters = counters
+    saving: list[asyncio.Task[None]] = []  #: the save of a held-back status, if one waits
+
+    async def save_status() -> None:
+        await asyncio.sleep(STATUS_EVERY)
+        state = counters.unsaved_state()
+        if state:
+            await writer.write(None, state)
+
+    def save_status_soon() -> None:
+        loop = asyncio.get_running_loop()
+        if not saving or saving[0].done() or saving[0].get_loop() is not loop:
+            saving[:] = [loop.create_task(save_status())]
 
     @app.post("/api/v1/datalogger/dsmrreading", include_in_schema=False)
     async def datalogger(request: Request) -> Response:
@@ -70,6 +83,8 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
             await writer.write(None, state)
             return _text("Failed to parse telegram", 500, headers)
         await writer.write(telegram, counters.accept(telegram))
+        if counters.unsaved:
+            save_status_soon()
         counters.accepted += 1
         if counters.accepted == 1:  # once per process: the meter's serial and zone
             await run_in_threadpool(writer.hub.add_devices, [meter_device(
