@@ -371,7 +371,8 @@ class MeterLog:
     def __init__(self, get_state: Callable[[str], str | None], device: str) -> None:
         self.status_key, self.rejected_key = status_key(device), rejected_key(device)
         stored = get_state(self.status_key)
-        #: the status last handed to a write (None before any): a PATCH builds on it
+        #: the meter's latest status (None before any telegram or PATCH): a PATCH builds on
+        #: it, and the API answers from it (the store may be a second behind)
         self.status: dict[str, Any] | None = orjson.loads(stored) if stored else None
         self.rejected = int(get_state(self.rejected_key) or 0)  #: ever, across restarts
         self.accepted = 0  #: stored by this process (its owner counts them)
@@ -394,6 +395,19 @@ class MeterLog:
     def _status_state(self) -> dict[str, str]:
         self.unsaved, self._handed_at = False, time.monotonic()
         return {self.status_key: orjson.dumps(self.status).decode()}
+
+    def patch(self, *, status: dict[str, Any] | None = None,
+              rejected: int | None = None) -> dict[str, str]:
+        """Take a status or rejected count set from outside (a datalogger's PATCH); the
+        state values to commit."""
+        state = {}
+        if rejected is not None:
+            self.rejected = rejected
+            state[self.rejected_key] = str(rejected)
+        if status is not None:
+            self.status = status
+            state.update(self._status_state())
+        return state
 
     def reject(self) -> dict[str, str]:
         """Count a rejected telegram; the state value to commit."""

@@ -1,12 +1,13 @@
 """DSMR-reader's v2 meter statistics and live consumption, from the store.
 
 - ``datalogger/meter-statistics`` is DSMR-reader's MeterStatistics singleton: the meter's
-  status from its latest telegram (the state value `status_key`) and the count of rejected
-  telegrams (`rejected_key`). Types are its model's: the DSMR version a string of at most
-  two characters, the tariff and the event counters integers, all null until a telegram
-  says otherwise; the rejection count an integer from 0; the time the singleton's (now,
-  until a telegram or a PATCH sets it). ``PATCH`` sets any of them, as remote dataloggers
-  do, and answers like a partial DRF update (200 with the whole object, 400 field errors).
+  status from its latest telegram and the count of rejected telegrams, as the push
+  endpoint's `meterhub.dsmr.MeterLog` holds them (and the store keeps them). Types are
+  its model's: the DSMR version a string of at most two characters, the tariff and the
+  event counters integers, all null until a telegram says otherwise; the rejection count
+  an integer from 0; the time the singleton's (now, until a telegram or a PATCH sets it).
+  ``PATCH`` sets any of them, as remote dataloggers do, and answers like a partial DRF
+  update (200 with the whole object, 400 field errors).
 - ``consumption/electricity-live``: the newest reading's power in whole watts, the name of
   the meter's active tariff and the cost per hour at today's prices of that tariff
   (`meterhub.dsmr_stats.live_cost`), a string like "0.31", null without prices; ``{}``
@@ -27,7 +28,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
-import orjson
 import pyarrow.compute as pc
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
@@ -48,7 +48,7 @@ from meterhub.api.dsmr_v2 import (
     today,
 )
 from meterhub.config import DsmrSettings
-from meterhub.dsmr import GAS, STATUS_FIELDS, MeterLog, rejected_key, status_key
+from meterhub.dsmr import GAS, STATUS_FIELDS, MeterLog
 from meterhub.dsmr_stats import day_prices, live_cost, meter_decimal, round2
 from meterhub.errors import NotFoundError
 from meterhub.hub import Hub
@@ -154,12 +154,6 @@ def meter_statistics(status: dict[str, Any], rejected: int, tz: str,
     return out
 
 
-def _status(hub: Hub, device: str) -> dict[str, Any]:
-    text = hub.get_state(status_key(device))
-    status: dict[str, Any] = orjson.loads(text) if text else {}
-    return status
-
-
 def _newest(hub: Hub, device: str, channel: str, count: int,
             now: dt.datetime) -> list[tuple[dt.datetime, float]]:
     """The newest ``count`` readings of a channel, oldest first. Live answers are about
@@ -190,8 +184,8 @@ def _value_at(hub: Hub, device: str, channel: str, moment: dt.datetime) -> float
 
 
 def electricity_live(hub: Hub, settings: DsmrSettings, now: dt.datetime,
-                     status: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``status``: the meter's, when the caller has it newer than the store."""
+                     status: dict[str, Any]) -> dict[str, Any]:
+    """``status``: the meter's (`MeterLog.status`), for its active tariff."""
     device, tz = settings.device, settings.timezone
     newest = _newest(hub, device, "electricity_currently_delivered", 1, now)
     if not newest:
@@ -200,8 +194,7 @@ def electricity_live(hub: Hub, settings: DsmrSettings, now: dt.datetime,
     # a meter without a returned-power line returns nothing
     returned_kw = _value_at(hub, device, "electricity_currently_returned", moment) or 0.0
     delivered, returned = meter_decimal(delivered_kw), meter_decimal(returned_kw)
-    tariff = (status if status is not None else _status(hub, device)).get(
-        "electricity_tariff")
+    tariff = status.get("electricity_tariff")
     names = {1: settings.tariff_1_name, 2: settings.tariff_2_name}
     # the prices of the meter's local day (DSMR-reader takes the UTC date, which is the
     # day before for the first hour or two after local midnight)
@@ -234,18 +227,16 @@ def gas_live(hub: Hub, settings: DsmrSettings, now: dt.datetime) -> dict[str, An
 
 
 def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter) -> None:
-    tz, device = settings.timezone, settings.device
-    status_state, rejected_state = status_key(device), rejected_key(device)
+    tz = settings.timezone
 
     @app.get(METER_PATH, include_in_schema=False)
     async def get_meter_statistics(request: Request) -> Response:
         if dsmr_key(request, Scope.READ) is None:
             return denied()
-        # the push endpoint's MeterLog: it has the status before the store does
+        # the push endpoint's MeterLog, loaded from the store at start: the store may be
+        # a second behind it
         counters: MeterLog = request.app.state.dsmr_counters
-        status = counters.status if counters.status is not None else \
-            await run_in_threadpool(_status, hub, device)
-        return json_response(meter_statistics(status, counters.rejected, tz,
+        return json_response(meter_statistics(counters.status or {}, counters.rejected, tz,
                                               dt.datetime.now(dt.UTC)))
 
     @app.patch(METER_PATH, include_in_schema=False)
@@ -259,22 +250,17 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
         if errors:
             return json_response(errors, 400)
         counters: MeterLog = request.app.state.dsmr_counters
-        stored = await run_in_threadpool(_status, hub, device)
         # from here to the writer's queue nothing awaits: a telegram or PATCH handed to
         # the writer meanwhile is in ``counters.status`` and this one builds on it
-        status = dict(counters.status if counters.status is not None else stored)
-        state: dict[str, str] = {}
-        if "rejected_telegrams" in clean:
-            counters.rejected = clean.pop("rejected_telegrams")
-            state[rejected_state] = str(counters.rejected)
+        status = dict(counters.status or {})
+        rejected = clean.pop("rejected_telegrams", None)
         if clean:
             if "timestamp" in clean:
                 clean["timestamp"] = clean["timestamp"].astimezone(dt.UTC).isoformat()
             elif "timestamp" not in status:  # DSMR-reader's singleton is made "now"
                 clean["timestamp"] = dt.datetime.now(dt.UTC).isoformat()
             status.update(clean)
-            counters.status = status
-            state[status_state] = orjson.dumps(status).decode()
+        state = counters.patch(status=status if clean else None, rejected=rejected)
         if state:
             await writer.write(None, state)
         return json_response(meter_statistics(status, counters.rejected, tz,
@@ -286,7 +272,7 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
             return denied()
         return json_response(await run_in_threadpool(
             electricity_live, hub, settings, dt.datetime.now(dt.UTC),
-            request.app.state.dsmr_counters.status))
+            request.app.state.dsmr_counters.status or {}))
 
     @app.get("/api/v2/consumption/gas-live", include_in_schema=False)
     async def live_gas(request: Request) -> Response:
