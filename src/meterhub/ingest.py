@@ -67,11 +67,15 @@ class GroupWriter:
             yield
         finally:
             self._arriving -= 1
-            if self._gathered is not None and self._pending and self._complete():
-                self._gathered.set()  # it will not write (a rejected telegram, say)
+            self._wake()  # it may not write at all (a rejected telegram, say)
 
     def _complete(self) -> bool:
         return len(self._pending) >= self._expected and not self._arriving
+
+    def _wake(self) -> None:
+        """Let a gathering group be written if it is complete."""
+        if self._gathered is not None and self._pending and self._complete():
+            self._gathered.set()
 
     async def write(self, data: Data, state: Mapping[str, str] | None = None) -> None:
         """Return once ``data`` (a table, or rows that join into one) and the ``state``
@@ -83,8 +87,8 @@ class GroupWriter:
         if self._flusher is None or self._flusher.done() or self._flusher.get_loop() is not loop:
             self._gathered = asyncio.Event()
             self._flusher = asyncio.create_task(self._flush(self._gathered))
-        elif self._gathered is not None and self._complete():
-            self._gathered.set()
+        else:
+            self._wake()
         await future
 
     async def _flush(self, gathered: asyncio.Event) -> None:
