@@ -1,5 +1,5 @@
 """DSMR-reader's v1 datalogger endpoint on meterhub: DSMR-reader's status codes and bodies,
-group commit, and the seed document's datalogger client run unchanged on loopback."""
+group commit, and a datalogger client written as DSMR-reader documents it, on loopback."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import asyncio
 import contextlib
 import io
 import json
-import re
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,11 +19,11 @@ from meterhub.keys import new_key
 from meterhub.telegram_reader import TelegramReader
 from tests.api.conftest import Api, Client
 from tests.api.live import served
+from tests.dsmr.datalogger_client import send_telegram
 from tests.dsmr.telegrams import v5
 from tests.dsmr.test_telegram_reader import parsed_here_fails
 
 URL = "/api/v1/datalogger/dsmrreading"
-SEED = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "dsmr-reader-api.txt"
 
 
 def post(api: Api, telegram: str | None, *, key: str | None = None,
@@ -187,25 +185,15 @@ def test_pushes_parsed_in_the_helper_are_answered_and_stored_the_same(
     assert status["latest_telegram"] in good
 
 
-def seed_send_telegram() -> object:
-    """`send_telegram` from the seed document's datalogger client, unchanged."""
-    text = SEED.read_text(encoding="utf-8")
-    source = re.search(r"^def send_telegram\(.*?(?=^\S)", text, re.S | re.M)
-    assert source is not None, "send_telegram not found in the seed document"
-    namespace: dict[str, object] = {}
-    exec("import requests\n" + source.group(0), namespace)  # the seed's own code, as is
-    return namespace["send_telegram"]
-
-
-def test_the_seed_datalogger_client_runs_unchanged_against_a_real_server(api: Api) -> None:
-    send_telegram = seed_send_telegram()
+def test_a_datalogger_client_as_dsmr_reader_documents_it_pushes_to_a_real_server(
+        api: Api) -> None:
     record, key = new_key("datalogger", "write")
     api.hub.store.add_key(record)
     with served(create_app(api.hub)) as base:
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            send_telegram(v5(), f"{base}/api/v1/datalogger/dsmrreading", key)  # type: ignore[operator]
-            send_telegram("garbage", f"{base}/api/v1/datalogger/dsmrreading", key)  # type: ignore[operator]
-    # the first push printed nothing (201); the second printed the seed's error line
+            send_telegram(v5(), f"{base}/api/v1/datalogger/dsmrreading", key)
+            send_telegram("garbage", f"{base}/api/v1/datalogger/dsmrreading", key)
+    # the first push printed nothing (201); the second printed the script's error line
     assert printed.getvalue().splitlines() == ["API error: Failed to parse telegram"]
     assert api.hub.count(device="p1") == 19
