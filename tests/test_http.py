@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 from typing import Any
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 
 from meterhub.clock import VirtualClock
 from meterhub.errors import UnavailableError
-from meterhub.http import Limit, RateLimiter, RetryPolicy
+from meterhub.http import Limit, RateLimiter, RetryPolicy, VendorClient, make_client
 
 PER_MINUTE = Limit("device", 1, 60.0)
 PER_ACCOUNT = Limit("account", 3, 60.0)
@@ -41,6 +42,10 @@ def test_rolling_limits_space_calls_exactly_and_scopes_combine() -> None:
         assert sum(1 for other in everything if at <= other < at + 60) <= 3, everything
     # 12 calls at 3 per minute: the last starts at minute 3, no device left behind
     assert everything[-1] == pytest.approx(180.0)
+    # callers waited side by side: the time anyone was held back is those 3 minutes, while
+    # the sum over callers counts each waiting caller's minutes again
+    assert limiter.blocked == pytest.approx(180.0)
+    assert limiter.waited > 2 * limiter.blocked
 
 
 def test_readings_budget_counts_units_not_calls() -> None:
@@ -132,3 +137,93 @@ def test_retries_are_bounded_and_end_in_one_typed_error() -> None:
     assert "emulator-token" not in str(info.value)
     assert con.http.calls == RetryPolicy().attempts
     assert world.calls == 0
+
+
+def refused() -> httpx.ConnectError:
+    """What httpx raises when nothing listens on the port: the OSError sits underneath."""
+    exc = httpx.ConnectError("All connection attempts failed")
+    exc.__cause__ = ConnectionRefusedError(111, "Connect call failed")
+    return exc
+
+
+def not_resolved() -> httpx.ConnectError:
+    exc = httpx.ConnectError("[Errno -2] Name or service not known")
+    exc.__cause__ = socket.gaierror(-2, "Name or service not known")
+    return exc
+
+
+def fetch_all(con: Any) -> None:
+    async def main() -> None:
+        try:
+            async for _ in con.fetch("z6-10001", None):
+                pass
+        finally:
+            await con.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_refused_connection_names_the_server_and_what_to_check_and_gives_up_sooner(
+) -> None:
+    clock = VirtualClock(0.0)
+    world, con = zentra_client([refused() for _ in range(10)], clock)
+    with pytest.raises(UnavailableError) as info:
+        fetch_all(con)
+    message = str(info.value)
+    assert "https://zentracloud.com:443 (connection refused)" in message
+    assert "check that the host is up and that the source's base_url in meterhub.toml" \
+        in message
+    assert "emulator-token" not in message
+    # three tries, not six (each try also waits for ZENTRA's one call a minute per device)
+    assert con.http.calls == 3
+    assert clock.now() == 120.0
+    assert world.calls == 0
+
+
+def test_an_unknown_host_name_is_said_in_words_and_gives_up_sooner() -> None:
+    clock = VirtualClock(0.0)
+    _, con = zentra_client([not_resolved() for _ in range(10)], clock)
+    with pytest.raises(UnavailableError,
+                       match=r"cannot reach https://zentracloud\.com:443 \(host name not "
+                             r"resolved\)"):
+        fetch_all(con)
+    assert con.http.calls == 3
+
+
+def test_a_refused_server_that_comes_back_is_still_reached() -> None:
+    clock = VirtualClock(0.0)
+    world, con = zentra_client([refused(), refused()], clock)
+    fetch_all(con)
+    assert world.calls > 0
+    assert con.http.retries == 2
+
+
+def test_read_timeouts_keep_the_full_retries_and_name_the_server() -> None:
+    clock = VirtualClock(0.0)
+    _, con = zentra_client([httpx.ReadTimeout("slow") for _ in range(10)], clock)
+    with pytest.raises(UnavailableError, match=r"on https://zentracloud\.com:443 timed out"):
+        fetch_all(con)
+    assert con.http.calls == 6
+
+
+def test_the_server_in_a_connection_error_carries_no_user_info_or_query() -> None:
+    clock = VirtualClock(0.0)
+    client = make_client("https://meter:hunter2@vendor.example:8443",
+                         transport=FlakyTransport(httpx.MockTransport(lambda r: httpx.Response(
+                             200)), [refused() for _ in range(10)]))
+    vendor = VendorClient("Acme", client, RateLimiter(clock), clock)
+
+    async def main() -> None:
+        try:
+            await vendor.call("GET", "/v1/data", lambda r: r, params={"token": "s3cret"})
+        finally:
+            await client.aclose()
+
+    with pytest.raises(UnavailableError) as info:
+        asyncio.run(main())
+    message = str(info.value)
+    assert "Acme: cannot reach https://vendor.example:8443 (connection refused) for /v1/data" \
+        in message
+    for secret in ("hunter2", "meter:", "s3cret", "token"):
+        assert secret not in message
+

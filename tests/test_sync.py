@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,3 +169,26 @@ def test_run_forever_keeps_the_store_in_step_within_limits() -> None:
             w.copper.rejected == 0
         t, _ = w.tandd.records("52120001")
         assert hub.count(device="52120001", channel="temperature") == len(t)
+
+
+def test_a_source_whose_host_refuses_says_which_host_and_what_to_check_quickly() -> None:
+    with socket.socket() as probe:  # a loopback port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sources = parse({"source": [
+        {"name": "lab", "type": "tandd", "base_url": f"http://127.0.0.1:{port}",
+         "api_key": tandd.API_KEY, "login_id": tandd.LOGIN_ID,
+         "login_pass": tandd.LOGIN_PASS}]}, environ={}).sources
+    with meterhub.open("duckdb:///:memory:") as hub:
+        started = time.monotonic()
+        [result] = asyncio.run(sync_all(hub, sources))  # the real clock and network
+        took = time.monotonic() - started
+        assert result.error is not None
+        assert result.error.startswith("source lab: ")
+        assert f"cannot reach http://127.0.0.1:{port} (connection refused)" in result.error
+        assert "check that the host is up and that the source's base_url in meterhub.toml " \
+            "is right" in result.error
+        assert tandd.LOGIN_PASS not in result.error
+        assert took < 5.0  # was ~15 s of retries against a port nobody listens on
+        [status] = hub.store.sync_status().to_pylist()
+        assert f"127.0.0.1:{port}" in status["last_error"]

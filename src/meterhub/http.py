@@ -6,9 +6,11 @@
   caller wait until every scope it names has room, so a sync never trips a limit it knows.
 - `VendorClient.call` sends one request through the limiter and retries 429s (honouring
   the vendor's lock-out hint or Retry-After), 5xx, time-outs, connection errors and bodies
-  that fail to parse, with jittered exponential backoff, a bounded number of times.
-  Failures become one of the typed `SourceError`s; messages carry the path, never the
-  query string, headers or body, so no secret reaches a log line.
+  that fail to parse, with jittered exponential backoff, a bounded number of times; a host
+  that refuses, is not found or does not answer gets fewer tries (`RetryPolicy.unreachable`).
+  Failures become one of the typed `SourceError`s; messages carry the path and the server's
+  scheme://host:port, never user info, the query string, headers or body, so no secret
+  reaches a log line.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import collections
+import errno
 import itertools
 import logging
 import math
 import random
 import re
+import socket
+import ssl
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -74,7 +79,11 @@ class RateLimiter:
     clock: Clock
     _windows: dict[tuple[Limit, str], collections.deque[tuple[float, int]]] = field(
         default_factory=dict)
-    waited: float = 0.0  #: seconds callers spent waiting for room, summed
+    waited: float = 0.0  #: seconds callers spent waiting for room, summed over callers
+    #: seconds of clock time in which at least one caller waited (what a person waited)
+    blocked: float = 0.0
+    _queued: int = 0
+    _blocked_since: float = 0.0
     _waiting: list[_Waiter] = field(default_factory=list)
     _served: collections.Counter[tuple[tuple[Limit, str], ...]] = field(
         default_factory=collections.Counter)
@@ -101,11 +110,17 @@ class RateLimiter:
             binding = max(wanted, key=lambda lk: self._delay([lk], cost, now))[0]
             log.info("waiting %.0f s for the limit: %s", expected,
                      binding.note or f"{binding.calls} per {binding.period:.0f} s")
+        self._queued += 1
+        if self._queued == 1:
+            self._blocked_since = now
         try:
             await waiter.future
         finally:
             if not waiter.future.done():
                 waiter.future.cancel()
+            self._queued -= 1
+            if not self._queued:
+                self.blocked += self.clock.now() - self._blocked_since
         self.waited += self.clock.now() - now
 
     async def _dispatch(self) -> None:
@@ -188,6 +203,9 @@ class RetryPolicy:
     """Bounded retries with full-jitter exponential backoff."""
 
     attempts: int = 6  #: tries per call for 5xx, time-outs and malformed bodies
+    #: tries per call when the host refuses, is not found or does not answer a connect:
+    #: rarely over within the ~15 s that `attempts` would spend, and the next sync retries
+    unreachable: int = 3
     rate_limited: int = 12  #: extra tries per call for 429s, each after the vendor's wait
     base: float = 1.0
     cap: float = 120.0
@@ -341,16 +359,15 @@ class VendorClient:
             return parse(cached)
         last: Exception | None = None
         attempt = throttled = 0
-        while attempt < self.retry.attempts and throttled <= self.retry.rate_limited:
+        allowed = self.retry.attempts
+        while attempt < allowed and throttled <= self.retry.rate_limited:
             await self.limiter.acquire(limits, cost)
             self.calls += 1
+            futile = False
             try:
                 response = await self.client.request(method, path, **kwargs)
-            except httpx.TimeoutException:
-                last = UnavailableError(f"{self.vendor}: {path} timed out")
             except httpx.TransportError as exc:
-                last = UnavailableError(f"{self.vendor}: cannot reach {path}: "
-                                        f"{type(exc).__name__}")
+                last, futile = self._transport_error(exc, path)
             except (UnavailableError, MalformedResponseError) as exc:
                 last = exc  # the token service failed or answered garbage: try again
             else:
@@ -375,11 +392,32 @@ class VendorClient:
                     await self.clock.sleep(wait + self.retry.slack)
                     continue
             attempt += 1
-            if attempt < self.retry.attempts:
+            # the latest failure decides how many tries the call gets in all
+            allowed = self.retry.unreachable if futile else self.retry.attempts
+            if attempt < allowed:
                 self.retries += 1
                 await self.clock.sleep(self.retry.backoff(attempt - 1, self.rng))
         assert last is not None
         raise last
+
+    def _transport_error(self, exc: httpx.TransportError, path: str
+                         ) -> tuple[UnavailableError, bool]:
+        """The failure in words (the server without user info or query, why, what to
+        check), and whether retrying within seconds is futile."""
+        try:
+            url = exc.request.url
+        except RuntimeError:  # raised without its request
+            url = self.client.base_url
+        server = _origin(url)
+        if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
+            reason, futile = _connect_failure(exc)
+            return UnavailableError(
+                f"{self.vendor}: cannot reach {server} ({reason}) for {path}: check that the "
+                "host is up and that the source's base_url in meterhub.toml is right"), futile
+        if isinstance(exc, httpx.TimeoutException):
+            return UnavailableError(f"{self.vendor}: {path} on {server} timed out"), False
+        return UnavailableError(f"{self.vendor}: the connection to {server} failed on "
+                                f"{path} ({_words(exc)})"), False
 
     def _classify(self, response: httpx.Response, path: str) -> float | None:
         """None for a usable response, seconds to wait for a 429; raises otherwise."""
@@ -400,4 +438,52 @@ class VendorClient:
 
 class _ServerError(UnavailableError):
     """A 5xx answer: retried with backoff inside `VendorClient.call`."""
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_UNREACHABLE = {errno.EHOSTUNREACH: "host unreachable", errno.ENETUNREACH: "network unreachable"}
+
+
+def _origin(url: httpx.URL) -> str:
+    """scheme://host:port of ``url``: the server, without user info, path or query."""
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    port = url.port or _DEFAULT_PORTS.get(url.scheme)
+    return f"{url.scheme}://{host}" + (f":{port}" if port else "")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps: httpx wraps httpcore, which wraps the socket's OSError."""
+    found: list[BaseException] = []
+    todo: list[BaseException] = [exc]
+    while todo and len(found) < 20:
+        cause = todo.pop(0)
+        if any(cause is seen for seen in found):
+            continue
+        found.append(cause)
+        if isinstance(cause, BaseExceptionGroup):
+            todo.extend(cause.exceptions)
+        todo.extend(c for c in (cause.__cause__, cause.__context__) if c is not None)
+    return found
+
+
+def _connect_failure(exc: httpx.TransportError) -> tuple[str, bool]:
+    """Why a connect failed, in words, and whether retrying within seconds is futile."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connection timed out", True
+    for cause in _causes(exc):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused", True
+        if isinstance(cause, socket.gaierror):
+            return "host name not resolved", True
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS certificate not accepted: {cause.verify_message}", True
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS handshake failed: {cause.reason or _words(cause)}", True
+        if isinstance(cause, OSError) and cause.errno in _UNREACHABLE:
+            return _UNREACHABLE[cause.errno], True
+    return _words(exc), False
+
+
+def _words(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
 

@@ -38,7 +38,7 @@ class SourceProgress:
     failed: int = 0
     readings: int = 0
     calls: int = 0
-    waited: float = 0.0
+    waited: float = 0.0  #: clock seconds in which the source's calls waited for its limits
     started: float = 0.0
     now: float = 0.0
     error: str | None = None
@@ -80,7 +80,7 @@ async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
     def tell() -> None:
         progress.now = clock.now()
         progress.calls = connector.http.calls
-        progress.waited = connector.http.limiter.waited
+        progress.waited = connector.http.limiter.blocked
         if listener is not None:
             listener(progress)
 

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from meterhub import __version__, encode
-from meterhub.api import dsmr_meter, dsmr_prices, dsmr_reader, dsmr_v2, schemas
+from meterhub.api import docs, dsmr_meter, dsmr_prices, dsmr_reader, dsmr_v2, schemas
 from meterhub.api.problems import Problem, install, problems
 from meterhub.api.security import KeyLimits, KeyRing, RateLimitHeaders, require
 from meterhub.config import DsmrSettings, Settings
@@ -149,7 +149,9 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+    # docs_url/redoc_url off: FastAPI's pages load from a CDN; docs.install serves ours
     app = FastAPI(title="meterhub", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,
                   description="Readings, aggregates and the catalog of one meterhub store. "
                               "Every path but /api/v1/health needs an API key "
                               "(`Authorization: Bearer <key>` or `X-API-Key`).")
@@ -158,6 +160,7 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
     app.state.keys = KeyRing(hub.store)
     app.state.limits = KeyLimits(RateLimit.parse(rate_limit))
     install(app)
+    docs.install(app)
     app.add_middleware(RateLimitHeaders)
     dsmr_settings = settings.dsmr if settings is not None else DsmrSettings()
     dsmr_writer = GroupWriter(hub, origin="dsmr")
