@@ -8,9 +8,11 @@ never printed.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import os
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -29,10 +31,33 @@ class ConfigError(MeterhubError):
     """A configuration file that cannot be used; the message names the key."""
 
 
+#: URL schemes `meterhub.store.open_store` opens; a new backend adds its scheme here too
+STORE_SCHEMES: tuple[str, ...] = ("duckdb",)
+
+
+def store_scheme(url: str) -> str:
+    """The scheme of a store URL, read as `open_store` reads it (a bare *.duckdb path is
+    a DuckDB file; anything else without ``://`` has no scheme)."""
+    if url.endswith(".duckdb") and "://" not in url:
+        return "duckdb"
+    return url.split("://", 1)[0] if "://" in url else ""
+
+
 class StoreSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(default="duckdb:///meterhub.duckdb")
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        scheme = store_scheme(value)
+        if scheme not in STORE_SCHEMES:
+            # only the scheme is named: the rest of a URL may hold a password
+            named = f"scheme {scheme!r}" if scheme else "no scheme"
+            raise ValueError(f"{named} is not supported; use one of "
+                             f"{', '.join(STORE_SCHEMES)} (e.g. duckdb:///path/file.duckdb)")
+        return value
 
 
 class ApiSettings(BaseModel):
@@ -168,19 +193,45 @@ def _explain(error: ValidationError, where: str) -> ConfigError:
         reason = "is not a known key"
     elif kind.startswith("url"):
         reason = f"is not a valid URL ({first['msg']})"
+    elif kind == "value_error" and "error" in first.get("ctx", {}):
+        reason = str(first["ctx"]["error"])  # our own sentence, without "Value error, "
     else:
         reason = first["msg"]
     return ConfigError(f"{where}.{key}: {reason}")
+
+
+def _known_keys(where: str, given: Iterable[str], known: Iterable[str]) -> None:
+    """Refuse the first unknown key of a table, naming the closest known one: a typo
+    (``tokne``) must be reported as itself, not as the required key it hides."""
+    known = sorted(known)
+    for key in given:
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+        raise ConfigError(f"{where}: unknown key {key!r} ({hint})")
+
+
+def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: write it as a [{key}] table")
+    return value
 
 
 def parse(data: dict[str, Any], *, path: Path | None = None,
           environ: dict[str, str] | None = None) -> Settings:
     """Settings from a parsed TOML document."""
     env = dict(os.environ if environ is None else environ)
-    unknown = set(data) - {"store", "api", "dsmr", "source"}
-    if unknown:
-        raise ConfigError(f"{sorted(unknown)[0]}: is not a known section; use [store], [api], "
-                          "[dsmr] and [[source]]")
+    _known_keys("top level", data, ("store", "api", "dsmr", "source"))
+    _known_keys("store", _table(data, "store"), StoreSettings.model_fields)
+    _known_keys("api", _table(data, "api"), ApiSettings.model_fields)
+    raw_dsmr = _table(data, "dsmr")
+    _known_keys("dsmr", raw_dsmr, DsmrSettings.model_fields)
+    prices = raw_dsmr.get("prices", [])
+    for i, price in enumerate(prices if isinstance(prices, list) else []):
+        if isinstance(price, dict):
+            _known_keys(f"dsmr.prices[{i}]", price, PriceSettings.model_fields)
     try:
         store = StoreSettings(**_interpolate(data.get("store", {}), "store", env))
     except ValidationError as exc:
@@ -190,7 +241,7 @@ def parse(data: dict[str, Any], *, path: Path | None = None,
     except ValidationError as exc:
         raise _explain(exc, "api") from None
     try:
-        dsmr = DsmrSettings(**_interpolate(data.get("dsmr", {}), "dsmr", env))
+        dsmr = DsmrSettings(**_interpolate(raw_dsmr, "dsmr", env))
     except ValidationError as exc:
         raise _explain(exc, "dsmr") from None
     sources: list[SourceConfig] = []
@@ -202,18 +253,22 @@ def parse(data: dict[str, Any], *, path: Path | None = None,
         where = f"source[{name or index}]"
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: expected a table")
+        kind = raw.get("type")
+        configs = {t: connector_class(t).info.config for t in connector_types()}
+        cls = configs.get(kind) if isinstance(kind, str) else None
+        if cls is not None:
+            _known_keys(where, raw, cls.model_fields)
+        else:  # keys of any type may be meant; a misspelt "type" is found among them
+            _known_keys(where, raw, {k for c in configs.values() for k in c.model_fields})
         if not name:
             raise ConfigError(f"{where}.name: is required")
         if any(s.name == name for s in sources):
             raise ConfigError(f"{where}.name: two sources are named {name!r}")
-        kind = raw.get("type")
-        try:
-            cls = connector_class(str(kind))
-        except KeyError:
+        if cls is None:
             raise ConfigError(f"{where}.type: unknown source type {kind!r}; use one of "
-                              f"{', '.join(connector_types())}") from None
+                              f"{', '.join(connector_types())}")
         try:
-            sources.append(cls.info.config(**_interpolate(raw, where, env)))
+            sources.append(cls(**_interpolate(raw, where, env)))
         except ValidationError as exc:
             raise _explain(exc, where) from None
     return Settings(store=store, api=api, dsmr=dsmr, sources=sources, path=path)

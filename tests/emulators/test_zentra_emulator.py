@@ -141,3 +141,29 @@ def test_recent_records_are_hidden_for_five_minutes(world: ZentraWorld,
     t = newest["data"]["Air Temperature"][0]["readings"][0]["timestamp_utc"]
     assert world.clock.now() - t >= 300
     assert world.clock.now() - t < 600
+
+
+def test_dates_are_taken_only_in_the_seed_format_and_in_station_time() -> None:
+    # 2025-12-20T00:00Z; z6-10001 is a Nairobi station (UTC+3)
+    world = ZentraWorld.create(VirtualClock(1_766_188_800.0), devices=1, days=10)
+    client = AsgiClient(create_app(world))
+    ok = {"Authorization": "Token emulator-token"}
+    url = "/api/v4/get_readings/"
+    for bad in ("2025-12-15", "2025-12-15T00:00:00Z", "2025-12-15T03:00:00",
+                "2025-12-15 03:00"):
+        for name in ("start_date", "end_date"):
+            world.clock.advance(60)  # type: ignore[attr-defined]
+            answer = client.get(url, headers=ok, params={"device_sn": "z6-10001", name: bad})
+            assert answer.status_code == 400, (name, bad)
+            assert answer.json() == {"detail": (
+                f"Invalid parameters: {name} {bad!r} is not a date and time of the form "
+                "YYYY-MM-DD HH:MM:SS (station local time)")}
+    world.clock.advance(60)  # type: ignore[attr-defined]
+    answer = client.get(url, headers=ok, params={
+        "device_sn": "z6-10001", "start_date": "2025-12-15 03:00:00",
+        "end_date": "2025-12-15 03:10:00", "sort_by": "ascending"})
+    assert answer.status_code == 200
+    readings = answer.json()["data"]["Air Temperature"][0]["readings"]
+    # 03:00 in Nairobi is 00:00 UTC: 1765756800 .. +10 minutes, every 5 minutes
+    assert [r["timestamp_utc"] for r in readings] == [1765756800, 1765757100, 1765757400]
+    assert readings[0]["datetime"] == "2025-12-15 03:00:00+03:00"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import math
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -16,7 +17,7 @@ import meterhub
 from meterhub.clock import VirtualClock
 from meterhub.emulators.zentra import ZentraWorld, create_app
 from meterhub.errors import AuthError
-from meterhub.sources.base import connector_class
+from meterhub.sources.base import Page, connector_class
 from meterhub.sources.zentra import PAGE_SIZE, ZentraConfig, ZentraConnector
 
 T = TypeVar("T")
@@ -131,8 +132,8 @@ def test_cursor_resumes_and_start_date_is_station_local() -> None:
     clock = VirtualClock()
     world = ZentraWorld.create(clock, devices=1, days=10)
     device = world.devices["z6-10001"]
-    first_local = np.datetime64(device.first + device.tz_offset, "s")
-    start = str(first_local + np.timedelta64(2, "D")).replace("T", " ")
+    # the configured start is UTC, like every source's
+    start = str(np.datetime64(device.first, "s") + np.timedelta64(2, "D"))
     con = connector(world, clock, start=start)
 
     async def go() -> tuple[int, int, list[int]]:
@@ -144,7 +145,7 @@ def test_cursor_resumes_and_start_date_is_station_local() -> None:
         return int(pages[0].readings.column("seq")[0].as_py()), cursor, seqs
 
     first_mrid, cursor, resumed = run(go)
-    assert first_mrid == 2 * 288 + 1  # two local days after the first record
+    assert first_mrid == 2 * 288 + 1  # two days after the first record
     _, mrid = world.records("z6-10001")
     assert resumed == list(range(cursor + 1, int(mrid[-1]) + 1))
     assert len(resumed) >= 12
@@ -188,3 +189,54 @@ def test_a_duplicated_page_is_asked_again_not_taken_for_progress() -> None:
     _, mrid = world.records("z6-10001")
     assert seqs == mrid[: len(seqs)].tolist()
     assert len(seqs) >= 21 * 288
+
+
+class Recorder(httpx.AsyncBaseTransport):
+    """The emulator's transport, keeping the query of every request sent through it."""
+
+    def __init__(self, world: ZentraWorld) -> None:
+        self.inner = httpx.ASGITransport(app=create_app(world))
+        self.queries: list[dict[str, str]] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.queries.append(dict(request.url.params))
+        return await self.inner.handle_async_request(request)
+
+
+def test_a_configured_utc_start_is_sent_as_station_local_date_and_time() -> None:
+    # stations in Nairobi (+3 h), Accra (0) and Lagos (+1 h), no daylight saving time
+    clock = VirtualClock(dt.datetime(2025, 12, 20, tzinfo=dt.UTC).timestamp())
+    world = ZentraWorld.create(clock, devices=3, days=10)
+    assert [d.tz_offset for d in world.devices.values()] == [10800, 0, 3600]
+    expected = {"z6-10001": "2025-12-15 03:00:00", "z6-10002": "2025-12-15 00:00:00",
+                "z6-10003": "2025-12-15 01:00:00"}
+    begin = dt.datetime(2025, 12, 15, tzinfo=dt.UTC).timestamp()
+    for sn, local in expected.items():
+        recorder = Recorder(world)
+        config = ZentraConfig(name="tahmo", base_url="https://tahmo.zentracloud.com",
+                              token=world.token, devices=[sn], start="2025-12-15")
+        con = ZentraConnector(config, clock=clock, transport=recorder)
+
+        async def first(con: ZentraConnector = con, sn: str = sn) -> Page:
+            async for page in con.fetch(sn, None):
+                return page
+            raise AssertionError("no page")
+
+        page = run(first)
+        dated = [q for q in recorder.queries if "start_date" in q]
+        assert dated[0]["start_date"] == local
+        assert "start_mrid" not in dated[0]
+        # the emulator reads it in station time: the first record is the UTC start's
+        assert page.readings.column("ts")[0].as_py().timestamp() == begin
+
+
+def test_a_start_after_the_newest_record_fetches_nothing() -> None:
+    clock = VirtualClock(dt.datetime(2025, 12, 20, tzinfo=dt.UTC).timestamp())
+    world = ZentraWorld.create(clock, devices=1, days=3)
+    con = connector(world, clock, start="2025-12-21")
+
+    async def go() -> list[Page]:
+        return [p async for p in con.fetch("z6-10001", None)]
+
+    assert run(go) == []  # not the whole history from mrid 1
+    assert world.calls == 1  # the newest record only

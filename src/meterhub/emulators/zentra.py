@@ -1,20 +1,23 @@
 """Emulator of METER ZENTRA Cloud API v4 (as TAHMO runs it): ``GET /api/v4/get_readings/``.
 
 Faithful to the seed document and VENDORS.md 1 and 6.1: ``Authorization: Token ...``;
-``device_sn``; ``start_date``/``end_date`` in station local time (they override mrids) or
-``start_mrid``/``end_mrid``; ``per_page`` (default 500, at most 2000), 1-based
-``page_num``; ``sort_by`` (default descending); ``output_format`` json, csv or df; data
-grouped by measurement and port with metadata units in the account's unit preference;
-60 calls per minute per token and 1 per minute per device, answered with 429 and
-"Lock out expires in NN seconds"; records younger than 5 minutes hidden; sensor errors as
-error-flagged readings with a null value; measurement sets that differ between devices.
+``device_sn``; ``start_date``/``end_date`` as ``YYYY-MM-DD HH:MM:SS`` in station local time
+(they override mrids; any other form is a 400) or ``start_mrid``/``end_mrid``;
+``per_page`` (default 500, at most 2000), 1-based ``page_num``; ``sort_by`` (default
+descending); ``output_format`` json, csv or df; data grouped by measurement and port with
+metadata units in the account's unit preference; 60 calls per minute per token and 1 per
+minute per device, answered with 429 and "Lock out expires in NN seconds"; records younger
+than 5 minutes hidden; sensor errors as error-flagged readings with a null value;
+measurement sets that differ between devices.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,13 +148,24 @@ def _local_strings(t: npt.NDArray[np.int64], offset: int) -> list[str]:
     return [s.replace("T", " ") + suffix for s in stamps.tolist()]
 
 
-def _parse_local(text: str, offset: int) -> int:
-    value = text.strip().replace("T", " ")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+
+
+def _parse_local(name: str, text: str, offset: int) -> int:
+    """Epoch seconds of a start_date/end_date given in the station's local time.
+
+    Only the seed's format (``"2024-04-01 00:00:00"``) is taken: VENDORS.md 1.3 cites a
+    page allowing ``HH:MM`` too, but a client sending the seed's format works on both, and
+    a bare date or ISO ``T``/``Z`` form must fail here as loudly as it may there.
+    """
     try:
-        moment = np.datetime64(value.replace(" ", "T"), "s")
+        if not _DATE.fullmatch(text):
+            raise ValueError
+        moment = dt.datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.UTC)
     except ValueError:
-        raise ValueError(f"invalid date {text!r}") from None
-    return int(moment.astype(np.int64)) - offset
+        raise ValueError(f"{name} {text!r} is not a date and time of the form "
+                         "YYYY-MM-DD HH:MM:SS (station local time)") from None
+    return int(moment.timestamp()) - offset
 
 
 def create_app(world: ZentraWorld) -> Starlette:
@@ -194,9 +208,9 @@ def create_app(world: ZentraWorld) -> Starlette:
                 raise ValueError("per_page and page_num start at 1")
             last = device.last_index(world.data_now())
             if query.get("start_date") or query.get("end_date"):
-                lo_t = (_parse_local(query["start_date"], device.tz_offset)
+                lo_t = (_parse_local("start_date", query["start_date"], device.tz_offset)
                         if query.get("start_date") else device.first)
-                hi_t = (_parse_local(query["end_date"], device.tz_offset)
+                hi_t = (_parse_local("end_date", query["end_date"], device.tz_offset)
                         if query.get("end_date") else device.first + last * INTERVAL_S)
                 lo = max(0, math.ceil((lo_t - device.first) / INTERVAL_S))
                 hi = min(last, math.floor((hi_t - device.first) / INTERVAL_S))

@@ -46,6 +46,7 @@ class ConnectorInfo:
     notes: str = ""
     calls_per_page: int = 1  #: calls one page costs (Climkit: validated and raw data)
     discovery_calls: int = 0  #: calls a discovery costs (listings), for planning
+    credentials: tuple[str, ...] = ()  #: config keys a refused login points at
 
     def calls_for(self, records: int) -> int:
         """Calls one device's fetch of ``records`` new records costs."""
@@ -85,6 +86,11 @@ class Connector(Protocol):
               ) -> AsyncIterator[Page]: ...
 
     async def aclose(self) -> None: ...
+
+    async def check(self) -> str:
+        """One cheap authenticated call; a line saying what answered, else the error a
+        sync would meet (`config check --online`)."""
+        ...
 
 
 _REGISTRY: dict[str, type[Any]] = {}

@@ -203,7 +203,7 @@ class ClimkitConnector:
         quantities=(Quantity.ENERGY, Quantity.VOLUME, Quantity.TEMPERATURE),
         cursor="time", limits=(ONE_PER_SECOND,), page_size=0, interval_s=PERIOD_S,
         notes="one meter_data and one meter_data_raw call per meter and sync",
-        calls_per_page=2, discovery_calls=3)
+        calls_per_page=2, discovery_calls=3, credentials=("username", "password"))
 
     def __init__(self, config: ClimkitConfig, *, clock: Clock | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
@@ -238,6 +238,11 @@ class ClimkitConnector:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError:
             raise MalformedResponseError("Climkit: body is not JSON (cut short?)") from None
+
+    async def check(self) -> str:
+        """One cheap authenticated call: the login and the site listing."""
+        sites = await self._get("/all_installations")
+        return f"credentials accepted; {len(sites)} sites listed"
 
     async def discover(self) -> Discovery:
         """Sites, their meters (one device each) and sensors (one device each)."""

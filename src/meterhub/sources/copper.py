@@ -164,7 +164,7 @@ class CopperConnector:
         quantities=(Quantity.ENERGY, Quantity.POWER, Quantity.VOLUME, Quantity.FLOW),
         cursor="time", limits=(PER_HOUR, PER_DAY), page_size=366 * 24, interval_s=3600,
         notes="one usage call per meter and window; 100/h and 1,000/day planned",
-        discovery_calls=2)
+        discovery_calls=2, credentials=("client_id", "client_secret", "enterprise_id"))
 
     def __init__(self, config: CopperConfig, *, clock: Clock | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
@@ -224,6 +224,17 @@ class CopperConnector:
             page = await self.http.call("GET", link, self._json,
                                         limits=[(PER_HOUR, self.config.client_id),
                                                 (PER_DAY, self.config.client_id)])
+
+    async def check(self) -> str:
+        """One cheap authenticated call: the token and one premise of the enterprise."""
+        try:
+            await self._get("/premise", limit=1, offset=0)
+        except AuthError:
+            if self.auth.token is None:
+                raise  # the token service refused client_id and client_secret
+            raise AuthError(f"Copper issued a token but refused enterprise "
+                            f"{self.config.enterprise_id!r}: check enterprise_id") from None
+        return "credentials accepted; enterprise answered"
 
     async def discover(self) -> Discovery:
         found = Discovery()

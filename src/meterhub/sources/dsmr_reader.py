@@ -275,7 +275,7 @@ class DsmrReaderConnector:
         name="dsmr_reader", config=DsmrReaderConfig, quantities=(), cursor="time",
         limits=(GENTLE,), page_size=PAGE_SIZE, interval_s=10,
         notes="time cursor per stream (readings, hour and day statistics), 1,000 rows per "
-              "call")
+              "call", credentials=("api_key",))
 
     def __init__(self, config: DsmrReaderConfig, *, clock: Clock | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
@@ -289,6 +289,14 @@ class DsmrReaderConnector:
 
     async def aclose(self) -> None:
         await self.http.client.aclose()
+
+    async def check(self) -> str:
+        """One cheap authenticated call: a single reading."""
+        payload = await self.http.call(
+            "GET", PATH, lambda response: _decode(response, "datalogger/dsmrreading"),
+            limits=[(GENTLE, "instance")], params={"limit": 1})
+        count = payload.get("count") if isinstance(payload, dict) else None
+        return "API key accepted" + (f"; {count} readings" if count is not None else "")
 
     def _streams(self) -> dict[str, Statistics]:
         """The statistics streams by device id (none when statistics are not pulled)."""

@@ -188,7 +188,7 @@ class TanddConnector:
         quantities=(Quantity.TEMPERATURE, Quantity.RELATIVE_HUMIDITY),
         cursor="time", limits=(DATA_CALLS, READINGS, CURRENT_CALLS), page_size=NUMBER,
         interval_s=600, notes="unixtime cursor; 65,535 readings per call, paged backward",
-        discovery_calls=1)
+        discovery_calls=1, credentials=("api_key", "login_id", "login_pass"))
 
     def __init__(self, config: TanddConfig, *, clock: Clock | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
@@ -246,6 +246,11 @@ class TanddConnector:
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedResponseError(f"T&D: unexpected current body ({exc})") from None
         return found
+
+    async def check(self) -> str:
+        """One cheap authenticated call: the ``current`` listing discovery makes anyway."""
+        found = await self.discover()
+        return f"credentials accepted; {len(found.devices)} loggers listed"
 
     async def _data(self, serial: str, lo: int | None, hi: int) -> ParsedData:
         await self.http.limiter.acquire([(READINGS, serial)], cost=NUMBER)

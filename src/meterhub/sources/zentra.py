@@ -8,7 +8,12 @@
 - Cursor: the last measurement record id (mrid) stored. Each call asks for
   ``start_mrid = cursor + 1`` ascending with the largest page (2,000 records), so a
   device-year of 5-minute records costs ceil(105,120 / 2,000) = 53 calls. A first backfill
-  with a configured ``start`` asks by date once (station local time), then by mrid.
+  with a configured ``start`` (UTC, like every source's) asks by date once, then by mrid.
+- Dates: ``start_date`` is sent as the documented ``YYYY-MM-DD HH:MM:SS`` in the station's
+  local time. The API names no zone, only each reading's ``tz_offset`` (seconds), so the
+  first backfill begins with the seed's cheapest call (newest record, ``per_page=1``) and
+  uses that offset: one call more per device, once. In a zone with daylight saving time a
+  start in the other season is therefore sent an hour off.
 - Quirks: measurement sets differ between devices (the data dict is open); units follow the
   account's preference and are read from every page's metadata; error-flagged readings
   become quality ``sensor_error`` with a null value; a device whose max mrid falls below
@@ -17,6 +22,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,13 +32,14 @@ import httpx
 import numpy as np
 import orjson
 import pyarrow as pa
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from meterhub.clock import Clock, RealClock
 from meterhub.errors import MalformedResponseError, UnitError, VendorError
 from meterhub.http import Limit, RateLimiter, VendorClient, make_client, retry_after_header
 from meterhub.model import ChannelKind, Quality
 from meterhub.sources.base import ConnectorInfo, Discovery, Page, SourceConfig, register
+from meterhub.timebase import to_utc
 from meterhub.units import CANONICAL_UNITS, Quantity, convert, normalize_unit
 
 PATH = "/api/v4/get_readings/"
@@ -45,6 +52,19 @@ _LOCKOUT = re.compile(r"Lock out expires in (\d+)")
 class ZentraConfig(SourceConfig):
     type: str = "zentra"
     token: SecretStr = Field(description="API token from the ZENTRA web UI (API > Copy token)")
+    devices: list[str] | None = Field(
+        default=None, validate_default=True,
+        description="Serial numbers of the stations (required: v4 lists no devices)")
+
+    @field_validator("devices")
+    @classmethod
+    def _listed(cls, value: list[str] | None) -> list[str]:
+        # without devices a sync would pull nothing and still report success
+        if not value:
+            raise ValueError("required for ZENTRA: the v4 API has no device listing, so "
+                             "meterhub cannot discover the stations; list their serial "
+                             'numbers, e.g. devices = ["z6-12345"]')
+        return value
 
 
 #: measurement name -> (channel, quantity, kind)
@@ -150,12 +170,49 @@ def parse_readings(payload: Any, *, source: str, device: str) -> ParsedPage:
                       None if max_mrid is None else int(max_mrid))
 
 
+@dataclass(frozen=True, slots=True)
+class Newest:
+    """A device's newest record: its time, its station's UTC offset and the max mrid."""
+
+    timestamp_utc: int
+    tz_offset: int
+    max_mrid: int | None
+
+
+def parse_newest(payload: Any) -> Newest | None:
+    """The first reading of a one-record get_readings body (None: the device has none)."""
+    try:
+        max_mrid = payload["pagination"].get("max_mrid")
+        for groups in (payload["data"] or {}).values():
+            for group in groups:
+                for reading in group["readings"]:
+                    return Newest(int(reading["timestamp_utc"]), int(reading["tz_offset"]),
+                                  None if max_mrid is None else int(max_mrid))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise MalformedResponseError(f"ZENTRA: unexpected get_readings body ({exc})") from None
+    return None
+
+
+def local_time(epoch: float, tz_offset: int) -> str:
+    """A UTC instant as start_date/end_date want it: ``YYYY-MM-DD HH:MM:SS``, station time."""
+    zone = dt.timezone(dt.timedelta(seconds=tz_offset))
+    return dt.datetime.fromtimestamp(epoch, zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def lockout_seconds(response: httpx.Response) -> float | None:
     """ZENTRA's wait hint: "Lock out expires in NN seconds", else Retry-After."""
     match = _LOCKOUT.search(response.text)
     if match:
         return float(match.group(1))
     return retry_after_header(response)
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        raise MalformedResponseError("ZENTRA: get_readings body is not JSON "
+                                     "(cut short?)") from None
 
 
 def vendor_error(response: httpx.Response) -> VendorError:
@@ -175,7 +232,8 @@ class ZentraConnector:
         name="zentra", config=ZentraConfig,
         quantities=tuple(q for _, q, _ in CHANNEL_MAP.values()),
         cursor="seq", limits=(PER_TOKEN, PER_DEVICE), page_size=PAGE_SIZE,
-        interval_s=300, notes="mrid cursor; 2,000 records per call")
+        interval_s=300, notes="mrid cursor; 2,000 records per call",
+        credentials=("token",))
 
     def __init__(self, config: ZentraConfig, *, clock: Clock | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
@@ -206,27 +264,50 @@ class ZentraConnector:
 
     async def _get(self, device: str, params: dict[str, Any]) -> ParsedPage:
         def parse(response: httpx.Response) -> ParsedPage:
-            try:
-                payload = orjson.loads(response.content)
-            except orjson.JSONDecodeError:
-                raise MalformedResponseError("ZENTRA: get_readings body is not JSON "
-                                             "(cut short?)") from None
-            return parse_readings(payload, source=self.config.name, device=device)
+            return parse_readings(_json(response), source=self.config.name, device=device)
 
         return await self.http.call("GET", PATH, parse, limits=self._limits(device),
                                     params={"device_sn": device, "per_page": PAGE_SIZE,
                                             "page_num": 1, "sort_by": "ascending",
                                             "output_format": "json", **params})
 
+    async def newest(self, device: str) -> Newest | None:
+        """The device's newest record, with the seed's own call (one record, newest first)."""
+        return await self.http.call(
+            "GET", PATH, lambda response: parse_newest(_json(response)),
+            limits=self._limits(device),
+            params={"device_sn": device, "per_page": 1, "page_num": 1,
+                    "sort_by": "descending", "output_format": "json"})
+
+    async def check(self) -> str:
+        """One cheap authenticated call (the first device's newest record), for
+        ``config check --online``; raises what a sync would."""
+        device = (self.config.devices or [""])[0]
+        try:
+            found = await self.newest(device)
+        except VendorError as exc:
+            if exc.status in (400, 404):  # the token passed; the serial number did not
+                raise VendorError(f"{exc} (check source[{self.config.name}].devices)",
+                                  status=exc.status) from None
+            raise
+        return (f"token accepted; {device} has records up to mrid {found.max_mrid}"
+                if found else f"token accepted; {device} has no records yet")
+
     async def fetch(self, device: str, cursor: str | None, until: float | None = None
                     ) -> AsyncIterator[Page]:
         """Pages of readings after ``cursor`` (the last stored mrid), oldest first."""
         last = int(cursor) if cursor else 0
-        if last == 0 and self.config.start:
-            page = await self._get(device, {"start_date": self.config.start})
-            if page.records:
-                last = int(page.end_mrid or 0)
-                yield Page(page.readings, str(last), page.records)
+        begin = to_utc(self.config.start) if last == 0 and self.config.start else None
+        if begin is not None:
+            newest = await self.newest(device)
+            if newest is None or newest.timestamp_utc < begin.timestamp():
+                return  # nothing from start on yet; the cursor stays unset
+            page = await self._get(device, {
+                "start_date": local_time(begin.timestamp(), newest.tz_offset)})
+            if not page.records:  # never from mrid 1: that would ignore start
+                return
+            last = int(page.end_mrid or 0)
+            yield Page(page.readings, str(last), page.records)
             if page.max_mrid is None or last >= page.max_mrid:
                 return
         stale = 0
