@@ -97,11 +97,11 @@ def test_export_json_is_an_array_with_iso_times(tmp_path: Path, store_url: str) 
 def test_query_readings_and_aggregates(tmp_path: Path, store_url: str) -> None:
     runner.invoke(app, ["import", str(write_csv(tmp_path / "in.csv")), "--store", store_url])
     result = runner.invoke(app, ["query", "--store", store_url, "--device", "m1",
-                                 "--limit", "3"])
+                                 "--limit", "3", "--format", "table"])
     assert result.exit_code == 0
     assert "6 readings, first 3 shown" in result.output
     result = runner.invoke(app, ["query", "--store", store_url, "--device", "m1", "--every",
-                                 "1d", "--tz", "Europe/Amsterdam"])
+                                 "1d", "--tz", "Europe/Amsterdam", "--format", "table"])
     assert result.exit_code == 0, result.output
     assert "7.5" in result.output  # 5 rises of 1.5 kWh on the local day
     result = runner.invoke(app, ["query", "--store", store_url, "--every", "fortnight"])
@@ -111,13 +111,14 @@ def test_query_readings_and_aggregates(tmp_path: Path, store_url: str) -> None:
 
 def test_devices_lists_channels(tmp_path: Path, store_url: str) -> None:
     runner.invoke(app, ["import", str(write_csv(tmp_path / "in.csv")), "--store", store_url])
-    result = runner.invoke(app, ["devices", "--store", store_url])
+    result = runner.invoke(app, ["devices", "--store", store_url, "--format", "table"])
     assert result.exit_code == 0
     assert "2 devices, 2 channels" in result.output
     assert "energy" in result.output
 
 
-def test_unknown_device_is_one_line_error(store_url: str) -> None:
+def test_unknown_device_is_one_line_error(hub: meterhub.Hub, store_url: str) -> None:
+    hub.close()  # the store exists, and is not held open by this process
     result = runner.invoke(app, ["query", "--store", store_url, "--device", "nope"])
     assert result.exit_code == 1
     assert "no channel matches device nope" in result.output
@@ -350,3 +351,22 @@ login_pass = "not-the-password"
     status = runner.invoke(app, ["status", "--config", str(path)], env={"COLUMNS": "250"})
     assert status.exit_code == 0
     assert "AuthError" in status.output
+
+
+def test_config_check_online_tries_each_sources_credentials(tmp_path: Path) -> None:
+    with emulator("tandd") as (base, _):
+        path = tmp_path / "meterhub.toml"
+        source = ('[[source]]\nname = "{name}"\ntype = "tandd"\nbase_url = "' + base + '"\n'
+                  'api_key = "73pfobnche8d1p6laqnemsbnpkght3bjv047oid6p2sg3"\n'
+                  'login_id = "tbzz9999"\nlogin_pass = "{password}"\n')
+        path.write_text(source.format(name="good", password="ppaasswwoorrdd")
+                        + source.format(name="bad", password="not-the-password"))
+        offline = runner.invoke(app, ["config", "check", "--config", str(path)])
+        assert offline.exit_code == 0  # the file itself is fine
+        result = runner.invoke(app, ["config", "check", "--online", "--config", str(path)],
+                               env={"COLUMNS": "200"})
+    assert result.exit_code == 1
+    assert "source good (tandd): credentials accepted" in result.output
+    assert "source bad (tandd): " in result.output
+    assert "source[bad].login_pass" in result.output
+    assert "not-the-password" not in result.output

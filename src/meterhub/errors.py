@@ -53,6 +53,14 @@ class StoreError(MeterhubError):
     """The store cannot be opened or used."""
 
 
+class StoreNotFoundError(StoreError):
+    """A command that only reads was pointed at a store that does not exist."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class StoreInUseError(StoreError):
     """Another process holds the store file (DuckDB allows one owner per file)."""
 

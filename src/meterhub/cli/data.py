@@ -1,0 +1,296 @@
+"""Commands over the stored data: import, export, query, devices, gaps, channels, compact,
+sample."""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import pyarrow as pa
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from meterhub.cli.common import (
+    ChannelOption,
+    DeviceOption,
+    EndOption,
+    OptionalConfig,
+    StartOption,
+    StoreOption,
+    UnitOption,
+    app,
+    err,
+    opened,
+    out,
+    store_url,
+    user_errors,
+)
+from meterhub.cli.output import (
+    Format,
+    FormatOption,
+    StoredUnits,
+    chosen,
+    emit,
+    file_format,
+    print_table,
+    write,
+)
+from meterhub.errors import MeterhubError
+from meterhub.fileio import Format as FileFormat
+from meterhub.fileio import export_readings, guess_format, read_readings_file
+from meterhub.hub import Hub
+from meterhub.store.base import WriteResult
+
+TABLE_ROWS = 50  #: rows a table shows unless --limit or --all says otherwise
+#: the rule each aggregate follows, said under every aggregate a person reads
+CONSUMPTION_RULE = ("consumption: a counter's rise from the last reading before each bucket "
+                    "to its last reading in it, edge to edge, so a rise across midnight "
+                    "counts in the day it ends in (DSMR-reader's day statistics, `meterhub "
+                    "energy`, count first to last reading within the day instead)")
+
+
+def stored_units(hub: Hub) -> StoredUnits:
+    """Each channel's stored unit, for showing values to their resolution."""
+    return {(c.device, c.channel): c.unit for c in hub.store.channels()}
+
+
+def written(result: WriteResult) -> str:
+    """What a write did, in words: new, replaced and unchanged keys."""
+    return (f"{result.new:,} new, {result.replaced:,} replaced, {result.unchanged:,} "
+            f"unchanged ({result.rows:,} rows read)")
+
+
+@app.command("import")
+def import_(
+    files: Annotated[list[Path], typer.Argument(help="CSV, JSON (array or lines) or Parquet "
+                                                     "files of readings.")],
+    store: StoreOption = None,
+    config: OptionalConfig = None,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="csv, json or parquet; default: from the file's extension.")] = None,
+    source: Annotated[str, typer.Option(
+        help="Source name for rows that do not name one.")] = "import",
+) -> None:
+    """Import readings. Every file is checked first; one bad row writes nothing of it.
+
+    Columns: device, channel, ts, value, unit; optional source, quality, seq, error_code,
+    validated, and quantity and kind (instant, counter, delta) for new channels.
+    """
+    with user_errors():
+        tables = [(path, read_readings_file(path, fmt=fmt, source=source)) for path in files]
+    with opened(store_url(store, config), create=True) as hub, user_errors():
+        for path, table in tables:
+            result = hub.write(table, origin=f"import:{path.name}")
+            out.print(f"{path}: {written(result)}", markup=False, highlight=False,
+                      soft_wrap=True)
+
+
+@app.command()
+def export(
+    store: StoreOption = None,
+    config: OptionalConfig = None,
+    device: DeviceOption = None,
+    channel: ChannelOption = None,
+    start: StartOption = None,
+    end: EndOption = None,
+    unit: UnitOption = None,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="csv, json or parquet; default: from --output's extension, "
+                         "else csv.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="FILE", help="File to write; default: standard output.")] = None,
+) -> None:
+    """Export readings as CSV, JSON or Parquet, streamed (times are UTC, values exact)."""
+    with user_errors():
+        kind: FileFormat = guess_format(output, fmt) if output and (fmt or output.suffix) \
+            else guess_format(Path("out.csv"), fmt)
+        if kind == "parquet" and output is None and sys.stdout.isatty():
+            raise MeterhubError("Parquet is binary: pass --output FILE.parquet")
+    with opened(store_url(store, config), create=False) as hub, user_errors():
+        reader = hub.scan(device=device, channel=channel, start=start, end=end, unit=unit)
+        if output is None:
+            export_readings(reader, sys.stdout.buffer, kind)
+            sys.stdout.buffer.flush()
+            return
+        total = hub.count(device=device, channel=channel, start=start, end=end)
+        partial = output.with_name(output.name + ".part")
+        with Progress(TextColumn("{task.description}"), BarColumn(),
+                      TextColumn("{task.completed:,}/{task.total:,}"), TimeRemainingColumn(),
+                      console=err, transient=True, disable=total < 200_000) as progress:
+            task = progress.add_task(f"exporting to {output.name}", total=total)
+            try:
+                with partial.open("wb") as handle:
+                    rows = export_readings(reader, handle, kind,
+                                           on_batch=lambda n: progress.advance(task, n))
+                partial.replace(output)
+            finally:
+                partial.unlink(missing_ok=True)
+    err.print(f"{output}: {rows:,} readings exported", markup=False, highlight=False)
+
+
+def _save(table: pa.Table, output: Path, stored: StoredUnits) -> None:
+    """Write a query's rows to a file (csv, json or parquet by suffix), all or nothing."""
+    kind = file_format(output)
+    partial = output.with_name(output.name + ".part")
+    try:
+        with partial.open("wb") as handle:
+            write(table, kind, handle, stored)
+        partial.replace(output)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+@app.command()
+def query(
+    store: StoreOption = None,
+    config: OptionalConfig = None,
+    device: DeviceOption = None,
+    channel: ChannelOption = None,
+    start: StartOption = None,
+    end: EndOption = None,
+    every: Annotated[str | None, typer.Option(
+        metavar="SIZE", help="Aggregate into buckets: 15min, 1h, 1d, 1w, 1mo or 1y.")] = None,
+    tz: Annotated[str, typer.Option(
+        metavar="ZONE", help="IANA time zone for buckets and naive times.")] = "UTC",
+    fn: Annotated[list[str] | None, typer.Option(
+        metavar="NAME", help="Aggregate function(s): mean min max first last count "
+                             "(instant), consumption (counter), sum (delta). Default: all "
+                             "for the kind.")] = None,
+    unit: UnitOption = None,
+    limit: Annotated[int | None, typer.Option(
+        min=1, metavar="N", help=f"Show at most this many rows (default: {TABLE_ROWS} in a "
+                                 "table, all in CSV, JSON and files).")] = None,
+    all_rows: Annotated[bool, typer.Option("--all", help="Show every row.")] = False,
+    fmt: FormatOption = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="FILE", help="Save the rows (readings or aggregates) to "
+                                               "a file: .csv, .json or .parquet.")] = None,
+) -> None:
+    """Show readings, or aggregates per bucket with --every."""
+    shown = chosen(fmt)
+    if all_rows and limit is not None:
+        raise typer.BadParameter("give --limit or --all, not both")
+    cap = None if all_rows else (
+        limit if limit is not None else (TABLE_ROWS if shown is Format.TABLE and output is None
+                                         else None))
+    with opened(store_url(store, config), create=False) as hub, user_errors():
+        stored = stored_units(hub)
+        notes: list[str] = []
+        if every is None:
+            reader = hub.scan(device=device, channel=channel, start=start, end=end, unit=unit,
+                              batch_size=min(cap or 65_536, 65_536))
+            batches, count = [], 0
+            for batch in reader:
+                batches.append(batch if cap is None else batch.slice(0, cap - count))
+                count += batches[-1].num_rows
+                if cap is not None and count >= cap:
+                    break
+            table = pa.Table.from_batches(batches, schema=reader.schema).drop_columns(
+                ["source"])
+            total = hub.count(device=device, channel=channel, start=start, end=end)
+            what = "readings"
+        else:
+            table = hub.aggregate(device=device, channel=channel, start=start, end=end,
+                                  every=every, tz=tz, fn=fn, unit=unit, as_="arrow")
+            table = table.drop_columns(["bucket_end"])
+            total = table.num_rows
+            if cap is not None:
+                table = table.slice(0, cap)
+            what = f"buckets of {every} in {tz}"
+            if "consumption" in table.column_names:
+                notes.append(CONSUMPTION_RULE)
+        title = f"{total:,} {what}"
+        if table.num_rows < total:
+            title += f", first {table.num_rows:,} shown"
+            notes.insert(0, f"{total - table.num_rows:,} more row(s) not shown: --all shows "
+                            "every row, -o FILE saves them")
+        if output is not None:
+            _save(table, output, stored)
+            err.print(f"{output}: {table.num_rows:,} rows saved", markup=False,
+                      highlight=False)
+            for note in notes[1:] if table.num_rows < total else notes:
+                err.print(note, markup=False, highlight=False, soft_wrap=True)
+            return
+        drop_first = ["seq", "error_code", "validated", "count", "first", "last", "kind",
+                      "quality"]
+        for name, asked in (("device", device), ("channel", channel)):
+            if asked is not None and len(asked) == 1:  # said in the title instead
+                drop_first.append(name)
+                title += f", {name} {asked[0]}"
+        emit(table, shown, stored, title=title, notes=notes, drop_first=drop_first)
+
+
+@app.command()
+def devices(store: StoreOption = None, config: OptionalConfig = None,
+            fmt: FormatOption = None) -> None:
+    """List devices with their channels, reading counts and newest measurement."""
+    with opened(store_url(store, config), create=False) as hub, user_errors():
+        stats: pa.Table = hub.channels(as_="arrow")
+        table = stats.select(["source", "device", "channel", "kind", "unit", "readings",
+                              "first_ts", "last_ts"])
+        emit(table, chosen(fmt), {}, title=f"{len(hub.store.devices())} devices, "
+             f"{stats.num_rows} channels", drop_first=["first_ts", "source", "readings"])
+
+
+@app.command()
+def gaps(
+    store: StoreOption = None,
+    config: OptionalConfig = None,
+    device: DeviceOption = None,
+    channel: ChannelOption = None,
+    start: StartOption = None,
+    end: EndOption = None,
+    fmt: FormatOption = None,
+) -> None:
+    """List missing intervals and seq jumps per channel."""
+    with opened(store_url(store, config), create=False) as hub, user_errors():
+        table = hub.gaps(device=device, channel=channel, start=start, end=end, as_="arrow")
+        emit(table, chosen(fmt), {}, title=f"{table.num_rows} gaps",
+             drop_first=["source", "expected_s", "missing"])
+
+
+channels_app = typer.Typer(help="Inspect and change channels.", no_args_is_help=True,
+                           rich_markup_mode=None)
+app.add_typer(channels_app, name="channels")
+
+
+@app.command()
+def compact(store: StoreOption = None, config: OptionalConfig = None) -> None:
+    """Rewrite the store clustered by device, channel and time (faster range queries)."""
+    with opened(store_url(store, config), create=False) as hub:
+        hub.compact()
+        out.print(f"{hub.url}: compacted", markup=False, highlight=False)
+
+
+@app.command()
+def sample(
+    store: Annotated[str, typer.Option(
+        "--store", envvar="METERHUB_STORE", help="Store URL.")] = "duckdb:///meterhub-sample.duckdb",
+) -> None:
+    """Import the bundled sample (a weather station and an energy meter) and show a tour."""
+    path = resources.files("meterhub") / "data" / "sample.csv"
+    with resources.as_file(path) as sample_path, user_errors():
+        table = read_readings_file(sample_path)
+    with opened(store, create=True) as hub:
+        result = hub.write(table, origin="sample")
+        out.print(f"[bold]Imported[/] the sample into {hub.url}: {written(result)}\n",
+                  highlight=False, soft_wrap=True)
+        stored = stored_units(hub)
+        print_table(hub.channels(as_="arrow").select(
+            ["device", "channel", "kind", "unit", "readings", "last_ts"]), stored,
+            title="Channels", drop_first=["readings"])
+        print_table(hub.aggregate(device="ws-demo-1", channel="air_temperature", every="1d",
+                                  tz="Europe/Amsterdam", as_="arrow").select(
+            ["device", "channel", "bucket", "mean", "min", "max", "count", "unit"]), stored,
+            title="Daily air temperature of ws-demo-1, Europe/Amsterdam (27 October has 25 "
+                  "hours)", drop_first=["device", "channel"])
+        print_table(hub.aggregate(device="em-demo-1", channel="energy_import", every="1d",
+                                  tz="Europe/Amsterdam", as_="arrow").select(
+            ["device", "channel", "bucket", "consumption", "count", "unit"]), stored,
+            title="Daily consumption of em-demo-1's kWh counter",
+            drop_first=["device", "channel"])
+    out.print(f"\nTry: meterhub query --store {store} --device ws-demo-1 --every 1h "
+              "--tz Europe/Amsterdam --unit degF --channel air_temperature", markup=False,
+              highlight=False, soft_wrap=True)
