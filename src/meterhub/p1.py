@@ -4,11 +4,20 @@ The serial side is dsmr-parser's `SerialReader` (its port settings per DSMR vers
 its telegram buffer), read as raw telegram text so that every telegram goes through the
 same checks as a pushed one (`meterhub.dsmr.read_telegram`). A port that fails or
 vanishes (a USB cable pulled) is reopened after a delay that doubles up to a bound.
+
+A capture file holds telegrams as the meter sent them, each framed by ``/`` and a final
+``!`` line with its CRC. A meter ends every line with CRLF, and the CRC covers those
+bytes; a capture saved by a tool that turned line endings into LF (or some of them:
+mixed endings) is read with each bare LF restored to CRLF first, so its CRC is checked
+against the text the meter sent (a last CRC saved without its line end gets CRLF too).
+A telegram damaged otherwise still fails that check. A file without a single complete
+telegram is an `InputError`, and nothing is stored.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -41,8 +50,20 @@ FILE_BATCH = 1_000  #: telegrams per commit when replaying a file
 
 @dataclass
 class Counts:
-    accepted: int = 0
-    rejected: int = 0
+    """Telegrams read: ``accepted + rejected`` of them, and the accepted ones split by what
+    storing them did (``new + replaced + unchanged == accepted``).
+
+    The split comes from the store's `WriteResult` of each commit, so it is per commit (one
+    telegram from a serial port, up to `FILE_BATCH` from a file): a commit that stored
+    any reading not stored before counts all its telegrams as new, even the ones that were
+    stored already. A capture replayed a second time is all unchanged.
+    """
+
+    accepted: int = 0  #: passed every check and written
+    rejected: int = 0  #: failed a check (CRC, cut short, unreadable, stamped in the future)
+    new: int = 0  #: in a commit that added readings the store did not hold
+    replaced: int = 0  #: in a commit that added none but changed stored ones
+    unchanged: int = 0  #: every reading of the commit was stored already, the same
 
 
 def serial_settings(version: str) -> dict[str, object]:
@@ -66,9 +87,26 @@ class RawSerialReader(SerialReader):  # type: ignore[misc]
                     yield from self._buffer_incoming(data)
 
 
+_BARE_LF = re.compile(r"(?<!\r)\n")
+_ENDS_IN_CRC = re.compile(r"![0-9A-F]{4}\Z")
+
+
+def as_sent(text: str) -> str:
+    """Captured text with every bare LF back to the CRLF the meter sent (the CRC covers
+    the CR too), and the line end after a final CRC that a saved file may lack; text that
+    has only CRLF is returned as it is."""
+    if text.count("\n") != text.count("\r\n"):
+        text = _BARE_LF.sub("\r\n", text)
+    if _ENDS_IN_CRC.search(text):  # a complete telegram (its CRC is always 4 digits)
+        text += "\r\n"
+    return text
+
+
 def telegrams_in(text: str) -> list[str]:
-    """The complete telegrams in captured text (partial ones at either end are dropped)."""
-    buffer = TelegramBuffer()
+    """The complete telegrams in captured text (partial ones at either end are dropped),
+    with CRLF line ends (see `as_sent`)."""
+    buffer = TelegramBuffer()  # finds only telegrams whose lines end in CRLF
+    text = as_sent(text)
     buffer.append(text)
     return list(buffer.get_all())
 
@@ -100,19 +138,34 @@ class _Meter:
 
     def write(self, telegrams: list[Telegram]) -> None:
         """Store ``telegrams`` (maybe none) with the meter's status and rejection count."""
-        self.hub.write(Telegram.join(telegrams) if telegrams else None, origin="p1",
-                       state=self.meter.state())
+        result = self.hub.write(Telegram.join(telegrams) if telegrams else None,
+                                origin="p1", state=self.meter.state())
+        if not telegrams:
+            return
+        counts = self.counts
+        if result.written and result.unchanged == result.written:
+            counts.unchanged += len(telegrams)
+        elif result.replaced and not result.new:
+            counts.replaced += len(telegrams)
+        else:  # also a store that does not tell (its new = replaced = unchanged = 0)
+            counts.new += len(telegrams)
 
 
 def replay_file(hub: Hub, path: Path, settings: DsmrSettings) -> Counts:
-    """Store every telegram of a capture file, a thousand per commit."""
+    """Store every telegram of a capture file (CRLF or LF line ends), a thousand per
+    commit; an `InputError` when the file holds no complete telegram."""
     try:
         # bytes, not read_text: universal newlines would turn the telegrams' CRLF into LF
         text = path.read_bytes().decode("ascii", errors="replace")
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    found = telegrams_in(text)
+    if not found:
+        # raised before anything is written: an empty or wrong file stores no counts either
+        raise InputError(f"{path}: no DSMR telegram ('/' ... '!CRC') found: give a capture "
+                         "of a meter's P1 output")
     meter, pending = _Meter(hub, settings), []
-    for text_of_one in telegrams_in(text):
+    for text_of_one in found:
         telegram = meter.parse(text_of_one)
         if telegram is not None:
             pending.append(telegram)
