@@ -80,7 +80,7 @@ def readings_table(devices: int, channels: int, steps: int, step_us: int,
 
 def bench_write(workdir: Path, rows: int, repeat: int) -> list[dict[str, Any]]:
     steps = rows // 250
-    table = readings_table(50, 5, steps, 60_000_000)
+    table = readings_table(50, 5, steps, 60_000_000, unit="kW")  # random levels: instant
     n = table.num_rows
 
     def raw() -> None:

@@ -78,8 +78,8 @@ def test_import_export_round_trip_is_identical(tmp_path: Path, store_url: str) -
         with meterhub.open(other) as hub:
             pd.testing.assert_frame_equal(hub.readings(), original)
             kinds = dict(zip(hub.channels()["channel"], hub.channels()["kind"], strict=True))
-        # the exported file carries no kind; the counter arrives as an instant channel
-        assert kinds == {"energy": "instant", "temp": "instant"}
+        # the exported file carries each channel's kind: the counter stays a counter
+        assert kinds == {"energy": "counter", "temp": "instant"}
 
 
 def test_export_json_is_an_array_with_iso_times(tmp_path: Path, store_url: str) -> None:
@@ -370,3 +370,30 @@ def test_config_check_online_tries_each_sources_credentials(tmp_path: Path) -> N
     assert "source bad (tandd): " in result.output
     assert "source[bad].login_pass" in result.output
     assert "not-the-password" not in result.output
+
+
+def test_channels_set_kind_changes_how_a_channel_aggregates(tmp_path: Path,
+                                                            store_url: str) -> None:
+    rows = "".join(f"m,energy,2024-10-27T{h:02d}:30:00Z,{v},kWh,{{kind}}\n"
+                   for h, v in ((0, 10.0), (1, 11.0), (2, 13.0)))
+    header = "device,channel,ts,value,unit,kind\n"
+    (tmp_path / "instant.csv").write_text(header + rows.format(kind="instant"))
+    (tmp_path / "counter.csv").write_text(header + rows.format(kind="counter"))
+    assert runner.invoke(app, ["import", str(tmp_path / "instant.csv"), "--store",
+                               store_url]).exit_code == 0
+    refused = runner.invoke(app, ["import", str(tmp_path / "counter.csv"), "--store",
+                                  store_url], env={"COLUMNS": "200"})
+    assert refused.exit_code == 1
+    assert "meterhub channels set-kind m energy counter" in refused.output
+    day = ["query", "--store", store_url, "--every", "1d", "--format", "json"]
+    # shown to the kWh resolution, 0.001
+    assert json.loads(runner.invoke(app, day).stdout)[0]["mean"] == 11.333
+    changed = runner.invoke(app, ["channels", "set-kind", "m", "energy", "counter",
+                                  "--store", store_url])
+    assert changed.exit_code == 0, changed.output
+    assert "m/energy: kind instant -> counter" in changed.output
+    # 10 -> 11 -> 13 within the day: 3 kWh
+    assert json.loads(runner.invoke(app, day).stdout)[0]["consumption"] == pytest.approx(3.0)
+    unknown = runner.invoke(app, ["channels", "set-kind", "m", "nope", "counter",
+                                  "--store", store_url])
+    assert unknown.exit_code == 1

@@ -10,18 +10,20 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Literal
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from meterhub import encode
 from meterhub.errors import InputError
-from meterhub.model import READING_SCHEMA, records_to_arrow, to_readings
+from meterhub.model import READING_SCHEMA, Channel, records_to_arrow, to_readings
 
 Format = Literal["csv", "json", "parquet"]
 FORMATS: tuple[Format, ...] = ("csv", "json", "parquet")
@@ -142,20 +144,63 @@ def _read_json(path: Path) -> pa.Table:
         raise InputError(f"{path}: {_json_where(exc.row or 0)}: {exc.reason}") from None
 
 
+#: Readings with their channel's quantity and kind, as `export_readings` writes them when
+#: given the channels: an import of such a file creates the same channels.
+EXPORT_SCHEMA = READING_SCHEMA.append(pa.field("quantity", pa.string())).append(
+    pa.field("kind", pa.string()))
+
+
 def export_readings(batches: Iterable[pa.RecordBatch], out: IO[bytes], fmt: Format,
-                    *, on_batch: Callable[[int], None] | None = None) -> int:
-    """Write readings batch by batch to a binary stream; returns the number of rows."""
+                    *, on_batch: Callable[[int], None] | None = None,
+                    channels: Iterable[Channel] | None = None) -> int:
+    """Write readings batch by batch to a binary stream; returns the number of rows.
+
+    With ``channels`` (e.g. ``hub.store.channels(selection)``), each row also carries its
+    channel's ``quantity`` and ``kind`` (`EXPORT_SCHEMA`; null for a channel not given),
+    so that importing the file into another store creates the same channels.
+    """
     total = 0
+    lookup = None if channels is None else {(c.device, c.channel): c for c in channels}
 
     def counted() -> Iterator[pa.RecordBatch]:
         nonlocal total
         for batch in batches:
             total += batch.num_rows
-            yield batch
+            yield batch if lookup is None else _with_channel_columns(batch, lookup)
             if on_batch:
                 on_batch(batch.num_rows)
 
-    reader = pa.RecordBatchReader.from_batches(READING_SCHEMA, counted())
+    schema = READING_SCHEMA if lookup is None else EXPORT_SCHEMA
+    reader = pa.RecordBatchReader.from_batches(schema, counted())
     for chunk in encode.stream(reader, fmt):
         out.write(chunk)
     return total
+
+
+def _with_channel_columns(batch: pa.RecordBatch,
+                          lookup: Mapping[tuple[str, str], Channel]) -> pa.RecordBatch:
+    """``batch`` with its channels' quantity and kind appended: repeated when the batch
+    holds one channel (as the store's scans give them), else joined on (device, channel)."""
+    n = batch.num_rows
+    devices, names = batch.column("device"), batch.column("channel")
+    if n and pc.all(pc.equal(devices, devices[0])).as_py() and pc.all(
+            pc.equal(names, names[0])).as_py():
+        channel = lookup.get((devices[0].as_py(), names[0].as_py()))
+        quantity = pa.repeat(pa.scalar(channel and channel.quantity, pa.string()), n)
+        kind = pa.repeat(pa.scalar(channel and channel.kind.value, pa.string()), n)
+    else:
+        catalog = pa.table({"device": [key[0] for key in lookup],
+                            "channel": [key[1] for key in lookup],
+                            "quantity": [c.quantity for c in lookup.values()],
+                            "kind": [c.kind.value for c in lookup.values()]},
+                           schema=pa.schema([("device", pa.string()),
+                                             ("channel", pa.string()),
+                                             ("quantity", pa.string()),
+                                             ("kind", pa.string())]))
+        keys = pa.table({"device": devices, "channel": names,
+                         "_row": pa.array(np.arange(n, dtype=np.int64))})
+        joined = keys.join(catalog, ["device", "channel"], join_type="left outer").sort_by(
+            "_row")
+        quantity = joined.column("quantity").combine_chunks()
+        kind = joined.column("kind").combine_chunks()
+    return pa.RecordBatch.from_arrays([*batch.columns, quantity, kind], schema=EXPORT_SCHEMA)

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from meterhub.errors import InputError
-from meterhub.model import READING_SCHEMA, Channel, Device, Site, catalog_rows
+from meterhub.model import READING_SCHEMA, Channel, ChannelKind, Device, Site, catalog_rows
 from meterhub.store import PageKey, Selection, Store, SyncCursor, WriteResult, open_store
 from meterhub.timebase import zone
 from meterhub.units import check_convertible, convert, normalize_unit
@@ -99,7 +99,14 @@ class Hub:
 
         Rows need ``device, channel, ts, value, unit`` and may carry ``source, quality, seq,
         error_code, validated``, plus ``quantity`` and ``kind`` for channels new to the store.
-        ``state`` values (see `get_state`) are committed with the rows; ``data`` may be None.
+        A new channel without a kind is instant when its unit measures a level (°C, %, kPa,
+        kW, V, ...); one in energy or volume units (kWh, m³, ...) is a counter only when
+        its rows prove a meter register (at least 4 readings that never fall, rise, and
+        start at 10 times their rise or more), and one in length units (mm) always needs a
+        kind: else the write is refused (`InputError`). A ``kind`` that contradicts a
+        stored channel's is refused too: `set_kind` changes it. ``state`` values (see
+        `get_state`) are committed with the rows; ``data`` may be None. The result counts
+        the keys written as ``new``, ``replaced`` and ``unchanged``.
         """
         return self.store.write(data, source=source, cursors=cursors, origin=origin,
                                 state=state)
@@ -116,6 +123,17 @@ class Hub:
 
     def add_channels(self, channels: Sequence[Channel]) -> None:
         self.store.upsert_channels(channels)
+
+    def set_kind(self, device: str, channel: str, kind: str | ChannelKind) -> ChannelKind:
+        """Change a channel's kind: ``instant`` (a level), ``counter`` (a meter register)
+        or ``delta`` (an amount per interval); returns the kind it had.
+
+        Stored readings stay as they are; aggregates follow the new kind (a counter gives
+        ``consumption`` where an instant channel gave ``mean``). A write never changes a
+        kind: one whose ``kind`` column contradicts the stored kind is refused.
+        `InputError` for an unknown kind, `NotFoundError` for an unknown channel.
+        """
+        return self.store.set_kind(device, channel, kind)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -252,7 +270,8 @@ def _catalog_table(items: Sequence[Any], cls: Any) -> pa.Table:
     return pa.table({name: pa.array([], pa.string()) for name in cls.__slots__})
 
 
-def open(url: str | None = None) -> Hub:
-    """Open the store at ``url`` (default ``duckdb:///meterhub.duckdb``) as a `Hub`."""
-    return Hub(open_store(url))
+def open(url: str | None = None, *, create: bool = True) -> Hub:
+    """Open the store at ``url`` (default ``duckdb:///meterhub.duckdb``) as a `Hub`;
+    ``create=False`` refuses a store that does not exist (`StoreNotFoundError`)."""
+    return Hub(open_store(url, create=create))
 

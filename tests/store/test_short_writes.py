@@ -66,10 +66,14 @@ def test_any_sequence_of_writes_leaves_the_last_value_of_each_key(
     with meterhub.open(f"duckdb:///{folder / 'p.duckdb'}") as hub:
         for batch in writes:
             result = hub.write(rows_of(batch))
-            keys = {(channel, minute) for channel, minute, _, _ in batch}
-            assert (result.rows, result.written) == (len(batch), len(keys))
-            for channel, minute, value, quality in batch:
-                expected[(channel, minute)] = (value, quality)
+            last = {(channel, minute): (value, quality)
+                    for channel, minute, value, quality in batch}  # the last row of a key
+            new = sum(key not in expected for key in last)
+            unchanged = sum(expected.get(key) == content for key, content in last.items())
+            assert (result.rows, result.written, result.new, result.replaced,
+                    result.unchanged) == (len(batch), len(last), new,
+                                          len(last) - new - unchanged, unchanged)
+            expected.update(last)
             assert stored(hub) == expected
 
 

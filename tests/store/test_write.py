@@ -83,6 +83,7 @@ def test_failure_inside_the_transaction_rolls_back_rows_and_cursor(hub: Hub) -> 
     # °C readings written into an existing kWh channel cannot be converted: nothing lands.
     energy = frame("2024-01-01", 4, channel="e")
     energy["unit"] = "kWh"
+    energy["kind"] = "delta"
     hub.write(energy)
     mixed = pd.concat([frame("2024-01-03", 4), frame("2024-01-03", 4, channel="e")])
     with pytest.raises(InputError, match="stores kWh"):

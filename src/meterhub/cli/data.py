@@ -110,8 +110,11 @@ def export(
             raise MeterhubError("Parquet is binary: pass --output FILE.parquet")
     with opened(store_url(store, config), create=False) as hub, user_errors():
         reader = hub.scan(device=device, channel=channel, start=start, end=end, unit=unit)
+        # each row carries its channel's quantity and kind: the file imports back to the
+        # same channels (a counter stays a counter)
+        channels = hub.store.channels()
         if output is None:
-            export_readings(reader, sys.stdout.buffer, kind)
+            export_readings(reader, sys.stdout.buffer, kind, channels=channels)
             sys.stdout.buffer.flush()
             return
         total = hub.count(device=device, channel=channel, start=start, end=end)
@@ -122,7 +125,7 @@ def export(
             task = progress.add_task(f"exporting to {output.name}", total=total)
             try:
                 with partial.open("wb") as handle:
-                    rows = export_readings(reader, handle, kind,
+                    rows = export_readings(reader, handle, kind, channels=channels,
                                            on_batch=lambda n: progress.advance(task, n))
                 partial.replace(output)
             finally:
@@ -254,6 +257,27 @@ def gaps(
 channels_app = typer.Typer(help="Inspect and change channels.", no_args_is_help=True,
                            rich_markup_mode=None)
 app.add_typer(channels_app, name="channels")
+
+
+@channels_app.command("set-kind")
+def channels_set_kind(
+    device: Annotated[str, typer.Argument(help="The channel's device.")],
+    channel: Annotated[str, typer.Argument(help="The channel.")],
+    kind: Annotated[str, typer.Argument(
+        help="instant (a level), counter (a meter register) or delta (an amount per "
+             "interval).")],
+    store: StoreOption = None,
+    config: OptionalConfig = None,
+) -> None:
+    """Change a channel's kind; its readings stay, its aggregates follow the new kind.
+
+    A write never changes a kind by itself: a file whose kind column contradicts a stored
+    channel is refused and points here.
+    """
+    with opened(store_url(store, config), create=False) as hub, user_errors():
+        before = hub.set_kind(device, channel, kind)
+    out.print(f"{device}/{channel}: kind {before.value} -> {kind}", markup=False,
+              highlight=False)
 
 
 @app.command()

@@ -10,7 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 import pyarrow as pa
 
 from meterhub.keys import ApiKey
-from meterhub.model import Channel, Device, Site
+from meterhub.model import Channel, ChannelKind, Device, Site
 
 #: Aggregate functions per channel kind; the first list entry set is the default.
 INSTANT_FUNCTIONS = ("mean", "min", "max", "first", "last", "count")
@@ -29,11 +29,20 @@ class SyncCursor:
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """What one write did: rows received, distinct keys written, and the batch id."""
+    """What one write did: rows received, distinct keys written, and the batch id.
+
+    ``written`` splits into ``new`` (keys not stored before), ``replaced`` (keys stored
+    before with a different value, quality, error_code, seq or validated) and
+    ``unchanged`` (keys stored before with identical content; two NULL values are
+    equal): ``new + replaced + unchanged == written``.
+    """
 
     rows: int
     written: int
     batch_id: int
+    new: int = 0
+    replaced: int = 0
+    unchanged: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +114,11 @@ class Store(Protocol):
     def upsert_devices(self, devices: Sequence[Device]) -> None: ...
 
     def upsert_channels(self, channels: Sequence[Channel]) -> None: ...
+
+    def set_kind(self, device: str, channel: str, kind: ChannelKind | str) -> ChannelKind:
+        """Change a channel's kind (how its readings aggregate); returns the kind it had.
+        `InputError` for an unknown kind, `NotFoundError` for an unknown channel."""
+        ...
 
     def sites(self) -> list[Site]: ...
 

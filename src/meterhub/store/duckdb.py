@@ -73,7 +73,13 @@ from meterhub.timebase import (
     offset_transitions,
     parse_every,
 )
-from meterhub.units import convert, normalize_unit, quantity_for_unit, unit_for_channel
+from meterhub.units import (
+    Quantity,
+    convert,
+    normalize_unit,
+    quantity_for_unit,
+    unit_for_channel,
+)
 
 SCHEMA_VERSION = "1"
 
@@ -115,6 +121,40 @@ _DDL = [
 SHORT_WRITE_ROWS = 10_000  #: writes up to this size may take the short path (see above)
 _PROBE_ROWS = 50_000  #: stored rows a short write reads to find which of its keys exist
 _VALUE_COLUMNS = ("ts", "value", "quality", "validated", "seq", "error_code")
+#: A stored row ``r`` holds the same content as an incoming row ``s`` of the same key.
+_SAME = ("r.value IS NOT DISTINCT FROM s.value AND r.quality::VARCHAR = s.quality::VARCHAR "
+         "AND r.validated = s.validated AND r.seq IS NOT DISTINCT FROM s.seq "
+         "AND r.error_code IS NOT DISTINCT FROM s.error_code")
+
+
+def _same_as(incoming: pa.Table) -> tuple[str, list[Any]]:
+    """`_SAME` for staged rows ``s`` from ``incoming``, with its parameters: a column that
+    holds one value (or only nulls) in all of ``incoming`` is compared with that value, so
+    the join carries no payload for it (a bulk write's quality, validated, seq and
+    error_code mostly are such columns; comparing them row by row doubled the join)."""
+    clauses, params = ["r.value IS NOT DISTINCT FROM s.value"], []
+    for name, cast in (("quality", "quality"), ("validated", "BOOLEAN"), ("seq", "BIGINT"),
+                       ("error_code", "VARCHAR")):
+        column = incoming.column(name)
+        if column.null_count == len(column):
+            clauses.append(f"r.{name} IS NULL")
+            continue
+        if column.null_count == 0 and pc.all(pc.equal(column, column[0])).as_py():
+            clauses.append(f"r.{name} = CAST(? AS {cast})")
+            params.append(column[0].as_py())
+            continue
+        compare = "=" if name in ("quality", "validated") else "IS NOT DISTINCT FROM"
+        clauses.append(f"r.{name} {compare} s.{name}")
+    return " AND ".join(clauses), params
+
+
+class _Counts(NamedTuple):
+    """Distinct keys a write wrote, split as `WriteResult` reports them."""
+
+    written: int
+    new: int
+    replaced: int
+    unchanged: int
 
 
 class _Newest(NamedTuple):
@@ -207,7 +247,7 @@ class DuckDBStore:
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._lock = threading.RLock()
         self._catalog: list[tuple[int, str, str, str, str, str]] | None = None
-        self._index: tuple[object, dict[tuple[str, str], tuple[int, str]]] | None = None
+        self._index: tuple[object, dict[tuple[str, str], tuple[int, str, str]]] | None = None
         self._newest: dict[int, _Newest] = {}  #: series id -> where its stored rows end
         self._next_batch: int | None = None
         self._generation = 0
@@ -294,16 +334,16 @@ class DuckDBStore:
             assert row is not None
             self._next_batch = int(row[0])
         batch_id = self._next_batch
-        written, grew = 0, False
+        counts, grew = _Counts(0, 0, 0, 0), False
         newest: dict[int, _Newest | None] = {}
         if table.num_rows:
             series_ids = self._known_series(table)
             if series_ids is not None:
-                written, newest = self._append_rows(table, series_ids, batch_id)
+                counts, newest = self._append_rows(table, series_ids, batch_id)
             else:
-                series, grew = self._ensure_catalog(table)
+                series, grew, all_new = self._ensure_catalog(table)
                 table = self._to_channel_units(table, series)
-                written = self._upsert_rows(table, series, batch_id)
+                counts = self._upsert_rows(table, series, batch_id, all_new=all_new)
                 newest = dict.fromkeys(series.column("series_id").to_pylist())
         now = naive_utc(dt.datetime.now(UTC))
         con.execute("INSERT INTO batches VALUES (?, ?, ?, ?)",
@@ -317,32 +357,42 @@ class DuckDBStore:
                                          "WHERE key = ?", [value, now, key]))
             if not updated or not updated[0]:
                 con.execute("INSERT INTO state VALUES (?, ?, ?)", [key, value, now])
-        return WriteResult(rows=table.num_rows, written=written, batch_id=batch_id), grew, \
-            newest
+        return WriteResult(rows=table.num_rows, written=counts.written, batch_id=batch_id,
+                           new=counts.new, replaced=counts.replaced,
+                           unchanged=counts.unchanged), grew, newest
 
     def _known_series(self, table: pa.Table) -> npt.NDArray[np.int32] | None:
         """Each row's series id, when the write is small and every row's channel is known
-        and already in the row's unit; else None (the general path handles the rest)."""
+        and already in the row's unit; else None (the general path handles the rest).
+
+        A kind hint that differs from a known channel's kind is refused (`_kind_conflict`).
+        """
         if table.num_rows > SHORT_WRITE_ROWS:
             return None
         index = self._catalog_index()
         ids = np.empty(table.num_rows, dtype=np.int32)
-        for i, key in enumerate(zip(table.column("device").to_pylist(),
-                                    table.column("channel").to_pylist(),
-                                    table.column("unit").to_pylist(), strict=True)):
-            known = index.get(key[:2])
-            if known is None or known[1] != key[2]:
+        hints = (table.column("kind").to_pylist() if "kind" in table.column_names
+                 else [None] * table.num_rows)
+        for i, (device, channel, unit, kind) in enumerate(zip(
+                table.column("device").to_pylist(), table.column("channel").to_pylist(),
+                table.column("unit").to_pylist(), hints, strict=True)):
+            known = index.get((device, channel))
+            if known is None or known[1] != unit:
                 return None
+            if kind is not None and kind != known[2]:
+                raise _kind_conflict(device, channel, known[2], kind, i)
             ids[i] = known[0]
         return ids
 
     def _append_rows(self, table: pa.Table, series_ids: npt.NDArray[np.int32],
-                     batch_id: int) -> tuple[int, dict[int, _Newest | None]]:
+                     batch_id: int) -> tuple[_Counts, dict[int, _Newest | None]]:
         """The short write path: returns (keys written, each series' newest row after it).
 
-        Rows newer than their series' newest stored row are appended as they are. A row
-        equal to that newest row (a meter repeating its last gas reading for an hour) is
-        already stored and skipped. Only other rows pay for the replace-by-key DELETE.
+        Rows newer than their series' newest stored row are appended as they are (new keys).
+        A row equal to that newest row (a meter repeating its last gas reading for an hour)
+        is already stored and skipped (unchanged). Only other rows pay for the
+        replace-by-key DELETE; the key probe tells which of them are stored and whether
+        with the same content.
         """
         con = self._con
         ts = table.column("ts").cast(pa.timestamp("us")).to_numpy().view(np.int64)
@@ -360,13 +410,31 @@ class DuckDBStore:
                           np.diff(np.r_[starts, len(sid)]))
         keep = np.ones(len(sid), dtype=bool)
         stale = np.flatnonzero(t <= floor)
+        existing = unchanged = 0  # keys stored before this write, and those kept as they are
         if len(stale):
             for i in np.flatnonzero(t == floor):
                 if self._newest[int(sid[i])].values == _values(rows, int(i)):
                     keep[i] = False
+            existing = unchanged = len(keep) - int(np.count_nonzero(keep))
             stale = stale[keep[stale]]
+        probed = True  # whether the probe told which stale keys are stored, and how
         if len(stale):  # rows at or before their series' newest: delete only those stored
-            stale = stale[self._stored(sid[stale], t[stale])]
+            found = self._stored(sid[stale], t[stale])
+            if found is None:
+                probed = False
+            else:
+                incoming = rows.take(pa.array(stale)).select(list(_VALUE_COLUMNS[1:]))
+                mask = np.zeros(len(stale), dtype=bool)
+                for j, (key, values) in enumerate(zip(
+                        zip(sid[stale].tolist(), t[stale].tolist(), strict=True),
+                        zip(*(c.to_pylist() for c in incoming.columns), strict=True),
+                        strict=True)):
+                    held = found.get(key)
+                    if held is not None:
+                        mask[j] = True
+                        unchanged += held == values
+                stale = stale[mask]
+                existing += len(stale)
         rows = rows.set_column(0, "ts", pa.array(t, pa.timestamp("us"))).append_column(
             "series_id", pa.array(sid, pa.int32()))
         newest = {s: _Newest(int(t[e]), _values(rows, int(e))) for s, e in zip(
@@ -376,8 +444,13 @@ class DuckDBStore:
         con.register("_rows", rows)
         try:
             if len(stale):
-                con.register("_stale", rows.take(pa.array(np.cumsum(keep)[stale] - 1)).select(
-                    ["series_id", "ts"]))
+                con.register("_stale", rows.take(pa.array(np.cumsum(keep)[stale] - 1)))
+                if not probed:  # too many stored rows to probe: count in SQL
+                    row = _first(con.execute(
+                        f"SELECT count(*), count(*) FILTER (WHERE {_SAME}) FROM readings r "
+                        "JOIN _stale s ON r.series_id = s.series_id AND r.ts = s.ts"))
+                    assert row is not None
+                    existing, unchanged = existing + int(row[0]), unchanged + int(row[1])
                 con.execute("DELETE FROM readings r USING _stale s "
                             "WHERE r.series_id = s.series_id AND r.ts = s.ts")
                 con.unregister("_stale")
@@ -389,27 +462,27 @@ class DuckDBStore:
                     FROM _rows""")
         finally:
             con.unregister("_rows")
-        return len(order), dict(newest)
+        written = len(order)
+        return _Counts(written, written - existing, existing - unchanged, unchanged), \
+            dict(newest)
 
     def _stored(self, series_ids: npt.NDArray[np.int32], ts: npt.NDArray[np.int64]
-                ) -> npt.NDArray[np.bool_]:
-        """Which of these keys (older than or at their series' newest) are stored.
+                ) -> dict[tuple[int, int], tuple[Any, ...]] | None:
+        """The stored rows in the range of these keys (older than or at their series'
+        newest): (series id, epoch µs) -> values as `_values` gives them.
 
-        One range read (a few zone maps, about a third of a DELETE join); when the range
-        holds too many rows to bring over, every key counts as stored and the DELETE
-        decides.
+        One range read (a few zone maps, about a third of a DELETE join); None when the
+        range holds too many rows to bring over (every key then goes to the DELETE).
         """
         first, last = int(ts.min()), int(ts.max())
         found = self._con.execute(
-            f"SELECT series_id, epoch_us(ts) FROM readings WHERE ts BETWEEN "
+            f"SELECT series_id, epoch_us(ts), value, quality::VARCHAR, validated, seq, "
+            f"error_code FROM readings WHERE ts BETWEEN "
             f"make_timestamp({first}) AND make_timestamp({last}) AND series_id IN "
             f"({_in_list(set(series_ids.tolist()))}) LIMIT {_PROBE_ROWS + 1}").fetchall()
         if len(found) > _PROBE_ROWS:
-            return np.ones(len(ts), dtype=bool)
-        stored = {(int(s), int(at)) for s, at in found}
-        return np.array([(int(s), int(at)) in stored for s, at in zip(series_ids, ts,
-                                                                     strict=True)],
-                        dtype=bool)
+            return None
+        return {(int(s), int(at)): tuple(values) for s, at, *values in found}
 
     def _learn_newest(self, series: Sequence[int], since: int) -> None:
         """Learn where each series' stored rows end, looking only from ``since`` (epoch µs,
@@ -429,9 +502,14 @@ class DuckDBStore:
             found[int(series_id)] = _Newest(int(ts), tuple(values))
         self._newest.update(found)
 
-    def _ensure_catalog(self, table: pa.Table) -> tuple[pa.Table, bool]:
+    def _ensure_catalog(self, table: pa.Table) -> tuple[pa.Table, bool, bool]:
         """Create missing devices and channels; return (device, channel, series_id, unit)
-        of the table's devices, and whether any channel (and so any device) was new."""
+        of the table's devices, whether any channel (and so any device) was new, and
+        whether every channel of the table was (so none of its keys can be stored yet).
+
+        A kind hint must equal a known channel's kind (a kind changes only through
+        `set_kind`); a new channel without one gets the kind `_new_channel_kinds` finds.
+        """
         con = self._con
         hint_cols = [name for name in ("quantity", "kind") if name in table.column_names]
         keys = table.select(["source", "device", "channel", "unit", *hint_cols])
@@ -443,21 +521,39 @@ class DuckDBStore:
                     "first(source) OVER (PARTITION BY device) FROM _keys "
                     "WHERE device NOT IN (SELECT device FROM devices)")
         con.unregister("_keys")
-        known = {(d, c) for d, c in con.execute(
-            "SELECT device, channel FROM channels WHERE device IN (SELECT unnest(?))",
+        known: dict[tuple[str, str], str] = {(d, c): k for d, c, k in con.execute(
+            "SELECT device, channel, kind FROM channels WHERE device IN (SELECT unnest(?))",
             [sorted({d["device"] for d in distinct})]).fetchall()}
-        new: dict[tuple[str, str], Channel] = {}
+        firsts: dict[tuple[str, str], dict[str, Any]] = {}
+        units: dict[tuple[str, str], set[str]] = {}
+        hinted: dict[tuple[str, str], set[str]] = {}
         for item in distinct:
             key = (item["device"], item["channel"])
-            if key in known or key in new:
-                continue
-            new[key] = _new_channel(item)
+            firsts.setdefault(key, item)
+            units.setdefault(key, set()).add(item["unit"])
+            if item.get("kind"):
+                hinted.setdefault(key, set()).add(item["kind"])
+        for key, kinds in hinted.items():
+            stored = known.get(key)
+            if stored is not None and kinds != {stored}:
+                raise _kind_conflict(*key, stored, min(kinds - {stored}),
+                                     _first_row(table, key, min(kinds - {stored})))
+            if len(kinds) > 1:
+                reason = (f"rows give channel {key[0]}/{key[1]} the kinds "
+                          f"{' and '.join(sorted(kinds))}: give it one kind")
+                row = _first_other_kind(table, key) + 1
+                raise InputError(f"row {row}: {reason}", row=row, reason=reason)
+        fresh = {key: item for key, item in firsts.items() if key not in known}
+        chosen = _new_channel_kinds(table, {key: (
+            ChannelKind(min(hinted[key])) if key in hinted else None, units[key])
+            for key in fresh})
+        new = [_new_channel(item, chosen[key]) for key, item in fresh.items()]
         if new:
-            self._insert_channels(list(new.values()))
+            self._insert_channels(new)
         devices = [sorted({d["device"] for d in distinct})]
         return con.sql("SELECT device, channel, series_id, unit FROM channels "
                        "WHERE device IN (SELECT unnest(?))", params=devices
-                       ).to_arrow_table(), bool(new)
+                       ).to_arrow_table(), bool(new), len(fresh) == len(firsts)
 
     def _insert_channels(self, channels: Sequence[Channel]) -> None:
         con = self._con
@@ -500,7 +596,13 @@ class DuckDBStore:
                                     table.column("device").to_pylist(),
                                     table.column("channel").to_pylist(), strict=True)]))
 
-    def _upsert_rows(self, table: pa.Table, series: pa.Table, batch_id: int) -> int:
+    def _upsert_rows(self, table: pa.Table, series: pa.Table, batch_id: int, *,
+                     all_new: bool = False) -> _Counts:
+        """The general write path. ``all_new``: no key of the table's channels can be
+        stored yet (every channel was created by this write), so nothing is looked up.
+
+        One join finds the stored keys and how many hold the same content; only when it
+        finds any does the replace-by-key DELETE run."""
         con = self._con
         incoming = table.select(["device", "channel", "ts", "value", "quality", "validated",
                                  "seq", "error_code"])
@@ -523,8 +625,17 @@ class DuckDBStore:
                     CREATE OR REPLACE TEMP TABLE _staged AS SELECT * FROM _staged
                     QUALIFY row_number() OVER (PARTITION BY series_id, ts
                                                ORDER BY _row DESC) = 1""")
-            con.execute("DELETE FROM readings r USING _staged s "
-                        "WHERE r.series_id = s.series_id AND r.ts = s.ts")
+            existing = unchanged = 0
+            if not all_new:
+                same, params = _same_as(incoming)
+                found = _first(con.execute(
+                    f"SELECT count(*), count(*) FILTER (WHERE {same}) FROM readings r "
+                    "JOIN _staged s ON r.series_id = s.series_id AND r.ts = s.ts", params))
+                assert found is not None
+                existing, unchanged = int(found[0]), int(found[1])
+            if existing:
+                con.execute("DELETE FROM readings r USING _staged s "
+                            "WHERE r.series_id = s.series_id AND r.ts = s.ts")
             con.execute(f"""
                 INSERT INTO readings
                 SELECT series_id, ts, value, quality, validated, seq, error_code, {batch_id}
@@ -532,7 +643,8 @@ class DuckDBStore:
             count = _first(con.execute("SELECT count(*) FROM _staged"))
             assert count is not None
             con.execute("DROP TABLE _staged")
-            return int(count[0])
+            written = int(count[0])
+            return _Counts(written, written - existing, existing - unchanged, unchanged)
         finally:
             con.unregister("_incoming")
             con.unregister("_series")
@@ -596,6 +708,30 @@ class DuckDBStore:
         finally:
             self._catalog_changed()
 
+    @_exclusive
+    def set_kind(self, device: str, channel: str, kind: ChannelKind | str) -> ChannelKind:
+        """Change how a channel's readings aggregate; returns the kind it had.
+
+        The readings stay as stored: only their meaning (a level, a register, an amount per
+        interval) changes, and with it what `aggregate` computes.
+        """
+        try:
+            new = ChannelKind(kind)
+        except ValueError:
+            raise InputError(f"kind {kind!r} is not one of "
+                             f"{', '.join(k.value for k in ChannelKind)}") from None
+        row = _first(self._con.execute(
+            "SELECT series_id, kind FROM channels WHERE device = ? AND channel = ?",
+            [device, channel]))
+        if row is None:
+            raise NotFoundError(f"no channel {device}/{channel}: list them with "
+                                "`meterhub devices`")
+        if row[1] != new.value:
+            self._con.execute("UPDATE channels SET kind = ? WHERE series_id = ?",
+                              [new.value, row[0]])
+            self._catalog_changed()
+        return ChannelKind(row[1])
+
     def sites(self) -> list[Site]:
         rows = self._con.execute("SELECT * FROM sites ORDER BY site").fetchall()
         return [Site(*row) for row in rows]
@@ -656,12 +792,12 @@ class DuckDBStore:
                 self._catalog = rows
         return rows
 
-    def _catalog_index(self) -> dict[tuple[str, str], tuple[int, str]]:
-        """(device, channel) -> (series_id, unit), from the cached catalog."""
+    def _catalog_index(self) -> dict[tuple[str, str], tuple[int, str, str]]:
+        """(device, channel) -> (series_id, unit, kind), from the cached catalog."""
         rows = self._catalog_rows()
         index = self._index
         if index is None or index[0] is not rows:
-            index = (rows, {(r[1], r[2]): (r[0], r[3]) for r in rows})
+            index = (rows, {(r[1], r[2]): (r[0], r[3], r[4]) for r in rows})
             self._index = index
         return index[1]
 
@@ -1088,12 +1224,144 @@ class DuckDBStore:
         con.execute("CHECKPOINT")
 
 
-def _new_channel(item: dict[str, Any]) -> Channel:
-    """Metadata for a channel first seen in a write: the row's hints, else guesses."""
+def _new_channel(item: dict[str, Any], kind: ChannelKind) -> Channel:
+    """Metadata for a channel first seen in a write: the row's quantity hint, else the
+    quantity its unit measures, and the kind `_new_channel_kinds` chose."""
     quantity = item.get("quantity") or quantity_for_unit(item["unit"]).value
-    kind = ChannelKind(item.get("kind") or ChannelKind.INSTANT)
     return Channel(item["device"], item["channel"], quantity,
                    unit_for_channel(quantity, item["unit"]), kind)
+
+
+#: Quantities (as units measure them) whose readings may be a running total or an amount
+#: per interval: a new channel of these needs a kind hint, or data that proves a register.
+_AMOUNTS = (Quantity.ENERGY, Quantity.VOLUME)
+#: Lengths: rain per interval (delta), a rain total that resets (counter), or a depth or
+#: level (instant); the data cannot tell them apart, so a kind hint is required.
+_LENGTHS = (Quantity.PRECIPITATION,)
+REGISTER_MIN_READINGS = 4  #: readings a write needs to prove a register (see below)
+REGISTER_MIN_LEVEL = 10.0  #: how many times its rise a register's first value must be
+
+
+def _new_channel_kinds(table: pa.Table, fresh: Mapping[tuple[str, str], tuple[
+        ChannelKind | None, set[str]]]) -> dict[tuple[str, str], ChannelKind]:
+    """The kind of each channel a write creates: ``fresh`` maps (device, channel) to its
+    kind hint (None without one) and the units its rows come in.
+
+    Without a hint, the kind follows from the unit when that is unambiguous:
+
+    - a unit of energy (kWh, Wh, MJ, ...) or volume (m³, L, ccf, ...) is a meter register
+      (counter) or an amount per interval (delta). It is taken for a register only when the
+      write proves one: all the channel's rows are in one unit, and its readings (one per
+      timestamp, the write's last row of it; a sensor error is no reading), in time order,
+      number at least `REGISTER_MIN_READINGS` (4), never decrease, rise from the first to
+      the last, and the first is at least `REGISTER_MIN_LEVEL` (10) times that rise. A
+      register carries its lifetime total, so it stands high above what it moves within a
+      file; amounts per interval go down again, start near zero or stay flat. Else the
+      write is refused: a wrong guess would aggregate silently wrong, a refusal only asks
+      for a kind column.
+    - a unit of length (mm, in) is refused without a hint: rain per interval (delta), a
+      rain total that resets (counter) and a snow depth or water level (instant) look
+      alike.
+    - any other unit measures a level (temperature, humidity, pressure, power, voltage,
+      current, flow, speed, ...) or a plain number: instant.
+
+    Raises `InputError` naming the first row of a channel whose kind stays unknown.
+    """
+    kinds: dict[tuple[str, str], ChannelKind] = {}
+    undecided: dict[tuple[str, str], Quantity] = {}
+    for key, (hint, units) in fresh.items():
+        quantity = quantity_for_unit(min(units))
+        if hint is not None:
+            kinds[key] = hint
+        elif quantity in _AMOUNTS or quantity in _LENGTHS:
+            undecided[key] = quantity
+        else:
+            kinds[key] = ChannelKind.INSTANT
+    provable = [key for key, quantity in undecided.items()
+                if quantity in _AMOUNTS and len(fresh[key][1]) == 1]
+    registers = _registers(table, provable) if provable else set()
+    for key, quantity in undecided.items():
+        if key not in registers:
+            unit = min(fresh[key][1])
+            if quantity in _LENGTHS:
+                options = ("delta for an amount per interval such as rain per hour, counter "
+                           "for a running total, instant for a depth or level")
+            else:
+                options = ("counter for a meter register, delta for an amount per interval")
+            reason = (f"channel {key[0]}/{key[1]} is new and its unit {unit} may be read "
+                      f"several ways: add a kind column ({options})")
+            row = _first_row(table, key) + 1
+            raise InputError(f"row {row}: {reason}", row=row, reason=reason)
+        kinds[key] = ChannelKind.COUNTER
+    return kinds
+
+
+def _registers(table: pa.Table, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Those of ``keys`` whose rows in ``table`` prove a meter register (the rule is in
+    `_new_channel_kinds`), computed for all of them at once."""
+    wanted = pa.table({"device": [k[0] for k in keys], "channel": [k[1] for k in keys],
+                       "_code": pa.array(np.arange(len(keys), dtype=np.int64))})
+    rows = pa.table({"device": table.column("device"), "channel": table.column("channel"),
+                     "ts": table.column("ts").cast(pa.timestamp("us")).cast(pa.int64()),
+                     "value": table.column("value"),
+                     "_row": pa.array(np.arange(table.num_rows, dtype=np.int64))})
+    rows = rows.join(wanted, ["device", "channel"], join_type="inner")
+    code = rows.column("_code").to_numpy()
+    ts = rows.column("ts").to_numpy()
+    order = np.lexsort((rows.column("_row").to_numpy(), ts, code))
+    code, ts = code[order], ts[order]
+    # values are finite (see `to_readings`): NaN stands for a sensor error's null
+    values = rows.column("value").to_numpy(zero_copy_only=False).astype(np.float64)[order]
+    last = np.ones(len(code), dtype=bool)  # the last row of a timestamp wins
+    last[:-1] = (code[1:] != code[:-1]) | (ts[1:] != ts[:-1])
+    last &= ~np.isnan(values)  # and a sensor error is no reading
+    code, values = code[last], values[last]
+    if not len(code):
+        return set()
+    same = code[1:] == code[:-1]
+    falls = np.zeros(len(keys), dtype=bool)
+    falls[code[1:][same & (values[1:] < values[:-1])]] = True
+    counts = np.bincount(code, minlength=len(keys))
+    starts = np.flatnonzero(np.r_[True, ~same])
+    ends = np.r_[starts[1:], len(code)] - 1
+    first = np.zeros(len(keys))
+    rise = np.zeros(len(keys))
+    first[code[starts]] = values[starts]
+    rise[code[starts]] = values[ends] - values[starts]
+    proven = (counts >= REGISTER_MIN_READINGS) & ~falls & (rise > 0) & (
+        first >= REGISTER_MIN_LEVEL * rise)
+    return {keys[int(i)] for i in np.flatnonzero(proven)}
+
+
+def _first_row(table: pa.Table, key: tuple[str, str], kind: str | None = None) -> int:
+    """The 0-based index of the first row of channel ``key`` (with kind hint ``kind``)."""
+    mask = pc.and_(pc.equal(table.column("device"), key[0]),
+                   pc.equal(table.column("channel"), key[1]))
+    if kind is not None:
+        mask = pc.and_(mask, pc.equal(table.column("kind"), kind))
+    found = np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
+    return int(found[0]) if len(found) else 0
+
+
+def _first_other_kind(table: pa.Table, key: tuple[str, str]) -> int:
+    """The 0-based index of the first row of channel ``key`` whose kind hint differs from
+    the channel's first one."""
+    mask = pc.and_(pc.and_(pc.equal(table.column("device"), key[0]),
+                           pc.equal(table.column("channel"), key[1])),
+                   pc.is_valid(table.column("kind")))
+    index = np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
+    hints = table.column("kind").take(pa.array(index)).to_pylist()
+    return next(int(i) for i, hint in zip(index, hints, strict=True) if hint != hints[0])
+
+
+def _kind_conflict(device: str, channel: str, stored: str, given: str,
+                   index: int) -> InputError:
+    """The refusal of a kind hint (row ``index``, 0-based) that a stored channel's kind
+    contradicts: a kind changes only on purpose."""
+    reason = (f"channel {device}/{channel} is stored as {stored}, not {given}: change it "
+              f"with `meterhub channels set-kind {device} {channel} {given}`, or give kind "
+              f"{stored}")
+    return InputError(f"row {index + 1}: {reason}", row=index + 1, reason=reason)
 
 
 def _reading_batch(batch: pa.RecordBatch, source: str, device: str, channel: str,
