@@ -50,20 +50,16 @@ FILE_BATCH = 1_000  #: telegrams per commit when replaying a file
 
 @dataclass
 class Counts:
-    """Telegrams read: ``accepted + rejected`` of them, and the accepted ones split by what
-    storing them did (``new + replaced + unchanged == accepted``).
+    """Telegrams read (``accepted + rejected``), and what storing the accepted ones did to
+    the store's readings, as the store counts each write: readings ``new`` to it,
+    ``replaced`` (stored with other content) and ``unchanged`` (stored already, the same;
+    a replayed capture is all unchanged, and so is a meter's gas reading repeated)."""
 
-    The split comes from the store's `WriteResult` of each commit, so it is per commit (one
-    telegram from a serial port, up to `FILE_BATCH` from a file): a commit that stored
-    any reading not stored before counts all its telegrams as new, even the ones that were
-    stored already. A capture replayed a second time is all unchanged.
-    """
-
-    accepted: int = 0  #: passed every check and written
+    accepted: int = 0  #: telegrams that passed every check and were written
     rejected: int = 0  #: failed a check (CRC, cut short, unreadable, stamped in the future)
-    new: int = 0  #: in a commit that added readings the store did not hold
-    replaced: int = 0  #: in a commit that added none but changed stored ones
-    unchanged: int = 0  #: every reading of the commit was stored already, the same
+    new: int = 0  #: readings the store did not hold
+    replaced: int = 0  #: readings stored before with another value or quality
+    unchanged: int = 0  #: readings stored before, the same
 
 
 def serial_settings(version: str) -> dict[str, object]:
@@ -140,15 +136,9 @@ class _Meter:
         """Store ``telegrams`` (maybe none) with the meter's status and rejection count."""
         result = self.hub.write(Telegram.join(telegrams) if telegrams else None,
                                 origin="p1", state=self.meter.state())
-        if not telegrams:
-            return
-        counts = self.counts
-        if result.written and result.unchanged == result.written:
-            counts.unchanged += len(telegrams)
-        elif result.replaced and not result.new:
-            counts.replaced += len(telegrams)
-        else:  # also a store that does not tell (its new = replaced = unchanged = 0)
-            counts.new += len(telegrams)
+        self.counts.new += result.new
+        self.counts.replaced += result.replaced
+        self.counts.unchanged += result.unchanged
 
 
 def replay_file(hub: Hub, path: Path, settings: DsmrSettings) -> Counts:

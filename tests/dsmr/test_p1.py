@@ -40,10 +40,11 @@ def test_a_capture_file_is_replayed_with_rejections_counted(tmp_path: Path) -> N
     store = f"duckdb:///{tmp_path / 'p1.duckdb'}"
     result = runner.invoke(app, ["p1", "--file", str(capture), "--store", store])
     assert result.exit_code == 0, result.output
-    assert "4 telegram(s) read: 3 new, 0 replaced, 0 already stored unchanged, 1 rejected" \
+    # 3 telegrams of 18 electricity readings each and one gas reading they share
+    assert "4 telegram(s) read, 1 rejected; readings: 55 new, 0 replaced, 0 unchanged" \
         in result.stdout
     again = runner.invoke(app, ["p1", "--file", str(capture), "--store", store])
-    assert "4 telegram(s) read: 0 new, 0 replaced, 3 already stored unchanged, 1 rejected" \
+    assert "4 telegram(s) read, 1 rejected; readings: 0 new, 0 replaced, 55 unchanged" \
         in again.stdout
     with meterhub.open(store) as hub:
         values = list(hub.readings(device="p1", channel="electricity_delivered_1")["value"])
@@ -131,7 +132,7 @@ def test_the_cli_exits_non_zero_on_a_file_without_a_telegram(tmp_path: Path) -> 
     assert "stored" not in result.output
 
 
-def test_a_replayed_capture_counts_its_telegrams_as_unchanged(tmp_path: Path) -> None:
+def test_a_replayed_capture_counts_its_readings_as_unchanged(tmp_path: Path) -> None:
     capture = tmp_path / "capture.txt"
     capture.write_bytes("".join(three()).encode("ascii"))
     # the same first telegram with another meter position: the meter's register changed
@@ -143,9 +144,11 @@ def test_a_replayed_capture_counts_its_telegrams_as_unchanged(tmp_path: Path) ->
                 counts.unchanged)
 
     with meterhub.open(f"duckdb:///{tmp_path / 'again.duckdb'}") as hub:
-        assert split(replay_file(hub, capture, DsmrSettings())) == (3, 0, 3, 0, 0)
-        assert split(replay_file(hub, capture, DsmrSettings())) == (3, 0, 0, 0, 3)
-        assert split(replay_file(hub, changed, DsmrSettings())) == (1, 0, 0, 1, 0)
+        # 18 electricity readings a telegram, and the gas reading all three repeat
+        assert split(replay_file(hub, capture, DsmrSettings())) == (3, 0, 55, 0, 0)
+        assert split(replay_file(hub, capture, DsmrSettings())) == (3, 0, 0, 0, 55)
+        # register 1 moved; its other 17 readings and the gas are as stored
+        assert split(replay_file(hub, changed, DsmrSettings())) == (1, 0, 0, 1, 18)
         values = list(hub.readings(device="p1", channel="electricity_delivered_1")["value"])
     assert values == [1234.6, 1234.568, 1234.569]
 
@@ -178,7 +181,8 @@ def test_a_serial_port_is_read_through_a_real_pseudo_terminal(tmp_path: Path) ->
         os.close(master)
         os.close(slave)
     assert process.returncode == 0, errors
-    assert "3 telegram(s) read: 3 new, 0 replaced, 0 already stored unchanged, 0 rejected" \
+    # one commit a telegram: the second and third repeat the first one's gas reading
+    assert "3 telegram(s) read, 0 rejected; readings: 55 new, 0 replaced, 2 unchanged" \
         in out
     with meterhub.open(store) as hub:
         assert hub.count(device="p1", channel="electricity_delivered_1") == 3
@@ -199,7 +203,7 @@ def test_a_failing_port_is_reopened_with_bounded_doubling_delays(tmp_path: Path)
                              sleep=slept.append, source=flaky)
         assert hub.count(device="p1", channel="electricity_delivered_1") == 3
     assert slept == [1, 2, 4, 8, 8, 8]
-    assert (counts.accepted, counts.rejected, counts.new) == (3, 0, 3)
+    assert (counts.accepted, counts.rejected, counts.new, counts.unchanged) == (3, 0, 55, 2)
 
 
 @pytest.mark.parametrize(("version", "baud"), [("2.2", 9600), ("4", 115200), ("5", 115200),

@@ -76,9 +76,9 @@ def p1(
             except KeyboardInterrupt:
                 out.print("stopped")
                 return
-    out.print(f"{counts.accepted + counts.rejected:,} telegram(s) read: {counts.new:,} new, "
-              f"{counts.replaced:,} replaced, {counts.unchanged:,} already stored unchanged, "
-              f"{counts.rejected:,} rejected", markup=False, highlight=False, soft_wrap=True)
+    out.print(f"{counts.accepted + counts.rejected:,} telegram(s) read, {counts.rejected:,} "
+              f"rejected; readings: {counts.new:,} new, {counts.replaced:,} replaced, "
+              f"{counts.unchanged:,} unchanged", markup=False, highlight=False, soft_wrap=True)
 
 
 def _period(day: str | None, month: str | None, tz: str) -> tuple[dt.date, dt.date, bool]:
