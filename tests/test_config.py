@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from meterhub.config import STORE_SCHEMES, ConfigError, load, parse
+from meterhub.config import ConfigError, load, parse
 from meterhub.errors import StoreError
-from meterhub.store import open_store
+from meterhub.store import SCHEMES, open_store
 
 ZENTRA = {"name": "tahmo", "type": "zentra", "base_url": "https://tahmo.zentracloud.com",
           "token": "t", "devices": ["z6-12345"]}
@@ -54,7 +54,7 @@ def test_an_unsupported_store_url_names_its_scheme_and_never_the_url() -> None:
 
 def test_the_config_accepts_exactly_the_schemes_open_store_opens(tmp_path: Path) -> None:
     examples = {"duckdb": f"duckdb:///{tmp_path / 'hub.duckdb'}"}
-    for scheme in STORE_SCHEMES:
+    for scheme in SCHEMES:
         open_store(examples[scheme]).close()  # a new backend needs an example here
     with pytest.raises(StoreError, match="unsupported store URL"):
         open_store("postgres://db.example/hub")

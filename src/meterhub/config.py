@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from meterhub.errors import MeterhubError
 from meterhub.sources.base import SourceConfig, connector_class, connector_types
+from meterhub.store import SCHEMES, scheme_of
 
 DEFAULT_PATH = Path("meterhub.toml")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -29,18 +30,6 @@ _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 class ConfigError(MeterhubError):
     """A configuration file that cannot be used; the message names the key."""
-
-
-#: URL schemes `meterhub.store.open_store` opens; a new backend adds its scheme here too
-STORE_SCHEMES: tuple[str, ...] = ("duckdb",)
-
-
-def store_scheme(url: str) -> str:
-    """The scheme of a store URL, read as `open_store` reads it (a bare *.duckdb path is
-    a DuckDB file; anything else without ``://`` has no scheme)."""
-    if url.endswith(".duckdb") and "://" not in url:
-        return "duckdb"
-    return url.split("://", 1)[0] if "://" in url else ""
 
 
 class StoreSettings(BaseModel):
@@ -51,12 +40,12 @@ class StoreSettings(BaseModel):
     @field_validator("url")
     @classmethod
     def _supported(cls, value: str) -> str:
-        scheme = store_scheme(value)
-        if scheme not in STORE_SCHEMES:
+        scheme = scheme_of(value)
+        if scheme not in SCHEMES:
             # only the scheme is named: the rest of a URL may hold a password
             named = f"scheme {scheme!r}" if scheme else "no scheme"
             raise ValueError(f"{named} is not supported; use one of "
-                             f"{', '.join(STORE_SCHEMES)} (e.g. duckdb:///path/file.duckdb)")
+                             f"{', '.join(SCHEMES)} (e.g. duckdb:///path/file.duckdb)")
         return value
 
 

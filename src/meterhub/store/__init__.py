@@ -8,9 +8,19 @@ from meterhub.errors import StoreError, StoreNotFoundError
 from meterhub.store.base import PageKey, Selection, Store, SyncCursor, WriteResult
 
 DEFAULT_URL = "duckdb:///meterhub.duckdb"
+#: the URL schemes `open_store` opens (the configuration refuses any other)
+SCHEMES: tuple[str, ...] = ("duckdb",)
 
-__all__ = ["DEFAULT_URL", "PageKey", "Selection", "Store", "SyncCursor", "WriteResult",
-           "open_store"]
+__all__ = ["DEFAULT_URL", "SCHEMES", "PageKey", "Selection", "Store", "SyncCursor",
+           "WriteResult", "open_store", "scheme_of"]
+
+
+def scheme_of(url: str) -> str:
+    """A store URL's scheme; a bare path ending in ``.duckdb`` is a DuckDB file, anything
+    else without ``://`` has none ("")."""
+    if url.endswith(".duckdb") and "://" not in url:
+        return "duckdb"
+    return url.split("://", 1)[0] if "://" in url else ""
 
 
 def open_store(url: str | None = None, *, create: bool = True) -> Store:
@@ -21,10 +31,10 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     one: a reader with a typo in its URL should hear so, not see "0 devices".
     """
     url = url or DEFAULT_URL
-    if url.endswith(".duckdb") and "://" not in url:
-        url = "duckdb:///" + url
-    scheme = url.split("://", 1)[0] if "://" in url else ""
+    scheme = scheme_of(url)
     if scheme == "duckdb":
+        if "://" not in url:
+            url = "duckdb:///" + url
         from meterhub.store.duckdb import DuckDBStore, path_from_url
 
         path = path_from_url(url)

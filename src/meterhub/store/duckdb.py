@@ -121,14 +121,9 @@ _DDL = [
 SHORT_WRITE_ROWS = 10_000  #: writes up to this size may take the short path (see above)
 _PROBE_ROWS = 50_000  #: stored rows a short write reads to find which of its keys exist
 _VALUE_COLUMNS = ("ts", "value", "quality", "validated", "seq", "error_code")
-#: A stored row ``r`` holds the same content as an incoming row ``s`` of the same key.
-_SAME = ("r.value IS NOT DISTINCT FROM s.value AND r.quality::VARCHAR = s.quality::VARCHAR "
-         "AND r.validated = s.validated AND r.seq IS NOT DISTINCT FROM s.seq "
-         "AND r.error_code IS NOT DISTINCT FROM s.error_code")
-
-
 def _same_as(incoming: pa.Table) -> tuple[str, list[Any]]:
-    """`_SAME` for staged rows ``s`` from ``incoming``, with its parameters: a column that
+    """The condition that a stored row ``r`` holds the same content as an incoming row
+    ``s`` of the same key (rows ``s`` from ``incoming``), with its parameters: a column that
     holds one value (or only nulls) in all of ``incoming`` is compared with that value, so
     the join carries no payload for it (a bulk write's quality, validated, seq and
     error_code mostly are such columns; comparing them row by row doubled the join)."""
@@ -444,11 +439,13 @@ class DuckDBStore:
         con.register("_rows", rows)
         try:
             if len(stale):
-                con.register("_stale", rows.take(pa.array(np.cumsum(keep)[stale] - 1)))
+                stale_rows = rows.take(pa.array(np.cumsum(keep)[stale] - 1))
+                con.register("_stale", stale_rows)
                 if not probed:  # too many stored rows to probe: count in SQL
+                    same, params = _same_as(stale_rows)
                     row = _first(con.execute(
-                        f"SELECT count(*), count(*) FILTER (WHERE {_SAME}) FROM readings r "
-                        "JOIN _stale s ON r.series_id = s.series_id AND r.ts = s.ts"))
+                        f"SELECT count(*), count(*) FILTER (WHERE {same}) FROM readings r "
+                        "JOIN _stale s ON r.series_id = s.series_id AND r.ts = s.ts", params))
                     assert row is not None
                     existing, unchanged = existing + int(row[0]), unchanged + int(row[1])
                 con.execute("DELETE FROM readings r USING _stale s "
