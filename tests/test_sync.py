@@ -47,8 +47,11 @@ def worlds(days: float = 6.9) -> Worlds:
                   copper.CopperWorld.create(clock, meters=2, days=days))
 
 
-def config(w: Worlds, lab_password: str = tandd.LOGIN_PASS) -> list[Any]:
-    return parse({"source": [
+def config(w: Worlds, lab_password: str = tandd.LOGIN_PASS,
+           **changed: dict[str, Any]) -> list[Any]:
+    """The four sources with the emulators' credentials; ``changed`` overrides keys of a
+    source by name (``tahmo={"token": "wrong"}``)."""
+    tables = [
         {"name": "tahmo", "type": "zentra", "base_url": "https://tahmo.zentracloud.com",
          "token": w.zentra.token, "devices": sorted(w.zentra.devices)},
         {"name": "lab", "type": "tandd", "api_key": tandd.API_KEY,
@@ -57,7 +60,9 @@ def config(w: Worlds, lab_password: str = tandd.LOGIN_PASS) -> list[Any]:
          "password": climkit.PASSWORD},
         {"name": "homes", "type": "copper", "client_id": copper.CLIENT_ID,
          "client_secret": copper.CLIENT_SECRET, "enterprise_id": copper.ENTERPRISE},
-    ]}, environ={}).sources
+    ]
+    return parse({"source": [{**t, **changed.get(str(t["name"]), {})} for t in tables]},
+                 environ={}).sources
 
 
 def run(hub: Hub, w: Worlds, sources: list[Any], **options: Any) -> list[SourceProgress]:

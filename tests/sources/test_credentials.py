@@ -8,47 +8,18 @@ from typing import Any
 
 import httpx
 
-from meterhub.clock import VirtualClock
 from meterhub.config import parse
-from meterhub.emulators import climkit, copper, tandd, zentra
+from meterhub.emulators import zentra
 from meterhub.sources import CredentialCheck, check_credentials
 from tests.api.conftest import Api, api
+from tests.test_sync import Worlds, config, worlds
 
 __all__ = ["api"]  # the fixture
 
 
-class Worlds:
-    def __init__(self) -> None:
-        self.clock = VirtualClock(1_700_000_000.0)
-        self.zentra = zentra.ZentraWorld.create(self.clock, devices=2, days=2)
-        self.tandd = tandd.TanddWorld.create(self.clock, devices=2, days=2)
-        self.climkit = climkit.ClimkitWorld.create(self.clock, sites=1, meters=2, days=2)
-        self.copper = copper.CopperWorld.create(self.clock, meters=2, days=2)
-
-    def transports(self) -> dict[str, httpx.AsyncBaseTransport]:
-        return {name: httpx.ASGITransport(app=module.create_app(world))
-                for name, module, world in (("tahmo", zentra, self.zentra),
-                                            ("lab", tandd, self.tandd),
-                                            ("site", climkit, self.climkit),
-                                            ("homes", copper, self.copper))}
-
-    def calls(self) -> list[int]:
-        return [w.calls for w in (self.zentra, self.tandd, self.climkit, self.copper)]
-
-
-def sources(w: Worlds, **wrong: dict[str, Any]) -> list[Any]:
-    tables = [
-        {"name": "tahmo", "type": "zentra", "base_url": "https://tahmo.zentracloud.com",
-         "token": w.zentra.token, "devices": sorted(w.zentra.devices)},
-        {"name": "lab", "type": "tandd", "api_key": tandd.API_KEY,
-         "login_id": tandd.LOGIN_ID, "login_pass": tandd.LOGIN_PASS},
-        {"name": "site", "type": "climkit", "username": climkit.USERNAME,
-         "password": climkit.PASSWORD},
-        {"name": "homes", "type": "copper", "client_id": copper.CLIENT_ID,
-         "client_secret": copper.CLIENT_SECRET, "enterprise_id": copper.ENTERPRISE},
-    ]
-    return parse({"source": [{**t, **wrong.get(t["name"], {})} for t in tables]},
-                 environ={}).sources
+def calls(w: Worlds) -> list[int]:
+    """Calls each emulator answered: ZENTRA, T&D, Climkit, Copper."""
+    return [world.calls for world in (w.zentra, w.tandd, w.climkit, w.copper)]
 
 
 def check(w: Worlds, configs: list[Any]) -> list[CredentialCheck]:
@@ -56,8 +27,8 @@ def check(w: Worlds, configs: list[Any]) -> list[CredentialCheck]:
 
 
 def test_good_credentials_pass_with_one_cheap_call_each() -> None:
-    w = Worlds()
-    results = check(w, sources(w))
+    w = worlds(days=2)
+    results = check(w, config(w))
     newest = int(w.zentra.records("z6-10001")[1][-1])
     assert results == [
         CredentialCheck("tahmo", "zentra", True,
@@ -67,13 +38,13 @@ def test_good_credentials_pass_with_one_cheap_call_each() -> None:
         CredentialCheck("homes", "copper", True, "credentials accepted; enterprise answered"),
     ]
     # ZENTRA, T&D and Copper: one API call; Climkit: its login and one listing
-    assert w.calls() == [1, 1, 2, 1]
+    assert calls(w) == [1, 1, 2, 1]
     assert w.zentra.rejected == w.tandd.rejected == w.climkit.rejected == 0
 
 
 def test_wrong_credentials_name_the_keys_to_check() -> None:
-    w = Worlds()
-    results = check(w, sources(w, tahmo={"token": "wrong"}, lab={"login_pass": "wrong"},
+    w = worlds(days=2)
+    results = check(w, config(w, tahmo={"token": "wrong"}, lab={"login_pass": "wrong"},
                                site={"password": "wrong"}, homes={"client_secret": "wrong"}))
     assert [r.ok for r in results] == [False] * 4
     details = [r.detail for r in results]
@@ -86,12 +57,12 @@ def test_wrong_credentials_name_the_keys_to_check() -> None:
     assert details[3].startswith("credentials refused; check source[homes].client_id, "
                                  "source[homes].client_secret (")
     assert "wrong" not in " ".join(details)  # no secret is echoed
-    assert w.calls() == [1, 1, 1, 0]  # a refusal is never retried
+    assert calls(w) == [1, 1, 1, 0]  # a refusal is never retried
 
 
 def test_a_wrong_enterprise_or_station_is_named_as_such() -> None:
-    w = Worlds()
-    results = check(w, sources(w, tahmo={"devices": ["z6-99999"]},
+    w = worlds(days=2)
+    results = check(w, config(w, tahmo={"devices": ["z6-99999"]},
                                homes={"enterprise_id": "ent-0000"}))
     assert results[0] == CredentialCheck(
         "tahmo", "zentra", False,
@@ -104,9 +75,9 @@ def test_a_wrong_enterprise_or_station_is_named_as_such() -> None:
 
 
 def test_an_unreachable_host_is_named() -> None:
-    w = Worlds()
+    w = worlds(days=2)
     dead = {"base_url": "http://127.0.0.1:9"}  # the discard port: connection refused
-    configs = sources(w, tahmo=dead, site=dead)
+    configs = config(w, tahmo=dead, site=dead)
     # real sockets, to the two dead sources only
     results = asyncio.run(check_credentials([configs[0], configs[2]], clock=w.clock))
     for result, vendor in zip(results, ("ZENTRA", "Climkit"), strict=True):
@@ -120,9 +91,9 @@ def test_the_limiter_spaces_a_check_after_a_call_on_the_same_device() -> None:
     called waits on its limiter instead of drawing a 429."""
     from meterhub.sources.zentra import ZentraConnector
 
-    w = Worlds()
-    config = sources(w)[0]
-    con = ZentraConnector(config, clock=w.clock,
+    w = worlds(days=2)
+    tahmo = config(w)[0]
+    con = ZentraConnector(tahmo, clock=w.clock,
                           transport=httpx.ASGITransport(app=zentra.create_app(w.zentra)))
 
     async def twice() -> tuple[str, str]:

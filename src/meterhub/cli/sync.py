@@ -56,8 +56,7 @@ def config_check(
 
     checks = asyncio.run(check_credentials(settings.sources))
     for check in checks:
-        line = f"source {check.name} ({check.type}): " + (
-            "credentials accepted" if check.ok else check.detail)
+        line = f"source {check.name} ({check.type}): {check.detail}"
         (out if check.ok else err).print(line, markup=False, highlight=False, soft_wrap=True)
     if not all(check.ok for check in checks):
         raise typer.Exit(1)
