@@ -408,7 +408,7 @@ class VendorClient:
             url = exc.request.url
         except RuntimeError:  # raised without its request
             url = self.client.base_url
-        server = _origin(url)
+        server = origin(url)
         if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
             reason, futile = _connect_failure(exc)
             return UnavailableError(
@@ -444,7 +444,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNREACHABLE = {errno.EHOSTUNREACH: "host unreachable", errno.ENETUNREACH: "network unreachable"}
 
 
-def _origin(url: httpx.URL) -> str:
+def origin(url: httpx.URL) -> str:
     """scheme://host:port of ``url``: the server, without user info, path or query."""
     host = f"[{url.host}]" if ":" in url.host else url.host
     port = url.port or _DEFAULT_PORTS.get(url.scheme)

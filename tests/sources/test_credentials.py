@@ -82,7 +82,7 @@ def test_an_unreachable_host_is_named() -> None:
     results = asyncio.run(check_credentials([configs[0], configs[2]], clock=w.clock))
     for result, vendor in zip(results, ("ZENTRA", "Climkit"), strict=True):
         assert not result.ok
-        assert result.detail.startswith(f"127.0.0.1:9 did not answer usably ({vendor}: "
+        assert result.detail.startswith(f"http://127.0.0.1:9 did not answer usably ({vendor}: "
                                         "cannot reach ")
 
 

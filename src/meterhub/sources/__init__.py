@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import AnyUrl
 
 from meterhub.clock import Clock, RealClock
 from meterhub.errors import AuthError, MeterhubError, RateLimitedError, UnavailableError
-from meterhub.http import RetryPolicy
+from meterhub.http import RetryPolicy, origin
 from meterhub.sources.base import SourceConfig, connector_class
 
 __all__ = ["CHECK_RETRY", "CredentialCheck", "check_credentials"]
@@ -51,13 +50,10 @@ async def check_credentials(sources: Sequence[SourceConfig], *, clock: Clock | N
 
 def _hosts(config: SourceConfig) -> str:
     """The hosts a source talks to (base_url, auth_url ...), never a URL's user part."""
-    hosts = []
+    hosts: list[str] = []
     for value in dict(config).values():
-        if isinstance(value, AnyUrl):
-            parts = urlsplit(str(value))
-            host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
-            if host not in hosts:
-                hosts.append(host)
+        if isinstance(value, AnyUrl) and origin(httpx.URL(str(value))) not in hosts:
+            hosts.append(origin(httpx.URL(str(value))))
     return " and ".join(hosts) or "(no host)"
 
 
