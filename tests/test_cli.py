@@ -75,6 +75,9 @@ def test_import_export_round_trip_is_identical(tmp_path: Path, store_url: str) -
         other = f"duckdb:///{tmp_path / f'copy-{fmt}.duckdb'}"
         result = runner.invoke(app, ["import", str(exported), "--store", other])
         assert result.exit_code == 0, result.output
+        assert "8 new, 0 replaced, 0 unchanged (8 rows read)" in result.output
+        again = runner.invoke(app, ["import", str(exported), "--store", other])
+        assert "0 new, 0 replaced, 8 unchanged (8 rows read)" in again.output
         with meterhub.open(other) as hub:
             pd.testing.assert_frame_equal(hub.readings(), original)
             kinds = dict(zip(hub.channels()["channel"], hub.channels()["kind"], strict=True))
@@ -311,6 +314,15 @@ def test_demo_syncs_every_vendor_and_finishes_quickly(tmp_path: Path) -> None:
     with meterhub.open(f"duckdb:///{tmp_path / 'meterhub-demo.duckdb'}") as hub:
         assert set(hub.channels()["source"]) == {"tahmo", "lab", "site", "homes"}
         assert not any(hub.store.sync_status().column("last_error_class").to_pylist())
+    # the demo names the flag that finds its store again, and that flag works
+    assert "meterhub devices --config meterhub-demo.toml" in done.stdout
+    assert "meterhub status --config meterhub-demo.toml" in done.stdout
+    for command in ("devices", "status"):
+        shown = subprocess.run([sys.executable, "-m", "meterhub.cli", command, "--config",
+                                "meterhub-demo.toml"], cwd=tmp_path, capture_output=True,
+                               text=True, timeout=60, check=False)
+        assert shown.returncode == 0, shown.stderr
+        assert "z6-10001" in shown.stdout
 
 
 def test_sync_dry_run_prints_a_plan_without_calling(tmp_path: Path) -> None:
