@@ -22,7 +22,9 @@ demo: install
 test: install
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
-	$(BIN)/pytest
+	# bytecode caches on (some shells turn them off): the tests start dozens of meterhub
+	# processes, and each would compile the package again (a third of its start-up)
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest
 
 bench: install
 	$(BIN)/python bench/run.py

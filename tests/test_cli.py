@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -143,17 +143,35 @@ def test_sample_runs_as_a_real_process(tmp_path: Path) -> None:
 @contextlib.contextmanager
 def emulator(vendor: str, *extra: str) -> Iterator[tuple[str, list[str]]]:
     """A real `meterhub emulate` process: its base URL and the lines it printed after."""
-    process = subprocess.Popen([sys.executable, "-m", "meterhub.cli", "emulate", vendor,
-                                "--port", "0", "--days", "3", *extra],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    with emulators([vendor], *extra) as started:
+        yield started[vendor]
+
+
+VENDORS = ("zentra", "tandd", "climkit", "copper")
+
+
+@contextlib.contextmanager
+def emulators(vendors: Sequence[str] = VENDORS, *extra: str
+              ) -> Iterator[dict[str, tuple[str, list[str]]]]:
+    """Real `meterhub emulate` processes, started together (each takes a second to
+    import): per vendor, its base URL and the lines it printed after."""
+    processes = {vendor: subprocess.Popen(
+        [sys.executable, "-m", "meterhub.cli", "emulate", vendor, "--port", "0", "--days",
+         "3", *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for vendor in vendors}
     try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        assert f"{vendor} emulator listening on http://127.0.0.1:" in first, first
-        yield first.split()[-1], [process.stdout.readline() for _ in range(2)]
+        started = {}
+        for vendor, process in processes.items():
+            assert process.stdout is not None
+            first = process.stdout.readline()
+            assert f"{vendor} emulator listening on http://127.0.0.1:" in first, first
+            started[vendor] = (first.split()[-1], [process.stdout.readline() for _ in range(2)])
+        yield started
     finally:
-        process.terminate()
-        process.communicate(timeout=30)
+        for process in processes.values():
+            process.terminate()
+        for process in processes.values():
+            process.communicate(timeout=30)
 
 
 def test_emulate_zentra_answers_the_seed_example_over_http() -> None:
@@ -241,10 +259,10 @@ enterprise_id = "ent-7f3a"
 """
 
 
+@pytest.mark.early
 def test_sync_and_status_against_all_four_emulators_over_http(tmp_path: Path) -> None:
-    with contextlib.ExitStack() as stack:
-        urls = {vendor: stack.enter_context(emulator(vendor))[0]
-                for vendor in ("zentra", "tandd", "climkit", "copper")}
+    with emulators() as started:
+        urls = {vendor: url for vendor, (url, _) in started.items()}
         path = tmp_path / "meterhub.toml"
         path.write_text(demo_toml(urls, tmp_path / "hub.duckdb"))
         env = {**os.environ, "ZENTRA_TOKEN": "emulator-token", "COLUMNS": "200"}
@@ -299,6 +317,7 @@ def test_sync_and_status_against_all_four_emulators_over_http(tmp_path: Path) ->
     assert "z6-10001" in status.stdout
 
 
+@pytest.mark.early
 def test_demo_syncs_every_vendor_and_finishes_quickly(tmp_path: Path) -> None:
     import time
 
@@ -409,3 +428,18 @@ def test_channels_set_kind_changes_how_a_channel_aggregates(tmp_path: Path,
     unknown = runner.invoke(app, ["channels", "set-kind", "m", "nope", "counter",
                                   "--store", store_url])
     assert unknown.exit_code == 1
+
+
+def test_the_address_is_printed_once_the_socket_listens() -> None:
+    """`emulate`, `serve` and `run` print their address before the server loop starts: a
+    client that connects at once must wait in the backlog, not be refused."""
+    import socket
+
+    from meterhub.cli.common import listen
+
+    sock, port = listen("127.0.0.1", 0)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # accepted into the backlog: nothing serves yet, nothing refused
+    finally:
+        sock.close()

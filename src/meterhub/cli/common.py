@@ -120,13 +120,17 @@ def opened(url: str, *, create: bool) -> Iterator[Hub]:
 
 
 def listen(host: str, port: int) -> tuple[Any, int]:
-    """A bound socket (port 0 picks a free one) and its port; exit 1 if it cannot bind."""
+    """A listening socket (port 0 picks a free one) and its port; exit 1 if it cannot
+    bind."""
     import socket
 
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # listening before "listening on" is printed: a client that connects at once
+        # waits in the backlog until the server accepts, instead of being refused
+        sock.listen(2048)
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     return sock, int(sock.getsockname()[1])
