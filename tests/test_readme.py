@@ -98,3 +98,57 @@ def test_every_configuration_example_parses() -> None:
     for text in examples:
         data = tomllib.loads(text)
         parse(data, environ=environ)
+
+
+#: README commands that serve until stopped or wait on a vendor's limit, and the test that
+#: runs each (so that no example of the README goes untried)
+ELSEWHERE = {
+    "meterhub sync": "tests/test_cli.py::test_sync_and_status_against_all_four_emulators_over_"
+                     "http",
+    # ZENTRA allows one call a minute per device: a re-read right after a sync waits for it
+    "meterhub sync --source tahmo --since 2024-06-01":
+        "tests/test_sync.py::test_since_rereads_an_older_window_without_duplicates",
+    "meterhub run --every 900": "tests/test_cli.py::test_sync_and_status_against_all_four_"
+                                "emulators_over_http",
+    "meterhub emulate zentra": "tests/test_cli.py::test_emulate_zentra_answers_the_seed_"
+                               "example_over_http",
+    "meterhub emulate tandd": "tests/test_cli.py::test_emulate_tandd_answers_the_seed_ex1_"
+                              "request_over_http",
+    "meterhub emulate climkit": "tests/test_cli.py::test_sync_and_status_against_all_four_"
+                                "emulators_over_http",
+    "meterhub emulate copper": "tests/test_cli.py::test_sync_and_status_against_all_four_"
+                               "emulators_over_http",
+    "meterhub serve": "tests/test_cli_api.py::test_serve_answers_over_loopback_and_refuses_"
+                      "revoked_keys",
+}
+#: sections whose commands this file runs itself
+RUN_HERE = ("A short tour", "Smart meters (DSMR P1)", "Configuration and sync", "REST API")
+
+
+def test_the_configuration_commands_run_against_the_emulators(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from meterhub.demo import config_text, emulators
+
+    monkeypatch.chdir(tmp_path)
+    ran = 0
+    with emulators(devices=1) as served:
+        Path("meterhub.toml").write_text(config_text(served, "duckdb:///meterhub.duckdb"))
+        for section in ("Configuration and sync", "REST API"):
+            for block in blocks("sh", section):
+                for words in commands(block):
+                    if " ".join(words) not in ELSEWHERE:
+                        run(words, {})
+                        ran += 1
+    assert ran == 5  # config check (twice), sync --dry-run, status, keys create
+
+
+def test_every_command_of_the_readme_is_run_by_a_test() -> None:
+    here = {" ".join(words) for section in RUN_HERE for block in blocks("sh", section)
+            for words in commands(block)}
+    everywhere = {" ".join(words) for block in re.findall(r"```sh\n(.*?)```", README, re.S)
+                  for words in commands(block)}
+    assert everywhere <= here | set(ELSEWHERE), everywhere - here - set(ELSEWHERE)
+    root = Path(__file__).resolve().parents[1]
+    for test in ELSEWHERE.values():
+        path, name = test.split("::")
+        assert f"def {name}(" in (root / path).read_text(encoding="utf-8"), test
