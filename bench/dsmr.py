@@ -28,7 +28,7 @@ from dsmr_parser import telegram_specifications
 from dsmr_parser.parsers import TelegramParser
 
 import meterhub
-from meterhub.dsmr import Telegram, read_telegram
+from meterhub.dsmr.telegram import Telegram, read_telegram
 from meterhub.keys import new_key
 
 ROOT = Path(__file__).resolve().parents[1]

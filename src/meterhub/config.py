@@ -109,7 +109,7 @@ class DsmrSettings(BaseModel):
     @field_validator("prices")
     @classmethod
     def _ids_apart(cls, value: list[PriceSettings]) -> list[PriceSettings]:
-        from meterhub.dsmr_stats import ADDED_PRICE_IDS
+        from meterhub.dsmr.statistics import ADDED_PRICE_IDS
 
         if len(value) >= ADDED_PRICE_IDS:  # their ids would reach those of API contracts
             raise ValueError(f"at most {ADDED_PRICE_IDS - 1} contracts can be configured")
@@ -118,7 +118,7 @@ class DsmrSettings(BaseModel):
     @field_validator("version")
     @classmethod
     def _known_version(cls, value: str) -> str:
-        from meterhub.dsmr import DIALECTS
+        from meterhub.dsmr.telegram import DIALECTS
 
         if value not in DIALECTS:
             raise ValueError(f"unknown DSMR version {value!r}; use one of "

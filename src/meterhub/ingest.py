@@ -44,7 +44,7 @@ class GroupWriter:
     The write runs in a worker thread, so the event loop answers and reads the next
     requests meanwhile (DuckDB lets go of the GIL while it works). That was slower while
     telegrams were parsed on the loop, whose Python fought the write's for the GIL; under
-    load they are parsed in a helper process now (`meterhub.telegram_reader`).
+    load they are parsed in a helper process now (`meterhub.dsmr.parse_helper`).
     """
 
     def __init__(self, hub: Hub, *, window: float = 0.005, origin: str = "push") -> None:

@@ -9,7 +9,7 @@ from dsmr_parser.parsers import TelegramParser
 from hypothesis import given
 from hypothesis import strategies as st
 
-from meterhub.dsmr import TelegramError, check_crc, crc16
+from meterhub.dsmr.telegram import TelegramError, check_crc, crc16
 from tests.dsmr import telegrams
 
 CORPUS = [telegrams.v5(), telegrams.v5(stamp="240615120000S", gas_stamp="240615110000S"),

@@ -14,9 +14,9 @@ import pytest
 
 from meterhub.api import create_app
 from meterhub.config import DsmrSettings, Settings
-from meterhub.dsmr import STATUS_EVERY
+from meterhub.dsmr.parse_helper import TelegramReader
+from meterhub.dsmr.telegram import STATUS_EVERY
 from meterhub.keys import new_key
-from meterhub.telegram_reader import TelegramReader
 from tests.api.conftest import Api, Client
 from tests.api.live import served
 from tests.dsmr.datalogger_client import send_telegram

@@ -21,7 +21,7 @@ from dsmr_parser.parsers import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterhub.dsmr import DIALECTS, _LineIndexParser
+from meterhub.dsmr.telegram import DIALECTS, _LineIndexParser
 from tests.dsmr import telegrams
 
 PLAIN = [name for name, spec in DIALECTS.items() if not spec.get("general_global_cipher")]

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 import meterhub
 from meterhub.cli import app
 from meterhub.config import DsmrSettings
+from meterhub.dsmr.p1 import Counts, read_serial, replay_file, telegrams_in
 from meterhub.errors import InputError
-from meterhub.p1 import Counts, read_serial, replay_file, telegrams_in
 from tests.dsmr.telegrams import crc16_arc, v5
 
 runner = CliRunner()
@@ -209,6 +209,6 @@ def test_a_failing_port_is_reopened_with_bounded_doubling_delays(tmp_path: Path)
 @pytest.mark.parametrize(("version", "baud"), [("2.2", 9600), ("4", 115200), ("5", 115200),
                                                ("belgium", 115200)])
 def test_port_settings_follow_the_dsmr_version(version: str, baud: int) -> None:
-    from meterhub.p1 import serial_settings
+    from meterhub.dsmr.p1 import serial_settings
 
     assert serial_settings(version)["baudrate"] == baud

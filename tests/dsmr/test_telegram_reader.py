@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from meterhub import telegram_reader
 from meterhub.config import DsmrSettings
-from meterhub.dsmr import Telegram, TelegramError, read_telegram
-from meterhub.telegram_reader import TelegramReader
+from meterhub.dsmr import parse_helper
+from meterhub.dsmr.parse_helper import TelegramReader
+from meterhub.dsmr.telegram import Telegram, TelegramError, read_telegram
 from tests.dsmr.telegrams import v4, v5
 
 NOW = dt.datetime(2024, 10, 28, tzinfo=dt.UTC)
@@ -99,7 +99,7 @@ def test_another_dialect_and_zone_go_to_the_helper() -> None:
 
 def test_a_helper_that_dies_loses_nothing_and_is_replaced(
         reader: TelegramReader, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(telegram_reader, "RESTART_AFTER", 0.2)
+    monkeypatch.setattr(parse_helper, "RESTART_AFTER", 0.2)
     parsed_here: list[str] = []
     inline = reader._inline
 
@@ -141,7 +141,7 @@ def test_auto_starts_a_helper_only_under_load(monkeypatch: pytest.MonkeyPatch) -
         for text in TEXTS[:3]:  # one meter pushing now and then
             await reader.read(text, NOW)
         assert not started
-        for _ in range(telegram_reader.AUTO_RATE):  # pushes faster than AUTO_RATE a second
+        for _ in range(parse_helper.AUTO_RATE):  # pushes faster than AUTO_RATE a second
             await reader.read(TEXTS[0], NOW)
 
     # the counts are per second of the clock: start at the beginning of one

@@ -25,10 +25,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from meterhub import __version__, encode
-from meterhub.api import docs, dsmr_meter, dsmr_prices, dsmr_reader, dsmr_v2, schemas
+from meterhub.api import docs, schemas
+from meterhub.api.dsmr_reader import meter as dsmr_meter
+from meterhub.api.dsmr_reader import prices as dsmr_prices
+from meterhub.api.dsmr_reader import readings as dsmr_v2
+from meterhub.api.dsmr_reader import telegram_push as dsmr_reader
 from meterhub.api.problems import Problem, install, problems
 from meterhub.api.security import KeyLimits, KeyRing, RateLimitHeaders, require
 from meterhub.config import DsmrSettings, Settings
+from meterhub.dsmr.parse_helper import TelegramReader
 from meterhub.errors import InputError
 from meterhub.fileio import read_csv_bytes
 from meterhub.hub import Hub
@@ -36,7 +41,6 @@ from meterhub.ingest import GroupWriter
 from meterhub.keys import ApiKey, RateLimit, Scope, new_key
 from meterhub.model import records_to_arrow
 from meterhub.store import PageKey
-from meterhub.telegram_reader import TelegramReader
 from meterhub.timebase import zone
 
 log = logging.getLogger("meterhub.api")

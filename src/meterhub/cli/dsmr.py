@@ -48,7 +48,7 @@ def p1(
     config: OptionalConfig = None, store: StoreOption = None,
 ) -> None:
     """Store telegrams from a P1 port (reopened when it fails) or from a capture file."""
-    from meterhub.p1 import read_serial, replay_file
+    from meterhub.dsmr.p1 import read_serial, replay_file
 
     if (serial is None) == (file is None):
         raise fail("give either --serial PORT or --file CAPTURE")
@@ -138,8 +138,8 @@ def energy(
 ) -> None:
     """The DSMR meter's hour and day statistics with costs, as DSMR-reader computes them
     (default: today so far)."""
-    from meterhub.api.dsmr_v2 import contracts, gas_shift
-    from meterhub.dsmr_stats import day_statistics, hour_statistics
+    from meterhub.api.dsmr_reader.readings import contracts, gas_shift
+    from meterhub.dsmr.statistics import day_statistics, hour_statistics
 
     settings = settings_of(config)
     dsmr = settings.dsmr

@@ -33,7 +33,7 @@ from dsmr_parser.clients.settings import (
 from dsmr_parser.clients.telegram_buffer import TelegramBuffer
 
 from meterhub.config import DsmrSettings
-from meterhub.dsmr import (
+from meterhub.dsmr.telegram import (
     DIALECTS,
     MeterLog,
     Telegram,
@@ -44,7 +44,7 @@ from meterhub.dsmr import (
 from meterhub.errors import InputError
 from meterhub.hub import Hub
 
-log = logging.getLogger("meterhub.p1")
+log = logging.getLogger("meterhub.dsmr.p1")
 FILE_BATCH = 1_000  #: telegrams per commit when replaying a file
 
 

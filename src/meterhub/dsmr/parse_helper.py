@@ -37,7 +37,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from meterhub.config import DsmrSettings
-from meterhub.dsmr import Telegram, TelegramError, read_telegram
+from meterhub.dsmr.telegram import Telegram, TelegramError, read_telegram
 
 log = logging.getLogger("meterhub.dsmr")
 RESTART_AFTER = 5.0  #: seconds before a helper that died is started again
@@ -173,7 +173,7 @@ class TelegramReader:
         settings = self.settings
         try:
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["meterhub.telegram_reader"])
+            context.set_forkserver_preload(["meterhub.dsmr.parse_helper"])
             while len(self.helpers) < self.count and not self._closed:
                 conn, child = context.Pipe()
                 process = context.Process(

@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from meterhub.dsmr import GAS
+from meterhub.dsmr.telegram import GAS
 from meterhub.errors import NotFoundError
 from meterhub.hub import Hub
 

@@ -39,8 +39,8 @@ import pyarrow as pa
 from pydantic import Field, SecretStr
 
 from meterhub.clock import Clock, RealClock
-from meterhub.dsmr import FIELDS, GAS
-from meterhub.dsmr import Field as MeterField
+from meterhub.dsmr.telegram import FIELDS, GAS
+from meterhub.dsmr.telegram import Field as MeterField
 from meterhub.errors import MalformedResponseError, NotFoundError
 from meterhub.http import Limit, RateLimiter, VendorClient, make_client
 from meterhub.model import Channel, ChannelKind, Device

@@ -2,7 +2,7 @@
 
 - ``datalogger/meter-statistics`` is DSMR-reader's MeterStatistics singleton: the meter's
   status from its latest telegram and the count of rejected telegrams, as the push
-  endpoint's `meterhub.dsmr.MeterLog` holds them (and the store keeps them). Types are
+  endpoint's `meterhub.dsmr.telegram.MeterLog` holds them (and the store keeps them). Types are
   its model's: the DSMR version a string of at most two characters, the tariff and the
   event counters integers, all null until a telegram says otherwise; the rejection count
   an integer from 0; the time the singleton's (now, until a telegram or a PATCH sets it).
@@ -10,7 +10,7 @@
   update (200 with the whole object, 400 field errors).
 - ``consumption/electricity-live``: the newest reading's power in whole watts, the name of
   the meter's active tariff and the cost per hour at today's prices of that tariff
-  (`meterhub.dsmr_stats.live_cost`), a string like "0.31", null without prices; ``{}``
+  (`meterhub.dsmr.statistics.live_cost`), a string like "0.31", null without prices; ``{}``
   without readings.
 - ``consumption/gas-live``: the newest gas reading's rise over the one before (m³, as a
   JSON number) and its cost at today's gas price; DSMR-reader leaves the cost out when no
@@ -33,8 +33,7 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from meterhub.api.dsmr_reader import dsmr_key
-from meterhub.api.dsmr_v2 import (
+from meterhub.api.dsmr_reader.readings import (
     WRONG_TIME,
     contracts,
     denied,
@@ -47,9 +46,10 @@ from meterhub.api.dsmr_v2 import (
     request_data,
     today,
 )
+from meterhub.api.dsmr_reader.telegram_push import dsmr_key
 from meterhub.config import DsmrSettings
-from meterhub.dsmr import GAS, STATUS_FIELDS, MeterLog
-from meterhub.dsmr_stats import day_prices, live_cost, meter_decimal, round2
+from meterhub.dsmr.statistics import day_prices, live_cost, meter_decimal, round2
+from meterhub.dsmr.telegram import GAS, STATUS_FIELDS, MeterLog
 from meterhub.errors import NotFoundError
 from meterhub.hub import Hub
 from meterhub.ingest import GroupWriter

@@ -21,8 +21,7 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from meterhub.api.dsmr_reader import dsmr_key
-from meterhub.api.dsmr_v2 import (
+from meterhub.api.dsmr_reader.readings import (
     clean_decimal,
     contracts,
     date_bounds,
@@ -34,8 +33,9 @@ from meterhub.api.dsmr_v2 import (
     request_data,
     within,
 )
+from meterhub.api.dsmr_reader.telegram_push import dsmr_key
 from meterhub.config import DsmrSettings
-from meterhub.dsmr_stats import (
+from meterhub.dsmr.statistics import (
     PRICE_FIELDS,
     PRICE_PLACES,
     AddedPrices,

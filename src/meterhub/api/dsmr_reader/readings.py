@@ -25,10 +25,9 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from meterhub.api.dsmr_reader import dsmr_key
+from meterhub.api.dsmr_reader.telegram_push import dsmr_key
 from meterhub.config import DsmrSettings
-from meterhub.dsmr import FIELDS, GAS, SOURCE
-from meterhub.dsmr_stats import (
+from meterhub.dsmr.statistics import (
     PRICE_FIELDS,
     AddedPrices,
     Prices,
@@ -37,6 +36,7 @@ from meterhub.dsmr_stats import (
     hour_statistics,
     prices_key,
 )
+from meterhub.dsmr.telegram import FIELDS, GAS, SOURCE
 from meterhub.errors import NotFoundError
 from meterhub.hub import Hub
 from meterhub.ingest import GroupWriter

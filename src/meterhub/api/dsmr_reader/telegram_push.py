@@ -20,10 +20,10 @@ from starlette.responses import Response
 
 from meterhub.api.security import KeyLimits, KeyRing
 from meterhub.config import DsmrSettings
-from meterhub.dsmr import STATUS_EVERY, MeterLog, TelegramError, meter_device
+from meterhub.dsmr.parse_helper import TelegramReader
+from meterhub.dsmr.telegram import STATUS_EVERY, MeterLog, TelegramError, meter_device
 from meterhub.ingest import GroupWriter
 from meterhub.keys import ApiKey, Scope
-from meterhub.telegram_reader import TelegramReader
 
 log = logging.getLogger("meterhub.dsmr")
 TEXT = "text/html; charset=utf-8"  #: what DSMR-reader (Django) labels its plain answers
