@@ -7,19 +7,18 @@ never printed.
 
 from __future__ import annotations
 
-import datetime as dt
 import difflib
 import os
 import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from meterhub.dsmr.settings import DsmrSettings, PriceSettings
 from meterhub.errors import MeterhubError
 from meterhub.sources.base import SourceConfig, connector_class, connector_types
 from meterhub.store import SCHEMES, scheme_of
@@ -68,73 +67,6 @@ class ApiSettings(BaseModel):
             return str(RateLimit.parse(value))
         except MeterhubError as exc:
             raise ValueError(str(exc)) from None
-
-
-class PriceSettings(BaseModel):
-    """One energy contract for DSMR costs: prices per kWh and m³, a fixed cost per day."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    start: dt.date
-    end: dt.date
-    description: str = ""
-    electricity_delivered_1_price: Decimal = Decimal(0)
-    electricity_delivered_2_price: Decimal = Decimal(0)
-    gas_price: Decimal = Decimal(0)
-    electricity_returned_1_price: Decimal = Decimal(0)
-    electricity_returned_2_price: Decimal = Decimal(0)
-    fixed_daily_cost: Decimal = Decimal(0)
-
-
-class DsmrSettings(BaseModel):
-    """How pushed P1 telegrams are read: the meter's device id, DSMR version and zone, the
-    energy prices DSMR-reader-style costs use (more can be added through the API) and the
-    names its live answers give the meter's tariffs."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    prices: list[PriceSettings] = Field(default_factory=list)
-    device: str = Field(default="p1", min_length=1)
-    version: str = Field(default="5", description="2.2, 4, 5, belgium, luxembourg ...")
-    timezone: str = "Europe/Amsterdam"
-    # DSMR-reader's default names are Dutch (1 = x.8.1, the low tariff there); in Belgium
-    # x.8.1 is the day tariff, hence settings rather than constants
-    tariff_1_name: str = Field(default="Daltarief", description="name of tariff 1 (x.8.1)")
-    tariff_2_name: str = Field(default="Normaaltarief",
-                               description="name of tariff 2 (x.8.2)")
-    parse_helper: Literal["auto", "on", "off"] = Field(
-        default="auto", description="parse pushed telegrams in a helper process: once "
-        "pushes come faster than 20 a second (auto), from the first (on), or never (off)")
-
-    @field_validator("prices")
-    @classmethod
-    def _ids_apart(cls, value: list[PriceSettings]) -> list[PriceSettings]:
-        from meterhub.dsmr.statistics import ADDED_PRICE_IDS
-
-        if len(value) >= ADDED_PRICE_IDS:  # their ids would reach those of API contracts
-            raise ValueError(f"at most {ADDED_PRICE_IDS - 1} contracts can be configured")
-        return value
-
-    @field_validator("version")
-    @classmethod
-    def _known_version(cls, value: str) -> str:
-        from meterhub.dsmr.telegram import DIALECTS
-
-        if value not in DIALECTS:
-            raise ValueError(f"unknown DSMR version {value!r}; use one of "
-                             f"{', '.join(DIALECTS)}")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        from meterhub.timebase import zone
-
-        try:
-            zone(value)
-        except MeterhubError as exc:
-            raise ValueError(str(exc)) from None
-        return value
 
 
 @dataclass

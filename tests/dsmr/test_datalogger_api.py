@@ -13,15 +13,16 @@ import httpx
 import pytest
 
 from meterhub.api import create_app
-from meterhub.config import DsmrSettings, Settings
+from meterhub.config import Settings
+from meterhub.dsmr.meter_log import STATUS_EVERY
 from meterhub.dsmr.parse_helper import TelegramReader
-from meterhub.dsmr.telegram import STATUS_EVERY
+from meterhub.dsmr.settings import DsmrSettings
 from meterhub.keys import new_key
 from tests.api.conftest import Api, Client
 from tests.api.live import served
 from tests.dsmr.datalogger_client import send_telegram
 from tests.dsmr.telegrams import v5
-from tests.dsmr.test_telegram_reader import parsed_here_fails
+from tests.dsmr.test_parse_helper import parsed_here_fails
 
 URL = "/api/v1/datalogger/dsmrreading"
 

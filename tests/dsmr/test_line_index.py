@@ -21,7 +21,8 @@ from dsmr_parser.parsers import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meterhub.dsmr.telegram import DIALECTS, _LineIndexParser
+from meterhub.dsmr.line_index import LineIndexParser
+from meterhub.dsmr.telegram import DIALECTS
 from tests.dsmr import telegrams
 
 PLAIN = [name for name, spec in DIALECTS.items() if not spec.get("general_global_cipher")]
@@ -54,16 +55,16 @@ def outcome(parse: Any, text: str) -> Any:
         return type(exc).__name__
 
 
-def pair(dialect: str) -> tuple[TelegramParser, _LineIndexParser]:
+def pair(dialect: str) -> tuple[TelegramParser, LineIndexParser]:
     """The library's parser and ours, each with its own copy of the specification: the
     library's profile parser keeps state between calls, so each side must evolve alone."""
     library = TelegramParser(copy.deepcopy(DIALECTS[dialect]), apply_checksum_validation=False)
-    ours = _LineIndexParser(TelegramParser(copy.deepcopy(DIALECTS[dialect]),
+    ours = LineIndexParser(TelegramParser(copy.deepcopy(DIALECTS[dialect]),
                                            apply_checksum_validation=False))
     return library, ours
 
 
-def same(library: TelegramParser, ours: _LineIndexParser, text: str) -> Any:
+def same(library: TelegramParser, ours: LineIndexParser, text: str) -> Any:
     expected = outcome(lambda t: library.parse(t, throw_ex=True), text)
     assert outcome(ours.parse, text) == expected
     return expected

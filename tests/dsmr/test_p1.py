@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 import meterhub
 from meterhub.cli import app
-from meterhub.config import DsmrSettings
 from meterhub.dsmr.p1 import Counts, read_serial, replay_file, telegrams_in
+from meterhub.dsmr.settings import DsmrSettings
 from meterhub.errors import InputError
 from tests.dsmr.telegrams import crc16_arc, v5
 

@@ -11,7 +11,8 @@ import pytest
 
 from meterhub.api import create_app
 from meterhub.config import parse
-from meterhub.dsmr.statistics import Prices, day_statistics, hour_statistics, prices_for
+from meterhub.dsmr.prices import Prices, prices_for
+from meterhub.dsmr.statistics import day_statistics, hour_statistics
 from tests.api.conftest import Api, Client
 from tests.dsmr.telegrams import v5
 

@@ -8,8 +8,9 @@ import datetime as dt
 import orjson
 import pytest
 
-from meterhub.dsmr import telegram
-from meterhub.dsmr.telegram import MeterLog, TelegramError, parse_telegram, read_telegram
+from meterhub.dsmr import meter_log
+from meterhub.dsmr.meter_log import MeterLog
+from meterhub.dsmr.telegram import TelegramError, parse_telegram, read_telegram
 from tests.dsmr.telegrams import belgium, luxembourg, seal, v4, v5, v22
 
 NOW = dt.datetime(2024, 11, 1, 12, 0, tzinfo=dt.UTC)
@@ -137,7 +138,7 @@ def test_meter_zone_other_than_amsterdam() -> None:
 def test_a_stream_of_telegrams_hands_out_the_status_at_most_once_a_second(
         monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(telegram.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(meter_log.time, "monotonic", lambda: clock[0])
     stored: dict[str, str] = {}
     meter = MeterLog(stored.get, "p1")
     first, second, third = (read_telegram(v5(stamp=stamp), now=NOW) for stamp in
@@ -150,6 +151,6 @@ def test_a_stream_of_telegrams_hands_out_the_status_at_most_once_a_second(
     assert orjson.loads(held["dsmr.status.p1"])["latest_telegram"] == second.status[
         "latest_telegram"]
     assert (meter.unsaved, meter.unsaved_state()) == (False, {})
-    clock[0] += telegram.STATUS_EVERY
+    clock[0] += meter_log.STATUS_EVERY
     assert orjson.loads(meter.accept(third)["dsmr.status.p1"])["timestamp"] == \
         "2024-10-27T02:30:00+00:00"

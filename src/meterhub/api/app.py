@@ -25,15 +25,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from meterhub import __version__, encode
-from meterhub.api import docs, schemas
-from meterhub.api.dsmr_reader import meter as dsmr_meter
-from meterhub.api.dsmr_reader import prices as dsmr_prices
-from meterhub.api.dsmr_reader import readings as dsmr_v2
-from meterhub.api.dsmr_reader import telegram_push as dsmr_reader
+from meterhub.api import docs, dsmr_reader, schemas
 from meterhub.api.problems import Problem, install, problems
 from meterhub.api.security import KeyLimits, KeyRing, RateLimitHeaders, require
-from meterhub.config import DsmrSettings, Settings
+from meterhub.config import Settings
 from meterhub.dsmr.parse_helper import TelegramReader
+from meterhub.dsmr.settings import DsmrSettings
 from meterhub.errors import InputError
 from meterhub.fileio import read_csv_bytes
 from meterhub.hub import Hub
@@ -169,11 +166,7 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
     dsmr_settings = settings.dsmr if settings is not None else DsmrSettings()
     dsmr_writer = GroupWriter(hub, origin="dsmr")
     app.state.dsmr_telegrams = TelegramReader(dsmr_settings)
-    dsmr_reader.install(app, dsmr_settings, dsmr_writer, app.state.dsmr_telegrams)
-    dsmr_v2.install(app, hub, dsmr_settings, dsmr_writer)
-    dsmr_v2.install_statistics(app, hub, dsmr_settings)
-    dsmr_prices.install(app, hub, dsmr_settings, dsmr_writer)
-    dsmr_meter.install(app, hub, dsmr_settings, dsmr_writer)
+    dsmr_reader.install(app, hub, dsmr_settings, dsmr_writer, app.state.dsmr_telegrams)
     read = Depends(require(Scope.READ))
     write = Depends(require(Scope.WRITE))
     admin = Depends(require(Scope.ADMIN))

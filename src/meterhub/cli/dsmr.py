@@ -56,7 +56,7 @@ def p1(
     dsmr = settings.dsmr
     if dsmr_version is not None:
         with user_errors():
-            from meterhub.config import DsmrSettings
+            from meterhub.dsmr.settings import DsmrSettings
 
             try:
                 dsmr = DsmrSettings(**{**dsmr.model_dump(), "version": dsmr_version})
@@ -138,8 +138,8 @@ def energy(
 ) -> None:
     """The DSMR meter's hour and day statistics with costs, as DSMR-reader computes them
     (default: today so far)."""
-    from meterhub.api.dsmr_reader.readings import contracts, gas_shift
-    from meterhub.dsmr.statistics import day_statistics, hour_statistics
+    from meterhub.dsmr.prices import contracts
+    from meterhub.dsmr.statistics import day_statistics, gas_shift, hour_statistics
 
     settings = settings_of(config)
     dsmr = settings.dsmr

@@ -2,7 +2,7 @@
 
 The serial side is dsmr-parser's `SerialReader` (its port settings per DSMR version and
 its telegram buffer), read as raw telegram text so that every telegram goes through the
-same checks as a pushed one (`meterhub.dsmr.read_telegram`). A port that fails or
+same checks as a pushed one (`meterhub.dsmr.telegram.read_telegram`). A port that fails or
 vanishes (a USB cable pulled) is reopened after a delay that doubles up to a bound.
 
 A capture file holds telegrams as the meter sent them, each framed by ``/`` and a final
@@ -32,10 +32,10 @@ from dsmr_parser.clients.settings import (
 )
 from dsmr_parser.clients.telegram_buffer import TelegramBuffer
 
-from meterhub.config import DsmrSettings
+from meterhub.dsmr.meter_log import MeterLog
+from meterhub.dsmr.settings import DsmrSettings
 from meterhub.dsmr.telegram import (
     DIALECTS,
-    MeterLog,
     Telegram,
     TelegramError,
     meter_device,

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from meterhub.config import DsmrSettings
+from meterhub.dsmr.settings import DsmrSettings
 from meterhub.dsmr.telegram import Telegram, TelegramError, read_telegram
 
 log = logging.getLogger("meterhub.dsmr")

@@ -4,7 +4,7 @@ Three streams per instance, each a meterhub device with its own sync cursor, so 
 resumes on its own:
 
 - readings, device ``<device>``: ``GET /api/v2/datalogger/dsmrreading``, filter
-  ``timestamp__gte``; DSMR-reader's reading fields as channels (see `meterhub.dsmr`).
+  ``timestamp__gte``; DSMR-reader's reading fields as channels (see `meterhub.dsmr.fields`).
 - hour statistics, device ``<device>-hourly``: ``GET /api/v2/statistics/hour``, filter
   ``hour_start__gte``; energy per register and direction (kWh) and gas (m³) per local hour,
   kind delta, stamped at the hour's start.
@@ -39,8 +39,8 @@ import pyarrow as pa
 from pydantic import Field, SecretStr
 
 from meterhub.clock import Clock, RealClock
-from meterhub.dsmr.telegram import FIELDS, GAS
-from meterhub.dsmr.telegram import Field as MeterField
+from meterhub.dsmr.fields import FIELDS, GAS
+from meterhub.dsmr.fields import Field as MeterField
 from meterhub.errors import MalformedResponseError, NotFoundError
 from meterhub.http import Limit, RateLimiter, VendorClient, make_client
 from meterhub.model import Channel, ChannelKind, Device

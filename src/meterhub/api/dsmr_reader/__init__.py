@@ -1,1 +1,35 @@
-"""The DSMR-reader-compatible API paths, answering as DSMR-reader 5.11 does."""
+"""The DSMR-reader-compatible API paths, answering as DSMR-reader 5.11 does (DSMR-READER.md
+holds the exchanges they were checked against), so existing dataloggers and scripts work
+unchanged:
+
+- `telegram_push`: v1 ``datalogger/dsmrreading``, raw P1 telegrams pushed by dataloggers;
+- `readings`: v2 ``datalogger/dsmrreading`` (list and create) and ``application/version``;
+- `statistics`: v2 ``statistics/day``, ``statistics/hour`` and ``consumption/today``;
+- `meter`: v2 ``datalogger/meter-statistics`` and the live consumption paths;
+- `prices`: v2 ``consumption/energy-supplier-prices``;
+- `common`: what they share (keys, DRF's answers and its reading of query values).
+
+Keys are meterhub API keys, sent as ``X-AUTHKEY`` or ``Authorization: Token``. These
+paths are left out of meterhub's OpenAPI document: they mirror another product's
+contract, not meterhub's.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from meterhub.api.dsmr_reader import meter, prices, readings, statistics, telegram_push
+from meterhub.dsmr.parse_helper import TelegramReader
+from meterhub.dsmr.settings import DsmrSettings
+from meterhub.hub import Hub
+from meterhub.ingest import GroupWriter
+
+
+def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter,
+            telegrams: TelegramReader) -> None:
+    """Add every DSMR-reader path to ``app``; pushes commit through ``writer``."""
+    telegram_push.install(app, settings, writer, telegrams)
+    readings.install(app, hub, settings, writer)
+    statistics.install(app, hub, settings)
+    prices.install(app, hub, settings, writer)
+    meter.install(app, hub, settings, writer)

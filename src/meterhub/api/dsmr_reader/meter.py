@@ -2,7 +2,7 @@
 
 - ``datalogger/meter-statistics`` is DSMR-reader's MeterStatistics singleton: the meter's
   status from its latest telegram and the count of rejected telegrams, as the push
-  endpoint's `meterhub.dsmr.telegram.MeterLog` holds them (and the store keeps them). Types are
+  endpoint's `meterhub.dsmr.meter_log.MeterLog` holds them (and the store keeps them). Types are
   its model's: the DSMR version a string of at most two characters, the tariff and the
   event counters integers, all null until a telegram says otherwise; the rejection count
   an integer from 0; the time the singleton's (now, until a telegram or a PATCH sets it).
@@ -10,7 +10,7 @@
   update (200 with the whole object, 400 field errors).
 - ``consumption/electricity-live``: the newest reading's power in whole watts, the name of
   the meter's active tariff and the cost per hour at today's prices of that tariff
-  (`meterhub.dsmr.statistics.live_cost`), a string like "0.31", null without prices; ``{}``
+  (`meterhub.dsmr.prices.live_cost`), a string like "0.31", null without prices; ``{}``
   without readings.
 - ``consumption/gas-live``: the newest gas reading's rise over the one before (m³, as a
   JSON number) and its cost at today's gas price; DSMR-reader leaves the cost out when no
@@ -33,23 +33,23 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from meterhub.api.dsmr_reader.readings import (
+from meterhub.api.dsmr_reader.common import (
     WRONG_TIME,
-    contracts,
     denied,
-    gas_shift,
+    dsmr_key,
     is_json,
     json_response,
     local_time,
     money,
     parse_time,
-    request_data,
     today,
+    write_body,
 )
-from meterhub.api.dsmr_reader.telegram_push import dsmr_key
-from meterhub.config import DsmrSettings
-from meterhub.dsmr.statistics import day_prices, live_cost, meter_decimal, round2
-from meterhub.dsmr.telegram import GAS, STATUS_FIELDS, MeterLog
+from meterhub.dsmr.fields import GAS
+from meterhub.dsmr.meter_log import STATUS_FIELDS, MeterLog
+from meterhub.dsmr.prices import contracts, day_prices, live_cost, round2
+from meterhub.dsmr.settings import DsmrSettings
+from meterhub.dsmr.statistics import gas_shift, meter_decimal
 from meterhub.errors import NotFoundError
 from meterhub.hub import Hub
 from meterhub.ingest import GroupWriter
@@ -241,9 +241,7 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
 
     @app.patch(METER_PATH, include_in_schema=False)
     async def patch_meter_statistics(request: Request) -> Response:
-        if dsmr_key(request, Scope.WRITE) is None:
-            return denied()
-        data = await request_data(request)
+        data = await write_body(request)
         if isinstance(data, Response):
             return data
         errors, clean = validate_patch(data, tz, form=not is_json(request))

@@ -21,27 +21,27 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from meterhub.api.dsmr_reader.readings import (
+from meterhub.api.dsmr_reader.common import (
     clean_decimal,
-    contracts,
     date_bounds,
     denied,
+    dsmr_key,
     json_response,
     money,
     page_of,
     paginated,
-    request_data,
     within,
+    write_body,
 )
-from meterhub.api.dsmr_reader.telegram_push import dsmr_key
-from meterhub.config import DsmrSettings
-from meterhub.dsmr.statistics import (
+from meterhub.dsmr.prices import (
     PRICE_FIELDS,
     PRICE_PLACES,
     AddedPrices,
     Prices,
+    contracts,
     prices_key,
 )
+from meterhub.dsmr.settings import DsmrSettings
 from meterhub.hub import Hub
 from meterhub.ingest import GroupWriter
 from meterhub.keys import Scope
@@ -136,9 +136,7 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
 
     @app.post(PATH, include_in_schema=False)
     async def add_price(request: Request) -> Response:
-        if dsmr_key(request, Scope.WRITE) is None:
-            return denied()
-        data = await request_data(request)
+        data = await write_body(request)
         if isinstance(data, Response):
             return data
         errors, contract = validate_price(data)

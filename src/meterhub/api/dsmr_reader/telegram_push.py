@@ -1,4 +1,4 @@
-"""DSMR-reader's own API paths on meterhub's server, answering as DSMR-reader 5.x does.
+"""DSMR-reader's v1 datalogger path: raw P1 telegrams pushed, answered as DSMR-reader 5.x does.
 
 Existing datalogger scripts and ESP boards push telegrams here unchanged. Keys are
 meterhub API keys with write scope, sent as ``X-AUTHKEY: <key>`` or
@@ -18,12 +18,13 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from meterhub.api.security import KeyLimits, KeyRing
-from meterhub.config import DsmrSettings
+from meterhub.api.dsmr_reader.common import dsmr_key
+from meterhub.api.security import KeyLimits
+from meterhub.dsmr.meter_log import STATUS_EVERY, MeterLog
 from meterhub.dsmr.parse_helper import TelegramReader
-from meterhub.dsmr.telegram import STATUS_EVERY, MeterLog, TelegramError, meter_device
+from meterhub.dsmr.settings import DsmrSettings
+from meterhub.dsmr.telegram import TelegramError, meter_device
 from meterhub.ingest import GroupWriter
-from meterhub.keys import ApiKey, Scope
 
 log = logging.getLogger("meterhub.dsmr")
 TEXT = "text/html; charset=utf-8"  #: what DSMR-reader (Django) labels its plain answers
@@ -31,17 +32,6 @@ TEXT = "text/html; charset=utf-8"  #: what DSMR-reader (Django) labels its plain
 
 def _text(body: str, status: int, headers: dict[str, str] | None = None) -> Response:
     return Response(body, status_code=status, media_type=TEXT, headers=headers)
-
-
-def dsmr_key(request: Request, scope: Scope = Scope.WRITE) -> ApiKey | None:
-    """The key of ``X-AUTHKEY`` or ``Authorization: Token``, if known and within ``scope``."""
-    ring: KeyRing = request.app.state.keys
-    text = request.headers.get("x-authkey")
-    if not text:
-        scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        text = value.strip() if scheme.lower() == "token" else None
-    key = ring.find(text) if text else None
-    return key if key is not None and key.scope.allows(scope) else None
 
 
 def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from meterhub.config import DsmrSettings
 from meterhub.dsmr import parse_helper
 from meterhub.dsmr.parse_helper import TelegramReader
+from meterhub.dsmr.settings import DsmrSettings
 from meterhub.dsmr.telegram import Telegram, TelegramError, read_telegram
 from tests.dsmr.telegrams import v4, v5
 
