@@ -13,6 +13,7 @@ schema with vectorised casts, and reports the first bad row by number.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -82,6 +83,26 @@ class Channel:
 
 
 TS_TYPE = pa.timestamp("us", tz="UTC")
+
+#: The times a reading may have, decided once for every path in and out: wide enough for
+#: historic weather records and any meter, narrow enough that each of them has a local
+#: time in every zone and fits pandas' nanoseconds, DuckDB and Python's datetime.
+TS_MIN = dt.datetime(1800, 1, 1, tzinfo=dt.UTC)
+TS_MAX = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)  #: the first time past the range
+TS_RANGE_TEXT = "1800-01-01 to 2199-12-31 (UTC)"
+
+
+def in_time_range(moment: dt.datetime) -> bool:
+    """Whether an aware time lies within [`TS_MIN`, `TS_MAX`)."""
+    return TS_MIN <= moment < TS_MAX
+
+
+def check_time(moment: dt.datetime, what: str = "time") -> dt.datetime:
+    """``moment`` if it lies in the stored range, else an `InputError` that says the range."""
+    if not in_time_range(moment):
+        raise InputError(f"{what} {moment.isoformat()} is outside the times meterhub keeps: "
+                         f"{TS_RANGE_TEXT}")
+    return moment
 
 READING_SCHEMA = pa.schema(
     [
