@@ -27,9 +27,9 @@ LAYERS: list[tuple[str, set[str]]] = [
 DSMR_CORE = {"meterhub.dsmr.fields", "meterhub.dsmr.line_index", "meterhub.dsmr.telegram",
              "meterhub.dsmr.meter_log"}
 #: who may use the DSMR domain: itself, its API paths and commands, the pull connector
-#: (DSMR-reader's field table), the configuration (its [dsmr] section) and the app
+#: (DSMR-reader's field table) and the configuration (its [dsmr] section)
 DSMR_USERS = ("meterhub.dsmr", "meterhub.api.dsmr_reader", "meterhub.cli.dsmr",
-              "meterhub.sources.dsmr_reader", "meterhub.config", "meterhub.api.app")
+              "meterhub.sources.dsmr_reader", "meterhub.config")
 
 
 def modules() -> dict[str, Path]:
@@ -41,17 +41,27 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def imports(path: Path, known: set[str]) -> set[str]:
-    """The meterhub modules ``path`` imports, anywhere in it (also inside functions)."""
+def imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The meterhub modules ``path`` (module ``name``) imports, anywhere in it (also inside
+    functions and under TYPE_CHECKING): absolute, relative and `importlib.import_module`."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] == "meterhub"}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and \
-                node.module.split(".")[0] == "meterhub":
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            base = base[:len(base) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            if module.split(".")[0] != "meterhub":
+                continue
             for alias in node.names:  # `from meterhub import encode` imports a module
-                sub = f"{node.module}.{alias.name}"
-                found.add(sub if sub in known else node.module)
+                sub = f"{module}.{alias.name}"
+                found.add(sub if sub in known else module)
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(
+                node.func, "id", None)) == "import_module" and node.args and isinstance(
+                node.args[0], ast.Constant) and str(node.args[0].value).startswith("meterhub"):
+            found.add(str(node.args[0].value))
     return found
 
 
@@ -74,7 +84,7 @@ def upward(edges: dict[str, set[str]]) -> list[str]:
 
 def edges() -> dict[str, set[str]]:
     known = modules()
-    return {name: imports(path, set(known)) - {name} for name, path in known.items()}
+    return {name: imports(name, path, set(known)) - {name} for name, path in known.items()}
 
 
 def test_the_reader_sees_the_imports_it_must() -> None:
@@ -86,8 +96,24 @@ def test_the_reader_sees_the_imports_it_must() -> None:
         "meterhub.dsmr.telegram (dsmr) imports meterhub.api.app (api)"]
 
 
+def test_relative_and_dynamic_imports_are_read(tmp_path: Path) -> None:
+    module = tmp_path / "meterhub" / "dsmr" / "fields.py"
+    module.parent.mkdir(parents=True)
+    module.write_text("from .statistics import x\nfrom ..api import app\n"
+                      "import importlib\nimportlib.import_module('meterhub.cli')\n")
+    known = {"meterhub.dsmr.statistics", "meterhub.api.app", "meterhub.cli"}
+    assert imports("meterhub.dsmr.fields", module, known) == known
+
+
 def test_every_import_points_down_or_across() -> None:
     assert upward(edges()) == []
+
+
+def test_the_dsmr_domain_reads_the_store_through_the_hub() -> None:
+    graph = edges()
+    assert {a: sorted(t for t in targets if t.startswith("meterhub.store"))
+            for a, targets in graph.items() if a.startswith("meterhub.dsmr")
+            and any(t.startswith("meterhub.store") for t in targets)} == {}
 
 
 def test_telegram_parsing_needs_only_the_foundation() -> None:

@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from meterhub.dsmr.settings import DsmrSettings, PriceSettings
+from meterhub.dsmr.settings import DsmrSettings as DsmrSettings  # part of Settings
+from meterhub.dsmr.settings import PriceSettings
 from meterhub.errors import MeterhubError
 from meterhub.sources.base import SourceConfig, connector_class, connector_types
 from meterhub.store import SCHEMES, scheme_of

@@ -13,8 +13,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from meterhub.api import app as app_module
-from meterhub.api import create_app
+from meterhub.api import create_app, dsmr_reader
 from meterhub.config import parse
 from meterhub.hub import Hub
 from meterhub.ingest import GroupWriter
@@ -152,7 +151,7 @@ def test_a_patch_never_undoes_a_telegram_still_being_committed(
         def __init__(self, hub: Hub, **options: Any) -> None:
             super().__init__(hub, **{**options, "window": 1.0})
 
-    monkeypatch.setattr(app_module, "GroupWriter", SlowWriter)
+    monkeypatch.setattr(dsmr_reader, "GroupWriter", SlowWriter)
     slow = create_app(api.hub, rate_limit="10000/minute")
     sent = headers(api, "write")
 

@@ -29,12 +29,9 @@ from meterhub.api import docs, dsmr_reader, schemas
 from meterhub.api.problems import Problem, install, problems
 from meterhub.api.security import KeyLimits, KeyRing, RateLimitHeaders, require
 from meterhub.config import Settings
-from meterhub.dsmr.parse_helper import TelegramReader
-from meterhub.dsmr.settings import DsmrSettings
 from meterhub.errors import InputError
 from meterhub.fileio import read_csv_bytes
 from meterhub.hub import Hub
-from meterhub.ingest import GroupWriter
 from meterhub.keys import ApiKey, RateLimit, Scope, new_key
 from meterhub.model import records_to_arrow
 from meterhub.store import PageKey
@@ -141,10 +138,7 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
         try:
             yield
         finally:
-            app.state.dsmr_telegrams.close()
-            held_back = app.state.dsmr_counters.unsaved_state()
-            if held_back:  # the meter's latest status, held back less than a second
-                await run_in_threadpool(hub.write, None, origin="dsmr", state=held_back)
+            await close_dsmr()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -163,10 +157,7 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
     install(app)
     docs.install(app)
     app.add_middleware(RateLimitHeaders)
-    dsmr_settings = settings.dsmr if settings is not None else DsmrSettings()
-    dsmr_writer = GroupWriter(hub, origin="dsmr")
-    app.state.dsmr_telegrams = TelegramReader(dsmr_settings)
-    dsmr_reader.install(app, hub, dsmr_settings, dsmr_writer, app.state.dsmr_telegrams)
+    close_dsmr = dsmr_reader.install(app, hub, settings.dsmr if settings is not None else None)
     read = Depends(require(Scope.READ))
     write = Depends(require(Scope.WRITE))
     admin = Depends(require(Scope.ADMIN))

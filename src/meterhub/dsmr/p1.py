@@ -44,7 +44,7 @@ from meterhub.dsmr.telegram import (
 from meterhub.errors import InputError
 from meterhub.hub import Hub
 
-log = logging.getLogger("meterhub.dsmr.p1")
+log = logging.getLogger("meterhub.p1")
 FILE_BATCH = 1_000  #: telegrams per commit when replaying a file
 
 

@@ -60,7 +60,7 @@ class DsmrSettings(BaseModel):
     @field_validator("version")
     @classmethod
     def _known_version(cls, value: str) -> str:
-        from meterhub.dsmr.telegram import DIALECTS  # dsmr-parser: only when a file has [dsmr]
+        from meterhub.dsmr.telegram import DIALECTS  # dsmr-parser: only when a version is given
 
         if value not in DIALECTS:
             raise ValueError(f"unknown DSMR version {value!r}; use one of "

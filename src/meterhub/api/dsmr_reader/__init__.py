@@ -16,7 +16,10 @@ contract, not meterhub's.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from meterhub.api.dsmr_reader import meter, prices, readings, statistics, telegram_push
 from meterhub.dsmr.parse_helper import TelegramReader
@@ -25,11 +28,24 @@ from meterhub.hub import Hub
 from meterhub.ingest import GroupWriter
 
 
-def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter,
-            telegrams: TelegramReader) -> None:
-    """Add every DSMR-reader path to ``app``; pushes commit through ``writer``."""
-    telegram_push.install(app, settings, writer, telegrams)
+def install(app: FastAPI, hub: Hub, settings: DsmrSettings | None
+            ) -> Callable[[], Awaitable[None]]:
+    """Add every DSMR-reader path to ``app`` (for the meter ``settings`` describe, else the
+    defaults), pushes committed in groups; the coroutine function to await at shutdown (it
+    stops the parse helpers and stores the meter's status if one is held back)."""
+    settings = settings or DsmrSettings()
+    writer = GroupWriter(hub, origin="dsmr")
+    app.state.dsmr_telegrams = telegrams = TelegramReader(settings)
+    counters = telegram_push.install(app, settings, writer, telegrams)
     readings.install(app, hub, settings, writer)
     statistics.install(app, hub, settings)
     prices.install(app, hub, settings, writer)
     meter.install(app, hub, settings, writer)
+
+    async def close() -> None:
+        telegrams.close()
+        held_back = counters.unsaved_state()
+        if held_back:  # the meter's latest status, held back less than a second
+            await run_in_threadpool(hub.write, None, origin="dsmr", state=held_back)
+
+    return close

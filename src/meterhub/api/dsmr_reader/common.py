@@ -1,6 +1,7 @@
-"""What the DSMR-reader-compatible paths share: the key check, DRF's answers (JSON, 403,
-limit/offset pages with absolute links), and how DRF and django-filter read times, dates
-and decimals."""
+"""What the DSMR-reader-compatible paths share: the key check, DRF's reading of bodies
+(JSON or form), its answers (JSON, 403, limit/offset pages with absolute links), how DRF
+and django-filter read times, dates and decimals, and money and "today" in the meter's
+zone."""
 
 from __future__ import annotations
 

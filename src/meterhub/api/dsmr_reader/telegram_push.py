@@ -4,7 +4,7 @@ Existing datalogger scripts and ESP boards push telegrams here unchanged. Keys a
 meterhub API keys with write scope, sent as ``X-AUTHKEY: <key>`` or
 ``Authorization: Token <key>``. Bodies and status codes follow DSMR-reader (see
 DSMR-READER.md): plain-text answers, 201 with an empty body, 403 for any key problem.
-These paths are left out of meterhub's OpenAPI document: they mirror another product's
+This path is left out of meterhub's OpenAPI document: it mirrors another product's
 contract, not meterhub's (no problem+json here).
 """
 
@@ -35,7 +35,9 @@ def _text(body: str, status: int, headers: dict[str, str] | None = None) -> Resp
 
 
 def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
-            telegrams: TelegramReader) -> None:
+            telegrams: TelegramReader) -> MeterLog:
+    """Add the v1 push path; the meter's log it keeps (also ``app.state.dsmr_counters``,
+    where the meter-statistics paths read it)."""
     counters = MeterLog(writer.hub.get_state, settings.device)
     app.state.dsmr_counters = counters
     saving: list[asyncio.Task[None]] = []  #: the save of a held-back status, if one waits
@@ -85,3 +87,5 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
                    include_in_schema=False)
     async def datalogger_other(request: Request) -> Response:
         return Response(status_code=405, headers={"Allow": "POST"})
+
+    return counters
