@@ -48,5 +48,12 @@ FIELDS: dict[str, Field] = {
 }
 GAS = Field("extra_device_delivered", "volume", "m³", _COUNTER)
 WATER = Field("water_delivered", "volume", "m³", _COUNTER)
+#: DSMR-reader's DsmrReading columns (dsmr_datalogger/models/reading.py): digits and decimal
+#: places of each decimal field (voltages 4 with 1 place, the rest 9 with 3) ...
+DECIMAL_LIMITS: dict[str, tuple[int, int]] = {
+    field.channel: (4, 1) if field.quantity == "voltage" else (9, 3)
+    for field in [*FIELDS.values(), GAS, WATER] if field.quantity != "current"}
+#: ... and the currents' validators: whole amperes from 0 to this
+CURRENT_MAX = 999
 #: every channel a telegram can give -> its field
 FIELD_OF = {field.channel: field for field in [*FIELDS.values(), GAS, WATER]}

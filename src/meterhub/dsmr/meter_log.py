@@ -37,6 +37,8 @@ def rejected_key(device: str) -> str:
 #: often (a state write costs about a tenth of a group commit); the readings are committed
 #: before every answer as always
 STATUS_EVERY = 1.0
+#: the range of DSMR-reader's integer columns (PostgreSQL integer)
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
 
 class MeterLog:
@@ -120,8 +122,10 @@ def meter_status(telegram: Any, text: str, stamp: dt.datetime) -> dict[str, Any]
     for field, name in STATUS_FIELDS.items():
         item = getattr(telegram, name, None)
         try:
-            status[field] = None if item is None or item.value is None else int(item.value)
-        except ValueError:
-            status[field] = None
+            count = None if item is None or item.value is None else int(item.value)
+        except (ValueError, OverflowError):  # NaN, infinite
+            count = None
+        # MeterStatistics' integer columns hold no more (nor does JSON hold every int)
+        status[field] = count if count is None or INT_MIN <= count <= INT_MAX else None
     status["latest_telegram"] = text
     return status

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import TYPE_CHECKING
 
 import orjson
@@ -27,8 +27,14 @@ if TYPE_CHECKING:
 PRICE_FIELDS = ("electricity_delivered_1_price", "electricity_delivered_2_price", "gas_price",
                 "electricity_returned_1_price", "electricity_returned_2_price",
                 "fixed_daily_cost")
-PRICE_PLACES = 6  #: decimals DSMR-reader keeps of a price
+#: DSMR-reader's EnergySupplierPrice (dsmr_consumption/models/energysupplier.py): each price
+#: a decimal of up to 11 digits with 6 places, the description up to 255 characters
+PRICE_DIGITS, PRICE_PLACES = 11, 6
+DESCRIPTION_LENGTH = 255
 CENT = Decimal("0.01")
+#: room for any float's digits and places: rounding a meter value or a cost never fails,
+#: whatever a store holds (the default context's 28 digits would, past 10^25)
+WIDE = Context(prec=400)
 #: ids of contracts added through the API start here; meterhub.toml's are 1, 2 ... in start
 #: order, so the two never collide (the configuration allows fewer contracts than this)
 ADDED_PRICE_IDS = 1001
@@ -127,7 +133,7 @@ def live_cost(delivered: Decimal, returned: Decimal, tariff: int | None,
 
 
 def round2(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+    return value.quantize(CENT, rounding=ROUND_HALF_UP, context=WIDE)
 
 
 def contracts(hub: Hub, settings: DsmrSettings) -> list[Prices]:

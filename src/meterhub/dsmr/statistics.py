@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from meterhub.dsmr.fields import GAS
-from meterhub.dsmr.prices import Prices, prices_for, round2
+from meterhub.dsmr.prices import WIDE, Prices, prices_for, round2
 from meterhub.dsmr.settings import DsmrSettings
 from meterhub.errors import NotFoundError
 from meterhub.hub import Hub
@@ -39,7 +39,7 @@ REGISTERS = {"electricity1": "electricity_delivered_1", "electricity2": "electri
 
 def meter_decimal(value: float) -> Decimal:
     """A meter value as the exact decimal its telegram had (three places at most)."""
-    return Decimal(repr(float(value))).quantize(Decimal("0.001"))
+    return Decimal(repr(float(value))).quantize(Decimal("0.001"), context=WIDE)
 
 
 def _frame(hub: Hub, device: str, channel: str, start: dt.datetime,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import math
 import re
 import sys
 from collections.abc import Sequence
@@ -19,7 +20,16 @@ from dsmr_parser import telegram_specifications as specs
 from dsmr_parser.exceptions import ParseError
 from dsmr_parser.parsers import TelegramParser
 
-from meterhub.dsmr.fields import FIELD_OF, FIELDS, GAS, SOURCE, WATER, Field
+from meterhub.dsmr.fields import (
+    CURRENT_MAX,
+    DECIMAL_LIMITS,
+    FIELD_OF,
+    FIELDS,
+    GAS,
+    SOURCE,
+    WATER,
+    Field,
+)
 from meterhub.dsmr.line_index import LineIndexParser
 from meterhub.dsmr.meter_log import meter_status
 from meterhub.errors import InputError
@@ -41,7 +51,30 @@ _EPOCH, _US = dt.datetime(1970, 1, 1, tzinfo=dt.UTC), dt.timedelta(microseconds=
 
 
 class TelegramError(InputError):
-    """A telegram that is rejected whole: bad CRC, cut short, unreadable or from the future."""
+    """A telegram that is rejected whole: bad CRC, cut short, unreadable, a value that is no
+    number (NaN, infinite) or from the future."""
+
+
+def too_far_ahead(moment: dt.datetime, now: dt.datetime) -> bool:
+    """Whether a meter's time is more than `FUTURE_LIMIT` ahead of ``now``: the rule of
+    pushed telegrams and of readings posted through DSMR-reader's v2 API alike."""
+    return moment > now + FUTURE_LIMIT
+
+
+def _value(item: Any, channel: str) -> float:
+    """A register's value as a float, or a `TelegramError` when it is no finite number
+    (dsmr-parser reads "NaN", "Infinity" or "1e999" as a Decimal that is none) or one that
+    DSMR-reader's reading could not hold (the same limits as its v2 API's)."""
+    value = float(item.value)
+    if not math.isfinite(value):
+        raise TelegramError(f"telegram's {channel} is {item.value}, not a finite number: "
+                            "the telegram is damaged")
+    digits, places = DECIMAL_LIMITS.get(channel, (None, 0))
+    if (digits is not None and abs(value) >= 10.0 ** (digits - places)) or \
+            (digits is None and not 0 <= value <= CURRENT_MAX):
+        raise TelegramError(f"telegram's {channel} is {item.value}, beyond what a meter "
+                            "reports: the telegram is damaged")
+    return value
 
 
 def _parser(dialect: str) -> LineIndexParser:
@@ -178,7 +211,7 @@ def read_telegram(text: str, *, dialect: str = "5", device: str = "p1",
     stamp_obj = getattr(telegram, "P1_MESSAGE_TIMESTAMP", None)
     stamp = meter_time(stamp_obj.value, tz) if stamp_obj is not None and \
         stamp_obj.value is not None else now.replace(microsecond=0)
-    if stamp > now + FUTURE_LIMIT:
+    if too_far_ahead(stamp, now):
         raise TelegramError(f"telegram stamped {stamp.isoformat()}, more than 24 h ahead of "
                             "the server's clock: the meter's clock is wrong")
     found: list[tuple[str, int, float]] = []
@@ -190,13 +223,13 @@ def read_telegram(text: str, *, dialect: str = "5", device: str = "p1",
             # total is tariff 1, as DSMR-reader stores it
             item = getattr(telegram, _TOTALS[name], None)
         if item is not None and item.value is not None:
-            found.append((field.channel, stamp_us, float(item.value)))
+            found.append((field.channel, stamp_us, _value(item, field.channel)))
     for reading, field in _mbus_readings(telegram):
         at = meter_time(reading.datetime, tz)
-        if at > now + FUTURE_LIMIT:
+        if too_far_ahead(at, now):
             raise TelegramError(f"gas reading stamped {at.isoformat()}, more than 24 h ahead "
                                 "of the server's clock: the meter's clock is wrong")
-        found.append((field.channel, (at - _EPOCH) // _US, float(reading.value)))
+        found.append((field.channel, (at - _EPOCH) // _US, _value(reading, field.channel)))
     if not found:
         raise TelegramError("telegram holds no meter reading this DSMR version knows")
     return Telegram(device, tuple(found), meter_status(telegram, text, stamp),

@@ -7,9 +7,11 @@ unchanged:
 - `statistics`: v2 ``statistics/day``, ``statistics/hour`` and ``consumption/today``;
 - `meter`: v2 ``datalogger/meter-statistics`` and the live consumption paths;
 - `prices`: v2 ``consumption/energy-supplier-prices``;
-- `common`: what they share (keys, DRF's answers and its reading of query values).
+- `common`: what they share (keys and their rate limits, bounded bodies, DRF's answers
+  and its reading of query values and fields).
 
-Keys are meterhub API keys, sent as ``X-AUTHKEY`` or ``Authorization: Token``. These
+Keys are meterhub API keys, sent as ``X-AUTHKEY`` or ``Authorization: Token``; every
+request of a known key counts against its rate limit (`common.guarded`). These
 paths are left out of meterhub's OpenAPI document: they mirror another product's
 contract, not meterhub's.
 """

@@ -5,10 +5,12 @@ zone."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import re
-from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
+from collections.abc import Awaitable, Callable, Sequence
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,26 +18,32 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response
 
-from meterhub.api.security import KeyRing
+from meterhub.api.security import KeyLimits, KeyRing
 from meterhub.keys import ApiKey, Scope
+from meterhub.model import TS_MAX, TS_MIN, in_time_range
 from meterhub.timebase import zone
 
 PAGE_SIZE = 25  #: DRF's limit when none is asked for
+#: the largest body of any DSMR path, in bytes: a telegram is about 1 kB (3 form-encoded), a
+#: v2 reading or contract well under 10 kB; a larger one is refused (413) unread
+MAX_BODY = 64 * 1024
+MAX_NUMBER_TEXT = 1000  #: DRF's longest number text (``MAX_STRING_LENGTH``)
 WRONG_TIME = ("Datetime has wrong format. Use one of these formats instead: "
               "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].")
+TIME_OUT_OF_RANGE = "Datetime value out of range."  #: DRF's, for a time it cannot keep
+Handler = Callable[..., Awaitable[Response]]
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
                   r"(Z|[+-]\d{2}(:?\d{2})?)?$")
 
 
-def dsmr_key(request: Request, scope: Scope = Scope.WRITE) -> ApiKey | None:
-    """The key of ``X-AUTHKEY`` or ``Authorization: Token``, if known and within ``scope``."""
+def dsmr_key(request: Request) -> ApiKey | None:
+    """The key of ``X-AUTHKEY`` or ``Authorization: Token``, if known (of any scope)."""
     ring: KeyRing = request.app.state.keys
     text = request.headers.get("x-authkey")
     if not text:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         text = value.strip() if scheme.lower() == "token" else None
-    key = ring.find(text) if text else None
-    return key if key is not None and key.scope.allows(scope) else None
+    return ring.find(text) if text else None
 
 
 def json_response(data: Any, status: int = 200) -> Response:
@@ -46,31 +54,103 @@ def denied() -> Response:
     return json_response({"detail": "Invalid auth key"}, 403)
 
 
+def retry_after(headers: dict[str, str]) -> int:
+    """The whole seconds until a throttled key may call again, from its limit headers."""
+    for name in ("Retry-After", "X-RateLimit-Reset"):
+        try:
+            return max(1, int(headers[name]))
+        except (KeyError, ValueError):
+            continue
+    return 1
+
+
+def throttled(headers: dict[str, str]) -> Response:
+    """DRF's 429 (``exceptions.Throttled``), with its Retry-After."""
+    wait = retry_after(headers)
+    detail = f"Request was throttled. Expected available in {wait} second" \
+        f"{'' if wait == 1 else 's'}."
+    response = json_response({"detail": detail}, 429)
+    response.headers["Retry-After"] = str(wait)
+    return response
+
+
+def guarded(scope: Scope, *, refuse: Callable[[], Response] = denied,
+            throttle: Callable[[dict[str, str]], Response] = throttled
+            ) -> Callable[[Handler], Handler]:
+    """Every DSMR path's key check, as a decorator under the route's: the path runs for a
+    known key of ``scope`` within its rate limit, else ``refuse`` answers (403) or
+    ``throttle`` does (429). Every request of a known key counts against its limit,
+    whatever the answer, and every answer to one carries the limit's ``X-RateLimit-*``
+    headers. A request without a known key is refused uncounted: there is no limit to
+    count it against."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)  # FastAPI reads the path's parameters through it
+        async def run(request: Request, *args: Any, **kwargs: Any) -> Response:
+            key = dsmr_key(request)
+            if key is None:
+                return refuse()
+            limits: KeyLimits = request.app.state.limits
+            allowed, headers = limits.hit(key)
+            if not allowed:
+                response = throttle(headers)
+            elif not key.scope.allows(scope):
+                response = refuse()
+            else:
+                response = await handler(request, *args, **kwargs)
+            for name, value in headers.items():
+                response.headers.setdefault(name, value)
+            return response
+
+        return run
+
+    return wrap
+
+
 def is_json(request: Request) -> bool:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     return media == "application/json"
 
 
+async def bounded_body(request: Request) -> bytes | None:
+    """The request's body, or None when it is over `MAX_BODY`: said by its Content-Length
+    (nothing is read then) or found while reading (reading stops there). The body is kept
+    on the request, so its form (`Request.form`) is read from it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return None
+    chunks, size = [], 0
+    async with contextlib.aclosing(request.stream()) as stream:
+        async for chunk in stream:
+            size += len(chunk)
+            if size > MAX_BODY:
+                return None
+            chunks.append(chunk)
+    request._body = b"".join(chunks)
+    return request._body
+
+
+def too_large() -> Response:
+    """The 413 of a v2 body over `MAX_BODY`, in DRF's shape."""
+    return json_response({"detail": f"Request body too large: at most {MAX_BODY} bytes."}, 413)
+
+
 async def request_data(request: Request) -> dict[str, Any] | Response:
-    """A JSON or form body as a dict, as DRF's parsers read them, or the 400 DRF answers."""
+    """A JSON or form body as a dict, as DRF's parsers read them, or the answer instead:
+    413 for a body over `MAX_BODY`, 400 for one DRF cannot read."""
+    body = await bounded_body(request)
+    if body is None:
+        return too_large()
     if not is_json(request):
         return dict(await request.form())
     try:
-        data = orjson.loads(await request.body())
+        data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return json_response({"detail": "JSON parse error"}, 400)
     if not isinstance(data, dict):
         return json_response({"non_field_errors": [
             f"Invalid data. Expected a dictionary, but got {type(data).__name__}."]}, 400)
     return data
-
-
-async def write_body(request: Request) -> dict[str, Any] | Response:
-    """The body of a write (`request_data`), or the answer instead: 403 without a key of
-    write scope, 400 for a body DRF cannot read."""
-    if dsmr_key(request, Scope.WRITE) is None:
-        return denied()
-    return await request_data(request)
 
 
 def _positive(text: str | None, default: int, *, zero: bool = False) -> int:
@@ -100,22 +180,70 @@ def parse_time(text: str, tz: str, *, date_only: bool = False) -> dt.datetime | 
     return moment if moment.tzinfo else moment.replace(tzinfo=zone(tz))
 
 
+def clean_time(raw: object, tz: str) -> dt.datetime | str:
+    """A DRF DateTimeField's value (`parse_time`), or its error: the wrong format, or a
+    time outside the range meterhub keeps (`meterhub.model.TS_MIN` to `TS_MAX`), which
+    DRF says of a time it cannot convert."""
+    moment = parse_time(raw, tz) if isinstance(raw, str) else None
+    if moment is None:
+        return WRONG_TIME
+    return moment if in_time_range(moment) else TIME_OUT_OF_RANGE
+
+
 def local_time(moment: dt.datetime, tz: str) -> str:
     return moment.astimezone(zone(tz)).isoformat()
 
 
-def clean_decimal(raw: object, places: int | None) -> Decimal | str:
-    """A DRF DecimalField's (IntegerField's, without places) value, or its error."""
+def clean_decimal(raw: object, max_digits: int, places: int) -> Decimal | str:
+    """A DRF DecimalField's value, or its error: ``max_digits`` and ``places`` are the
+    model field's, checked in DRF's order (digits in total, decimal places, digits before
+    the point)."""
+    text = str(raw).strip()
+    if len(text) > MAX_NUMBER_TEXT:
+        return "String value too large."
     try:
-        number = Decimal(str(raw))
-        if not number.is_finite():
-            raise InvalidOperation
+        number = Decimal(text)
     except InvalidOperation:
-        return "A valid integer is required." if places is None else \
-            "A valid number is required."
-    exponent = number.as_tuple().exponent
-    if places is not None and isinstance(exponent, int) and -exponent > places:
+        return "A valid number is required."
+    if not number.is_finite():
+        return "A valid number is required."
+    _, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)  # a finite number's
+    if exponent >= 0:
+        total = whole = len(digits) + exponent
+        decimals = 0
+    elif len(digits) > -exponent:
+        total, whole, decimals = len(digits), len(digits) + exponent, -exponent
+    else:
+        total = decimals = -exponent
+        whole = 0
+    if total > max_digits:
+        return f"Ensure that there are no more than {max_digits} digits in total."
+    if decimals > places:
         return f"Ensure that there are no more than {places} decimal places."
+    if whole > max_digits - places:
+        return (f"Ensure that there are no more than {max_digits - places} digits before "
+                "the decimal point.")
+    return number
+
+
+_ZERO_FRACTION = re.compile(r"\.0*\s*$")  #: what DRF drops before reading an integer
+
+
+def clean_int(raw: object, low: int, high: int) -> int | str:
+    """A DRF IntegerField's value ("12", 12 or 12.0) within [low, high], or its error."""
+    if isinstance(raw, str) and len(raw) > MAX_NUMBER_TEXT:
+        return "String value too large."
+    if isinstance(raw, bool):
+        return "A valid integer is required."
+    try:
+        number = int(_ZERO_FRACTION.sub("", str(raw)))
+    except ValueError:
+        return "A valid integer is required."
+    if number > high:
+        return f"Ensure this value is less than or equal to {high}."
+    if number < low:
+        return f"Ensure this value is greater than or equal to {low}."
     return number
 
 
@@ -127,14 +255,17 @@ def limit_offset(request: Request) -> tuple[int, int]:
 
 def time_bounds(request: Request, names: tuple[str, str], tz: str
                  ) -> tuple[list[dt.datetime | None], dict[str, list[str]]]:
-    """Inclusive time filters as django-filter reads them, and DRF-style errors."""
+    """Inclusive time filters as django-filter reads them, and DRF-style errors: a time
+    outside the range meterhub keeps is not one it can filter by."""
     bounds: list[dt.datetime | None] = []
     errors: dict[str, list[str]] = {}
     for name in names:
         text = request.query_params.get(name)
-        bounds.append(parse_time(text, tz, date_only=True) if text else None)
-        if text and bounds[-1] is None:
+        moment = parse_time(text, tz, date_only=True) if text else None
+        if text and (moment is None or not in_time_range(moment)):
             errors[name] = ["Enter a valid date/time."]
+            moment = None
+        bounds.append(moment)
     return bounds, errors
 
 
@@ -180,26 +311,32 @@ def page_of(request: Request, items: list[Any], key: str) -> tuple[list[Any], in
 
 
 def money(value: Decimal, places: int) -> str:
-    return f"{value.quantize(Decimal(1).scaleb(-places)):f}"
+    """``value`` with ``places`` decimals, as DRF writes a decimal: any finite value, however
+    large (the default context's 28 digits would fail past them)."""
+    context = Context(prec=max(28, value.adjusted() + places + 2))
+    return f"{value.quantize(Decimal(1).scaleb(-places), context=context):f}"
 
 
-def _parse_day(text: str | None) -> tuple[dt.date | None, bool]:
+def _parse_day(text: str | None, in_range: bool) -> tuple[dt.date | None, bool]:
     if not text:
         return None, True
     try:
-        return dt.date.fromisoformat(text.strip()), True
+        day = dt.date.fromisoformat(text.strip())
     except ValueError:
         return None, False
+    return day, not in_range or TS_MIN.date() <= day < TS_MAX.date()
 
 
-def date_bounds(request: Request, names: Sequence[str]
+def date_bounds(request: Request, names: Sequence[str], *, in_range: bool = False
                 ) -> tuple[dict[str, dt.date | None], dict[str, list[str]]]:
-    """Date filters (``day__gte`` ...) as dates, None when not given, and DRF's errors."""
+    """Date filters (``day__gte`` ...) as dates, None when not given, and DRF's errors;
+    ``in_range``: days of readings, so only days meterhub can keep readings of."""
     bounds: dict[str, dt.date | None] = {}
     errors: dict[str, list[str]] = {}
     for name in names:
-        bounds[name], ok = _parse_day(request.query_params.get(name))
+        bounds[name], ok = _parse_day(request.query_params.get(name), in_range)
         if not ok:
+            bounds[name] = None
             errors[name] = ["Enter a valid date."]
     return bounds, errors
 

@@ -23,7 +23,6 @@ decimals, two places, no grouping).
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -34,19 +33,18 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from meterhub.api.dsmr_reader.common import (
-    WRONG_TIME,
-    denied,
-    dsmr_key,
+    clean_int,
+    clean_time,
+    guarded,
     is_json,
     json_response,
     local_time,
     money,
-    parse_time,
+    request_data,
     today,
-    write_body,
 )
 from meterhub.dsmr.fields import GAS
-from meterhub.dsmr.meter_log import STATUS_FIELDS, MeterLog
+from meterhub.dsmr.meter_log import INT_MAX, INT_MIN, STATUS_FIELDS, MeterLog
 from meterhub.dsmr.prices import contracts, day_prices, live_cost, round2
 from meterhub.dsmr.settings import DsmrSettings
 from meterhub.dsmr.statistics import gas_shift, meter_decimal
@@ -58,9 +56,6 @@ from meterhub.keys import Scope
 METER_PATH = "/api/v2/datalogger/meter-statistics"
 #: how far back the live answers look first, then next
 RECENT = (dt.timedelta(hours=1), dt.timedelta(days=2))
-#: the range of DSMR-reader's integer columns (PostgreSQL integer), which DRF enforces
-INT_MIN, INT_MAX = -(2**31), 2**31 - 1
-_ZERO_FRACTION = re.compile(r"\.0*\s*$")  #: what DRF drops before reading an integer
 
 
 @dataclass(frozen=True)
@@ -78,23 +73,6 @@ METER_FIELDS: dict[str, _Field] = {
     "rejected_telegrams": _Field("int", null=False),
     "latest_telegram": _Field("text", null=True),
 }
-
-
-def _clean_int(raw: object) -> int | str:
-    """A DRF IntegerField's value ("12", 12 or 12.0), or its error."""
-    if isinstance(raw, str) and len(raw) > 1000:
-        return "String value too large."
-    if isinstance(raw, bool):
-        return "A valid integer is required."
-    try:
-        number = int(_ZERO_FRACTION.sub("", str(raw)))
-    except ValueError:
-        return "A valid integer is required."
-    if number > INT_MAX:
-        return f"Ensure this value is less than or equal to {INT_MAX}."
-    if number < INT_MIN:
-        return f"Ensure this value is greater than or equal to {INT_MIN}."
-    return number
 
 
 def validate_patch(data: dict[str, Any], tz: str, *, form: bool
@@ -120,10 +98,10 @@ def validate_patch(data: dict[str, Any], tz: str, *, form: bool
             continue
         value: object  # the clean value, or (a str) the error
         if spec.kind == "time":
-            moment = parse_time(raw, tz) if isinstance(raw, str) else None
-            value = WRONG_TIME if moment is None else moment
+            value = clean_time(raw, tz)
         elif spec.kind == "int":
-            value = _clean_int(raw)
+            # the range of DSMR-reader's integer columns (PostgreSQL integer)
+            value = clean_int(raw, INT_MIN, INT_MAX)
         elif isinstance(raw, bool) or not isinstance(raw, str | int | float):
             value = "Not a valid string."
         else:
@@ -202,10 +180,17 @@ def electricity_live(hub: Hub, settings: DsmrSettings, now: dt.datetime,
                      day_prices(today(tz), contracts(hub, settings)))
     # a meter clock running ahead is not shown ahead of the server's
     return {"timestamp": local_time(min(moment, now), tz),
-            "currently_delivered": int(delivered * 1000),
-            "currently_returned": int(returned * 1000),
+            "currently_delivered": _watts(delivered),
+            "currently_returned": _watts(returned),
             "cost_per_hour": None if cost is None else money(cost, 2),
             "tariff_name": names.get(tariff) if isinstance(tariff, int) else None}
+
+
+def _watts(kw: Decimal) -> int | None:
+    """Power in whole watts, as DSMR-reader gives it; None for a value no JSON integer holds
+    (only an absurd stored reading comes near)."""
+    watts = int(kw * 1000)
+    return watts if -(2**63) <= watts < 2**63 else None
 
 
 def gas_live(hub: Hub, settings: DsmrSettings, now: dt.datetime) -> dict[str, Any]:
@@ -230,9 +215,8 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
     tz = settings.timezone
 
     @app.get(METER_PATH, include_in_schema=False)
+    @guarded(Scope.READ)
     async def get_meter_statistics(request: Request) -> Response:
-        if dsmr_key(request, Scope.READ) is None:
-            return denied()
         # the push endpoint's MeterLog, loaded from the store at start: the store may be
         # a second behind it
         counters: MeterLog = request.app.state.dsmr_counters
@@ -240,8 +224,9 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
                                               dt.datetime.now(dt.UTC)))
 
     @app.patch(METER_PATH, include_in_schema=False)
+    @guarded(Scope.WRITE)
     async def patch_meter_statistics(request: Request) -> Response:
-        data = await write_body(request)
+        data = await request_data(request)
         if isinstance(data, Response):
             return data
         errors, clean = validate_patch(data, tz, form=not is_json(request))
@@ -259,22 +244,21 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
                 clean["timestamp"] = dt.datetime.now(dt.UTC).isoformat()
             status.update(clean)
         state = counters.patch(status=status if clean else None, rejected=rejected)
+        answer = json_response(meter_statistics(status, counters.rejected, tz,
+                                                dt.datetime.now(dt.UTC)))  # before the write
         if state:
             await writer.write(None, state)
-        return json_response(meter_statistics(status, counters.rejected, tz,
-                                              dt.datetime.now(dt.UTC)))
+        return answer
 
     @app.get("/api/v2/consumption/electricity-live", include_in_schema=False)
+    @guarded(Scope.READ)
     async def live_electricity(request: Request) -> Response:
-        if dsmr_key(request, Scope.READ) is None:
-            return denied()
         return json_response(await run_in_threadpool(
             electricity_live, hub, settings, dt.datetime.now(dt.UTC),
             request.app.state.dsmr_counters.status or {}))
 
     @app.get("/api/v2/consumption/gas-live", include_in_schema=False)
+    @guarded(Scope.READ)
     async def live_gas(request: Request) -> Response:
-        if dsmr_key(request, Scope.READ) is None:
-            return denied()
         return json_response(await run_in_threadpool(
             gas_live, hub, settings, dt.datetime.now(dt.UTC)))

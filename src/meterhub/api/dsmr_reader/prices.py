@@ -4,9 +4,11 @@ remove contracts through the API.
 DSMR-reader 5.11 only lists its contracts here (they are edited in its admin pages). A
 meterhub extension on the same path adds one (``POST``, write scope, 201 with the contract
 as the list shows it) and removes one (``DELETE .../energy-supplier-prices/{id}``, 204).
-Validation answers like a DRF serializer of DSMR-reader's contract would (field errors,
-decimals up to 6 places). Added contracts are kept in the store and count like the
-configured ones in every cost; the contracts of meterhub.toml are changed in the file.
+Validation answers like a DRF serializer of DSMR-reader's contract would (field errors;
+the limits of its EnergySupplierPrice model: prices of up to 11 digits with 6 places, a
+description of up to 255 characters), before anything is written. Added contracts are
+kept in the store and count like the configured ones in every cost; the contracts of
+meterhub.toml are changed in the file.
 """
 
 from __future__ import annotations
@@ -24,16 +26,17 @@ from starlette.responses import Response
 from meterhub.api.dsmr_reader.common import (
     clean_decimal,
     date_bounds,
-    denied,
-    dsmr_key,
+    guarded,
     json_response,
     money,
     page_of,
     paginated,
+    request_data,
     within,
-    write_body,
 )
 from meterhub.dsmr.prices import (
+    DESCRIPTION_LENGTH,
+    PRICE_DIGITS,
     PRICE_FIELDS,
     PRICE_PLACES,
     AddedPrices,
@@ -89,13 +92,16 @@ def validate_price(data: dict[str, Any]) -> tuple[dict[str, list[str]], Prices |
         errors["description"] = ["This field may not be null."]
     elif isinstance(description, bool) or not isinstance(description, str | int | float):
         errors["description"] = ["Not a valid string."]
+    elif len(str(description).strip()) > DESCRIPTION_LENGTH:  # DRF counts it trimmed
+        errors["description"] = [
+            f"Ensure this field has no more than {DESCRIPTION_LENGTH} characters."]
     values: dict[str, Decimal] = {}
     for name in PRICE_FIELDS:
         raw = data.get(name)
         if raw is None and name in data:
             errors[name] = ["This field may not be null."]
         elif raw is not None and raw != "":  # absent or empty in a form: the default, 0
-            number = clean_decimal(raw, PRICE_PLACES)
+            number = clean_decimal(raw, PRICE_DIGITS, PRICE_PLACES)
             if isinstance(number, str):
                 errors[name] = [number]
             else:
@@ -118,9 +124,8 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
         return AddedPrices.loads(await run_in_threadpool(hub.get_state, state_key))
 
     @app.get(PATH, include_in_schema=False)
+    @guarded(Scope.READ)
     async def list_prices(request: Request) -> Response:
-        if dsmr_key(request, Scope.READ) is None:
-            return denied()
         bounds, errors = date_bounds(request, FILTERS)
         if errors:
             return json_response(errors, 400)
@@ -135,8 +140,9 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
         return paginated(request, len(every), limit, offset, [price_json(c) for c in chosen])
 
     @app.post(PATH, include_in_schema=False)
+    @guarded(Scope.WRITE)
     async def add_price(request: Request) -> Response:
-        data = await write_body(request)
+        data = await request_data(request)
         if isinstance(data, Response):
             return data
         errors, contract = validate_price(data)
@@ -144,13 +150,13 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
             return json_response(errors, 400)
         async with changing:
             kept, added = (await stored()).add(contract)
+            answer = json_response(price_json(added), 201)  # before the write: it stands
             await writer.write(None, {state_key: kept.dumps()})
-        return json_response(price_json(added), 201)
+        return answer
 
     @app.delete(PATH + "/{price_id}", include_in_schema=False)
+    @guarded(Scope.WRITE)
     async def remove_price(request: Request, price_id: str) -> Response:
-        if dsmr_key(request, Scope.WRITE) is None:
-            return denied()
         number = int(price_id) if price_id.isdigit() else None
         async with changing:
             kept = None if number is None else (await stored()).without(number)

@@ -7,12 +7,19 @@ the P1 device, so a reading is the row of those channels at one time, with gas j
 of that time. Shapes follow DSMR-reader 5.11 as recorded in DSMR-READER.md: limit/offset
 pages of 25 with absolute next/previous links (query keys sorted), decimals as strings,
 times in the meter's zone with their offset, ids that are the reading's Unix second.
+
+A posted reading is checked whole before anything is written, with DRF's own errors: each
+decimal within its DsmrReading model field's digits and places, currents whole amperes
+from 0 to 999 (its validators), times within the range meterhub keeps and no more than
+`FUTURE_LIMIT` ahead of the server's clock (the telegram push's rule); its answer is built
+before the write, so a stored reading is always answered 201.
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -22,20 +29,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from meterhub.api.dsmr_reader.common import (
-    WRONG_TIME,
     clean_decimal,
-    denied,
-    dsmr_key,
+    clean_int,
+    clean_time,
+    guarded,
     json_response,
     limit_offset,
     local_time,
+    money,
     paginated,
-    parse_time,
+    request_data,
     time_bounds,
-    write_body,
 )
-from meterhub.dsmr.fields import FIELDS, GAS, SOURCE
+from meterhub.dsmr.fields import CURRENT_MAX, DECIMAL_LIMITS, FIELDS, GAS, SOURCE
 from meterhub.dsmr.settings import DsmrSettings
+from meterhub.dsmr.telegram import FUTURE_LIMIT, too_far_ahead
 from meterhub.errors import NotFoundError
 from meterhub.hub import Hub
 from meterhub.ingest import GroupWriter
@@ -56,18 +64,22 @@ READING_FIELDS: dict[str, int | None] = {
     "phase_power_current_l1": None, "phase_power_current_l2": None,
     "phase_power_current_l3": None,
 }
+TIMES = ("timestamp", "extra_device_timestamp")
 REQUIRED = ("timestamp", "electricity_delivered_1", "electricity_returned_1",
             "electricity_delivered_2", "electricity_returned_2",
             "electricity_currently_delivered", "electricity_currently_returned")
+AHEAD = (f"Datetime is more than {FUTURE_LIMIT.total_seconds() / 3600:.0f} hours ahead of "
+         "the server's clock.")  #: the error of a time `too_far_ahead`
 _BY_CHANNEL = {field.channel: field for field in FIELDS.values()}
 
 
 def _decimal(value: float | None, places: int | None) -> str | int | None:
-    if value is None:
+    """A stored value as DSMR-reader shows it: any float (none that JSON cannot hold)."""
+    if value is None or not math.isfinite(value):
         return None
-    if places is None:
-        return int(value)  # DSMR-reader keeps currents as whole amperes, truncated
-    return f"{Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places)):f}"
+    if places is None:  # DSMR-reader keeps currents as whole amperes, truncated
+        return int(value) if abs(value) < 2**63 else None
+    return money(Decimal(repr(float(value))), places)
 
 
 def readings_page(hub: Hub, settings: DsmrSettings, *, start: dt.datetime | None,
@@ -122,8 +134,9 @@ def _gas_before(hub: Hub, device: str, low: dt.datetime, high: dt.datetime
                     strict=True))
 
 
-def validate_post(data: dict[str, Any], tz: str) -> tuple[dict[str, list[str]], dict[str, Any]]:
-    """DRF-style field errors, and the cleaned values (Decimal, aware datetimes)."""
+def validate_post(data: dict[str, Any], tz: str, now: dt.datetime
+                  ) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """DRF-style field errors, and the cleaned values (Decimal, int, aware datetimes)."""
     errors: dict[str, list[str]] = {}
     clean: dict[str, Any] = {}
     for name in ("timestamp", *READING_FIELDS):
@@ -132,20 +145,34 @@ def validate_post(data: dict[str, Any], tz: str) -> tuple[dict[str, list[str]], 
             if name in REQUIRED:
                 errors[name] = ["This field is required."]
             continue
-        text = str(raw)
-        if name in ("timestamp", "extra_device_timestamp"):
-            moment = parse_time(text, tz)
-            if moment is None:
-                errors[name] = [WRONG_TIME]
-            else:
-                clean[name] = moment
-            continue
-        number = clean_decimal(text, READING_FIELDS[name])
-        if isinstance(number, str):
-            errors[name] = [number]
+        value: object  # the clean value, or (a str) its error
+        if name in TIMES:
+            value = clean_time(str(raw), tz)
+            if isinstance(value, dt.datetime) and too_far_ahead(value, now):
+                value = AHEAD
+        elif READING_FIELDS[name] is None:
+            value = clean_int(raw, 0, CURRENT_MAX)
         else:
-            clean[name] = number
+            value = clean_decimal(raw, *DECIMAL_LIMITS[name])
+        if isinstance(value, str):
+            errors[name] = [value]
+        else:
+            clean[name] = value
     return errors, clean
+
+
+def created_json(clean: dict[str, Any], tz: str) -> dict[str, Any]:
+    """The 201 answer to a posted reading (`validate_post`'s values), as DRF gives it."""
+    moment: dt.datetime = clean["timestamp"]
+    created: dict[str, Any] = {"id": int(moment.timestamp()),
+                               "timestamp": local_time(moment, tz)}
+    for name, places in READING_FIELDS.items():
+        value = clean.get(name)
+        if isinstance(value, dt.datetime):
+            created[name] = local_time(value, tz)
+        else:
+            created[name] = None if value is None else _decimal(float(value), places)
+    return created
 
 
 def reading_table(clean: dict[str, Any], device: str) -> pa.Table:
@@ -168,10 +195,8 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
     tz = settings.timezone
 
     @app.get("/api/v2/datalogger/dsmrreading", include_in_schema=False)
+    @guarded(Scope.READ)
     async def list_readings(request: Request) -> Response:
-        key = dsmr_key(request, Scope.READ)
-        if key is None:
-            return denied()
         (start, end), errors = time_bounds(request, ("timestamp__gte", "timestamp__lte"), tz)
         if errors:
             return json_response(errors, 400)
@@ -183,29 +208,21 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
         return paginated(request, count, limit, offset, results)
 
     @app.post("/api/v2/datalogger/dsmrreading", include_in_schema=False)
+    @guarded(Scope.WRITE)
     async def create_reading(request: Request) -> Response:
-        data = await write_body(request)
+        data = await request_data(request)
         if isinstance(data, Response):
             return data
-        errors, clean = validate_post(data, tz)
+        errors, clean = validate_post(data, tz, dt.datetime.now(dt.UTC))
         if errors:
             return json_response(errors, 400)
+        answer = json_response(created_json(clean, tz), 201)  # before the write: it stands
         await writer.write(reading_table(clean, settings.device))
-        moment: dt.datetime = clean["timestamp"]
-        created: dict[str, Any] = {"id": int(moment.timestamp()),
-                                   "timestamp": local_time(moment, tz)}
-        for name, places in READING_FIELDS.items():
-            value = clean.get(name)
-            if isinstance(value, dt.datetime):
-                created[name] = local_time(value, tz)
-            else:
-                created[name] = None if value is None else _decimal(float(value), places)
-        return json_response(created, 201)
+        return answer
 
     @app.get("/api/v2/application/version", include_in_schema=False)
+    @guarded(Scope.READ)
     async def version(request: Request) -> Response:
-        if dsmr_key(request, Scope.READ) is None:
-            return denied()
         return json_response({"version": VERSION})
 
 

@@ -13,8 +13,7 @@ from starlette.responses import Response
 
 from meterhub.api.dsmr_reader.common import (
     date_bounds,
-    denied,
-    dsmr_key,
+    guarded,
     json_response,
     local_time,
     money,
@@ -75,10 +74,9 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings) -> None:
     shift = gas_shift(settings)
 
     @app.get("/api/v2/statistics/day", include_in_schema=False)
+    @guarded(Scope.READ)
     async def statistics_day(request: Request) -> Response:
-        if dsmr_key(request, Scope.READ) is None:
-            return denied()
-        bounds, errors = date_bounds(request, ("day__gte", "day__lte"))
+        bounds, errors = date_bounds(request, ("day__gte", "day__lte"), in_range=True)
         if errors:
             return json_response(errors, 400)
 
@@ -98,9 +96,8 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings) -> None:
         return paginated(request, *await run_in_threadpool(compute))
 
     @app.get("/api/v2/statistics/hour", include_in_schema=False)
+    @guarded(Scope.READ)
     async def statistics_hour(request: Request) -> Response:
-        if dsmr_key(request, Scope.READ) is None:
-            return denied()
         (low, high), errors = time_bounds(request, ("hour_start__gte", "hour_start__lte"),
                                            tz)
         if errors:
@@ -125,9 +122,8 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings) -> None:
         return paginated(request, *await run_in_threadpool(compute))
 
     @app.get("/api/v2/consumption/today", include_in_schema=False)
+    @guarded(Scope.READ)
     async def consumption_today(request: Request) -> Response:
-        if dsmr_key(request, Scope.READ) is None:
-            return denied()
         day = today(tz)
 
         def compute() -> dict[str, Any] | None:

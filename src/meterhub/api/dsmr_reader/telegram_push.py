@@ -3,7 +3,8 @@
 Existing datalogger scripts and ESP boards push telegrams here unchanged. Keys are
 meterhub API keys with write scope, sent as ``X-AUTHKEY: <key>`` or
 ``Authorization: Token <key>``. Bodies and status codes follow DSMR-reader (see
-DSMR-READER.md): plain-text answers, 201 with an empty body, 403 for any key problem.
+DSMR-READER.md): plain-text answers, 201 with an empty body, 403 for any key problem,
+429 over the key's rate limit, 413 for a body over `MAX_BODY` (refused unread).
 This path is left out of meterhub's OpenAPI document: it mirrors another product's
 contract, not meterhub's (no problem+json here).
 """
@@ -18,13 +19,13 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from meterhub.api.dsmr_reader.common import dsmr_key
-from meterhub.api.security import KeyLimits
+from meterhub.api.dsmr_reader.common import MAX_BODY, bounded_body, guarded
 from meterhub.dsmr.meter_log import STATUS_EVERY, MeterLog
 from meterhub.dsmr.parse_helper import TelegramReader
 from meterhub.dsmr.settings import DsmrSettings
 from meterhub.dsmr.telegram import TelegramError, meter_device
 from meterhub.ingest import GroupWriter
+from meterhub.keys import Scope
 
 log = logging.getLogger("meterhub.dsmr")
 TEXT = "text/html; charset=utf-8"  #: what DSMR-reader (Django) labels its plain answers
@@ -32,6 +33,14 @@ TEXT = "text/html; charset=utf-8"  #: what DSMR-reader (Django) labels its plain
 
 def _text(body: str, status: int, headers: dict[str, str] | None = None) -> Response:
     return Response(body, status_code=status, media_type=TEXT, headers=headers)
+
+
+def _denied() -> Response:
+    return _text("Invalid auth key", 403)
+
+
+def _throttled(headers: dict[str, str]) -> Response:
+    return _text("Too many requests", 429, headers)
 
 
 def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
@@ -54,18 +63,14 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
             saving[:] = [loop.create_task(save_status())]
 
     @app.post("/api/v1/datalogger/dsmrreading", include_in_schema=False)
+    @guarded(Scope.WRITE, refuse=_denied, throttle=_throttled)
     async def datalogger(request: Request) -> Response:
-        key = dsmr_key(request)
-        if key is None:
-            return _text("Invalid auth key", 403)
-        limits: KeyLimits = request.app.state.limits
-        allowed, headers = limits.hit(key)
-        if not allowed:
-            return _text("Too many requests", 429, headers)
+        if await bounded_body(request) is None:
+            return _text(f"Request body too large (at most {MAX_BODY} bytes)", 413)
         form = await request.form()
         text = form.get("telegram")
         if not isinstance(text, str) or not text.strip("\x00").strip():
-            return _text("Invalid data", 400, headers)
+            return _text("Invalid data", 400)
         try:
             with writer.arriving():
                 telegram = await telegrams.read(text, dt.datetime.now(dt.UTC))
@@ -73,7 +78,7 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
             state = counters.reject()
             log.warning("telegram rejected (%d so far): %s", counters.rejected, exc)
             await writer.write(None, state)
-            return _text("Failed to parse telegram", 500, headers)
+            return _text("Failed to parse telegram", 500)
         await writer.write(telegram, counters.accept(telegram))
         if counters.unsaved:
             save_status_soon()
@@ -81,7 +86,7 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
         if counters.accepted == 1:  # once per process: the meter's serial and zone
             await run_in_threadpool(writer.hub.add_devices, [meter_device(
                 telegram, device=settings.device, tz=settings.timezone)])
-        return _text("", 201, headers)
+        return _text("", 201)
 
     @app.api_route("/api/v1/datalogger/dsmrreading", methods=["GET", "PUT", "PATCH", "DELETE"],
                    include_in_schema=False)
