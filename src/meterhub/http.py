@@ -4,10 +4,11 @@
   connectors list theirs in `ConnectorInfo.limits`.
 - `RateLimiter` keeps a rolling window per (scope, key) on the injected clock and makes a
   caller wait until every scope it names has room, so a sync never trips a limit it knows.
-- `VendorClient.call` sends one request through the limiter and retries 429s (honouring
-  the vendor's lock-out hint or Retry-After), 5xx, time-outs, connection errors and bodies
-  that fail to parse, with jittered exponential backoff, a bounded number of times; a host
-  that refuses, is not found or does not answer gets fewer tries (`RetryPolicy.unreachable`).
+- `VendorClient.call` sends one request through the limiter and retries 429s (honouring a
+  numeric Retry-After, else the vendor's own lock-out hint), 5xx, time-outs, connection
+  errors and bodies that fail to parse, with jittered exponential backoff, a bounded number
+  of times; a host that refuses, is not found or does not answer gets fewer tries
+  (`RetryPolicy.unreachable`). A wall clock set back moves the limiter's windows with it.
   Failures become one of the typed `SourceError`s; messages carry the path and the server's
   scheme://host:port, never user info, the query string, headers or body, so no secret
   reaches a log line.
@@ -90,11 +91,26 @@ class RateLimiter:
     _tickets: itertools.count[int] = field(default_factory=itertools.count)
     _wake: asyncio.Event | None = None
     _dispatcher: asyncio.Task[None] | None = None
+    _seen: float = -math.inf  #: the latest time read from the clock
+
+    def _now(self) -> float:
+        """The clock's time. When the clock has stepped back since it was last read (a
+        wall clock set back), every window steps back with it: a call made a minute before
+        the step was still made a minute ago, not a day in the future."""
+        now = self.clock.now()
+        if now < self._seen:
+            step = now - self._seen
+            for window in self._windows.values():
+                for i, (stamp, units) in enumerate(window):
+                    window[i] = (stamp + step, units)
+            self._blocked_since += step
+        self._seen = now
+        return now
 
     async def acquire(self, keys: Sequence[tuple[Limit, str]], cost: int = 1) -> None:
         """Wait until each (limit, key) has room for ``cost`` units, then take them."""
         wanted = tuple(keys)
-        now = self.clock.now()
+        now = self._now()
         if not self._waiting and self._delay(wanted, cost, now) <= 0:
             self._take(wanted, cost, now)
             return
@@ -120,12 +136,12 @@ class RateLimiter:
                 waiter.future.cancel()
             self._queued -= 1
             if not self._queued:
-                self.blocked += self.clock.now() - self._blocked_since
-        self.waited += self.clock.now() - now
+                self.blocked += self._now() - self._blocked_since
+        self.waited += self._now() - now
 
     async def _dispatch(self) -> None:
         while True:
-            now = self.clock.now()
+            now = self._now()
             self._waiting = [w for w in self._waiting if not w.future.done()]
             soonest = math.inf
             for waiter in sorted(self._waiting,
@@ -149,7 +165,7 @@ class RateLimiter:
 
     def delay(self, keys: Sequence[tuple[Limit, str]], cost: int = 1) -> float:
         """Seconds until ``cost`` units fit every (limit, key), by this limiter's count."""
-        return self._delay(keys, cost, self.clock.now())
+        return self._delay(keys, cost, self._now())
 
     def _delay(self, keys: Sequence[tuple[Limit, str]], cost: int, now: float) -> float:
         """Seconds until every (limit, key) has room for ``cost`` units (<= 0: now)."""
@@ -193,8 +209,9 @@ class RateLimiter:
 
     def penalise(self, keys: Sequence[tuple[Limit, str]], until: float) -> None:
         """After a 429, treat the named windows as full until ``until``."""
+        now = self._now()
         for limit, key in keys:
-            window = self._window(limit, key, self.clock.now())
+            window = self._window(limit, key, now)
             window.append((until - limit.period, limit.calls))
 
 
@@ -343,6 +360,7 @@ class VendorClient:
     limiter: RateLimiter
     clock: Clock
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: the wait a 429 asks for when it has no numeric Retry-After (the vendor's own hint)
     retry_after: RetryAfter = retry_after_header
     vendor_error: Callable[[httpx.Response], VendorError | None] = lambda response: None
     rng: random.Random = field(default_factory=lambda: random.Random(0))
@@ -426,7 +444,10 @@ class VendorClient:
             raise AuthError(f"{self.vendor} refused the credentials ({status} on {path}): "
                             "check the token or password in the source's configuration")
         if status == 429:
-            hint = self.retry_after(response)
+            # a Retry-After the server sends is its word; the vendor's rule only guesses
+            hint = retry_after_header(response)
+            if hint is None:
+                hint = self.retry_after(response)
             return 60.0 if hint is None else hint
         if status >= 500:
             raise _ServerError(f"{self.vendor}: server error {status} on {path}")

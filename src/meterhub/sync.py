@@ -96,6 +96,10 @@ async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
             hub.store.record_sync(config.name, SOURCE_ROW, error=exc)
             tell()
             return progress
+        if any(row["source"] == config.name and row["device"] == SOURCE_ROW and
+               row["last_error"] for row in hub.store.sync_status().to_pylist()):
+            # the source answers again: its earlier failure as a whole is over
+            hub.store.record_sync(config.name, SOURCE_ROW)
         hub.add_sites(found.sites)
         hub.add_devices(found.devices)
         hub.add_channels([Channel(c.device, c.channel, c.quantity,

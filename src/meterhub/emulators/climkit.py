@@ -30,7 +30,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meterhub.clock import Clock
-from meterhub.emulators.kit import DataHorizon, Faults, WindowLimit, noise, weather
+from meterhub.emulators.kit import (
+    DataHorizon,
+    Fault,
+    Faults,
+    WindowLimit,
+    gateway_error,
+    noise,
+    weather,
+)
 
 PERIOD_S = 900
 TOKEN_S = 900
@@ -100,6 +108,7 @@ class ClimkitWorld(DataHorizon):
     calls: int = 0
     auths: int = 0
     rejected: int = 0
+    revoked: set[str] = field(default_factory=set)  #: ids of tokens that expired early
 
     def __post_init__(self) -> None:
         self.per_token = WindowLimit(1, 1.0, self.clock)
@@ -196,43 +205,66 @@ def _resample(starts: npt.NDArray[np.int64], values: dict[str, npt.NDArray[np.fl
             for i, (_, row) in enumerate(frame.iterrows())]
 
 
+def _fault_answer(world: ClimkitWorld, fault: Fault) -> Response:
+    """A scheduled fault's status, in Climkit's words (no wait hint unless the fault has
+    one: Climkit documents none)."""
+    status = int(fault.status or 500)
+    wait = fault.wait(world.clock.now())
+    headers = {"Retry-After": str(wait)} if wait is not None else None
+    if status == 429:
+        world.rejected += 1
+        return JSONResponse({"message": "Too many requests"}, status_code=429, headers=headers)
+    if status == 500:
+        return JSONResponse({"message": "Internal server error"}, status_code=500)
+    if status > 500:
+        return gateway_error(status)
+    return JSONResponse({"message": "Bad request"}, status_code=status)
+
+
 def create_app(world: ClimkitWorld) -> Starlette:
     """The Climkit ASGI app over ``world``."""
 
     async def auth(request: Request) -> Response:
         world.calls += 1
+        fault = world.faults.next(request.url.path, world.clock.now())
+        await world.faults.stall(fault, world.clock, request.scope)
+        if fault.status is not None and fault.status != 401:
+            return _fault_answer(world, fault)
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
             return JSONResponse({"message": "Bad request"}, status_code=400)
         if not isinstance(body, dict) or (body.get("username"), body.get("password")) != (
-                USERNAME, PASSWORD):
+                USERNAME, PASSWORD) or fault.status == 401:
             return JSONResponse({"message": "Wrong username or password"}, status_code=401)
         world.auths += 1
         expires = world.clock.now() + TOKEN_S
         token = jwt.encode({"sub": USERNAME, "exp": int(expires), "jti": secrets.token_hex(4)},
                            world.secret, algorithm="HS256")
-        return JSONResponse({"access_token": token,
-                             "valid_until": {"$date": int(expires * 1000)}})
+        return world.faults.answer(fault, "auth", orjson.dumps({
+            "access_token": token, "valid_until": {"$date": int(expires * 1000)}}),
+            "application/json")
 
     def guarded(handler: Any, limited: bool = True) -> Any:
         async def endpoint(request: Request) -> Response:
             world.calls += 1
             header = request.headers.get("authorization", "")
             token = header[7:] if header.startswith("Bearer ") else ""
+            fault = world.faults.next(request.url.path, world.clock.now())
             try:
                 claims = jwt.decode(token, world.secret, algorithms=["HS256"],
                                     options={"verify_exp": False})
             except jwt.PyJWTError:
                 return JSONResponse({"message": "Invalid token"}, status_code=401)
-            if claims["exp"] <= world.clock.now():
+            if fault.status == 401:  # the session ended early: this token is done
+                world.revoked.add(str(claims.get("jti")))
+            if claims["exp"] <= world.clock.now() or claims.get("jti") in world.revoked:
                 return JSONResponse({"message": "Token expired"}, status_code=401)
-            if world.faults.slow_seconds:
-                await world.clock.sleep(world.faults.slow_seconds)
-            if world.faults.take("server_errors"):
-                return JSONResponse({"message": "Internal server error"}, status_code=500)
+            await world.faults.stall(fault, world.clock, request.scope)
+            if fault.status is not None:
+                return _fault_answer(world, fault)
             if limited:
-                if world.faults.take("rate_limited") or world.per_token.retry_in(token) > 0:
+                if world.per_token.retry_in(token) > 0:
                     world.rejected += 1
                     return JSONResponse({"message": "Too many requests"}, status_code=429)
                 world.per_token.accept(token)
@@ -242,10 +274,10 @@ def create_app(world: ClimkitWorld) -> Starlette:
                 return JSONResponse({"message": f"Bad request: {exc}"}, status_code=400)
             if isinstance(result, Response):
                 return result
-            raw = orjson.dumps(result)
-            if world.faults.take("truncated"):
-                raw = raw[: len(raw) // 2]
-            return Response(raw, media_type="application/json")
+            if fault.reorder and isinstance(result, list):  # newest first
+                result.reverse()
+            return world.faults.answer(fault, request.url.path, orjson.dumps(result),
+                                       "application/json")
 
         return endpoint
 

@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meterhub.clock import Clock
-from meterhub.emulators.kit import DataHorizon, Faults, WindowLimit, noise
+from meterhub.emulators.kit import DataHorizon, Fault, Faults, WindowLimit, gateway_error, noise
 
 CLIENT_ID = "copper-enterprise-client"
 CLIENT_SECRET = "copper-emulator-secret"
@@ -89,6 +89,7 @@ class CopperWorld(DataHorizon):
     calls: int = 0
     tokens_issued: int = 0
     rejected: int = 0
+    revoked: set[str] = field(default_factory=set)  #: ids of tokens that expired early
     lag_s: int = 1800  #: data reaches the cloud half an hour after it is metered
 
     def __post_init__(self) -> None:
@@ -158,18 +159,38 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def _fault_answer(world: CopperWorld, fault: Fault) -> Response:
+    """A scheduled fault's status, in Copper's words (no wait hint unless the fault has
+    one: Copper documents none)."""
+    status = int(fault.status or 500)
+    wait = fault.wait(world.clock.now())
+    if status == 429:
+        world.rejected += 1
+        return JSONResponse({"error": "Too many requests"}, status_code=429,
+                            headers={"Retry-After": str(wait)} if wait is not None else None)
+    if status == 500:
+        return _error(500, "Server error")
+    if status > 500:
+        return gateway_error(status)
+    return _error(status, "Bad request")
+
+
 def create_app(world: CopperWorld) -> Starlette:
     """The Copper token service and partner API over ``world``."""
 
     async def token(request: Request) -> Response:
+        fault = world.faults.next(request.url.path, world.clock.now())
+        await world.faults.stall(fault, world.clock, request.scope)
+        if fault.status is not None and fault.status != 401:
+            return _fault_answer(world, fault)
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
             return _error(400, "invalid_request")
         grant = body.get("grant_type")
         if grant == "client_credentials":
-            if (body.get("client_id"), body.get("client_secret")) != (CLIENT_ID,
-                                                                       CLIENT_SECRET):
+            if (body.get("client_id"), body.get("client_secret")) != (
+                    CLIENT_ID, CLIENT_SECRET) or fault.status == 401:
                 return JSONResponse({"error": "access_denied",
                                      "error_description": "Unauthorized"}, status_code=401)
             if body.get("audience") != AUDIENCE:
@@ -191,12 +212,14 @@ def create_app(world: CopperWorld) -> Starlette:
                             world.secret, algorithm="HS256")
         refresh = jwt.encode({"sub": CLIENT_ID, "kind": "refresh",
                               "jti": secrets.token_hex(4)}, world.secret, algorithm="HS256")
-        return JSONResponse({"access_token": access, "token_type": "Bearer",
-                             "expires_in": int(world.token_ttl), "refresh_token": refresh})
+        return world.faults.answer(fault, "token", orjson.dumps({
+            "access_token": access, "token_type": "Bearer",
+            "expires_in": int(world.token_ttl), "refresh_token": refresh}), "application/json")
 
     def api(handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:
             world.calls += 1
+            fault = world.faults.next(request.url.path, world.clock.now())
             header = request.headers.get("authorization", "")
             try:
                 claims = jwt.decode(header.removeprefix("Bearer "), world.secret,
@@ -204,16 +227,16 @@ def create_app(world: CopperWorld) -> Starlette:
                                     options={"verify_exp": False})
             except jwt.PyJWTError:
                 return _error(401, "Unauthorized")
-            if claims["exp"] <= world.clock.now():
+            if fault.status == 401:  # the token expired early: it is done
+                world.revoked.add(str(claims.get("jti")))
+            if claims["exp"] <= world.clock.now() or claims.get("jti") in world.revoked:
                 return _error(401, "Token expired")
             if request.path_params.get("eid") != claims["ent"]:
                 return _error(403, "Forbidden")
-            if world.faults.slow_seconds:
-                await world.clock.sleep(world.faults.slow_seconds)
-            if world.faults.take("server_errors"):
-                return _error(500, "Server error")
-            if world.faults.take("rate_limited") or world.per_hour.retry_in(CLIENT_ID) > 0 \
-                    or world.per_day.retry_in(CLIENT_ID) > 0:
+            await world.faults.stall(fault, world.clock, request.scope)
+            if fault.status is not None:
+                return _fault_answer(world, fault)
+            if world.per_hour.retry_in(CLIENT_ID) > 0 or world.per_day.retry_in(CLIENT_ID) > 0:
                 world.rejected += 1
                 return _error(429, "Too many requests")
             world.per_hour.accept(CLIENT_ID)
@@ -227,10 +250,12 @@ def create_app(world: CopperWorld) -> Starlette:
                 result, headers = await handler(request, meter)
             except (ValueError, KeyError) as exc:
                 return _error(400, f"Bad request: {exc}")
-            raw = orjson.dumps(result)
-            if world.faults.take("truncated"):
-                raw = raw[: len(raw) // 2]
-            return Response(raw, media_type="application/json", headers=headers)
+            if fault.reorder:  # the records newest first
+                rows = result.get("results") if isinstance(result, dict) else result
+                if isinstance(rows, list):
+                    rows.reverse()
+            return world.faults.answer(fault, request.url.path, orjson.dumps(result),
+                                       "application/json", headers)
 
         return endpoint
 

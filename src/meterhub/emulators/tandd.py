@@ -29,7 +29,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from meterhub.clock import Clock
-from meterhub.emulators.kit import DataHorizon, Faults, WindowLimit, is_sensor_error, logger
+from meterhub.emulators.kit import (
+    DataHorizon,
+    Faults,
+    WindowLimit,
+    gateway_error,
+    is_sensor_error,
+    logger,
+)
 
 INTERVAL_S = 600
 API_KEY = "73pfobnche8d1p6laqnemsbnpkght3bjv047oid6p2sg3"  # the seed's example key
@@ -82,7 +89,6 @@ class TanddWorld(DataHorizon):
     calls: int = 0
     rejected: int = 0
     readings_served: int = 0
-    last_body: dict[str, bytes] = field(default_factory=dict)  #: for duplicated pages
 
     def __post_init__(self) -> None:
         self.limits = {name: WindowLimit(calls, period, self.clock)
@@ -170,10 +176,13 @@ def create_app(world: TanddWorld) -> Starlette:
                 response.headers.update(headers)
                 return response
 
-            if world.faults.slow_seconds:
-                await world.clock.sleep(world.faults.slow_seconds)
-            if world.faults.take("server_errors"):
-                return finish(_error(503, {}))
+            fault = world.faults.next(request.url.path, world.clock.now())
+            await world.faults.stall(fault, world.clock, request.scope)
+            wait = fault.wait(world.clock.now())
+            if fault.status is not None and fault.status >= 500:
+                if fault.status != 503:  # one T&D does not document: a gateway's
+                    return finish(gateway_error(fault.status))
+                return finish(_error(503, {"Retry-After": str(wait)} if wait else {}))
             if world.require_https and request.url.scheme != "https":
                 return finish(_error(403, {}))
             if request.headers.get("x-http-method-override", "").upper() != "GET":
@@ -185,10 +194,15 @@ def create_app(world: TanddWorld) -> Starlette:
             except (orjson.JSONDecodeError, ValueError):
                 return finish(_error(415, {}))
             if (body.get("api-key"), body.get("login-id"), body.get("login-pass")) != (
-                    API_KEY, LOGIN_ID, LOGIN_PASS):
+                    API_KEY, LOGIN_ID, LOGIN_PASS) or fault.status == 401:
                 return finish(_error(401, {}))
             key = f"{API_KEY}:{LOGIN_ID}"
-            if world.faults.take("rate_limited") or limit.retry_in(key) > 0:
+            if fault.status == 429:
+                world.rejected += 1
+                return finish(_error(429, {"Retry-After": str(wait)} if wait else {}))
+            if fault.status is not None:
+                return finish(_error(fault.status if fault.status in ERRORS else 400, {}))
+            if limit.retry_in(key) > 0:
                 world.rejected += 1
                 return finish(_error(429, {}))
             if name == "current":
@@ -231,13 +245,11 @@ def create_app(world: TanddWorld) -> Starlette:
             if fmt in ("csv", "csv2"):
                 return finish(Response(_csv(dev, t, values, units),
                                        media_type="text/csv; charset=utf-8"))
-            raw = orjson.dumps(_json(world, dev, t, ids, values, units))
-            if world.faults.take("duplicated") and serial in world.last_body:
-                raw = world.last_body[serial]
-            world.last_body[serial] = raw
-            if world.faults.take("truncated"):
-                raw = raw[: len(raw) // 2]
-            return finish(Response(raw, media_type="application/json; charset=utf-8"))
+            payload = _json(world, dev, t, ids, values, units)
+            if fault.reorder:  # newest first, not the documented ascending order
+                payload["data"].reverse()
+            return finish(world.faults.answer(fault, f"{name}:{serial}", orjson.dumps(payload),
+                                              "application/json; charset=utf-8"))
 
         return handle
 

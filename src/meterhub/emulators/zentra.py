@@ -32,7 +32,15 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from meterhub.clock import Clock
-from meterhub.emulators.kit import DataHorizon, Faults, WindowLimit, is_sensor_error, weather
+from meterhub.emulators.kit import (
+    DataHorizon,
+    Fault,
+    Faults,
+    WindowLimit,
+    gateway_error,
+    is_sensor_error,
+    weather,
+)
 
 INTERVAL_S = 300
 LAG_S = 300  #: readings younger than this are not served yet
@@ -95,7 +103,6 @@ class ZentraWorld(DataHorizon):
     faults: Faults = field(default_factory=Faults)
     calls: int = 0
     rejected: int = 0  #: 429 answers
-    last_body: dict[str, bytes] = field(default_factory=dict)  #: for duplicated pages
 
     def __post_init__(self) -> None:
         self.per_token = WindowLimit(60, 60.0, self.clock)
@@ -141,6 +148,24 @@ def _detail(status: int, text: str, **headers: str) -> JSONResponse:
     return JSONResponse({"detail": text}, status_code=status, headers=headers)
 
 
+def _fault_answer(world: ZentraWorld, fault: Fault) -> Response:
+    """A scheduled fault's status, as ZENTRA (a Django REST framework app) answers it."""
+    status = int(fault.status or 500)
+    wait = fault.wait(world.clock.now())
+    if status == 429:
+        world.rejected += 1
+        if wait is None:  # a throttle that names no wait
+            return _detail(429, "Request was throttled.")
+        return _detail(429, f"Request was throttled. Lock out expires in {wait:02d} seconds.",
+                       **{"Retry-After": str(wait)})
+    if status == 503:
+        return Response("Service Unavailable", status_code=503,
+                        headers={"Retry-After": str(wait)} if wait is not None else None)
+    if status >= 500:
+        return gateway_error(status)
+    return _detail(status, "Error.")
+
+
 def _local_strings(t: npt.NDArray[np.int64], offset: int) -> list[str]:
     stamps = np.datetime_as_string((t + offset).astype("datetime64[s]"), unit="s")
     sign = "+" if offset >= 0 else "-"
@@ -173,17 +198,13 @@ def create_app(world: ZentraWorld) -> Starlette:
 
     async def get_readings(request: Request) -> Response:
         world.calls += 1
-        if world.faults.slow_seconds:
-            await world.clock.sleep(world.faults.slow_seconds)
+        fault = world.faults.next(request.url.path, world.clock.now())
+        await world.faults.stall(fault, world.clock, request.scope)
         auth = request.headers.get("authorization", "")
-        if auth != f"Token {world.token}":
+        if auth != f"Token {world.token}" or fault.status == 401:
             return _detail(401, "Invalid token.")
-        if world.faults.take("server_errors"):
-            return Response("Service Unavailable", status_code=503)
-        if world.faults.take("rate_limited"):
-            world.rejected += 1
-            return _detail(429, "Request was throttled. Lock out expires in 07 seconds.",
-                           **{"Retry-After": "7"})
+        if fault.status is not None:
+            return _fault_answer(world, fault)
         query = request.query_params
         sn = query.get("device_sn")
         if not sn:
@@ -231,13 +252,11 @@ def create_app(world: ZentraWorld) -> Starlette:
             return Response(_csv(body), media_type="text/csv")
         if fmt == "df":
             body["data"] = _frame_json(body["data"])
-        raw = orjson.dumps(body)
-        if world.faults.take("duplicated") and sn in world.last_body:
-            raw = world.last_body[sn]
-        world.last_body[sn] = raw
-        if world.faults.take("truncated"):
-            raw = raw[: len(raw) // 2]
-        return Response(raw, media_type="application/json")
+        if fault.reorder:  # the records of each series newest first, whatever was asked
+            for groups in body["data"].values():
+                for group in groups:
+                    group["readings"].reverse()
+        return world.faults.answer(fault, sn, orjson.dumps(body), "application/json")
 
     async def documentation(request: Request) -> Response:
         return HTMLResponse("<html><body><h1>ZENTRA Cloud API v4 (emulator)</h1>"

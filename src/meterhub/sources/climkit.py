@@ -2,7 +2,8 @@
 
 - Docs: the seed document (https://api.climkit.io/api/v1), VENDORS.md 4 and 7.4.
 - Auth: ``POST /auth`` with the API username and password returns a JWT valid 15 minutes
-  (``valid_until`` in epoch ms). `ClimkitAuth` is an httpx auth flow: it logs in when no
+  (``valid_until`` in epoch ms, on Climkit's clock: a token that is over by ours on arrival
+  counts 15 minutes from now). `ClimkitAuth` is an httpx auth flow: it logs in when no
   token is held or the held one expires within a minute, and once more on a 401.
 - Limits: 1 request per second on every endpoint; calls are serialised through the limiter.
 - Cursor: JSON ``{"t": epoch seconds}``, the end of the newest validated period stored.
@@ -19,7 +20,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -42,6 +43,7 @@ ONE_PER_SECOND = Limit("account", 1, 1.0, "1 request per second")
 PERIOD_S = 900
 REVISION_S = 3600  #: validated data may change: read this much again on every sync
 TOKEN_MARGIN_S = 60.0
+TOKEN_S = 900.0  #: a token's documented life
 
 
 class ClimkitConfig(SourceConfig):
@@ -118,9 +120,15 @@ class ClimkitAuth(TokenAuth):
                             "password of this source (they differ from the portal login)")
         try:
             body = orjson.loads(response.content)
-            return str(body["access_token"]), float(body["valid_until"]["$date"]) / 1000
+            token, until = str(body["access_token"]), float(body["valid_until"]["$date"]) / 1000
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise MalformedResponseError("Climkit: unexpected /auth answer") from None
+        now = self.clock.now()
+        if until <= now + self.margin:
+            # valid_until is on Climkit's clock: a fresh token already over by ours means our
+            # clock is ahead; count its documented life from now, or every call logs in
+            until = now + TOKEN_S
+        return token, until
 
 
 def _utc_seconds(stamps: list[str]) -> np.ndarray[Any, np.dtype[np.int64]]:
@@ -227,10 +235,37 @@ class ClimkitConnector:
         limits = [(ONE_PER_SECOND, "token")] if limited else []
         return await self.http.call("GET", path, self._json, limits=limits, **kwargs)
 
-    async def _post(self, path: str, body: dict[str, Any]) -> Any:
-        return await self.http.call("POST", path, self._json,
+    async def _post(self, path: str, body: dict[str, Any],
+                    parse: Callable[[httpx.Response], Any] | None = None) -> Any:
+        return await self.http.call("POST", path, parse or self._json,
                                     limits=[(ONE_PER_SECOND, "token")],
                                     content=orjson.dumps(body))
+
+    def _within(self, device: str, lo: int | None, hi: int, *, sensor: bool = False
+                ) -> Callable[[httpx.Response], Any]:
+        """A parser that takes an answer with a period starting outside [lo, hi) for a
+        stale one (an earlier answer served again): malformed, so it is asked again rather
+        than taken for "nothing new". Meter data is stamped at its period's end with the
+        site's offset, sensor data at its instant in epoch seconds or milliseconds."""
+
+        def parse(response: httpx.Response) -> Any:
+            rows = self._json(response)
+            if not isinstance(rows, list) or not rows:
+                return rows
+            try:
+                if sensor:
+                    starts = np.array([int(r["timestamp"]) for r in rows], dtype=np.int64)
+                    starts = np.where(starts > 10**11, starts // 1000, starts)
+                else:
+                    starts = _utc_seconds([str(r["timestamp"]) for r in rows]) - PERIOD_S
+            except (KeyError, TypeError, ValueError):
+                return rows  # the parser proper says what is wrong
+            if (lo is not None and starts.min() < lo) or starts.max() >= hi:
+                raise MalformedResponseError(f"Climkit: the answer for {device} holds periods "
+                                             "outside the requested window (a stale answer?)")
+            return rows
+
+        return parse
 
     @staticmethod
     def _json(response: httpx.Response) -> Any:
@@ -314,11 +349,12 @@ class ClimkitConnector:
         window: dict[str, Any] = {"t_e": _naive(end)}
         if start is not None:
             window["t_s"] = _naive(start)
+        inside = self._within(device, None if start is None else int(start), int(end))
         validated = await self._post(f"/meter_data/{target.site}/{device}",
-                                     {**window, "sampling_frequency": "15T"})
+                                     {**window, "sampling_frequency": "15T"}, inside)
         table, newest = parse_meter_data(validated, source=self.config.name, device=device,
                                          meter_type=target.type, mode=target.mode, raw=False)
-        raw = await self._post(f"/meter_data_raw/{target.site}/{device}", window)
+        raw = await self._post(f"/meter_data_raw/{target.site}/{device}", window, inside)
         indexes, _ = parse_meter_data(raw, source=self.config.name, device=device,
                                       meter_type=target.type, mode=target.mode, raw=True)
         both = pa.concat_tables([table, indexes])
@@ -331,7 +367,11 @@ class ClimkitConnector:
         params = {"t_e": _naive(end)}
         if start is not None:
             params["t_s"] = _naive(start)
-        rows = await self._get(f"/{target.site}/sensor_data/{device}", params=params)
+        rows = await self.http.call(
+            "GET", f"/{target.site}/sensor_data/{device}",
+            self._within(device, None if start is None else int(start), int(end),
+                         sensor=True),
+            limits=[(ONE_PER_SECOND, "token")], params=params)
         try:
             stamps = np.array([int(r["timestamp"]) for r in rows], dtype=np.int64)
             values = [r.get("value") for r in rows]

@@ -22,7 +22,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -195,8 +195,9 @@ class CopperConnector:
         except orjson.JSONDecodeError:
             raise MalformedResponseError("Copper: body is not JSON (cut short?)") from None
 
-    async def _get(self, path: str, **params: Any) -> Any:
-        return await self.http.call("GET", f"{self.prefix}{path}", self._json,
+    async def _get(self, path: str, parse: Callable[[httpx.Response], Any] | None = None,
+                   **params: Any) -> Any:
+        return await self.http.call("GET", f"{self.prefix}{path}", parse or self._json,
                                     limits=[(PER_HOUR, self.config.client_id),
                                             (PER_DAY, self.config.client_id)],
                                     params=params or None)
@@ -284,6 +285,7 @@ class CopperConnector:
         while start + g <= end:  # a bucket can only be complete once it has ended
             stop = min(start + step, end)
             payload = await self._get(f"/meter/{quote(device, safe='')}/usage",
+                                      self._within(device, start, stop),
                                       granularity=self.config.granularity,
                                       start=_iso(start), end=_iso(stop))
             table, newest = parse_usage(payload, source=self.config.name, meter_id=device,
@@ -294,6 +296,25 @@ class CopperConnector:
             if newest < stop:
                 return  # trailing null buckets: the cloud has nothing newer yet
             start = newest
+
+    def _within(self, device: str, lo: int, hi: int) -> Callable[[httpx.Response], Any]:
+        """A parser that takes a usage answer with a bucket starting outside [lo, hi) for a
+        stale one (an earlier answer served again): malformed, so it is asked again (and
+        never cached) rather than taken for "nothing new"."""
+
+        def parse(response: httpx.Response) -> Any:
+            payload = self._json(response)
+            try:
+                times = _seconds([str(r["time"]) for r in payload["results"]])
+            except (KeyError, TypeError, ValueError):
+                return payload  # parse_usage says what is wrong
+            if len(times) and (times.min() < lo or times.max() >= hi):
+                raise MalformedResponseError(f"Copper: the usage answer for {device} holds "
+                                             "buckets outside the requested window (a stale "
+                                             "answer?)")
+            return payload
+
+        return parse
 
     async def readings(self, device: str, start: float, end: float) -> pa.Table:
         """Raw register readings, sorted by time (the cloud sends them unsorted)."""

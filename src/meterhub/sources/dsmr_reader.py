@@ -319,32 +319,44 @@ class DsmrReaderConnector:
                                  stream.interval_s) for f in stream.fields()]
         return Discovery(devices=devices, channels=channels)
 
-    async def _get(self, path: str, params: dict[str, Any],
-                   parse: Callable[[Any], _Parsed]) -> _Parsed:
+    async def _get(self, path: str, params: dict[str, Any], parse: Callable[[Any], _Parsed],
+                   since: dt.datetime | None) -> _Parsed:
+        """One page; rows before ``since`` (the filter's bound) mean an earlier answer
+        served again: malformed, so it is asked again rather than taken for the end."""
         what = path.removeprefix("/api/v2/")
-        return await self.http.call(
-            "GET", path, lambda response: parse(_decode(response, what)),
-            limits=[(GENTLE, "instance")], params=params)
+
+        def checked(response: httpx.Response) -> _Parsed:
+            table, stamps = parse(_decode(response, what))
+            if since is not None and stamps and min(stamps) < since:
+                raise MalformedResponseError(f"DSMR-reader: the {what} answer holds rows "
+                                             "before the requested time (a stale answer?)")
+            return table, stamps
+
+        return await self.http.call("GET", path, checked, limits=[(GENTLE, "instance")],
+                                    params=params)
 
     async def _page(self, since: dt.datetime | None) -> _Parsed:
         params: dict[str, Any] = {"ordering": "timestamp", "limit": PAGE_SIZE}
         if since is not None:
             params["timestamp__gte"] = local_filter(since, self.config.timezone)
         return await self._get(PATH, params, lambda payload: parse_page(
-            payload, source=self.config.name, device=self.config.device))
+            payload, source=self.config.name, device=self.config.device), since)
 
     async def _stats_page(self, stream: Statistics, since: dt.datetime | None) -> _Parsed:
         params: dict[str, Any] = {"ordering": stream.key, "limit": PAGE_SIZE}
         tz = self.config.timezone
+        bound = since
         if since is not None and stream.dated:
-            from meterhub.timebase import zone
+            from meterhub.timebase import to_utc, zone
 
-            params[f"{stream.key}__gte"] = since.astimezone(zone(tz)).date().isoformat()
+            day = since.astimezone(zone(tz)).date()
+            params[f"{stream.key}__gte"] = day.isoformat()
+            bound = to_utc(day, tz)  # the day's local midnight, as its rows are stamped
         elif since is not None:
             params[f"{stream.key}__gte"] = local_filter(since, tz)
         return await self._get(stream.path, params, lambda payload: parse_statistics(
             payload, stream, source=self.config.name, device=stream.device(
-                self.config.device), tz=tz))
+                self.config.device), tz=tz), bound)
 
     async def fetch(self, device: str, cursor: str | None, until: float | None = None
                     ) -> AsyncIterator[Page]:
