@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from meterhub.clock import VirtualClock
-from meterhub.errors import UnavailableError
+from meterhub.errors import RateLimitedError, UnavailableError
 from meterhub.http import Limit, RateLimiter, RetryPolicy, VendorClient, make_client
 
 PER_MINUTE = Limit("device", 1, 60.0)
@@ -227,3 +227,111 @@ def test_the_server_in_a_connection_error_carries_no_user_info_or_query() -> Non
     for secret in ("hunter2", "meter:", "s3cret", "token"):
         assert secret not in message
 
+
+
+def answering(clock: VirtualClock, *answers: httpx.Response,
+              retry: RetryPolicy | None = None) -> tuple[VendorClient, list[float]]:
+    """A client whose server gives ``answers`` in turn (then 200s); the times asked."""
+    asked: list[float] = []
+    queue = list(answers)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(clock.now())
+        return queue.pop(0) if queue else httpx.Response(200, json={"ok": True})
+
+    client = make_client("https://vendor.example", transport=httpx.MockTransport(handler))
+    return VendorClient("Acme", client, RateLimiter(clock), clock,
+                        retry=retry or RetryPolicy()), asked
+
+
+def ask(vendor: VendorClient, limits: list[tuple[Limit, str]] | None = None) -> Any:
+    async def main() -> Any:
+        try:
+            return await vendor.call("GET", "/v1/data", lambda r: r.json(),
+                                     limits=limits or [])
+        finally:
+            await vendor.client.aclose()
+
+    return asyncio.run(main())
+
+
+def test_a_503_with_retry_after_is_retried_only_after_the_wait_it_asks_for() -> None:
+    clock = VirtualClock(0.0)
+    vendor, asked = answering(clock, httpx.Response(503, headers={"Retry-After": "120"}),
+                              httpx.Response(503, headers={"Retry-After": "300"}))
+    assert ask(vendor, [(PER_ACCOUNT, "acct")]) == {"ok": True}
+    slack = RetryPolicy().slack
+    assert asked == [0.0, 120.0 + slack, 420.0 + 2 * slack]  # not the seconds of backoff
+    assert vendor.retries == 2
+
+
+def test_a_503s_wait_holds_the_other_calls_through_the_same_limits() -> None:
+    clock = VirtualClock(0.0)
+    vendor, asked = answering(clock, httpx.Response(503, headers={"Retry-After": "120"}))
+    limits = [(PER_ACCOUNT, "acct")]
+
+    async def later() -> Any:
+        await clock.sleep(1)
+        return await vendor.call("GET", "/v1/other", lambda r: r.json(), limits=limits)
+
+    async def main() -> None:
+        try:
+            await asyncio.gather(vendor.call("GET", "/v1/data", lambda r: r.json(),
+                                             limits=limits), later())
+        finally:
+            await vendor.client.aclose()
+
+    asyncio.run(main())
+    assert asked == [0.0, 120.0, 120.0 + RetryPolicy().slack]  # not at 1 s, into the 503
+
+
+def test_a_retry_after_date_counts_from_the_servers_date_and_else_from_our_clock() -> None:
+    date = "Wed, 15 Nov 2023 10:00:00 GMT"  # 1,700,042,400
+    clock = VirtualClock(1_700_042_400.0 + 86400)  # our clock a day ahead of the server's
+    vendor, asked = answering(
+        clock, httpx.Response(503, headers={"Date": date,
+                                            "Retry-After": "Wed, 15 Nov 2023 10:05:00 GMT"}))
+    ask(vendor)
+    assert asked[1] - asked[0] == 300 + RetryPolicy().slack
+    clock = VirtualClock(1_700_042_400.0)
+    vendor, asked = answering(  # no Date: from our clock
+        clock, httpx.Response(429, headers={"Retry-After": "Wed, 15 Nov 2023 10:01:30 GMT"}))
+    ask(vendor)
+    assert asked[1] - asked[0] == 90 + RetryPolicy().slack
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_wait_beyond_what_a_sync_waits_ends_the_call_at_once_and_says_so(status: int
+                                                                             ) -> None:
+    clock = VirtualClock(0.0)
+    error = RateLimitedError if status == 429 else UnavailableError
+    for header in ("86400", "Thu, 16 Nov 2023 00:00:00 GMT"):
+        vendor, asked = answering(clock, httpx.Response(status, headers={
+            "Retry-After": header, "Date": "Wed, 15 Nov 2023 00:00:00 GMT"}))
+        with pytest.raises(error, match=rf"{'rate limited' if status == 429 else status}.*"
+                                        r"asks to wait 86400 s, beyond the 3600 s a sync "
+                                        r"waits for a server: the next sync tries again"
+                           ) as info:
+            ask(vendor)
+        assert len(asked) == 1
+        assert clock.now() == 0.0  # no day-long stall
+        if status == 429:
+            assert isinstance(info.value, RateLimitedError)
+            assert info.value.retry_after == 86400
+    # up to the policy's longest wait, the server is taken at its word
+    vendor, asked = answering(clock, httpx.Response(status, headers={"Retry-After": "3600"}))
+    assert ask(vendor) == {"ok": True}
+    assert asked == [0.0, 3600.0 + RetryPolicy().slack]
+    vendor, asked = answering(clock, httpx.Response(status, headers={"Retry-After": "300"}),
+                              retry=RetryPolicy(longest_wait=60.0))
+    with pytest.raises(error, match="asks to wait 300 s, beyond the 60 s"):
+        ask(vendor)
+
+
+def test_a_retry_after_that_is_no_number_or_date_is_ignored() -> None:
+    clock = VirtualClock(0.0)
+    vendor, asked = answering(clock, *[httpx.Response(503, headers={"Retry-After": value})
+                                       for value in ("inf", "nan", "soon", "-5")])
+    assert ask(vendor) == {"ok": True}
+    assert len(asked) == 5
+    assert clock.now() < 2 * RetryPolicy().base * 2 ** 4  # the backoff alone

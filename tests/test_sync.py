@@ -17,7 +17,7 @@ from meterhub.clock import VirtualClock
 from meterhub.config import parse
 from meterhub.emulators import climkit, copper, tandd, zentra
 from meterhub.hub import Hub
-from meterhub.sync import SourceProgress, sync_all
+from meterhub.sync import SOURCE_ROW, SourceProgress, run_forever, sync_all, sync_source
 
 
 @dataclass
@@ -63,6 +63,21 @@ def config(w: Worlds, lab_password: str = tandd.LOGIN_PASS,
     ]
     return parse({"source": [{**t, **changed.get(str(t["name"]), {})} for t in tables]},
                  environ={}).sources
+
+
+class SkewedClock:
+    """Our side's wall clock: the vendor's time plus ``offset`` (a clock that jumped or was
+    set back); its sleeps, like asyncio's, run on elapsed time and ignore the offset."""
+
+    def __init__(self, vendor: VirtualClock) -> None:
+        self.vendor, self.offset = vendor, 0.0
+        self.slack = vendor.slack
+
+    def now(self) -> float:
+        return self.vendor.now() + self.offset
+
+    async def sleep(self, seconds: float) -> None:
+        await self.vendor.sleep(seconds)
 
 
 def run(hub: Hub, w: Worlds, sources: list[Any], **options: Any) -> list[SourceProgress]:
@@ -158,8 +173,6 @@ def test_dry_run_plan_calls_nobody_and_is_within_20_percent() -> None:
 
 
 def test_run_forever_keeps_the_store_in_step_within_limits() -> None:
-    from meterhub.sync import run_forever
-
     w = worlds(days=1)
     rounds: list[int] = []
     with meterhub.open("duckdb:///:memory:") as hub:
@@ -174,6 +187,73 @@ def test_run_forever_keeps_the_store_in_step_within_limits() -> None:
             w.copper.rejected == 0
         t, _ = w.tandd.records("52120001")
         assert hub.count(device="52120001", channel="temperature") == len(t)
+
+
+def test_run_forever_keeps_its_period_in_elapsed_time_when_the_wall_clock_steps() -> None:
+    w = worlds(days=1)
+    clock = SkewedClock(w.clock)
+    steps = {1: -3600.0, 2: 5 * 3600.0}  # set back an hour, then five hours forward
+    began: list[float] = []  # each round's start, in elapsed (the vendor's) time
+
+    def on_round(n: int, results: list[SourceProgress]) -> None:
+        assert all(r.error is None and r.failed == 0 for r in results), results
+        began.append(results[0].started - clock.offset)
+        clock.offset += steps.get(n, 0.0)  # the wall clock steps between rounds
+
+    with meterhub.open("duckdb:///:memory:") as hub:
+        done = asyncio.run(run_forever(
+            hub, [s for s in config(w) if s.name in ("tahmo", "lab")], every=900.0,
+            clock=clock, transports=w.transports(), rounds=4, on_round=on_round))
+    assert done == 4
+    # a round every 15 minutes, the step back costing no hour and the step forward
+    # starting no round early
+    assert [b - began[0] for b in began] == pytest.approx([0.0, 900.0, 1800.0, 2700.0])
+
+
+class Refusing(httpx.AsyncBaseTransport):
+    """ZENTRA's emulator, where the token is refused (401) for one station after five
+    minutes, while another station's answer takes an hour."""
+
+    def __init__(self, w: Worlds, refused: str, slow: str) -> None:
+        self.inner = w.transports()["tahmo"]
+        self.clock, self.refused, self.slow = w.clock, refused, slow
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        device = request.url.params.get("device_sn")
+        if device == self.refused:
+            await self.clock.sleep(300)
+            return httpx.Response(401, json={"detail": "Invalid token."})
+        if device == self.slow:
+            await self.clock.sleep(3600)
+        return await self.inner.handle_async_request(request)
+
+
+def test_refused_credentials_mid_sync_leave_each_device_row_saying_what_happened() -> None:
+    w = worlds(days=1)
+    w.zentra = zentra.ZentraWorld.create(w.clock, devices=3, days=1)
+    [source] = [s for s in config(w) if s.name == "tahmo"]
+    finished, refused, cut_off = sorted(w.zentra.devices)
+    with meterhub.open("duckdb:///:memory:") as hub:
+        result = asyncio.run(sync_source(hub, source, clock=w.clock,
+                                         transport=Refusing(w, refused, cut_off)))
+        assert result.error is not None
+        assert "refused the credentials" in result.error
+        assert result.done == 1
+        rows = {row["device"]: row for row in hub.store.sync_status().to_pylist()}
+        # the station synced before the refusal keeps its success
+        assert rows[finished]["last_error"] is None
+        assert rows[finished]["last_success"] is not None
+        assert rows[finished]["readings"] == hub.count(device=finished) > 0
+        assert set(rows) == {finished, refused, cut_off, SOURCE_ROW}
+        # the refusal is told once where it belongs: the source, and each station not synced
+        for device in (SOURCE_ROW, refused, cut_off):
+            assert "refused the credentials" in rows[device]["last_error"], rows[device]
+            assert rows[device]["last_success"] is None
+        # accepted again: the next sync clears every row
+        again = asyncio.run(sync_source(hub, source, clock=w.clock,
+                                        transport=w.transports()["tahmo"]))
+        assert (again.error, again.failed) == (None, 0)
+        assert [r for r in hub.store.sync_status().to_pylist() if r["last_error"]] == []
 
 
 def test_a_source_whose_host_refuses_says_which_host_and_what_to_check_quickly() -> None:

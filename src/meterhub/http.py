@@ -4,11 +4,14 @@
   connectors list theirs in `ConnectorInfo.limits`.
 - `RateLimiter` keeps a rolling window per (scope, key) on the injected clock and makes a
   caller wait until every scope it names has room, so a sync never trips a limit it knows.
-- `VendorClient.call` sends one request through the limiter and retries 429s (honouring a
-  numeric Retry-After, else the vendor's own lock-out hint), 5xx, time-outs, connection
-  errors and bodies that fail to parse, with jittered exponential backoff, a bounded number
-  of times; a host that refuses, is not found or does not answer gets fewer tries
-  (`RetryPolicy.unreachable`). A wall clock set back moves the limiter's windows with it.
+- `VendorClient.call` sends one request through the limiter and retries 429s (honouring
+  Retry-After, else the vendor's own lock-out hint), 5xx (after their Retry-After, if
+  any), time-outs, connection errors and bodies that fail to parse (a stale page among
+  them), with jittered exponential backoff, a bounded number of times; a host that
+  refuses, is not found or does not answer gets fewer tries (`RetryPolicy.unreachable`).
+  A server's wait is honoured up to `RetryPolicy.longest_wait`: one asking for more ends
+  the call at once, named, and the next sync tries again. A wall clock set back
+  moves the limiter's windows with it.
   Failures become one of the typed `SourceError`s; messages carry the path and the server's
   scheme://host:port, never user info, the query string, headers or body, so no secret
   reaches a log line.
@@ -19,6 +22,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import collections
+import datetime as dt
+import email.utils
 import errno
 import itertools
 import logging
@@ -227,6 +232,11 @@ class RetryPolicy:
     base: float = 1.0
     cap: float = 120.0
     slack: float = 1.0  #: added to a vendor's own wait hint
+    #: the longest wait a server may ask for (Retry-After on a 429 or 5xx, a lock-out
+    #: hint) that a call sits out; one asking for more ends the call at once, so a hostile
+    #: or mistaken header cannot hold a sync for a day (the next sync tries again). With
+    #: the bounded tries above, it bounds what one call can wait in all.
+    longest_wait: float = 3600.0
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         return rng.uniform(0, min(self.cap, self.base * 2 ** attempt))
@@ -270,13 +280,37 @@ class ResponseCache:
             self._entries[key] = (self.clock.now() + int(match.group(1)), response)
 
 
-def retry_after_header(response: httpx.Response) -> float | None:
-    """Seconds from a numeric ``Retry-After`` header, if any."""
-    value = response.headers.get("Retry-After", "")
-    try:
-        return float(value) if value else None
-    except ValueError:
+def retry_after_header(response: httpx.Response, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for, if it asks for any.
+
+    Delay-seconds are taken as they are; an HTTP-date counts from the response's ``Date``
+    (the server's own clock, so ours being off does not matter), else from ``now``, and
+    one already past is 0. A value that is neither (negative, not finite, words) is none.
+    """
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        at = _http_date(value)
+        sent = _http_date(response.headers.get("Date", ""))
+        base = sent if sent is not None else now
+        if at is None or base is None:
+            return None
+        return max(0.0, at - base)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _http_date(text: str) -> float | None:
+    """Epoch seconds of an HTTP-date (RFC 9110: IMF-fixdate or the obsolete forms)."""
+    try:
+        moment = email.utils.parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if moment.tzinfo is None:  # "-0000": UTC without saying so
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
 
 
 class TokenAuth(httpx.Auth, abc.ABC):
@@ -360,7 +394,7 @@ class VendorClient:
     limiter: RateLimiter
     clock: Clock
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    #: the wait a 429 asks for when it has no numeric Retry-After (the vendor's own hint)
+    #: the wait a 429 asks for when it has no Retry-After (the vendor's own hint)
     retry_after: RetryAfter = retry_after_header
     vendor_error: Callable[[httpx.Response], VendorError | None] = lambda response: None
     rng: random.Random = field(default_factory=lambda: random.Random(0))
@@ -382,6 +416,7 @@ class VendorClient:
             await self.limiter.acquire(limits, cost)
             self.calls += 1
             futile = False
+            asked: float | None = None  #: a 5xx's Retry-After
             try:
                 response = await self.client.request(method, path, **kwargs)
             except httpx.TransportError as exc:
@@ -392,7 +427,7 @@ class VendorClient:
                 try:
                     wait = self._classify(response, path)
                 except _ServerError as exc:
-                    last, wait = exc, -1.0
+                    last, wait, asked = exc, -1.0, exc.retry_after
                 if wait is None:
                     try:
                         result = parse(response)
@@ -400,23 +435,52 @@ class VendorClient:
                             self.cache.put(key, response)
                         return result
                     except MalformedResponseError as exc:
-                        last = exc  # a body cut short in transit: ask again
+                        last = exc  # a body cut short in transit, or a stale page: ask again
                 elif wait >= 0:
                     last = RateLimitedError(f"{self.vendor}: rate limited on {path}",
                                             retry_after=wait)
-                    self.limiter.penalise(limits, self.clock.now() + wait)
                     self.retries += 1
                     throttled += 1
-                    await self.clock.sleep(wait + self.retry.slack)
+                    await self._hold(limits, wait, 0.0)
                     continue
             attempt += 1
             # the latest failure decides how many tries the call gets in all
             allowed = self.retry.unreachable if futile else self.retry.attempts
             if attempt < allowed:
                 self.retries += 1
-                await self.clock.sleep(self.retry.backoff(attempt - 1, self.rng))
+                pause = self.retry.backoff(attempt - 1, self.rng)
+                if asked is None:
+                    await self.clock.sleep(pause)
+                else:  # the server said when to come back: not before, as after a 429
+                    await self._hold(limits, asked, pause)
         assert last is not None
         raise last
+
+    async def _hold(self, limits: Sequence[tuple[Limit, str]], wait: float,
+                    backoff: float) -> None:
+        """Wait what a server asked (a 429's or 5xx's Retry-After) before the next try, and
+        hold every call through the same limits as long (they would meet the same answer)."""
+        self.limiter.penalise(limits, self.clock.now() + wait)
+        await self.clock.sleep(max(backoff, wait + self.retry.slack))
+
+    def _asked(self, response: httpx.Response, path: str) -> float | None:
+        """The wait a 429 or 5xx asks for (Retry-After; on a 429 else the vendor's own
+        hint), up to `RetryPolicy.longest_wait`; a longer one ends the call now."""
+        status = response.status_code
+        wait = retry_after_header(response, self.clock.now())
+        if wait is None and status == 429:
+            wait = self.retry_after(response)
+        if wait is None or not math.isfinite(wait):
+            return None
+        wait = max(0.0, wait)
+        if wait > self.retry.longest_wait:
+            why = (f"it asks to wait {wait:.0f} s, beyond the {self.retry.longest_wait:.0f} s "
+                   "a sync waits for a server: the next sync tries again")
+            if status == 429:
+                raise RateLimitedError(f"{self.vendor}: rate limited on {path}; {why}",
+                                       retry_after=wait)
+            raise UnavailableError(f"{self.vendor}: server error {status} on {path}; {why}")
+        return wait
 
     def _transport_error(self, exc: httpx.TransportError, path: str
                          ) -> tuple[UnavailableError, bool]:
@@ -438,19 +502,19 @@ class VendorClient:
                                 f"{path} ({_words(exc)})"), False
 
     def _classify(self, response: httpx.Response, path: str) -> float | None:
-        """None for a usable response, seconds to wait for a 429; raises otherwise."""
+        """None for a usable response, seconds to wait for a 429; raises otherwise (a
+        `_ServerError` for a 5xx, to retry, with its Retry-After)."""
         status = response.status_code
         if status in (401, 403):
             raise AuthError(f"{self.vendor} refused the credentials ({status} on {path}): "
                             "check the token or password in the source's configuration")
         if status == 429:
             # a Retry-After the server sends is its word; the vendor's rule only guesses
-            hint = retry_after_header(response)
-            if hint is None:
-                hint = self.retry_after(response)
+            hint = self._asked(response, path)
             return 60.0 if hint is None else hint
         if status >= 500:
-            raise _ServerError(f"{self.vendor}: server error {status} on {path}")
+            raise _ServerError(f"{self.vendor}: server error {status} on {path}",
+                               retry_after=self._asked(response, path))
         if status >= 400:
             error = self.vendor_error(response)
             raise error or VendorError(f"{self.vendor}: {status} on {path}", status=status)
@@ -458,7 +522,12 @@ class VendorClient:
 
 
 class _ServerError(UnavailableError):
-    """A 5xx answer: retried with backoff inside `VendorClient.call`."""
+    """A 5xx answer: retried inside `VendorClient.call`, with backoff or after the wait
+    its Retry-After asks for."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}

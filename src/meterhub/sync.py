@@ -110,6 +110,8 @@ async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
         progress.devices = len(devices)
         tell()
 
+        recorded: set[str] = set()  #: devices whose own outcome is in the sync status
+
         async def one(device: str) -> None:
             cursor = None if since is not None else hub.store.get_cursor(config.name, device)
             readings = 0
@@ -124,7 +126,12 @@ async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
                     readings += page.readings.num_rows
                     progress.readings += page.readings.num_rows
                     tell()
-            except AuthError:
+            except AuthError as exc:
+                # this device's own row: refused, after what it did; the source stops
+                recorded.add(device)
+                hub.store.record_sync(config.name, device, error=exc,
+                                      calls=connector.http.calls - calls_before,
+                                      readings=readings)
                 raise
             except MeterhubError as exc:
                 progress.failed += 1
@@ -135,6 +142,7 @@ async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
                 tell()
                 return
             progress.done += 1
+            recorded.add(device)
             hub.store.record_sync(config.name, device, calls=connector.http.calls -
                                   calls_before, readings=readings)
             tell()
@@ -144,11 +152,15 @@ async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
                 for device in devices:
                     group.create_task(one(device))
         except* AuthError as exc_group:
-            progress.error = _explain(config, exc_group.exceptions[0])
+            refused = exc_group.exceptions[0]
+            progress.error = _explain(config, refused)
+            # refused credentials stop the whole source: its row says so, and so does each
+            # device the refusal left unsynced; a device that finished (or failed on its
+            # own) before keeps the row that says what happened to it
+            hub.store.record_sync(config.name, SOURCE_ROW, error=refused)
             for device in devices:
-                if device not in progress.device_errors:
-                    hub.store.record_sync(config.name, device,
-                                          error=exc_group.exceptions[0])
+                if device not in recorded and device not in progress.device_errors:
+                    hub.store.record_sync(config.name, device, error=refused)
         tell()
         return progress
     finally:
@@ -257,16 +269,21 @@ async def run_forever(hub: Hub, sources: Sequence[SourceConfig], *, every: float
 
     Connectors live across rounds, so each vendor's limits, tokens and cached answers carry
     over from one round to the next and a schedule never trips a limit a single sync would
-    respect. Returns the number of rounds run.
+    respect. Rounds start ``every`` seconds of elapsed time apart (a round that takes
+    longer is followed at once): the period is timed by the clock's sleep, never by
+    differences of its readings, so a wall clock set back or forward between rounds
+    neither delays nor hurries the next one. Returns the number of rounds run.
     """
     clock = clock or RealClock()
     connectors = {s.name: connector_class(s.type)(s, clock=clock,
                                                   transport=(transports or {}).get(s.name))
                   for s in sources}
     done = 0
+    period: asyncio.Task[None] | None = None
     try:
         while rounds is None or done < rounds:
-            started = clock.now()
+            # the next round's start, timed from this one's on the sleep's own time line
+            period = asyncio.ensure_future(clock.sleep(every))
             results = list(await asyncio.gather(*(
                 sync_source(hub, s, clock=clock, connector=connectors[s.name])
                 for s in sources)))
@@ -275,8 +292,10 @@ async def run_forever(hub: Hub, sources: Sequence[SourceConfig], *, every: float
                 on_round(done, results)
             if rounds is not None and done >= rounds:
                 break
-            await clock.sleep(max(0.0, started + every - clock.now()))
+            await period
     finally:
+        if period is not None and not period.done():
+            period.cancel()
         for connector in connectors.values():
             await connector.aclose()
     return done

@@ -11,8 +11,10 @@ import pytest
 
 import meterhub
 from meterhub.clock import VirtualClock
+from meterhub.emulators.kit import Fault
 from meterhub.emulators.tandd import API_KEY, LOGIN_ID, LOGIN_PASS, TanddWorld, create_app
-from meterhub.errors import AuthError
+from meterhub.errors import AuthError, MalformedResponseError
+from meterhub.http import RetryPolicy
 from meterhub.sources.base import Page
 from meterhub.sources.tandd import NUMBER, TanddConfig, TanddConnector
 
@@ -159,6 +161,33 @@ def test_duplicated_answers_are_not_taken_for_progress() -> None:
     got = np.unique(temp.column("ts").cast(pa.int64()).to_numpy() // 1_000_000)
     np.testing.assert_array_equal(got, t[t <= started])
     assert world.calls == 3  # one of them answered with the stale page and was asked again
+    assert con.http.retries == 1  # by the client, with backoff, as any malformed body
+
+
+def test_an_answer_stale_until_cleared_is_asked_as_often_as_any_malformed_body() -> None:
+    clock = VirtualClock()
+    world = TanddWorld.create(clock, devices=1, days=2)
+    con = connector(world, clock)
+
+    async def main() -> int:
+        try:
+            cursor = None
+            async for page in con.fetch("52120001", None):
+                cursor = page.cursor
+            clock.advance(3600)  # an hour of new readings, but every answer is the last one
+            world.faults.schedule(Fault(duplicate=True, times=None, path="/devices/data"))
+            before = con.http.calls
+            with pytest.raises(MalformedResponseError,
+                               match=r"52120001 holds readings outside the requested window "
+                                     r"\(a stale answer\?\)"):
+                async for _ in con.fetch("52120001", cursor):
+                    pass
+            return con.http.calls - before
+        finally:
+            await con.aclose()
+
+    assert asyncio.run(main()) == RetryPolicy().attempts  # not three quick tries of its own
+    assert con.http.retries == RetryPolicy().attempts - 1
 
 
 def test_another_client_spending_the_account_budget_is_obeyed() -> None:

@@ -15,8 +15,10 @@ import pytest
 
 import meterhub
 from meterhub.clock import VirtualClock
+from meterhub.emulators.kit import Fault
 from meterhub.emulators.zentra import ZentraWorld, create_app
-from meterhub.errors import AuthError
+from meterhub.errors import AuthError, MalformedResponseError
+from meterhub.http import RetryPolicy
 from meterhub.sources.base import Page, connector_class
 from meterhub.sources.zentra import PAGE_SIZE, ZentraConfig, ZentraConnector
 
@@ -189,6 +191,34 @@ def test_a_duplicated_page_is_asked_again_not_taken_for_progress() -> None:
     _, mrid = world.records("z6-10001")
     assert seqs == mrid[: len(seqs)].tolist()
     assert len(seqs) >= 21 * 288
+    assert con.http.retries == 3  # each stale page asked again by the client, with backoff
+
+
+def test_a_page_stale_until_cleared_is_asked_as_often_as_any_malformed_body() -> None:
+    clock = VirtualClock()
+    world = ZentraWorld.create(clock, devices=1, days=2)
+    con = connector(world, clock)
+
+    async def main() -> int:
+        try:
+            cursor = None
+            async for page in con.fetch("z6-10001", None):
+                cursor = page.cursor
+            clock.advance(3600)  # an hour of new records, but every answer is the last one
+            world.faults.schedule(Fault(duplicate=True, times=None, path="/get_readings/"))
+            before = con.http.calls
+            with pytest.raises(MalformedResponseError,
+                               match=r"z6-10001 holds records before the requested mrid "
+                                     r"\(a stale answer\?\)"):
+                async for _ in con.fetch("z6-10001", cursor):
+                    pass
+            return con.http.calls - before
+        finally:
+            await con.aclose()
+
+    retries = con.http.retries
+    assert run(main) == RetryPolicy().attempts  # not three quick tries of its own
+    assert con.http.retries - retries == RetryPolicy().attempts - 1
 
 
 class Recorder(httpx.AsyncBaseTransport):

@@ -253,6 +253,9 @@ class TanddConnector:
         return f"credentials accepted; {len(found.devices)} loggers listed"
 
     async def _data(self, serial: str, lo: int | None, hi: int) -> ParsedData:
+        """One window [lo, hi] of a logger's data. An answer with readings outside it is
+        an earlier answer served again: malformed, so the client asks again (with backoff)
+        rather than taking it for the end of the data."""
         await self.http.limiter.acquire([(READINGS, serial)], cost=NUMBER)
         body: dict[str, Any] = {"remote-serial": serial, "unixtime-to": hi,
                                 "number": NUMBER, "temperature-unit": "C"}
@@ -262,7 +265,13 @@ class TanddConnector:
             def parse(response: httpx.Response) -> ParsedData:
                 self._watch_headers(response)
                 self._watch_data_count(response, serial)
-                return parse_data(self._json(response), source=self.config.name)
+                parsed = parse_data(self._json(response), source=self.config.name)
+                if parsed.newest is not None and (parsed.newest[0] > hi or (
+                        lo is not None and parsed.oldest is not None and parsed.oldest < lo)):
+                    raise MalformedResponseError(
+                        f"T&D: the data answer for {serial} holds readings outside the "
+                        "requested window (a stale answer?)")
+                return parsed
 
             parsed = await self.http.call(
                 "POST", "/v1/devices/data", parse,
@@ -312,18 +321,8 @@ class TanddConnector:
             lo = int(start.timestamp()) if start else None
         hi = int(until if until is not None else self.clock.now())
         newest: tuple[int, int] | None = None
-        stale = 0
         while True:
             parsed = await self._data(device, lo, hi)
-            if parsed.newest is not None and (parsed.newest[0] > hi or (
-                    lo is not None and parsed.oldest is not None and parsed.oldest < lo)):
-                # readings outside the window asked for: a stale answer served again
-                stale += 1
-                if stale >= 3:
-                    raise MalformedResponseError(f"T&D: {device} keeps answering with "
-                                                 "readings outside the requested window")
-                continue
-            stale = 0
             if newest is None:
                 newest = parsed.newest
             complete = parsed.records < NUMBER

@@ -32,6 +32,7 @@ import httpx
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, SecretStr, field_validator
 
 from meterhub.clock import Clock, RealClock
@@ -263,8 +264,24 @@ class ZentraConnector:
         return [(PER_TOKEN, "token"), (PER_DEVICE, device)]
 
     async def _get(self, device: str, params: dict[str, Any]) -> ParsedPage:
+        """One page. Asked from ``start_mrid``, a page holding a record before it is an
+        earlier answer served again: malformed, so the client asks again (with backoff)
+        rather than taking it for the end of the data. A logger reset (max mrid below the
+        one asked for) is no stale page: `fetch` reads it again from mrid 1."""
+        first = params.get("start_mrid")
+
         def parse(response: httpx.Response) -> ParsedPage:
-            return parse_readings(_json(response), source=self.config.name, device=device)
+            page = parse_readings(_json(response), source=self.config.name, device=device)
+            if first is not None and page.records and \
+                    (page.max_mrid is None or page.max_mrid >= first - 1):
+                seq = page.readings.column("seq")
+                oldest = pc.min(seq).as_py() if len(seq) else None
+                if (page.end_mrid is not None and page.end_mrid < first) or \
+                        (oldest is not None and oldest < first):
+                    raise MalformedResponseError(
+                        f"ZENTRA: the get_readings answer for {device} holds records before "
+                        "the requested mrid (a stale answer?)")
+            return page
 
         return await self.http.call("GET", PATH, parse, limits=self._limits(device),
                                     params={"device_sn": device, "per_page": PAGE_SIZE,
@@ -310,7 +327,6 @@ class ZentraConnector:
             yield Page(page.readings, str(last), page.records)
             if page.max_mrid is None or last >= page.max_mrid:
                 return
-        stale = 0
         while True:
             page = await self._get(device, {"start_mrid": last + 1})
             if page.max_mrid is not None and page.max_mrid < last:
@@ -318,13 +334,6 @@ class ZentraConnector:
                 continue
             if not page.records or page.end_mrid is None:
                 return
-            if page.end_mrid <= last:  # a page we already have, served again
-                stale += 1
-                if stale >= 3:
-                    raise MalformedResponseError(f"ZENTRA: {device} keeps answering with "
-                                                 "records before the requested mrid")
-                continue
-            stale = 0
             last = page.end_mrid
             yield Page(page.readings, str(last), page.records)
             if page.max_mrid is None or last >= page.max_mrid:
