@@ -95,3 +95,14 @@ def test_load_names_the_file_before_the_key(tmp_path: Path) -> None:
         load(path, environ={})
     assert str(info.value) == (f"{path}: source[tahmo]: unknown key 'tokne' "
                                "(did you mean 'token'?)")
+
+
+@pytest.mark.parametrize(("start", "why"), [
+    ("0001-01-01", "start 0001-01-01 is outside the times meterhub keeps: 1800-01-01 to "
+                   "2199-12-31 (UTC)"),
+    ("last tuesday", "cannot read start 'last tuesday': use ISO 8601 such as 2024-03-31 or "
+                     "2024-03-31T02:00:00+02:00")])
+def test_a_start_a_sync_could_not_use_is_refused_by_the_config(start: str, why: str) -> None:
+    assert refusal({"source": [{**ZENTRA, "start": start}]}) == f"source[tahmo].start: {why}"
+    assert parse({"source": [{**ZENTRA, "start": "2024-01-01"}]},
+                 environ={}).sources[0].start == "2024-01-01"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -77,3 +78,53 @@ def test_accepts_pandas_polars_and_arrow() -> None:
     assert to_readings(frame, source="s").equals(expected)
     assert to_readings(pl.from_pandas(frame), source="s").equals(expected)
     assert to_readings(pa.Table.from_pandas(frame.astype(str)), source="s").equals(expected)
+
+
+@pytest.mark.parametrize(("ts", "shown"), [
+    ("0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00+01:00"),
+    ("1799-12-31T23:59:59.999999Z", "1799-12-31T23:59:59.999999Z"),
+    ("2200-01-01 00:00:00", "2200-01-01 00:00:00"),
+    (pa.scalar(-62135600400000000, pa.timestamp("us", "UTC")), "0000-12-31 23:00:00.000000Z"),
+    (pa.scalar(253402300799000000, pa.timestamp("us")), "9999-12-31 23:59:59.000000Z"),
+])
+def test_times_outside_the_kept_range_are_refused_naming_the_row(ts: object,
+                                                                 shown: str) -> None:
+    data: object = rows(**{"1__ts": ts})
+    if isinstance(ts, pa.Scalar):  # a time column of Arrow's, beyond Python's datetime
+        times = pa.array([1711843200000000, ts.value, 1711850400000000], ts.type)
+        data = pa.table({"device": ["d1"] * 3, "channel": ["t"] * 3, "ts": times,
+                         "value": [1.0, 2.0, 3.0], "unit": ["°C"] * 3})
+    with pytest.raises(InputError) as info:
+        to_readings(data, source="s")
+    assert str(info.value) == (f"row 2: ts {shown} is outside the times meterhub keeps: "
+                               "1800-01-01 to 2199-12-31 (UTC)")
+    assert info.value.row == 2
+
+
+def test_the_first_bad_name_of_many_rows_is_the_one_named() -> None:
+    n = 200_000
+    devices = np.array([f"d{i % 7}" for i in range(n)], dtype=object)
+    devices[123_456] = devices[150_000] = "bad\nname"
+    devices[160_000] = "x" * 129
+    table = pa.table({"device": devices, "channel": ["c"] * n,
+                      "ts": pa.array(np.full(n, 1711843200000000), pa.timestamp("us")),
+                      "value": np.ones(n), "unit": ["W"] * n})
+    with pytest.raises(InputError) as info:
+        to_readings(table, source="s", first_row=2)
+    assert str(info.value) == ("row 123458: device 'bad\\nname' holds the control character "
+                               "'\\n': use printable characters only")
+    with pytest.raises(InputError, match=r"row 10000: device 'x+'\.\.\. \(129 characters\)"):
+        to_readings(table.slice(150_001), source="s")
+    with pytest.raises(InputError, match="source 'a\\\\tb' holds the control character"):
+        to_readings(table.slice(0, 10), source="a\tb")
+
+
+def test_catalog_records_keep_their_unit_in_canonical_spelling() -> None:
+    from meterhub.model import Channel, ChannelKind, check_catalog
+
+    checked = check_catalog(Channel("d", "c", "precipitation", "inch", "delta"))
+    assert (checked.unit, checked.kind) == ("in", ChannelKind.DELTA)
+    with pytest.raises(InputError, match="channel d/c: kind 'level' is not one of"):
+        check_catalog(Channel("d", "c", "other", "m", "level"))  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="channel d/c: unit pc does not fit precipitation"):
+        check_catalog(Channel("d", "c", "precipitation", "parsec"))

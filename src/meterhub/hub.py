@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from meterhub.errors import InputError
 from meterhub.model import READING_SCHEMA, Channel, ChannelKind, Device, Site, catalog_rows
 from meterhub.store import PageKey, Selection, Store, SyncCursor, WriteResult, open_store
-from meterhub.timebase import zone
+from meterhub.timebase import to_utc, zone
 from meterhub.units import check_convertible, convert, normalize_unit
 
 Names = str | Sequence[str] | None
@@ -139,11 +139,16 @@ class Hub:
 
     @staticmethod
     def selection(device: Names = None, channel: Names = None, start: object = None,
-                  end: object = None, source: Names = None, tz: str | None = None) -> Selection:
-        """A `Selection`; naive start/end are read in ``tz`` when given, else as UTC."""
-        from meterhub.timebase import to_utc
+                  end: object = None, source: Names = None, tz: str | None = None, *,
+                  any_time: bool = False) -> Selection:
+        """A `Selection`; naive start/end are read in ``tz`` when given, else as UTC.
 
-        begin, finish = to_utc(start, tz), to_utc(end, tz)
+        Bounds must lie within the times meterhub keeps (`meterhub.model.TS_MIN` to
+        `TS_MAX`; the end may be `TS_MAX` itself), else `InputError`: every read takes its
+        bounds from here. ``any_time`` accepts any time Python holds (for `delete`).
+        """
+        begin = to_utc(start, tz, what="start", checked=not any_time)
+        finish = to_utc(end, tz, what="end", checked=not any_time, end=True)
         if begin is not None and finish is not None and finish <= begin:
             raise InputError(f"end {finish.isoformat()} is not after start "
                              f"{begin.isoformat()}: give a later end")
@@ -239,6 +244,31 @@ class Hub:
         """Missing expected intervals and seq jumps per channel."""
         return _frame(self.store.gaps(self.selection(device, channel, start, end, source)),
                       as_)
+
+    def delete(self, *, device: Names, channel: Names = None, start: object = None,
+               end: object = None, source: Names = None, tz: str | None = None,
+               outside_range: bool = False) -> int:
+        """Delete readings of ``device`` (required), optionally only of ``channel`` and in
+        [start, end); returns how many were deleted.
+
+        ``start``/``end`` may be any time Python holds (years 1 to 9999), so that rows
+        stored outside the times meterhub keeps before writes were checked can be reached;
+        ``outside_range`` deletes only those rows, which reads skip. Devices and channels
+        stay in the catalog. `NotFoundError` when nothing matches device/channel.
+        """
+        if not _names(device):
+            raise InputError("name the device whose readings to delete")
+        if tz is not None:
+            zone(tz)
+        selection = self.selection(device, channel, start, end, source, tz=tz, any_time=True)
+        return self.store.delete(selection, outside_range=outside_range)
+
+    def count_outside_range(self, *, device: Names = None, channel: Names = None,
+                            source: Names = None) -> int:
+        """Readings stored outside the times meterhub keeps (written before writes were
+        checked): reads skip them, `delete` with ``outside_range`` removes them."""
+        return self.store.count(self.selection(device, channel, source=source),
+                                outside_range=True)
 
     # -- catalog ---------------------------------------------------------------------------
 

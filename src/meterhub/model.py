@@ -14,17 +14,19 @@ schema with vectorised casts, and reports the first bad row by number.
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from meterhub.errors import InputError, UnitError
-from meterhub.units import normalize_unit
+from meterhub.units import check_unit_for, normalize_unit
 
 
 class ChannelKind(StrEnum):
@@ -103,6 +105,131 @@ def check_time(moment: dt.datetime, what: str = "time") -> dt.datetime:
         raise InputError(f"{what} {moment.isoformat()} is outside the times meterhub keeps: "
                          f"{TS_RANGE_TEXT}")
     return moment
+
+
+#: Identifiers (source, device, channel and site ids, quantity names) are keys, file names
+#: and table cells: at most this many characters, no control character, no whitespace at
+#: either end. Free text (a device's name, model, serial; an error code) is a vendor's
+#: words: at most `MAX_TEXT_CHARS`, and of the control characters only tab and line breaks.
+MAX_ID_CHARS = 128
+MAX_TEXT_CHARS = 1024
+#: control characters (Unicode category Cc: C0, DEL and C1), for Python and Arrow (RE2)
+CONTROL_PATTERN = r"[\x00-\x1f\x7f-\x9f]"
+#: the control characters free text may not hold: all but tab, LF and CR
+TEXT_CONTROL_PATTERN = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+_CONTROL = re.compile(CONTROL_PATTERN)
+_TEXT_CONTROL = re.compile(TEXT_CONTROL_PATTERN)
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """A value for a message: its repr, cut to ``limit`` characters when longer."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
+
+
+def text_problem(text: str, *, identifier: bool = True) -> str | None:
+    """What makes ``text`` unfit as an identifier (or free text), or None when it fits."""
+    limit = MAX_ID_CHARS if identifier else MAX_TEXT_CHARS
+    if identifier and not text.strip():
+        return "is empty"
+    if len(text) > limit:
+        return f"is {len(text):,} characters long: at most {limit:,} are allowed"
+    control = (_CONTROL if identifier else _TEXT_CONTROL).search(text)
+    if control:
+        return (f"holds the control character {control.group()!r}: use printable "
+                "characters only")
+    if identifier and text != text.strip():
+        return "starts or ends with whitespace"
+    return None
+
+
+def check_id(value: object, what: str) -> str:
+    """``value`` if it is a fit identifier (see `MAX_ID_CHARS`), else an `InputError`."""
+    if not isinstance(value, str):
+        raise InputError(f"{what} must be text, not {type(value).__name__}")
+    problem = text_problem(value)
+    if problem is not None:
+        raise InputError(f"{what} {shown(value)} {problem}")
+    return value
+
+
+def check_text(value: object, what: str) -> str | None:
+    """``value`` if it is None or fit free text (see `MAX_TEXT_CHARS`), else an `InputError`."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"{what} must be text, not {type(value).__name__}")
+    problem = text_problem(value, identifier=False)
+    if problem is not None:
+        raise InputError(f"{what} {shown(value)} {problem}")
+    return value
+
+
+def _check_position(latitude: object, longitude: object, what: str) -> None:
+    for name, value, bound in (("latitude", latitude, 90.0), ("longitude", longitude, 180.0)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                math.isfinite(value) and -bound <= value <= bound):
+            raise InputError(f"{what}: {name} {value!r} is not a number from {-bound:g} to "
+                             f"{bound:g}")
+
+
+_C = TypeVar("_C", Site, Device, Channel)
+MAX_INTERVAL_S = 2**31 - 1  #: a channel's expected interval fits a 32-bit integer of seconds
+
+
+def check_catalog(item: _C) -> _C:
+    """``item`` with its unit in canonical spelling, or an `InputError` saying what is wrong.
+
+    Ids follow the identifier rule, names the free-text rule (`text_problem`), positions
+    are finite degrees, and a channel's unit must fit its quantity (`check_unit_for`).
+    Stores check what they are given here, never what they read back, so a catalog written
+    before these rules still reads.
+    """
+    if isinstance(item, Site):
+        check_id(item.site, "site")
+        what = f"site {item.site}"
+        check_text(item.name, f"{what}: name")
+        if item.timezone is not None:
+            check_id(item.timezone, f"{what}: timezone")
+        _check_position(item.latitude, item.longitude, what)
+        return item
+    if isinstance(item, Device):
+        check_id(item.device, "device")
+        what = f"device {item.device}"
+        check_id(item.source, f"{what}: source")
+        if item.site is not None:
+            check_id(item.site, f"{what}: site")
+        for name in ("name", "model", "serial"):
+            check_text(getattr(item, name), f"{what}: {name}")
+        if item.timezone is not None:
+            check_id(item.timezone, f"{what}: timezone")
+        _check_position(item.latitude, item.longitude, what)
+        return item
+    check_id(item.device, "device")
+    check_id(item.channel, "channel")
+    what = f"channel {item.device}/{item.channel}"
+    check_id(item.quantity, f"{what}: quantity")
+    try:
+        kind = ChannelKind(item.kind)
+    except ValueError:
+        raise InputError(f"{what}: kind {item.kind!r} is not one of "
+                         f"{', '.join(k.value for k in ChannelKind)}") from None
+    if item.interval_s is not None and (
+            isinstance(item.interval_s, bool) or not isinstance(item.interval_s, int)
+            or not 0 < item.interval_s <= MAX_INTERVAL_S):
+        raise InputError(f"{what}: interval_s {item.interval_s!r} is not a whole number of "
+                         f"seconds from 1 to {MAX_INTERVAL_S:,}")
+    if not isinstance(item.unit, str):
+        raise InputError(f"{what}: unit must be text, not {type(item.unit).__name__}")
+    try:
+        unit = check_unit_for(item.quantity, item.unit)
+    except UnitError as exc:
+        raise InputError(f"{what}: {exc}") from None
+    return Channel(item.device, item.channel, item.quantity, unit, kind, item.interval_s)
+
 
 READING_SCHEMA = pa.schema(
     [
@@ -282,6 +409,56 @@ def _require_text(table: pa.Table, name: str, first_row: int) -> pa.ChunkedArray
     return column
 
 
+def _check_texts(column: pa.ChunkedArray, name: str, first_row: int, *,
+                 identifier: bool = True) -> pa.ChunkedArray:
+    """``column`` if each value follows the identifier (or free-text) rule of
+    `text_problem`, else an `InputError` naming the first row that does not.
+
+    Checked vectorised over the column's distinct values (a few devices and channels in
+    millions of rows): lengths, control characters and, for ids, whitespace at the ends."""
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    values = encoded.dictionary
+    limit = MAX_ID_CHARS if identifier else MAX_TEXT_CHARS
+    length = pc.utf8_length(values)
+    bad = pc.or_(pc.greater(length, limit), pc.match_substring_regex(
+        values, CONTROL_PATTERN if identifier else TEXT_CONTROL_PATTERN))
+    if identifier:  # blank, or whitespace at an end
+        bad = pc.or_(bad, pc.or_(pc.equal(length, 0),
+                                 pc.not_equal(pc.utf8_trim_whitespace(values), values)))
+    which = _first_bad(bad)
+    if which is None:
+        return column
+    index = _first_bad(pc.equal(encoded.indices, which))
+    text = values[which].as_py()
+    message = (f"{name} is empty" if identifier and not text.strip() else
+               f"{name} {shown(text)} {text_problem(text, identifier=identifier)}")
+    raise _fail(message, 0 if index is None else index, first_row)
+
+
+def _require_id(table: pa.Table, name: str, first_row: int) -> pa.ChunkedArray:
+    """A required id column: no row without one, and each following the identifier rule."""
+    column = _text(table, name)
+    index = _first_bad(pc.is_null(column)) if column.null_count else None
+    if index is not None:
+        raise _fail(f"{name} is empty", index, first_row)
+    return _check_texts(column, name, first_row)
+
+
+def _check_range(parsed: pa.ChunkedArray, given: pa.ChunkedArray, first_row: int) -> None:
+    """An `InputError` naming the first row whose time lies outside [`TS_MIN`, `TS_MAX`)."""
+    outside = pc.or_(pc.less(parsed, pa.scalar(TS_MIN, TS_TYPE)),
+                     pc.greater_equal(parsed, pa.scalar(TS_MAX, TS_TYPE)))
+    index = _first_bad(outside)
+    if index is None:
+        return
+    if pa.types.is_string(given.type) or pa.types.is_large_string(given.type):
+        text = str(given[index].as_py()).strip()
+    else:  # a time type: Arrow spells it, where Python's datetime may not reach
+        text = parsed.slice(index, 1).cast(pa.string())[0].as_py()
+    raise _fail(f"ts {text} is outside the times meterhub keeps: {TS_RANGE_TEXT}", index,
+                first_row)
+
+
 def _normalize_units(column: pa.ChunkedArray, first_row: int) -> pa.ChunkedArray:
     """Unit texts in canonical spelling; each distinct spelling is parsed once."""
     encoded = pc.dictionary_encode(column).combine_chunks()
@@ -318,17 +495,20 @@ def to_readings(data: Any, *, source: str | None = None, first_row: int = 1,
         if source is not None:
             blank = pc.or_kleene(pc.is_null(src), pc.equal(src, ""))
             src = pc.if_else(blank, source, src)
-        columns["source"] = _require_text(pa.table({"source": src}), "source", first_row)
+        columns["source"] = _require_id(pa.table({"source": src}), "source", first_row)
     elif source is not None:
         columns["source"] = pa.chunked_array([pa.nulls(n, pa.string()).fill_null(source)])
     else:
         raise InputError("missing column source: give a source column or a default source")
-    columns["device"] = _require_text(table, "device", first_row)
-    columns["channel"] = _require_text(table, "channel", first_row)
+    if source is not None and "source" not in table.column_names:
+        check_id(source, "source")
+    columns["device"] = _require_id(table, "device", first_row)
+    columns["channel"] = _require_id(table, "channel", first_row)
     columns["ts"] = _parse_ts(table.column("ts"), first_row)
     index = _first_bad(pc.is_null(columns["ts"]))
     if index is not None:
         raise _fail("ts is empty", index, first_row)
+    _check_range(columns["ts"], table.column("ts"), first_row)
     columns["value"] = _parse_float(table.column("value"), "value", first_row)
     columns["unit"] = _normalize_units(_require_text(table, "unit", first_row), first_row)
 
@@ -359,7 +539,8 @@ def to_readings(data: Any, *, source: str | None = None, first_row: int = 1,
                       else pa.chunked_array([pa.nulls(n, pa.int64())]))
     if "error_code" in table.column_names:
         code = _text(table, "error_code")
-        columns["error_code"] = pc.if_else(pc.equal(code, ""), None, code)
+        columns["error_code"] = _check_texts(pc.if_else(pc.equal(code, ""), None, code),
+                                             "error_code", first_row, identifier=False)
     else:
         columns["error_code"] = pa.chunked_array([pa.nulls(n, pa.string())])
     columns["validated"] = (_parse_bool(table.column("validated"), "validated", first_row)
@@ -369,7 +550,11 @@ def to_readings(data: Any, *, source: str | None = None, first_row: int = 1,
     if keep_hints:
         for name in CHANNEL_HINT_COLUMNS:
             if name in table.column_names:
-                result = result.append_column(name, _text(table, name))
+                hint = _text(table, name)
+                if name == "quantity":
+                    hint = pc.if_else(pc.equal(hint, ""), None, hint)
+                    hint = _check_texts(hint, name, first_row)
+                result = result.append_column(name, hint)
         if "kind" in result.column_names:
             kind = result.column("kind")
             index = _first_bad(pc.and_(pc.is_valid(kind), pc.invert(pc.is_in(kind, _KINDS))))

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 
 from meterhub.errors import InputError
+from meterhub.model import TS_MAX, TS_RANGE_TEXT, in_time_range
 
 UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -68,25 +69,42 @@ def zone(name: str) -> ZoneInfo:
                          "Europe/Amsterdam or UTC") from exc
 
 
-def to_utc(value: object, tz: str | None = None) -> dt.datetime | None:
+def to_utc(value: object, tz: str | None = None, *, what: str = "time",
+           checked: bool = True, end: bool = False) -> dt.datetime | None:
     """An aware UTC datetime from a string, date, datetime or pandas Timestamp.
 
-    Naive values are read in ``tz`` when given, else as UTC.
+    Naive values are read in ``tz`` when given, else as UTC. A time outside the range
+    meterhub keeps (`meterhub.model.TS_MIN` to `TS_MAX`; ``end``: the exclusive end of a
+    range, which may be `TS_MAX` itself) is an `InputError` that says the range and calls
+    the value ``what`` (start, end, the configured start). ``checked=False`` accepts any
+    time Python's datetime holds (years 1 to 9999), for deleting rows stored out there
+    before writes were checked.
     """
     if value is None:
         return None
     try:
         stamp = pd.Timestamp(value)  # type: ignore[arg-type]
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"cannot read time {value!r}: use ISO 8601 such as 2024-03-31 or "
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InputError(f"cannot read {what} {value!r}: use ISO 8601 such as 2024-03-31 or "
                          "2024-03-31T02:00:00+02:00") from exc
     if pd.isna(stamp):
-        raise InputError(f"cannot read time {value!r}: use ISO 8601")
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize(zone(tz) if tz else UTC, ambiguous=True,
-                                  nonexistent="shift_forward")
-    result: dt.datetime = stamp.tz_convert(UTC).to_pydatetime()
+        raise InputError(f"cannot read {what} {value!r}: use ISO 8601")
+    try:
+        if stamp.tzinfo is None:
+            stamp = stamp.tz_localize(zone(tz) if tz else UTC, ambiguous=True,
+                                      nonexistent="shift_forward")
+        result: dt.datetime = stamp.tz_convert(UTC).to_pydatetime()
+    except (ValueError, OverflowError, NotImplementedError, pd.errors.OutOfBoundsDatetime):
+        # beyond what Python's datetime holds (year 0 after a zone's offset, year 10000)
+        raise _outside(value, what) from None
+    if checked and not (in_time_range(result) or (end and result == TS_MAX)):
+        raise _outside(value, what)
     return result
+
+
+def _outside(value: object, what: str) -> InputError:
+    given = value.isoformat() if isinstance(value, dt.date) else str(value)
+    return InputError(f"{what} {given} is outside the times meterhub keeps: {TS_RANGE_TEXT}")
 
 
 def epoch_us(moment: dt.datetime) -> int:

@@ -152,17 +152,55 @@ def convert(values: npt.NDArray[np.float64], src: str, dst: str) -> npt.NDArray[
     return np.asarray(result.to(parse_unit(dst)).magnitude, dtype=np.float64)
 
 
-def unit_for_channel(quantity: str, unit: str) -> str:
-    """The unit a new channel stores: its quantity's canonical unit when ``unit`` converts to
-    it, else ``unit`` as given (normalised)."""
+#: How far a unit may stray from its quantity's canonical unit: one step of it is worth
+#: between 1/SCALE_LIMIT and SCALE_LIMIT canonical units. Wide enough for every unit a
+#: meter or a station uses (J and TWh for energy, µm and km for rain, mbar and MPa for
+#: pressure), narrow enough to catch a unit that names another scale of the world
+#: (parsec of rain, electronvolts of household energy), whose values become absurd.
+SCALE_LIMIT = 1e9
+
+
+def canonical_unit(quantity: str) -> str | None:
+    """The canonical unit of a known quantity (`CANONICAL_UNITS`), else None."""
     try:
-        canonical = CANONICAL_UNITS.get(Quantity(quantity))
+        return CANONICAL_UNITS.get(Quantity(quantity))
     except ValueError:
-        canonical = None
-    if canonical is not None:
-        try:
-            check_convertible(unit, canonical)
-            return normalize_unit(canonical)
-        except UnitError:
-            pass
-    return normalize_unit(unit)
+        return None
+
+
+def unit_scale(src: str, dst: str) -> float:
+    """What one step of unit ``src`` is worth in ``dst`` (5/9 for degF in degC, 1000 for
+    kWh in Wh); `UnitError` when they measure different things."""
+    steps = convert(np.array([0.0, 1.0]), src, dst)
+    return float(steps[1] - steps[0])
+
+
+def check_unit_for(quantity: str, unit: str, stored: str | None = None) -> str:
+    """The canonical spelling of ``unit`` when it may carry values of ``quantity``, else a
+    `UnitError` that names the unit and the quantity.
+
+    The yardstick is the quantity's canonical unit, else ``stored`` (the unit a channel
+    already keeps), else nothing: any unit pint knows. ``unit`` must measure what the
+    yardstick measures, and one step of it must lie within a factor `SCALE_LIMIT` of it.
+    """
+    spelled = normalize_unit(unit)
+    reference = canonical_unit(quantity) or stored
+    if reference is None:
+        return spelled
+    if parse_unit(unit).dimensionality != parse_unit(reference).dimensionality:
+        raise UnitError(f"unit {spelled} does not measure {quantity}: use a unit that "
+                        f"converts to {normalize_unit(reference)}")
+    scale = abs(unit_scale(unit, reference))
+    if not 1 / SCALE_LIMIT <= scale <= SCALE_LIMIT:
+        raise UnitError(f"unit {spelled} does not fit {quantity}: one {spelled} is "
+                        f"{scale:.3g} {normalize_unit(reference)}, more than a factor "
+                        "1e9 away from it")
+    return spelled
+
+
+def unit_for_channel(quantity: str, unit: str) -> str:
+    """The unit a new channel stores: its quantity's canonical unit, when ``unit`` fits the
+    quantity (`check_unit_for`, else `UnitError`); for other quantities ``unit`` as given
+    (normalised)."""
+    check_unit_for(quantity, unit)
+    return normalize_unit(canonical_unit(quantity) or unit)

@@ -133,7 +133,13 @@ def test_units_are_converted_on_request(api: Api) -> None:
 
 
 @pytest.mark.parametrize(("query", "status", "words"), [
-    ("start=yesterday-ish", 400, "cannot read time"),
+    ("start=yesterday-ish", 400, "cannot read start 'yesterday-ish'"),
+    ("start=0001-01-01", 400, "start 0001-01-01 is outside the times meterhub keeps: "
+                              "1800-01-01 to 2199-12-31 (UTC)"),
+    ("start=1799-12-31T23:59:59Z", 400, "start 1799-12-31T23:59:59Z is outside"),
+    ("end=9999-12-31", 400, "end 9999-12-31 is outside the times meterhub keeps"),
+    ("end=2200-01-01T00:00:01Z", 400, "end 2200-01-01T00:00:01Z is outside"),
+    ("start=0001-01-01T00:00:00%2B01:00", 400, "start 0001-01-01T00:00:00+01:00 is outside"),
     ("start=2024-10-27&end=2024-10-26", 400, "is not after start"),
     ("limit=0", 400, "limit"),
     ("limit=abc", 400, "limit"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Iterator
 
 import numpy as np
@@ -129,6 +130,43 @@ def test_counter_consumption_equals_pandas(minutes: list[int], start: str, tz: s
     assert (got["consumption"] >= 0).all()
     pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_freq=False,
                                   check_index_type=False, rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(minutes=st.lists(st.integers(0, 299 * 365 * 24 * 60), min_size=2, max_size=40,
+                        unique=True),
+       # zones whose offsets since 1900 are whole quarter hours, as bucketing assumes (the
+       # local mean times of the 19th century are not)
+       tz=st.sampled_from(["UTC", "America/New_York", "Australia/Adelaide"]),
+       every=st.sampled_from(["hour", "day", "month", "year"]),
+       rises=st.lists(st.floats(0, 5, allow_nan=False), min_size=40, max_size=40))
+def test_a_counter_spanning_centuries_equals_pandas(minutes: list[int], tz: str, every: str,
+                                                    rises: list[float]) -> None:
+    """A few readings from 1900 to 2199: buckets are found per reading (a grid of edges
+    over three centuries would take 10 M cells and most of a gigabyte)."""
+    ts = pd.DatetimeIndex(pd.Timestamp("1900-01-02", tz="UTC")
+                          + pd.to_timedelta(sorted(minutes), "min"))
+    array = 1000.0 + np.cumsum(np.round(rises[:len(ts)], 6))
+    with new_hub() as hub:
+        write_series(hub, ts, array, "counter")
+        got = ours(hub, every, tz, ["consumption", "count"])
+    expected = reference_counter(ts, array, every, tz)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_freq=False,
+                                  check_index_type=False, rtol=1e-9, atol=1e-9)
+
+
+def test_two_readings_four_centuries_apart_cost_no_grid(memory_hub: Hub) -> None:
+    ts = pd.DatetimeIndex(["1800-01-02T00:00Z", "2199-12-01T00:00Z"])
+    write_series(memory_hub, ts, np.array([1.0, 3.5]), "counter")
+    tracemalloc.start()
+    try:
+        got = ours(memory_hub, "15min", "UTC", ["consumption", "count"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got.to_dict("records") == [{"consumption": 2.5, "count": 1}]
+    assert got.index[0] == pd.Timestamp("2199-11-30T23:45Z")
+    assert peak < 20_000_000, peak  # a 15-minute grid over the span: 14 M cells, ~750 MB
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
-"""Commands over the stored data: import, export, query, devices, gaps, channels, compact,
-sample."""
+"""Commands over the stored data: import, export, query, devices, gaps, channels, delete,
+compact, sample."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from meterhub.cli.common import (
     UnitOption,
     app,
     err,
+    fail,
     opened,
     out,
     store_url,
@@ -41,6 +42,7 @@ from meterhub.errors import MeterhubError
 from meterhub.fileio import Format as FileFormat
 from meterhub.fileio import export_readings, guess_format, read_readings_file
 from meterhub.hub import Hub
+from meterhub.model import TS_RANGE_TEXT
 from meterhub.store.base import WriteResult
 
 TABLE_ROWS = 50  #: rows a table shows unless --limit or --all says otherwise
@@ -233,8 +235,13 @@ def devices(store: StoreOption = None, config: OptionalConfig = None,
         stats: pa.Table = hub.channels(as_="arrow")
         table = stats.select(["source", "device", "channel", "kind", "unit", "readings",
                               "first_ts", "last_ts"])
+        outside = hub.count_outside_range()
+        notes = [f"{outside:,} reading(s) lie outside the times meterhub keeps "
+                 f"({TS_RANGE_TEXT}) and are left out of every read: `meterhub delete "
+                 "--device ID --outside-range --yes` removes them"] if outside else []
         emit(table, chosen(fmt), {}, title=f"{len(hub.store.devices())} devices, "
-             f"{stats.num_rows} channels", drop_first=["first_ts", "source", "readings"])
+             f"{stats.num_rows} channels", drop_first=["first_ts", "source", "readings"],
+             notes=notes)
 
 
 @app.command()
@@ -278,6 +285,39 @@ def channels_set_kind(
         before = hub.set_kind(device, channel, kind)
     out.print(f"{device}/{channel}: kind {before.value} -> {kind}", markup=False,
               highlight=False)
+
+
+@app.command()
+def delete(
+    device: Annotated[list[str], typer.Option(
+        "--device", "-d", metavar="ID", help="Device whose readings to delete; repeat for "
+                                            "several.")],
+    store: StoreOption = None,
+    config: OptionalConfig = None,
+    channel: ChannelOption = None,
+    start: Annotated[str | None, typer.Option(
+        metavar="TIME", help="Start, inclusive, ISO 8601 (naive times are UTC, or in --tz); "
+                             "any year from 1 to 9999.")] = None,
+    end: Annotated[str | None, typer.Option(
+        metavar="TIME", help="End, exclusive, ISO 8601; any year from 1 to 9999.")] = None,
+    tz: Annotated[str | None, typer.Option(
+        metavar="ZONE", help="IANA time zone for naive --start and --end.")] = None,
+    outside_range: Annotated[bool, typer.Option(
+        "--outside-range", help=f"Delete only readings outside the times meterhub keeps "
+                                f"({TS_RANGE_TEXT}), stored before writes were checked.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Really delete (required).")] = False,
+) -> None:
+    """Delete readings of a device (a channel, a time range); prints how many went.
+
+    Devices and channels stay. Nothing is deleted without --yes.
+    """
+    if not yes:
+        raise fail("delete removes readings for good: add --yes to go ahead")
+    with opened(store_url(store, config), create=False) as hub, user_errors():
+        count = hub.delete(device=device, channel=channel, start=start, end=end, tz=tz,
+                           outside_range=outside_range)
+    out.print(f"{count:,} readings deleted", markup=False, highlight=False)
 
 
 @app.command()

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
+from meterhub.errors import MeterhubError
 from meterhub.http import Limit
 from meterhub.model import Channel, Device, Site
+from meterhub.timebase import to_utc
 from meterhub.units import Quantity
 
 
@@ -30,6 +32,16 @@ class SourceConfig(BaseModel):
     base_url: HttpUrl
     devices: list[str] | None = Field(default=None, description="Default: all discovered")
     start: str | None = Field(default=None, description="Where a first backfill begins")
+
+    @field_validator("start")
+    @classmethod
+    def _readable_start(cls, value: str | None) -> str | None:
+        # checked here, so `config check` says what a sync would only find out later
+        try:
+            to_utc(value, what="start")
+        except MeterhubError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
 
 @dataclass(frozen=True, slots=True)

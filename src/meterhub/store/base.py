@@ -51,7 +51,9 @@ class Selection:
 
     devices: Sequence[str] | None = None
     channels: Sequence[str] | None = None
-    start: dt.datetime | None = None  #: inclusive, aware UTC
+    #: inclusive, aware UTC; reads keep to [`meterhub.model.TS_MIN`, `TS_MAX`) whatever
+    #: the bounds, only `Store.delete` takes them as given
+    start: dt.datetime | None = None
     end: dt.datetime | None = None  #: exclusive, aware UTC
     sources: Sequence[str] | None = None
 
@@ -107,7 +109,16 @@ class Store(Protocol):
         """Missing expected intervals and seq discontinuities per channel."""
         ...
 
-    def count(self, selection: Selection) -> int: ...
+    def count(self, selection: Selection, *, outside_range: bool = False) -> int:
+        """The selected readings within [`meterhub.model.TS_MIN`, `TS_MAX`); with
+        ``outside_range`` those outside it (which reads skip), within the bounds as given."""
+        ...
+
+    def delete(self, selection: Selection, *, outside_range: bool = False) -> int:
+        """Delete the selected readings, bounds taken as given (they may lie outside the
+        times reads keep to); with ``outside_range`` only rows outside those times.
+        Returns how many were deleted."""
+        ...
 
     def upsert_sites(self, sites: Sequence[Site]) -> None: ...
 

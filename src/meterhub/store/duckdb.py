@@ -45,12 +45,15 @@ from meterhub.errors import (
 from meterhub.keys import ApiKey, Scope
 from meterhub.model import (
     READING_SCHEMA,
+    TS_MAX,
+    TS_MIN,
     TS_TYPE,
     Channel,
     ChannelKind,
     Device,
     Quality,
     Site,
+    check_catalog,
     to_readings,
 )
 from meterhub.store.base import (
@@ -62,7 +65,14 @@ from meterhub.store.base import (
     SyncCursor,
     WriteResult,
 )
-from meterhub.store.buckets import DAY_US, bucket_edges, bucket_sql, label_buckets
+from meterhub.store.buckets import (
+    DAY_US,
+    GRID_US,
+    bucket_edges,
+    bucket_numpy,
+    bucket_sql,
+    label_buckets,
+)
 from meterhub.timebase import (
     FIXED_UTC,
     MICROS,
@@ -75,8 +85,8 @@ from meterhub.timebase import (
 )
 from meterhub.units import (
     Quantity,
+    check_unit_for,
     convert,
-    normalize_unit,
     quantity_for_unit,
     unit_for_channel,
 )
@@ -167,6 +177,13 @@ def _values(rows: pa.Table, index: int) -> tuple[Any, ...]:
 _LOCK_PID = re.compile(r"PID (\d+)")
 _USES_T = re.compile(r"\bt\b")  # a bucket expression that needs epoch µs as column t
 _GOOD = "quality <> 'sensor_error' AND value IS NOT NULL"
+#: Reads keep to the times a reading may have (`meterhub.model.TS_MIN`, `TS_MAX`): a row
+#: written outside them before writes were checked (year 1, year 9999) has no local time
+#: in some zones and no pandas time at all, so reads skip it and only `delete` sees it.
+_NAIVE_MIN, _NAIVE_MAX = naive_utc(TS_MIN), naive_utc(TS_MAX)
+_IN_RANGE = (f"ts >= TIMESTAMP '{_NAIVE_MIN.isoformat(sep=' ')}' "
+             f"AND ts < TIMESTAMP '{_NAIVE_MAX.isoformat(sep=' ')}'")
+_MIN_US, _MAX_US = epoch_us(TS_MIN), epoch_us(TS_MAX)
 
 
 def path_from_url(url: str) -> str:
@@ -209,6 +226,29 @@ def _first(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
 
 def _in_list(values: Iterable[Any]) -> str:
     return ", ".join(str(int(v)) for v in values)
+
+
+def _as_given(selection: Selection, series: Sequence[tuple[Any, ...]],
+              outside_range: bool) -> tuple[str, list[Any]]:
+    """The condition for the selection's rows with its bounds as given (not clamped to the
+    times reads keep to); with ``outside_range`` only rows outside those times."""
+    clauses, params = [f"series_id IN ({_in_list(s[0] for s in series)})"], []
+    if selection.start is not None:
+        clauses.append("ts >= ?")
+        params.append(naive_utc(selection.start))
+    if selection.end is not None:
+        clauses.append("ts < ?")
+        params.append(naive_utc(selection.end))
+    if outside_range:
+        clauses.append(f"NOT ({_IN_RANGE})")
+    return " AND ".join(clauses), params
+
+
+def _clamped(selection: Selection) -> tuple[dt.datetime, dt.datetime]:
+    """A selection's [start, end) within [`TS_MIN`, `TS_MAX`) (reads see no other rows)."""
+    start = TS_MIN if selection.start is None else max(selection.start, TS_MIN)
+    end = TS_MAX if selection.end is None else min(selection.end, TS_MAX)
+    return start, end
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -493,7 +533,7 @@ class DuckDBStore:
                 SELECT series_id, epoch_us(ts), value, quality::VARCHAR, validated, seq,
                        error_code
                 FROM readings WHERE series_id IN ({_in_list(series)})
-                                AND ts >= make_timestamp({since})
+                                AND ts >= make_timestamp({since}) AND {_IN_RANGE}
                 QUALIFY row_number() OVER (PARTITION BY series_id ORDER BY ts DESC) = 1
                 """).fetchall():
             found[int(series_id)] = _Newest(int(ts), tuple(values))
@@ -544,11 +584,18 @@ class DuckDBStore:
         chosen = _new_channel_kinds(table, {key: (
             ChannelKind(min(hinted[key])) if key in hinted else None, units[key])
             for key in fresh})
-        new = [_new_channel(item, chosen[key]) for key, item in fresh.items()]
+        new = []
+        for key, item in fresh.items():
+            try:
+                new.append(_new_channel(item, chosen[key]))
+            except UnitError as exc:
+                row = _first_row(table, key) + 1
+                reason = f"channel {key[0]}/{key[1]}: {exc}"
+                raise InputError(f"row {row}: {reason}", row=row, reason=reason) from None
         if new:
             self._insert_channels(new)
         devices = [sorted({d["device"] for d in distinct})]
-        return con.sql("SELECT device, channel, series_id, unit FROM channels "
+        return con.sql("SELECT device, channel, series_id, unit, quantity FROM channels "
                        "WHERE device IN (SELECT unnest(?))", params=devices
                        ).to_arrow_table(), bool(new), len(fresh) == len(firsts)
 
@@ -563,10 +610,18 @@ class DuckDBStore:
              for i, c in enumerate(channels)])
 
     def _to_channel_units(self, table: pa.Table, series: pa.Table) -> pa.Table:
-        """Values rescaled into each channel's stored unit (vectorised per distinct pair)."""
+        """Values rescaled into each channel's stored unit (vectorised per distinct pair).
+
+        A unit must fit the channel's quantity (`check_unit_for`), and every converted
+        value must still be a finite number (1.7e308 MWh is no number of kWh): else the
+        write is refused, naming the first row at fault."""
         units = {(d, c): u for d, c, u in zip(series.column("device").to_pylist(),
                                               series.column("channel").to_pylist(),
                                               series.column("unit").to_pylist(), strict=True)}
+        quantities = {(d, c): q for d, c, q in zip(series.column("device").to_pylist(),
+                                                   series.column("channel").to_pylist(),
+                                                   series.column("quantity").to_pylist(),
+                                                   strict=True)}
         pairs = table.select(["device", "channel", "unit"]).group_by(
             ["device", "channel", "unit"]).aggregate([]).to_pylist()
         mismatched = [p for p in pairs if units[(p["device"], p["channel"])] != p["unit"]]
@@ -578,13 +633,26 @@ class DuckDBStore:
                                    pc.equal(table.column("channel"), pair["channel"])),
                            pc.equal(table.column("unit"), pair["unit"]))
             index = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
-            target = units[(pair["device"], pair["channel"])]
+            key = (pair["device"], pair["channel"])
+            target = units[key]
             try:
-                values[index] = convert(values[index], pair["unit"], target)
+                check_unit_for(quantities[key], pair["unit"], stored=target)
+                with np.errstate(over="ignore"):  # an overflow is refused just below
+                    converted = convert(values[index], pair["unit"], target)
             except UnitError as exc:
-                reason = f"channel {pair['device']}/{pair['channel']} stores {target}: {exc}"
+                reason = f"channel {key[0]}/{key[1]} stores {target}: {exc}"
                 raise InputError(f"row {int(index[0]) + 1}: {reason}", row=int(index[0]) + 1,
                                  reason=reason) from None
+            # NaN stands for a sensor error's null here: only a number that grew is at fault
+            bad = np.flatnonzero(np.isinf(converted))
+            if len(bad):
+                at = int(index[bad[0]])
+                reason = (f"value {float(values[at])!r} {pair['unit']} is "
+                          f"{float(converted[bad[0]])} "
+                          f"{target} in channel {key[0]}/{key[1]}'s unit: not a finite "
+                          "number")
+                raise InputError(f"row {at + 1}: {reason}", row=at + 1, reason=reason)
+            values[index] = converted
         valid = pc.is_valid(table.column("value"))
         column = pa.array(values, mask=pc.invert(valid).to_numpy(zero_copy_only=False))
         table = table.set_column(table.schema.get_field_index("value"), "value", column)
@@ -646,10 +714,37 @@ class DuckDBStore:
             con.unregister("_incoming")
             con.unregister("_series")
 
+    @_exclusive
+    def delete(self, selection: Selection, *, outside_range: bool = False) -> int:
+        """Delete the selected readings; returns how many there were.
+
+        ``start`` and ``end`` are taken as given, even outside the times reads keep to, so
+        that rows stored there before writes were checked can be removed; with
+        ``outside_range`` only those rows (outside [`TS_MIN`, `TS_MAX`)) go.
+        """
+        series = self._series(selection)
+        if not series:
+            return 0
+        where, params = _as_given(selection, series, outside_range)
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            row = _first(con.execute(f"DELETE FROM readings WHERE {where}", params))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            # where each series ends may have gone with the rows: learn it again
+            for series_id, *_ in series:
+                self._newest.pop(series_id, None)
+        return int(row[0]) if row else 0
+
     # -- catalog ---------------------------------------------------------------------------
 
     @_exclusive
     def upsert_sites(self, sites: Sequence[Site]) -> None:
+        sites = [check_catalog(site) for site in sites]
         if sites:
             self._con.executemany(
                 "INSERT OR REPLACE INTO sites VALUES (?, ?, ?, ?, ?)",
@@ -657,6 +752,7 @@ class DuckDBStore:
 
     @_exclusive
     def upsert_devices(self, devices: Sequence[Device]) -> None:
+        devices = [check_catalog(device) for device in devices]
         if devices:
             self._con.executemany(
                 "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -668,14 +764,16 @@ class DuckDBStore:
     def upsert_channels(self, channels: Sequence[Channel]) -> None:
         """Add channels or update their quantity, kind and interval.
 
-        A channel's unit is fixed once it holds readings, since stored values are in it.
+        A channel's unit is fixed once it holds readings, since stored values are in it,
+        and must fit its quantity (`meterhub.model.check_catalog`).
         """
+        channels = [check_catalog(ch) for ch in channels]
         con = self._con
         con.execute("BEGIN TRANSACTION")
         try:
             fresh = []
             for ch in channels:
-                unit = normalize_unit(ch.unit)
+                unit = ch.unit
                 row = _first(con.execute(
                     "SELECT series_id, unit FROM channels WHERE device = ? AND channel = ?",
                     [ch.device, ch.channel]))
@@ -756,6 +854,7 @@ class DuckDBStore:
             LEFT JOIN (SELECT series_id, count(*) AS readings, min(ts) AS first_ts,
                               max(ts) AS last_ts, max(b.written_at) AS written_at
                        FROM readings JOIN batches b USING (batch_id)
+                       WHERE {_IN_RANGE}
                        GROUP BY series_id) s USING (series_id)
             WHERE {where} ORDER BY c.device, c.channel""", params=params).to_arrow_table()
 
@@ -888,19 +987,22 @@ class DuckDBStore:
 
     @staticmethod
     def _time_filter(selection: Selection, column: str = "ts") -> tuple[str, list[Any]]:
-        clauses, params = [], []
-        if selection.start is not None:
-            clauses.append(f"{column} >= ?")
-            params.append(naive_utc(selection.start))
-        if selection.end is not None:
-            clauses.append(f"{column} < ?")
-            params.append(naive_utc(selection.end))
-        return " AND ".join(clauses) or "TRUE", params
+        """The selection's [start, end), always within the times a reading may have."""
+        start, end = _clamped(selection)
+        return f"{column} >= ? AND {column} < ?", [naive_utc(start), naive_utc(end)]
 
-    def count(self, selection: Selection) -> int:
+    def count(self, selection: Selection, *, outside_range: bool = False) -> int:
+        """The selected readings; with ``outside_range`` those that reads skip because
+        they lie outside [`TS_MIN`, `TS_MAX`) (and within the selection's bounds as given),
+        which `delete` removes."""
         series = self._series(selection)
         if not series:
             return 0
+        if outside_range:
+            where, params = _as_given(selection, series, outside_range=True)
+            row = _first(self._con.execute(f"SELECT count(*) FROM readings WHERE {where}",
+                                           params))
+            return int(row[0]) if row else 0
         where, params = self._time_filter(selection)
         row = _first(self._con.execute(
             f"SELECT count(*) FROM readings WHERE series_id IN ({_in_list(s[0] for s in series)})"
@@ -1108,7 +1210,7 @@ class DuckDBStore:
         A window function over the whole range was 5x slower in DuckDB than fetching the
         clustered rows as Arrow and differencing them here.
         """
-        inner, params = [f"series_id IN ({_in_list(ids)})", _GOOD], []
+        inner, params = [f"series_id IN ({_in_list(ids)})", _GOOD, _IN_RANGE], []
         # Right-closed buckets: readings in (start, end] plus the last one at/before start.
         if selection.start is not None:
             inner.append("ts > ?")
@@ -1128,7 +1230,8 @@ class DuckDBStore:
         if selection.start is not None:
             before = self._con.sql(
                 f"SELECT series_id, epoch_us(max(ts)) AS t, arg_max(value, ts) AS value "
-                f"FROM readings WHERE series_id IN ({_in_list(ids)}) AND {_GOOD} AND ts <= ? "
+                f"FROM readings WHERE series_id IN ({_in_list(ids)}) AND {_GOOD} "
+                f"AND {_IN_RANGE} AND ts <= ? "
                 "GROUP BY series_id ORDER BY series_id",
                 params=[naive_utc(selection.start)]).to_arrow_table()
             at = np.searchsorted(sid, _column(before, "series_id", np.int32))
@@ -1141,15 +1244,15 @@ class DuckDBStore:
     def _range_us(self, selection: Selection, series: Sequence[tuple[int, str, str, str, str]],
                   tz: str) -> tuple[int | None, int | None]:
         """The µs range a query spans: the selection's bounds, else the data's."""
-        lo = epoch_us(selection.start) if selection.start is not None else None
-        hi = epoch_us(selection.end) if selection.end is not None else None
+        lo = max(epoch_us(selection.start), _MIN_US) if selection.start is not None else None
+        hi = min(epoch_us(selection.end), _MAX_US) if selection.end is not None else None
         if tz in FIXED_UTC and (lo is None or hi is None):
             # one offset for all time: no need to look at the data for its range
             return (lo if lo is not None else -(2**53), hi if hi is not None else 2**53)
         if lo is None or hi is None:
             row = _first(self._con.execute(
                 "SELECT epoch_us(min(ts)), epoch_us(max(ts)) FROM readings WHERE series_id IN "
-                f"({_in_list(s[0] for s in series)})"))
+                f"({_in_list(s[0] for s in series)}) AND {_IN_RANGE}"))
             if row is None or row[0] is None:
                 return None, None
             lo = row[0] if lo is None else lo
@@ -1441,6 +1544,10 @@ def _counter_sums(sid: npt.NDArray[np.int32], t: npt.NDArray[np.int64],
         cur = value[falls]
         rise[falls] = np.where((cur >= 0) & (cur <= -rise[falls]), cur, 0.0)
     rise[seg] = 0.0  # a series' first row is its base, not a rise
+    if (int(t.max()) - int(t.min())) // GRID_US >= len(t):
+        # few rows over a long span (a reading in 1850, one in 2150): a grid of edges
+        # would outgrow the rows, so each row finds its own bucket instead
+        return _sparse_counter_sums(sid, t, rise, seg, size, transitions)
     edges, ids = bucket_edges(int(t.min()) - 1, int(t.max()), size, transitions)
     out_sid, out_bucket, out_start, out_count = [], [], [], []
     bounds = np.r_[seg, len(t)]
@@ -1464,6 +1571,27 @@ def _counter_sums(sid: npt.NDArray[np.int32], t: npt.NDArray[np.int64],
         "bucket": pa.array(np.concatenate(out_bucket).astype("datetime64[us]")),
         "consumption": pa.array(np.add.reduceat(rise, starts)),
         "count": pa.array(np.concatenate(out_count).astype(np.int64)),
+    })
+
+
+def _sparse_counter_sums(sid: npt.NDArray[np.int32], t: npt.NDArray[np.int64],
+                         rise: npt.NDArray[np.float64], seg: npt.NDArray[np.intp],
+                         size: Every, transitions: list[tuple[int, int]]) -> pa.Table:
+    """`_counter_sums` with each row's bucket found from its own time: O(rows), whatever
+    the span. Right-closed as there: a rise ending on an edge belongs to the bucket before,
+    so a row's bucket is that of the instant just before it."""
+    bucket = bucket_numpy(t - 1, size, transitions)
+    starts = np.flatnonzero(np.r_[True, (sid[1:] != sid[:-1]) | (bucket[1:] != bucket[:-1])])
+    base = np.zeros(len(t), dtype=np.int64)
+    base[seg] = 1
+    # rows in each (series, bucket) run, less the series' base row if it lies there
+    number = np.diff(np.r_[starts, len(t)]) - np.add.reduceat(base, starts)
+    keep = number > 0
+    return pa.table({
+        "series_id": pa.array(sid[starts][keep].astype(np.int32)),
+        "bucket": pa.array(bucket[starts][keep].astype("datetime64[us]")),
+        "consumption": pa.array(np.add.reduceat(rise, starts)[keep]),
+        "count": pa.array(number[keep].astype(np.int64)),
     })
 
 
