@@ -27,13 +27,13 @@ from starlette.responses import Response, StreamingResponse
 from meterhub import __version__, encode
 from meterhub.api import docs, dsmr_reader, schemas
 from meterhub.api.problems import Problem, install, problems
+from meterhub.api.push import PUSH_LIMITS, item_problem, read_push
 from meterhub.api.security import KeyLimits, KeyRing, RateLimitHeaders, require
 from meterhub.config import Settings
 from meterhub.errors import InputError
-from meterhub.fileio import read_csv_bytes
 from meterhub.hub import Hub
 from meterhub.keys import ApiKey, RateLimit, Scope, new_key
-from meterhub.model import records_to_arrow
+from meterhub.model import TS_RANGE_TEXT
 from meterhub.store import PageKey
 from meterhub.timebase import zone
 
@@ -42,7 +42,6 @@ log = logging.getLogger("meterhub.api")
 DEFAULT_LIMIT = 10_000
 MAX_LIMIT = 5_000_000
 PUSH_SOURCE = "api"
-MAX_PUSH_BYTES = 100_000_000  #: a bigger POST /readings body is refused with 413
 SMALL_ROWS = 20_000  #: pages and tables up to this size are answered in one piece
 
 DeviceQ = Annotated[list[str] | None, Query(description="Device id; repeat for several.")]
@@ -61,6 +60,8 @@ TABLE_CONTENT = {"text/csv": {"schema": {"type": "string"}},
                  "application/vnd.apache.parquet": BINARY,
                  "application/vnd.apache.arrow.stream": BINARY}
 READ_ERRORS = problems(400, 401, 403, 404, 429)
+DELETED_SCHEMA = {"type": "object", "required": ["deleted"],
+                  "properties": {"deleted": {"type": "integer", "minimum": 0}}}
 CATALOG_ERRORS = problems(400, 401, 403, 429)
 
 
@@ -241,24 +242,54 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
         """Store a batch of readings (JSON array or CSV), idempotently by key.
 
         A bad item is reported with its 0-based ``index`` and nothing of the batch is
-        written. Rows without ``source`` are stored under source "api".
+        written. Rows without ``source`` are stored under source "api". A batch may hold
+        up to 500,000 readings in at most 40 MB of JSON or 20 MB of CSV (else 413).
         """
         media = request.headers.get("content-type", "application/json").split(";")[0]
         media = media.strip().lower()
-        if media not in ("application/json", "text/csv"):
+        if media not in PUSH_LIMITS:
             raise Problem(415, f"cannot read {media!r}: send application/json (an array of "
                           "readings) or text/csv")
-        body = await _limited_body(request)
-        table = await run_in_threadpool(_parse_push, body, media)
+        # parsed and validated a slice at a time as it arrives (meterhub.api.push)
+        table = await read_push(request, media, PUSH_SOURCE)
         if table.num_rows == 0:
             return _json({"received": 0, "written": 0, "batch": None})
         try:
             result = await run_in_threadpool(hub.write, table, source=PUSH_SOURCE,
                                               origin="api")
         except InputError as exc:
-            raise _item_problem(exc, media) from None
+            raise item_problem(exc, media) from None
         return _json({"received": result.rows, "written": result.written,
                       "batch": result.batch_id})
+
+    @app.delete(f"{v1}/readings", tags=["readings"], response_model=None,
+                dependencies=[admin],
+                responses={200: {"description": "how many readings were deleted",
+                                 "content": {"application/json": {"schema": DELETED_SCHEMA}}},
+                           **READ_ERRORS})
+    def delete_readings(
+            device: Annotated[list[str], Query(
+                description="Device whose readings to delete; repeat for several.")],
+            channel: ChannelQ = None,
+            start: Annotated[str | None, Query(
+                description="Start, inclusive, ISO 8601 (any year from 1 to 9999); naive "
+                            "times are read in tz.")] = None,
+            end: Annotated[str | None, Query(
+                description="End, exclusive, ISO 8601 (any year from 1 to 9999).")] = None,
+            tz: TzQ = "UTC",
+            outside_range: Annotated[bool, Query(
+                description="Delete only readings outside the times meterhub keeps "
+                            f"({TS_RANGE_TEXT}), which reads leave out.")] = False,
+    ) -> Response:
+        """Delete a device's readings (of some channels, in [start, end)); admin only.
+
+        Devices and channels stay. Bounds may lie outside the times meterhub keeps, so
+        that rows stored there before writes were checked can be removed (or use
+        ``outside_range``).
+        """
+        count = hub.delete(device=device, channel=channel, start=start, end=end, tz=tz,
+                           outside_range=outside_range)
+        return _json({"deleted": count})
 
     @app.get(f"{v1}/devices", tags=["catalog"], response_model=None, dependencies=[read],
              responses={200: {"model": schemas.Devices}, **CATALOG_ERRORS})
@@ -335,53 +366,6 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
-
-
-async def _limited_body(request: Request) -> bytes:
-    """The request body, or a 413 problem once it passes `MAX_PUSH_BYTES`."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_PUSH_BYTES:
-        raise Problem(413, f"the batch is over {MAX_PUSH_BYTES // 1_000_000} MB: send it in "
-                      "smaller batches")
-    parts, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_PUSH_BYTES:
-            raise Problem(413, f"the batch is over {MAX_PUSH_BYTES // 1_000_000} MB: send it "
-                          "in smaller batches")
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-def _parse_push(body: bytes, media: str) -> pa.Table:
-    if media == "text/csv":
-        try:
-            return read_csv_bytes(body)
-        except InputError as exc:
-            raise _item_problem(exc, media) from None
-    try:
-        items = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise Problem(400, f"the body is not JSON ({exc}): send an array of readings"
-                      ) from None
-    if not isinstance(items, list):
-        raise Problem(400, "the body must be a JSON array of readings, each with device, "
-                      "channel, ts, value and unit")
-    try:
-        return records_to_arrow(items)
-    except InputError as exc:
-        raise _item_problem(exc, media) from None
-
-
-def _item_problem(exc: InputError, media: str) -> Problem:
-    """A rejected batch: which item (0-based index; CSV rows also by line) and why."""
-    if exc.row is None:
-        return Problem(400, f"nothing was written: {exc}")
-    index = exc.row - 1
-    where = (f"item {index}" if media == "application/json"
-             else f"row {exc.row} (line {exc.row + 1})")
-    return Problem(400, f"nothing was written: {where}: {exc.reason}",
-                   errors=[{"index": index, "reason": exc.reason}])
 
 
 def _sources(hub: Hub, settings: Settings | None) -> list[dict[str, Any]]:

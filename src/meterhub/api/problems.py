@@ -1,4 +1,9 @@
-"""Errors as RFC 9457 ``application/problem+json``: a sentence to act on, never a trace."""
+"""Errors as RFC 9457 ``application/problem+json``: a sentence to act on, never a trace.
+
+Logging: one line per event. A 5xx is logged once, with its traceback, here (`CrashGuard`
+answers an unexpected error itself, so neither Starlette nor uvicorn logs it again); a
+client that goes away before its request body ended is an INFO line without traceback.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,10 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meterhub.errors import (
     ConflictError,
@@ -42,10 +49,54 @@ class Problem(Exception):
 
 def problem_response(request: Request, status: int, detail: str, *,
                      headers: Mapping[str, str] | None = None, **extra: Any) -> Response:
+    return _problem_at(request.url.path, status, detail, headers=headers, **extra)
+
+
+def _problem_at(path: str, status: int, detail: str, *,
+                headers: Mapping[str, str] | None = None, **extra: Any) -> Response:
     body = {"type": "about:blank", "title": http.HTTPStatus(status).phrase, "status": status,
-            "detail": detail, "instance": request.url.path, **extra}
+            "detail": detail, "instance": path, **extra}
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_TYPE,
                     headers=dict(headers or {}))
+
+
+class CrashGuard:
+    """ASGI middleware: an unexpected error is logged once, with its traceback, and
+    answered with a 500 problem.
+
+    Starlette's handler for ``Exception`` re-raises after answering, so uvicorn logged
+    every crash a second time ("Exception in ASGI application"); this answers it and
+    stops it. An error after the answer started cannot become a 500: it goes on to
+    uvicorn, which logs it (once) and closes the connection, so the client sees a cut
+    body rather than a complete-looking one.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started:
+                raise
+            path = scope.get("path", "")
+            log.error("unexpected error on %s %s", scope.get("method", ""), path,
+                      exc_info=exc)
+            response = _problem_at(path, 500, "the server met an unexpected error; the "
+                                   "server log has the details")
+            await response(scope, receive, send)
 
 
 def _status_of(exc: MeterhubError) -> int:
@@ -92,7 +143,8 @@ def install(app: FastAPI) -> None:
     async def _meterhub(request: Request, exc: MeterhubError) -> Response:
         status = _status_of(exc)
         if status >= 500:
-            log.error("store failure on %s: %s", request.url.path, exc)
+            log.error("store failure on %s %s: %s", request.method, request.url.path, exc,
+                      exc_info=exc)
             return problem_response(request, status, "the store failed to answer; the "
                                     "server log has the details")
         return problem_response(request, status, str(exc))
@@ -120,11 +172,21 @@ def install(app: FastAPI) -> None:
                      f"{' or '.join(allowed)}"
         return problem_response(request, exc.status_code, detail, headers=headers)
 
-    @app.exception_handler(Exception)
-    async def _crash(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s", request.url.path)
-        return problem_response(request, 500, "the server met an unexpected error; the "
-                                "server log has the details")
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> Response:
+        # the client closed the connection before its body ended: nothing was written,
+        # and nobody is left to read an answer
+        log.info("client %s went away before the request body of %s %s ended",
+                 _client(request), request.method, request.url.path)
+        return problem_response(request, 400, "the request body ended early")
+
+    # unexpected errors: logged once and answered 500 by CrashGuard (an ``Exception``
+    # handler here would be re-raised to uvicorn, which logged each crash again)
+    app.add_middleware(CrashGuard)
+
+
+def _client(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "unknown"
 
 
 PROBLEM_SCHEMA: dict[str, Any] = {

@@ -7,11 +7,11 @@ check runs on the event loop with no store call.
 
 from __future__ import annotations
 
+import collections
 import math
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -48,19 +48,44 @@ class KeyRing:
             self._keys.pop(key_id, None)
 
 
-@dataclass
-class _Window:
-    start: float
-    used: int
+class _Slots:
+    """One key's recent admissions: counts per slot (index -> count), oldest first."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts: collections.deque[list[int]] = collections.deque()  # [slot, count]
+        self.total = 0
 
 
 class KeyLimits:
-    """Fixed windows per key, aligned to multiples of the period on the wall clock."""
+    """Per-key limits as a sliding window of ``SLOTS`` slots.
 
-    def __init__(self, default: RateLimit, clock: Callable[[], float] = time.time) -> None:
+    The period is cut into ``SLOTS`` equal slots (a second each for a per-minute limit);
+    a key keeps the number of requests it was allowed in each of its last ``SLOTS + 1``
+    slots, so its memory is bounded (at most 61 small counters) whatever its limit.
+    A request is allowed while the count over the current slot and the ``SLOTS`` before it
+    is below ``calls``. That span always covers the last ``period`` seconds, so no window
+    of ``period`` seconds, wherever it starts, holds more than ``calls`` allowed requests
+    (fixed windows let twice the limit through across a window's edge; a token bucket of
+    ``calls`` lets a burst through on top of its refill). It may refuse up to one slot
+    (period / 60) early, never late; an idle key has its whole allowance back after
+    ``period`` plus one slot.
+
+    Headers: ``X-RateLimit-Remaining`` is how many more requests are allowed now,
+    ``X-RateLimit-Reset`` the seconds until the whole allowance is back (every counted
+    request has left the window), and ``Retry-After`` (on a refusal) the seconds until
+    the next request is allowed.
+    """
+
+    SLOTS = 60
+
+    def __init__(self, default: RateLimit,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.default = default
         self._clock = clock
-        self._windows: dict[str, _Window] = {}
+        self._keys: dict[str, _Slots] = {}
+        self._lock = threading.Lock()
 
     def limit_of(self, key: ApiKey) -> RateLimit:
         return RateLimit.parse(key.rate_limit) if key.rate_limit else self.default
@@ -68,20 +93,36 @@ class KeyLimits:
     def hit(self, key: ApiKey) -> tuple[bool, dict[str, str]]:
         """Count one request; whether it may proceed, and the headers that say so."""
         limit = self.limit_of(key)
+        width = limit.period / self.SLOTS
         now = self._clock()
-        start = math.floor(now / limit.period) * limit.period
-        window = self._windows.get(key.key_id)
-        if window is None or window.start != start:
-            window = self._windows[key.key_id] = _Window(start, 0)
-        allowed = window.used < limit.calls
-        if allowed:
-            window.used += 1
-        reset = max(1, math.ceil(start + limit.period - now))
-        headers = {"X-RateLimit-Limit": str(limit.calls),
-                   "X-RateLimit-Remaining": str(limit.calls - window.used),
-                   "X-RateLimit-Reset": str(reset)}
-        if not allowed:
-            headers["Retry-After"] = str(reset)
+        current = math.floor(now * self.SLOTS / limit.period)
+        with self._lock:
+            state = self._keys.get(key.key_id)
+            if state is None:
+                state = self._keys[key.key_id] = _Slots()
+            counts = state.counts
+            while counts and counts[0][0] < current - self.SLOTS:
+                state.total -= counts.popleft()[1]
+            allowed = state.total < limit.calls
+            if allowed:
+                if counts and counts[-1][0] == current:
+                    counts[-1][1] += 1
+                else:
+                    counts.append([current, 1])
+                state.total += 1
+            # a slot leaves the count once `current` passes it by SLOTS
+            reset = (counts[-1][0] + self.SLOTS + 1) * width - now if counts else 0.0
+            headers = {"X-RateLimit-Limit": str(limit.calls),
+                       "X-RateLimit-Remaining": str(max(0, limit.calls - state.total)),
+                       "X-RateLimit-Reset": str(max(0, math.ceil(reset)))}
+            if not allowed:
+                over, wait = state.total - limit.calls + 1, 0.0
+                for slot, count in counts:
+                    over -= count
+                    if over <= 0:
+                        wait = (slot + self.SLOTS + 1) * width - now
+                        break
+                headers["Retry-After"] = str(max(1, math.ceil(wait)))
         return allowed, headers
 
 

@@ -170,6 +170,7 @@ def serve_api(hub: Hub, settings: Any, host: str | None, port: int | None,
     import uvicorn
 
     from meterhub.api import create_app
+    from meterhub.api.server import uvicorn_options
     from meterhub.cli.common import listen
 
     host = host or settings.api.host
@@ -183,8 +184,9 @@ def serve_api(hub: Hub, settings: Any, host: str | None, port: int | None,
 
     api = create_app(hub, settings=settings, rate_limit=settings.api.rate_limit,
                      background=hosted if background is not None else None)
-    server = uvicorn.Server(uvicorn.Config(api, loop="uvloop", http="httptools",
-                                           log_level="warning", access_log=False))
+    # uvloop + httptools, with a deadline for request heads, a body idle timeout and
+    # connection limits (meterhub.api.server)
+    server = uvicorn.Server(uvicorn.Config(api, **uvicorn_options()))
     shown = f"[{host}]" if ":" in host else host
     out.print(f"meterhub API on http://{shown}:{actual}/api/v1 (docs at /docs) over "
               f"{hub.url}; stop with Ctrl-C", soft_wrap=True, markup=False, highlight=False)
