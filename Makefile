@@ -32,6 +32,8 @@ bench: install
 	$(BIN)/python bench/sync.py
 	$(BIN)/python bench/api.py   # load figures need wrk (apt-get install wrk)
 	$(BIN)/python bench/dsmr.py
+	$(BIN)/python bench/push_memory.py   # prints; BENCHMARKS.md keeps the before/after by hand
+	$(BIN)/python bench/soak.py   # 10 minutes of real time
 
 clean:
 	rm -rf $(VENV) meterhub-sample.duckdb
