@@ -9,6 +9,10 @@ script reads the server's peak resident set (VmHWM in /proc/<pid>/status; Linux 
 before and after, and the push's wall time. Bodies are generated into a temporary file
 and streamed from there; the client is another process, so its memory is not counted.
 
+The DSMR-reader paths take bodies of at most 64 kB; for each (v1 telegram push, v2 reading,
+v2 contract) a fresh server gets 200 bodies of just under that size (a valid item and a
+filler field the path ignores) and its peak is read the same way.
+
 Run: ``python bench/push_memory.py`` (about a minute). ``--mb 100`` and ``--rows N`` push
 other sizes (over the limits the answer is 413); ``--runs 3`` repeats each case (the table
 shows the median time and the highest peak).
@@ -17,12 +21,14 @@ shows the median time and the highest peak).
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,6 +155,76 @@ def measure(fmt: str, shape: str, size: int, most: int, folder: Path) -> dict[st
             "before": before, "peak": peak}
 
 
+def dsmr_bodies(path: str, n: int) -> Iterator[tuple[dict[str, str], bytes]]:
+    """``n`` bodies for a DSMR-reader path, each just under its 64 kB limit."""
+    from meterhub.api.dsmr_reader.common import MAX_BODY
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.dsmr.telegrams import v5
+
+    for i in range(n):
+        if path == "v1":
+            stamp = time.strftime("%y%m%d%H%M%S", time.gmtime(1_700_000_000 + 10 * i)) + "W"
+            body = urllib.parse.urlencode({"telegram": v5(stamp=stamp)}).encode()
+            media = "application/x-www-form-urlencoded"
+            body += b"&pad=" + b"x" * (MAX_BODY - len(body) - 100)
+        else:
+            if path == "v2 reading":
+                item: dict[str, object] = {
+                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                               time.gmtime(1_700_000_000 + 10 * i)),
+                    **{f"electricity_{d}_{n}": "1.000" for d in ("delivered", "returned")
+                       for n in (1, 2)},
+                    "electricity_currently_delivered": "0.5",
+                    "electricity_currently_returned": "0"}
+            else:
+                item = {"start": "2024-01-01", "end": "2024-12-31", "description": "d" * 255,
+                        "gas_price": "1.5"}
+            text = json.dumps(item)
+            body = (text[:-1] + ', "pad": "' + "x" * (MAX_BODY - len(text) - 100) + '"}'
+                    ).encode()
+            media = "application/json"
+        yield {"Content-Type": media}, body
+
+
+DSMR_URLS = {"v1": "/api/v1/datalogger/dsmrreading",
+             "v2 reading": "/api/v2/datalogger/dsmrreading",
+             "v2 contract": "/api/v2/consumption/energy-supplier-prices"}
+
+
+def measure_dsmr(path: str, folder: Path, n: int = 200) -> dict[str, float]:
+    """One fresh server, one body, then ``n`` more: the peak before and after."""
+    store = folder / "dsmr.duckdb"
+    store.unlink(missing_ok=True)
+    with meterhub.open(f"duckdb:///{store}") as hub:
+        record, key = new_key("bench", "write", "1000000/minute")
+        hub.store.add_key(record)
+    process = subprocess.Popen([sys.executable, "-m", "meterhub.cli", "serve", "--store",
+                                f"duckdb:///{store}", "--port", "0"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=folder)
+    try:
+        assert process.stdout is not None
+        match = re.search(r"http://127\.0\.0\.1:\d+", process.stdout.readline())
+        assert match, "server did not start"
+        bodies = list(dsmr_bodies(path, n + 1))
+        with httpx.Client(base_url=match.group(0), timeout=60,
+                          headers={"X-AUTHKEY": key}) as client:
+            def send(headers: dict[str, str], body: bytes) -> None:
+                response = client.post(DSMR_URLS[path], content=body, headers=headers)
+                if response.status_code != 201:
+                    raise RuntimeError(f"{path}: {response.status_code} {response.text[:200]}")
+
+            send(*bodies[0])
+            before = vm(process.pid, "VmHWM")
+            for headers, body in bodies[1:]:
+                send(headers, body)
+            peak = vm(process.pid, "VmHWM")
+    finally:
+        process.terminate()
+        process.communicate(timeout=60)
+    return {"bytes": len(bodies[1][1]), "before": before, "peak": peak}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--formats", nargs="*", default=list(MEDIA), choices=list(MEDIA))
@@ -156,6 +232,7 @@ def main() -> None:
     parser.add_argument("--mb", type=float, help="body size in MB (default: the limit)")
     parser.add_argument("--rows", type=int, help="readings (default: the limit)")
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--no-dsmr", action="store_true", help="leave out the DSMR paths")
     args = parser.parse_args()
     print("| format | readings | body | push time | readings/s | server peak RSS before "
           "| server peak RSS |")
@@ -175,6 +252,18 @@ def main() -> None:
                       f"{seconds:.2f} s | {m['rows'] / seconds / 1000:,.0f} k | "
                       f"{before / 2**20:.0f} MiB | {peak / 2**20:.0f} MiB "
                       f"({peak / 1e6:.0f} MB) |", flush=True)
+        if args.no_dsmr:
+            return
+        print()
+        print("| DSMR-reader path | body | bodies | server peak RSS before | server peak RSS |")
+        print("|---|---|---|---|---|")
+        for path in DSMR_URLS:
+            runs = [measure_dsmr(path, Path(tmp)) for _ in range(args.runs)]
+            before = max(r["before"] for r in runs)
+            peak = max(r["peak"] for r in runs)
+            print(f"| {path} | {runs[0]['bytes'] / 1000:.1f} kB | 200 | "
+                  f"{before / 2**20:.0f} MiB | {peak / 2**20:.0f} MiB ({peak / 1e6:.0f} MB) |",
+                  flush=True)
 
 
 if __name__ == "__main__":
