@@ -34,6 +34,9 @@ def test_a_json_batch_is_stored_and_read_back(api: Api) -> None:
     assert response.status_code == 200, response.text
     assert response.json()["received"] == 3
     assert response.json()["written"] == 3
+    # what the links to the reads of the written data select (meterhub.api.links)
+    assert {k: response.json()[k] for k in ("devices", "channels", "sources")} == {
+        "devices": ["p1"], "channels": ["meter", "power"], "sources": ["api", "home"]}
     power = api.hub.readings(device="p1", channel="power")
     assert list(power["value"]) == [1.5, 1.7]
     assert set(power["source"]) == {"api"}
@@ -129,7 +132,8 @@ def test_an_empty_array_writes_nothing_and_succeeds(api: Api) -> None:
     before = api.hub.count()
     response = api.client.post("/api/v1/readings", json=[], key=api.keys["write"])
     assert response.status_code == 200
-    assert response.json()["written"] == 0
+    assert response.json() == {"received": 0, "written": 0, "batch": None, "devices": [],
+                               "channels": [], "sources": []}
     assert api.hub.count() == before
 
 

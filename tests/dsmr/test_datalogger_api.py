@@ -125,6 +125,15 @@ def test_a_read_key_cannot_push_and_get_is_405(api: Api) -> None:
     assert response.content == b""
 
 
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE"])
+def test_every_other_method_is_405_allowing_post_alone(api: Api, method: str) -> None:
+    # OPTIONS and HEAD once answered a problem whose Allow named every method routed on the
+    # path (DELETE, GET, PATCH, POST, PUT), though all but POST are refused
+    response = Client(api.app).request(method, URL, headers={"X-AUTHKEY": api.keys["write"]})
+    assert (response.status_code, response.headers["allow"], response.content) == (
+        405, "POST", b"")
+
+
 def test_a_json_body_is_invalid_data_as_in_dsmr_reader(api: Api) -> None:
     response = Client(api.app).post(URL, json={"telegram": v5()},
                                     headers={"X-AUTHKEY": api.keys["write"]})

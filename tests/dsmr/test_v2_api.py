@@ -128,6 +128,24 @@ def test_time_filters_are_local_and_inclusive(api: Api, query: str, count: int) 
     assert response.json()["count"] == count
 
 
+def test_a_time_in_local_mean_time_reads_back_through_the_filters(api: Api) -> None:
+    # Amsterdam kept local mean time (+00:19:32) before 1937: Python and DSMR-reader write
+    # that offset with its seconds, and the filters once refused the time they were shown
+    c, headers = client(api)
+    created = c.post(URL, json={**SEED_POST, "timestamp": "1850-06-01T12:00:00Z"},
+                     headers=headers).json()
+    assert created["timestamp"] == "1850-06-01T12:19:32+00:19:32"
+    for query in ({"timestamp__gte": created["timestamp"],
+                   "timestamp__lte": created["timestamp"]},
+                  {"timestamp__lte": "1850-06-01 12:19:32+00:19:32"}):
+        response = c.get(URL, params=query, headers=headers)
+        assert response.status_code == 200, response.text
+        assert [r["id"] for r in response.json()["results"]] == [created["id"]]
+    again = c.post(URL, json={**SEED_POST, "timestamp": created["timestamp"]}, headers=headers)
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] == created["id"]
+
+
 def test_bad_filters_keys_and_the_version(api: Api) -> None:
     c, headers = client(api)
     bad = c.get(f"{URL}?timestamp__gte=yesterday", headers=headers)

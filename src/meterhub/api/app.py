@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from meterhub import __version__, encode
-from meterhub.api import docs, dsmr_reader, schemas
+from meterhub.api import docs, dsmr_reader, links, schemas
 from meterhub.api.problems import Problem, install, problems
 from meterhub.api.push import PUSH_LIMITS, item_problem, read_push
 from meterhub.api.security import KeyLimits, KeyRing, RateLimitHeaders, require
@@ -125,6 +125,13 @@ def _key_out(key: ApiKey, limits: KeyLimits) -> dict[str, Any]:
     return {"key_id": key.key_id, "name": key.name, "scope": key.scope.value,
             "rate_limit": str(limits.limit_of(key)), "created_at": key.created_at.isoformat(),
             "revoked_at": None if key.revoked_at is None else key.revoked_at.isoformat()}
+
+
+def _written(table: pa.Table) -> dict[str, list[str]]:
+    """The devices, channels and sources a push holds, each sorted (its links select them)."""
+    return {name: sorted(pc.unique(table.column(column)).to_pylist())
+            for name, column in (("devices", "device"), ("channels", "channel"),
+                                 ("sources", "source"))}
 
 
 def create_app(hub: Hub, *, settings: Settings | None = None,
@@ -253,14 +260,14 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
         # parsed and validated a slice at a time as it arrives (meterhub.api.push)
         table = await read_push(request, media, PUSH_SOURCE)
         if table.num_rows == 0:
-            return _json({"received": 0, "written": 0, "batch": None})
+            return _json({"received": 0, "written": 0, "batch": None, **_written(table)})
         try:
             result = await run_in_threadpool(hub.write, table, source=PUSH_SOURCE,
                                               origin="api")
         except InputError as exc:
             raise item_problem(exc, media) from None
         return _json({"received": result.rows, "written": result.written,
-                      "batch": result.batch_id})
+                      "batch": result.batch_id, **_written(table)})
 
     @app.delete(f"{v1}/readings", tags=["readings"], response_model=None,
                 dependencies=[admin],
@@ -361,7 +368,7 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
                 if not route.endswith("/health"):
                     for operation in path.values():
                         operation["security"] = [{"bearer": []}, {"apiKey": []}]
-            app.openapi_schema = spec
+            app.openapi_schema = links.apply(spec)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

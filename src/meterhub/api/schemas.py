@@ -119,6 +119,11 @@ class WriteSummary(BaseModel):
     received: int
     written: int = Field(description="distinct (device, channel, ts) keys written")
     batch: int | None = Field(description="the stored batch; null when nothing came")
+    devices: list[str] = Field(description="the devices of the batch, sorted (its links "
+                                           "read them back)")
+    channels: list[str] = Field(description="the channel names of the batch, sorted")
+    sources: list[str] = Field(description="the sources of the batch, sorted (\"api\" for "
+                                           "readings without one)")
 
 
 class Health(BaseModel):

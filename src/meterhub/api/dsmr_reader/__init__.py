@@ -13,7 +13,8 @@ unchanged:
 Keys are meterhub API keys, sent as ``X-AUTHKEY`` or ``Authorization: Token``; every
 request of a known key counts against its rate limit (`common.guarded`). These
 paths are left out of meterhub's OpenAPI document: they mirror another product's
-contract, not meterhub's.
+contract, not meterhub's; `openapi` describes them in a document of their own, served at
+``/api/v2/openapi.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from meterhub.api.dsmr_reader import meter, prices, readings, statistics, telegram_push
+from meterhub.api.dsmr_reader import meter, openapi, prices, readings, statistics, telegram_push
 from meterhub.dsmr.parse_helper import TelegramReader
 from meterhub.dsmr.settings import DsmrSettings
 from meterhub.hub import Hub
@@ -43,6 +44,7 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings | None
     statistics.install(app, hub, settings)
     prices.install(app, hub, settings, writer)
     meter.install(app, hub, settings, writer)
+    openapi.install(app, settings)
 
     async def close() -> None:
         telegrams.close()

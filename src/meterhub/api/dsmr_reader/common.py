@@ -32,8 +32,10 @@ WRONG_TIME = ("Datetime has wrong format. Use one of these formats instead: "
               "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].")
 TIME_OUT_OF_RANGE = "Datetime value out of range."  #: DRF's, for a time it cannot keep
 Handler = Callable[..., Awaitable[Response]]
+#: an offset may have seconds: Python writes local mean time so (``+00:19:32`` in Amsterdam
+#: before 1937), in these paths' answers as in DSMR-reader's, and Django reads it back
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?"
-                  r"(Z|[+-]\d{2}(:?\d{2})?)?$")
+                  r"(Z|[+-]\d{2}(:?\d{2}(:\d{2})?)?)?$")
 
 
 def dsmr_key(request: Request) -> ApiKey | None:
@@ -177,7 +179,14 @@ def parse_time(text: str, tz: str, *, date_only: bool = False) -> dt.datetime | 
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=zone(tz))
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=zone(tz))
+    offset = moment.utcoffset()
+    if offset is not None and offset % dt.timedelta(minutes=1):
+        # an offset with seconds (local mean time) as UTC: Arrow keeps whole minutes only
+        with contextlib.suppress(OverflowError):  # year 1 or 9999: out of range anyway
+            moment = moment.astimezone(dt.UTC)
+    return moment
 
 
 def clean_time(raw: object, tz: str) -> dt.datetime | str:

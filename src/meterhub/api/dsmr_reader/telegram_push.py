@@ -6,7 +6,7 @@ meterhub API keys with write scope, sent as ``X-AUTHKEY: <key>`` or
 DSMR-READER.md): plain-text answers, 201 with an empty body, 403 for any key problem,
 429 over the key's rate limit, 413 for a body over `MAX_BODY` (refused unread).
 This path is left out of meterhub's OpenAPI document: it mirrors another product's
-contract, not meterhub's (no problem+json here).
+contract, not meterhub's (no problem+json here); `openapi` describes it with the v2 paths.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import logging
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
+from starlette.routing import Route
 
 from meterhub.api.dsmr_reader.common import MAX_BODY, bounded_body, guarded
 from meterhub.dsmr.meter_log import STATUS_EVERY, MeterLog
@@ -88,9 +89,13 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
                 telegram, device=settings.device, tz=settings.timezone)])
         return _text("", 201)
 
-    @app.api_route("/api/v1/datalogger/dsmrreading", methods=["GET", "PUT", "PATCH", "DELETE"],
-                   include_in_schema=False)
-    async def datalogger_other(request: Request) -> Response:
-        return Response(status_code=405, headers={"Allow": "POST"})
-
+    # every other method (OPTIONS and HEAD too) is 405 with an empty body and ``Allow: POST``,
+    # as DSMR-reader answers: a route of any method (an ASGI app, not a handler), so that no
+    # method reaches the generic 405, whose Allow names every method routed on the path
+    app.router.routes.append(Route("/api/v1/datalogger/dsmrreading", _NOT_ALLOWED,
+                                   include_in_schema=False))
     return counters
+
+
+#: the answer to a method the v1 path does not take
+_NOT_ALLOWED = Response(status_code=405, headers={"Allow": "POST"})
