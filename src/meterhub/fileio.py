@@ -48,21 +48,31 @@ def read_readings_file(path: Path, *, fmt: str | None = None,
         raise InputError(f"{path}: no such file")
     try:
         if kind == "csv":
-            raw, where = _read_csv(path), _csv_where
+            raw = _read_csv(path)
         elif kind == "json":
-            raw, where = _read_json(path), _json_where
+            raw = _read_json(path)
         else:
-            raw, where = pq.read_table(path), _parquet_where
+            raw = pq.read_table(path)
+    except UnicodeDecodeError:  # a CSV file's text, read by Python's csv module
+        raise InputError(f"{path}: not a readable {kind} file: the text is not UTF-8"
+                         ) from None
     except (pa.ArrowInvalid, orjson.JSONDecodeError, OSError) as exc:
         raise InputError(f"{path}: not a readable {kind} file: "
                          f"{str(exc).splitlines()[0]}") from None
     try:
         return to_readings(raw, source=source, keep_hints=True)
     except InputError as exc:
-        if exc.row is None:
-            raise InputError(f"{path}: {exc}") from None
-        raise InputError(f"{path}: {where(exc.row)}: {exc.reason}", row=exc.row,
-                         reason=exc.reason) from None
+        raise in_file(exc, path, kind) from None
+
+
+def in_file(exc: InputError, path: Path, kind: Format) -> InputError:
+    """``exc`` (about the readings of a file, its row numbered from 1) as an `InputError`
+    that names the file, and the row as the file's format counts it."""
+    if exc.row is None:
+        return InputError(f"{path}: {exc}")
+    where = {"csv": _csv_where, "json": _json_where, "parquet": _parquet_where}[kind]
+    return InputError(f"{path}: {where(exc.row)}: {exc.reason}", row=exc.row,
+                      reason=exc.reason)
 
 
 def _csv_where(row: int) -> str:
@@ -106,12 +116,16 @@ def _read_csv(source: Path | bytes, *, threads: bool = True) -> pa.Table:
 
     if not header:
         raise InputError(f"{name}: empty file: the first line must name the columns")
-    # Every column as text: the validator reports bad values by row, not pyarrow.
+    # Every column as text: the validator reports bad values by row, not pyarrow. Only an
+    # empty field is missing: "NA" and "null" are valid ids (pyarrow's default would read
+    # them as missing, and the row as one without a device), except where a number is due
     options = pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
-                                   strings_can_be_null=True, quoted_strings_can_be_null=False)
+                                   null_values=[""], strings_can_be_null=True,
+                                   quoted_strings_can_be_null=False)
     try:
-        return pacsv.read_csv(path(), convert_options=options,
-                              read_options=pacsv.ReadOptions(use_threads=threads))
+        return _missing_numbers(pacsv.read_csv(
+            path(), convert_options=options, read_options=pacsv.ReadOptions(
+                use_threads=threads)))
     except pa.ArrowInvalid:
         # Read again on one thread, where pyarrow knows the line of a ragged row.
         ragged: list[Any] = []
@@ -130,6 +144,23 @@ def _read_csv(source: Path | bytes, *, threads: bool = True) -> pa.Table:
         raise InputError(f"{name}: {_csv_where(line - 1)}: expected "
                          f"{ragged[0].expected_columns} columns, got "
                          f"{ragged[0].actual_columns}", row=line - 1) from None
+
+
+#: what pandas, R and spreadsheets write for a missing number (pyarrow's list)
+_MISSING_NUMBER = pa.array([text for text in pacsv.ConvertOptions().null_values if text])
+
+
+def _missing_numbers(table: pa.Table) -> pa.Table:
+    """``table`` with the unquoted spellings of a missing number (NA, NaN, null ...) as
+    missing in its number columns, value and seq."""
+    for name in ("value", "seq"):
+        if name in table.column_names:
+            column = table.column(name)
+            missing = pc.is_in(column, value_set=_MISSING_NUMBER)
+            table = table.set_column(table.schema.get_field_index(name), name,
+                                     pc.if_else(missing, pa.scalar(None, pa.string()),
+                                                column))
+    return table
 
 
 def _read_json(path: Path) -> pa.Table:

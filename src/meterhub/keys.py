@@ -16,9 +16,14 @@ import secrets
 from dataclasses import dataclass
 
 from meterhub.errors import InputError
+from meterhub.model import CONTROL_PATTERN, shown
 
 PREFIX = "mh"
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour|d|day)s?\s*$")
+MAX_KEY_NAME = 200  #: characters in a key's name
+#: at most 9 digits each: a larger count is no limit anyone means (and Python refuses to
+#: read an integer of over 4,300 digits)
+_RATE = re.compile(
+    r"^\s*(\d{1,9})\s*/\s*(\d{0,9})\s*(s|sec|second|m|min|minute|h|hour|d|day)s?\s*$")
 _PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600,
             "hour": 3600, "d": 86400, "day": 86400}
 
@@ -46,7 +51,7 @@ class RateLimit:
     def parse(cls, text: str) -> RateLimit:
         match = _RATE.match(text)
         if not match or int(match.group(1)) < 1 or int(match.group(2) or 1) < 1:
-            raise InputError(f"cannot read rate limit {text!r}: write it like 600/minute, "
+            raise InputError(f"cannot read rate limit {shown(text)}: write it like 600/minute, "
                              "10/second or 5000/hour")
         return cls(int(match.group(1)), int(match.group(2) or 1) * _PERIODS[match.group(3)])
 
@@ -79,7 +84,14 @@ def digest(key: str) -> str:
 def new_key(name: str, scope: str, rate_limit: str | None = None) -> tuple[ApiKey, str]:
     """A new key record and the secret key text, which is never stored."""
     if not name.strip():
-        raise InputError("a key needs a name: pass --name, e.g. --name datalogger")
+        raise InputError("a key needs a name, such as datalogger")
+    if len(name.strip()) > MAX_KEY_NAME:
+        raise InputError(f"key name {shown(name.strip())} is {len(name.strip()):,} characters "
+                         f"long: at most {MAX_KEY_NAME} are allowed")
+    control = re.search(CONTROL_PATTERN, name.strip())
+    if control:  # names are shown in tables, logs and answers, each on one line
+        raise InputError(f"key name {shown(name.strip())} holds the control character "
+                         f"{control.group()!r}: use printable characters only")
     try:
         chosen = Scope(scope)
     except ValueError:

@@ -131,11 +131,12 @@ def shown(text: str, limit: int = 40) -> str:
 def text_problem(text: str, *, identifier: bool = True) -> str | None:
     """What makes ``text`` unfit as an identifier (or free text), or None when it fits."""
     limit = MAX_ID_CHARS if identifier else MAX_TEXT_CHARS
-    if identifier and not text.strip():
+    # a line break or NEL is whitespace to str.strip, and a control character first
+    control = (_CONTROL if identifier else _TEXT_CONTROL).search(text)
+    if identifier and not text.strip() and not control:
         return "is empty"
     if len(text) > limit:
         return f"is {len(text):,} characters long: at most {limit:,} are allowed"
-    control = (_CONTROL if identifier else _TEXT_CONTROL).search(text)
     if control:
         return (f"holds the control character {control.group()!r}: use printable "
                 "characters only")
@@ -248,6 +249,12 @@ READING_SCHEMA = pa.schema(
 
 #: Columns a caller may add so that channels created by a write get the right metadata.
 CHANNEL_HINT_COLUMNS = ("quantity", "kind")
+#: the columns that hold text (ids, names, codes): true or false is no value of theirs
+TEXT_COLUMNS = ("source", "device", "channel", "unit", "quality", "error_code",
+                *CHANNEL_HINT_COLUMNS)
+#: the columns true or false is no value of (which Arrow would read as "true" or 1.0), and
+#: what they hold instead
+NOT_BOOLEAN = {**dict.fromkeys(TEXT_COLUMNS, "text"), "value": "a number", "seq": "a number"}
 
 _REQUIRED = ("device", "channel", "ts", "unit")
 _QUALITIES = pa.array([q.value for q in Quality])
@@ -290,6 +297,9 @@ def records_to_arrow(records: Sequence[Any]) -> pa.Table:
                 kind = "an object" if isinstance(value, Mapping) else "an array"
                 reason = f"{name} is {kind}; give a single value"
                 raise InputError(f"item {index}: {reason}", row=index, reason=reason)
+            if isinstance(value, bool) and name in NOT_BOOLEAN:
+                reason = _not_boolean(name, value)
+                raise InputError(f"item {index}: {reason}", row=index, reason=reason)
         try:
             column = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
@@ -297,6 +307,21 @@ def records_to_arrow(records: Sequence[Any]) -> pa.Table:
             column = pa.array([None if v is None else str(v) for v in values], pa.string())
         columns[name] = column
     return pa.table(columns) if columns else pa.table({})
+
+
+def _not_boolean(name: str, value: bool) -> str:
+    return f"{name} is {str(value).lower()}, not {NOT_BOOLEAN[name]}"
+
+
+def _check_not_booleans(table: pa.Table, first_row: int) -> None:
+    """An `InputError` naming the first row of a text column given as true or false (which
+    would otherwise be read as the text "true")."""
+    for name in TEXT_COLUMNS:
+        if name in table.column_names and pa.types.is_boolean(table.column(name).type):
+            index = _first_bad(pc.is_valid(table.column(name)))
+            if index is not None:
+                raise _fail(_not_boolean(name, table.column(name)[index].as_py()), index,
+                            first_row)
 
 
 def _first_bad(mask: pa.ChunkedArray | pa.Array) -> int | None:
@@ -430,8 +455,8 @@ def _check_texts(column: pa.ChunkedArray, name: str, first_row: int, *,
         return column
     index = _first_bad(pc.equal(encoded.indices, which))
     text = values[which].as_py()
-    message = (f"{name} is empty" if identifier and not text.strip() else
-               f"{name} {shown(text)} {text_problem(text, identifier=identifier)}")
+    problem = text_problem(text, identifier=identifier) or "starts or ends with whitespace"
+    message = f"{name} is empty" if problem == "is empty" else f"{name} {shown(text)} {problem}"
     raise _fail(message, 0 if index is None else index, first_row)
 
 
@@ -489,6 +514,7 @@ def to_readings(data: Any, *, source: str | None = None, first_row: int = 1,
         raise InputError(f"missing column(s) {', '.join(missing)}: readings need device, "
                          "channel, ts, value and unit")
     n = table.num_rows
+    _check_not_booleans(table, first_row)
     columns: dict[str, pa.ChunkedArray] = {}
     if "source" in table.column_names:
         src = _text(table, "source")

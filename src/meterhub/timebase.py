@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 
 from meterhub.errors import InputError
-from meterhub.model import TS_MAX, TS_RANGE_TEXT, in_time_range
+from meterhub.model import TS_MAX, TS_RANGE_TEXT, in_time_range, shown
 
 UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -55,7 +55,8 @@ def parse_every(text: str) -> Every:
     """`Every` for a bucket name such as 15min, 1h, hour, 1d, day, week, month, year."""
     key = _EVERY_ALIASES.get(text.strip().lower())
     if key is None:
-        raise InputError(f"unknown bucket size {text!r}: use 15min, 1h, 1d, 1w, 1mo or 1y")
+        raise InputError(f"unknown bucket size {shown(text)}: use 15min, 1h, 1d, 1w, 1mo or "
+                         "1y")
     return EVERY[key]
 
 
@@ -64,8 +65,9 @@ def zone(name: str) -> ZoneInfo:
     """The IANA zone `name`, or an `InputError` that says how to name one."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InputError(f"unknown time zone {name!r}: use an IANA name such as "
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        # OSError: a name the file system refuses as a path (too long, say)
+        raise InputError(f"unknown time zone {shown(name)}: use an IANA name such as "
                          "Europe/Amsterdam or UTC") from exc
 
 

@@ -97,12 +97,20 @@ _ALIASES: dict[str, str] = {
 }
 
 
+#: The longest unit text read: pint's parser takes time that grows faster than the text
+#: (a second for 10,000 characters, minutes for 100,000), and no unit is this long.
+MAX_UNIT_CHARS = 128
+
+
 @functools.lru_cache(maxsize=512)
 def parse_unit(text: str) -> Any:
     """Return the pint unit for a vendor's unit text; `UnitError` when pint cannot read it."""
     cleaned = text.strip()
     if not cleaned:
         raise UnitError("empty unit: give a unit such as kWh, °C or m³")
+    if len(cleaned) > MAX_UNIT_CHARS:
+        raise UnitError(f"unit {text[:40]!r}... is {len(text):,} characters long: a unit has "
+                        f"at most {MAX_UNIT_CHARS}, such as kWh, °C or m³")
     cleaned = _ALIASES.get(cleaned, cleaned)
     cleaned = cleaned.replace("³", "**3").replace("²", "**2")
     try:

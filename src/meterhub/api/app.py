@@ -250,7 +250,7 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
 
         A bad item is reported with its 0-based ``index`` and nothing of the batch is
         written. Rows without ``source`` are stored under source "api". A batch may hold
-        up to 500,000 readings in at most 40 MB of JSON or 20 MB of CSV (else 413).
+        up to 60,000 readings in at most 8 MB of JSON or 4 MB of CSV (else 413).
         """
         media = request.headers.get("content-type", "application/json").split(";")[0]
         media = media.strip().lower()

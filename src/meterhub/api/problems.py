@@ -164,6 +164,8 @@ def install(app: FastAPI) -> None:
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no such path {request.url.path}: see /docs for the API"
+        if exc.status_code == 400 and detail == _UNPARSED:  # FastAPI's, for a JSON body
+            detail = _unparsed(exc.__cause__)
         if exc.status_code == 405:
             # Starlette names the methods of one route; a path may have several routes
             allowed = _allowed_methods(request)
@@ -183,6 +185,21 @@ def install(app: FastAPI) -> None:
     # unexpected errors: logged once and answered 500 by CrashGuard (an ``Exception``
     # handler here would be re-raised to uvicorn, which logged each crash again)
     app.add_middleware(CrashGuard)
+
+
+#: what FastAPI says of a JSON body its parser failed on other than by a syntax error
+_UNPARSED = "There was an error parsing the body"
+
+
+def _unparsed(cause: BaseException | None) -> str:
+    """FastAPI's `_UNPARSED`, saying why, from the error the body's parse raised."""
+    if isinstance(cause, UnicodeDecodeError):
+        why = f"it is not UTF-8 text (byte {cause.start:,} is {cause.object[cause.start]:#x})"
+    elif isinstance(cause, RecursionError):
+        why = "its JSON nests too deep"
+    else:
+        why = "it is not JSON"
+    return f"the body could not be read: {why}; send a JSON object"
 
 
 def _client(request: Request) -> str:

@@ -32,7 +32,13 @@ from starlette.concurrency import run_in_threadpool
 from meterhub.api.problems import Problem
 from meterhub.errors import InputError
 from meterhub.fileio import read_csv_bytes
-from meterhub.model import CHANNEL_HINT_COLUMNS, READING_SCHEMA, records_to_arrow, to_readings
+from meterhub.model import (
+    CHANNEL_HINT_COLUMNS,
+    NOT_BOOLEAN,
+    READING_SCHEMA,
+    records_to_arrow,
+    to_readings,
+)
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -361,6 +367,9 @@ def _records_table(records: list[Any]) -> pa.Table:
         return records_to_arrow(records)  # names the first item that is not an object
     shapes = dict.fromkeys(map(tuple, records))  # the distinct key lists, in order
     names = list(dict.fromkeys(key for shape in shapes for key in shape))
+    if records and not names:  # only empty objects: a table of no columns has no rows
+        reason = "an empty object: readings need device, channel, ts, value and unit"
+        raise InputError(f"item 1: {reason}", row=1, reason=reason)
     pick = operator.itemgetter if len(shapes) == 1 else _getter
     columns: dict[str, pa.Array] = {}
     for name in names:
@@ -368,6 +377,9 @@ def _records_table(records: list[Any]) -> pa.Table:
         try:
             column = pa.array(values)
             plain = not pa.types.is_nested(column.type)
+            if plain and name in NOT_BOOLEAN and not pa.types.is_boolean(column.type) \
+                    and not pa.types.is_string(column.type):
+                plain = bool not in set(map(type, values))  # Arrow reads true as 1.0
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
             plain = False
         if not plain:  # an object or array somewhere, or mixed types: as records_to_arrow

@@ -4,6 +4,7 @@ become one line, and which store a command opens (and whether it may create it).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,6 +16,7 @@ from rich.markup import escape
 from meterhub.errors import MeterhubError, StoreNotFoundError
 from meterhub.hub import Hub
 from meterhub.hub import open as open_hub
+from meterhub.model import CONTROL_PATTERN
 from meterhub.store import DEFAULT_URL
 
 if TYPE_CHECKING:
@@ -61,9 +63,16 @@ PortOption = Annotated[int | None, typer.Option(
 
 
 def fail(message: str) -> typer.Exit:
-    """Print ``message`` as the one error line; raise what this returns (exit code 1)."""
+    """Print ``message`` as the one error line; raise what this returns (exit code 1).
+
+    Control characters in it (a value given, such as a device id with a line break) are
+    written as escapes, so the line stays one line."""
+    message = _CONTROL.sub(lambda found: repr(found.group())[1:-1], message)
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
+
+
+_CONTROL = re.compile(CONTROL_PATTERN)
 
 
 @contextlib.contextmanager

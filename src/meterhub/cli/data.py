@@ -3,10 +3,12 @@ compact, sample."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated
 
 import pyarrow as pa
 import typer
@@ -38,14 +40,15 @@ from meterhub.cli.output import (
     print_table,
     write,
 )
-from meterhub.errors import MeterhubError
+from meterhub.errors import InputError, MeterhubError
 from meterhub.fileio import Format as FileFormat
-from meterhub.fileio import export_readings, guess_format, read_readings_file
+from meterhub.fileio import export_readings, guess_format, in_file, read_readings_file
 from meterhub.hub import Hub
 from meterhub.model import TS_RANGE_TEXT
 from meterhub.store.base import WriteResult
 
 TABLE_ROWS = 50  #: rows a table shows unless --limit or --all says otherwise
+MAX_ROWS = 2**62  #: a --limit beyond this shows every row
 #: the rule each aggregate follows, said under every aggregate a person reads
 CONSUMPTION_RULE = ("consumption: a counter's rise from the last reading before each bucket "
                     "to its last reading in it, edge to edge, so a rise across midnight "
@@ -84,7 +87,10 @@ def import_(
         tables = [(path, read_readings_file(path, fmt=fmt, source=source)) for path in files]
     with opened(store_url(store, config), create=True) as hub, user_errors():
         for path, table in tables:
-            result = hub.write(table, origin=f"import:{path.name}")
+            try:
+                result = hub.write(table, origin=f"import:{path.name}")
+            except InputError as exc:  # found by the store (a unit, a value in it): where
+                raise in_file(exc, path, guess_format(path, fmt)) from None
             out.print(f"{path}: {written(result)}", markup=False, highlight=False,
                       soft_wrap=True)
 
@@ -120,31 +126,44 @@ def export(
             sys.stdout.buffer.flush()
             return
         total = hub.count(device=device, channel=channel, start=start, end=end)
-        partial = output.with_name(output.name + ".part")
         with Progress(TextColumn("{task.description}"), BarColumn(),
                       TextColumn("{task.completed:,}/{task.total:,}"), TimeRemainingColumn(),
                       console=err, transient=True, disable=total < 200_000) as progress:
             task = progress.add_task(f"exporting to {output.name}", total=total)
-            try:
-                with partial.open("wb") as handle:
-                    rows = export_readings(reader, handle, kind, channels=channels,
-                                           on_batch=lambda n: progress.advance(task, n))
-                partial.replace(output)
-            finally:
-                partial.unlink(missing_ok=True)
+            with _written_to(output) as handle:
+                rows = export_readings(reader, handle, kind, channels=channels,
+                                       on_batch=lambda n: progress.advance(task, n))
     err.print(f"{output}: {rows:,} readings exported", markup=False, highlight=False)
+
+
+@contextlib.contextmanager
+def _written_to(output: Path) -> Iterator[IO[bytes]]:
+    """A binary handle whose bytes become the file ``output`` when the block ends without
+    an error: written beside it as ``.part`` and renamed, so a failed write leaves no half
+    file. A device or a pipe (``/dev/stdout``), which the rename would replace, is written
+    directly. A folder, or a file the system cannot write, is one error line."""
+    if output.is_dir():
+        raise fail(f"{output} is a folder: name a file in it, e.g. {output / 'readings.csv'}")
+    direct = output.exists() and not output.is_file()
+    partial = output if direct else output.with_name(output.name + ".part")
+    try:
+        try:
+            with partial.open("wb") as handle:
+                yield handle
+            if not direct:
+                partial.replace(output)
+        finally:
+            if not direct:
+                partial.unlink(missing_ok=True)
+    except OSError as exc:
+        raise fail(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
 def _save(table: pa.Table, output: Path, stored: StoredUnits) -> None:
     """Write a query's rows to a file (csv, json or parquet by suffix), all or nothing."""
     kind = file_format(output)
-    partial = output.with_name(output.name + ".part")
-    try:
-        with partial.open("wb") as handle:
-            write(table, kind, handle, stored)
-        partial.replace(output)
-    finally:
-        partial.unlink(missing_ok=True)
+    with _written_to(output) as handle:
+        write(table, kind, handle, stored)
 
 
 @app.command()
@@ -180,6 +199,8 @@ def query(
     cap = None if all_rows else (
         limit if limit is not None else (TABLE_ROWS if shown is Format.TABLE and output is None
                                          else None))
+    if cap is not None:
+        cap = min(cap, MAX_ROWS)  # Arrow counts rows in 64 bits: more is every row anyway
     with opened(store_url(store, config), create=False) as hub, user_errors():
         stored = stored_units(hub)
         notes: list[str] = []

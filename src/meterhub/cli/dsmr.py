@@ -24,6 +24,7 @@ from meterhub.cli.common import (
 )
 from meterhub.cli.output import FormatOption, chosen, emit
 from meterhub.errors import InputError, MeterhubError
+from meterhub.model import TS_MAX, TS_MIN, TS_RANGE_TEXT
 
 #: the rules `meterhub energy` follows, said under its numbers
 ENERGY_RULE = ("DSMR-reader's rules: a day's and an hour's electricity is the last minus the "
@@ -81,6 +82,14 @@ def p1(
               f"{counts.unchanged:,} unchanged", markup=False, highlight=False, soft_wrap=True)
 
 
+def _kept(first: dt.date, last: dt.date, what: str) -> dt.date:
+    """``first`` when the days ``first`` to ``last`` lie within the times meterhub keeps
+    (their midnights, in any zone, must be times Python holds), else an `InputError`."""
+    if not TS_MIN.date() <= first <= last < TS_MAX.date():
+        raise InputError(f"{what} is outside the times meterhub keeps: {TS_RANGE_TEXT}")
+    return first
+
+
 def _period(day: str | None, month: str | None, tz: str) -> tuple[dt.date, dt.date, bool]:
     """(first day, last day, whether hours are shown) of --day, --month or today."""
     if day is not None and month is not None:
@@ -89,10 +98,10 @@ def _period(day: str | None, month: str | None, tz: str) -> tuple[dt.date, dt.da
         if month is not None:
             first = dt.date.fromisoformat(f"{month}-01")
             last = first.replace(day=calendar.monthrange(first.year, first.month)[1])
-            return first, last, False
+            return _kept(first, last, f"--month {month}"), last, False
         if day is not None:
             chosen_day = dt.date.fromisoformat(day)
-            return chosen_day, chosen_day, True
+            return _kept(chosen_day, chosen_day, f"--day {day}"), chosen_day, True
     except ValueError:
         raise InputError(f"--day takes YYYY-MM-DD and --month YYYY-MM, not "
                          f"{day if day is not None else month!r}") from None

@@ -269,11 +269,15 @@ def _mbus_readings(telegram: Any) -> list[tuple[Any, Field]]:
         reading = getattr(device, "MBUS_METER_READING", None)
         field = _MBUS_KINDS.get(int(kind.value)) if kind is not None and \
             kind.value is not None else GAS
-        if reading is not None and field is not None and reading.value is not None:
+        # a reading whose stamp does not parse has no time to be stored at: left out, as
+        # dsmr-parser leaves out a line it cannot read (the electricity readings stay)
+        if reading is not None and field is not None and reading.value is not None \
+                and reading.datetime is not None:
             found.append((reading, field))
     for name in ("HOURLY_GAS_METER_READING", "GAS_METER_READING"):
         reading = getattr(telegram, name, None)
-        if not found and reading is not None and reading.value is not None:
+        if not found and reading is not None and reading.value is not None \
+                and reading.datetime is not None:
             found.append((reading, GAS))
     return found
 

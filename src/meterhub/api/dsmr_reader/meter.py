@@ -108,16 +108,31 @@ def validate_patch(data: dict[str, Any], tz: str, *, form: bool
             text = str(raw).strip()  # DRF trims text fields
             if not text:
                 value = "This field may not be blank."
-            elif spec.max_length is not None and len(text) > spec.max_length:
-                value = f"Ensure this field has no more than {spec.max_length} characters."
             else:
-                clean[name] = text
+                # DRF runs every validator of a CharField and says what each found
+                found = text_errors(text, spec.max_length)
+                if found:
+                    errors[name] = found
+                else:
+                    clean[name] = text
                 continue
         if isinstance(value, str):
             errors[name] = [value]
         else:
             clean[name] = value
     return errors, clean
+
+
+def text_errors(text: str, max_length: int | None) -> list[str]:
+    """What the validators of a DRF CharField (of a model field with ``max_length``) say of
+    the trimmed ``text``: too long, and a NUL in it (`ProhibitNullCharactersValidator`, which
+    keeps NULs out of PostgreSQL text)."""
+    found = []
+    if max_length is not None and len(text) > max_length:
+        found.append(f"Ensure this field has no more than {max_length} characters.")
+    if "\x00" in text:
+        found.append("Null characters are not allowed.")
+    return found
 
 
 def meter_statistics(status: dict[str, Any], rejected: int, tz: str,

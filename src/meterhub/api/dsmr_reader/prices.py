@@ -34,6 +34,7 @@ from meterhub.api.dsmr_reader.common import (
     request_data,
     within,
 )
+from meterhub.api.dsmr_reader.meter import text_errors
 from meterhub.dsmr.prices import (
     DESCRIPTION_LENGTH,
     PRICE_DIGITS,
@@ -92,9 +93,8 @@ def validate_price(data: dict[str, Any]) -> tuple[dict[str, list[str]], Prices |
         errors["description"] = ["This field may not be null."]
     elif isinstance(description, bool) or not isinstance(description, str | int | float):
         errors["description"] = ["Not a valid string."]
-    elif len(str(description).strip()) > DESCRIPTION_LENGTH:  # DRF counts it trimmed
-        errors["description"] = [
-            f"Ensure this field has no more than {DESCRIPTION_LENGTH} characters."]
+    elif found := text_errors(str(description).strip(), DESCRIPTION_LENGTH):
+        errors["description"] = found  # DRF checks the text trimmed
     values: dict[str, Decimal] = {}
     for name in PRICE_FIELDS:
         raw = data.get(name)
@@ -157,7 +157,10 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
     @app.delete(PATH + "/{price_id}", include_in_schema=False)
     @guarded(Scope.WRITE)
     async def remove_price(request: Request, price_id: str) -> Response:
-        number = int(price_id) if price_id.isdigit() else None
+        # a contract's id as Django's <int:pk> reads it: ASCII digits (an id of thousands
+        # of digits is no contract's, nor one Python reads as an integer)
+        number = int(price_id) if price_id.isascii() and price_id.isdigit() and \
+            len(price_id) <= 18 else None
         async with changing:
             kept = None if number is None else (await stored()).without(number)
             if kept is not None:
