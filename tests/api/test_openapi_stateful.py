@@ -18,16 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import hypothesis
 import numpy as np
 import pytest
 import schemathesis
-from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.errors import FlakyStrategyDefinition
 from schemathesis import checks
 from schemathesis.core.transport import Response
-from schemathesis.generation.stateful.state_machine import DEFAULT_STATE_MACHINE_SETTINGS
 
 import meterhub
 from meterhub.api import create_app
@@ -35,6 +31,7 @@ from meterhub.keys import new_key
 from meterhub.units import convert, normalize_unit
 from tests.api.conftest import sample_frame
 from tests.api.live import served
+from tests.api.stateful import run_seeded
 from tests.api.test_openapi import _malformed
 
 PUSH = "POST /api/v1/readings"
@@ -242,19 +239,7 @@ class Workflow(schema.as_state_machine()):  # type: ignore[misc]
 
 
 def test_pushes_read_back_and_keys_revoke_along_the_links() -> None:
-    for run in range(RUNS):
-        if COUNTS["scenarios"] >= SCENARIOS:
-            break
-        machine = hypothesis.seed(run)(type(f"Workflow{run}", (Workflow,), {}))
-        try:
-            machine.run(settings=settings(DEFAULT_STATE_MACHINE_SETTINGS, max_examples=SCENARIOS,
-                                          stateful_step_count=STEPS, database=None))
-        except FlakyStrategyDefinition:
-            # Hypothesis replayed a prefix of steps and the server, whose state moved on,
-            # answered differently (or schemathesis' own coin to follow a link fell
-            # otherwise): not a failure of the API; the next run goes on from a new seed
-            continue
-    # the runs went through their scenarios, and the read-back check ran on real writes
+    run_seeded(Workflow, COUNTS, scenarios=SCENARIOS, steps=STEPS, runs=RUNS)
     assert COUNTS["scenarios"] >= SCENARIOS // 2, COUNTS
     assert COUNTS["pushes"] >= 10, COUNTS
     assert COUNTS["readings"] >= 30, COUNTS

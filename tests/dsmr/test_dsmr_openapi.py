@@ -16,15 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import hypothesis
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.errors import FlakyStrategyDefinition
 from schemathesis import checks
 from schemathesis.core.transport import Response
-from schemathesis.generation.stateful.state_machine import DEFAULT_STATE_MACHINE_SETTINGS
 
 import meterhub
 from meterhub.api import create_app
@@ -33,6 +30,7 @@ from meterhub.config import parse
 from meterhub.dsmr.settings import DsmrSettings
 from meterhub.keys import new_key
 from tests.api.live import served
+from tests.api.stateful import run_seeded
 from tests.api.test_openapi import _malformed
 from tests.dsmr.telegrams import v5
 
@@ -190,15 +188,7 @@ class Workflow(schema.as_state_machine()):  # type: ignore[misc]
 
 
 def test_posted_readings_read_back_and_added_contracts_are_removed() -> None:
-    for run in range(RUNS):
-        if COUNTS["scenarios"] >= SCENARIOS:
-            break
-        machine = hypothesis.seed(run)(type(f"Workflow{run}", (Workflow,), {}))
-        try:
-            machine.run(settings=settings(DEFAULT_STATE_MACHINE_SETTINGS, max_examples=SCENARIOS,
-                                          stateful_step_count=STEPS, database=None))
-        except FlakyStrategyDefinition:
-            continue  # a replay met a server that had moved on (test_openapi_stateful.py)
+    run_seeded(Workflow, COUNTS, scenarios=SCENARIOS, steps=STEPS, runs=RUNS)
     assert COUNTS["scenarios"] >= SCENARIOS // 2, COUNTS
     assert COUNTS["read back"] >= 5, COUNTS
 
