@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import operator
 import re
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
@@ -114,8 +115,9 @@ def item_problem(exc: InputError, media: str) -> Problem:
                    errors=[{"index": index, "reason": exc.reason}])
 
 
-class _Batch:
-    """Validated slices of one batch, and the rows they hold."""
+class _Batch(ABC):
+    """Validated slices of one batch, and the rows they hold; a format reads its body
+    (`feed`, `finish`)."""
 
     media = JSON
     #: items may leave out ``value`` (sensor errors): only a batch without any value
@@ -130,11 +132,13 @@ class _Batch:
         self.raw: list[pa.Table] = []  # read, not yet validated
         self.raw_rows = 0
 
+    @abstractmethod
     def feed(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Take the body's next bytes."""
 
+    @abstractmethod
     def finish(self) -> pa.Table:
-        raise NotImplementedError
+        """The whole batch, validated, once the body has ended."""
 
     def _queue(self, raw: pa.Table) -> None:
         """Keep the slice ``raw`` (the batch's next rows, as read) until `GROUP_ROWS` rows
