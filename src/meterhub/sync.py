@@ -111,6 +111,7 @@ async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
         tell()
 
         recorded: set[str] = set()  #: devices whose own outcome is in the sync status
+        rereads = connector.info.rereads  #: count only rows not stored before
 
         async def one(device: str) -> None:
             cursor = None if since is not None else hub.store.get_cursor(config.name, device)
@@ -120,11 +121,13 @@ async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
                 async for page in connector.fetch(device, cursor, until):
                     cursors = [SyncCursor(config.name, device, page.cursor)] \
                         if page.cursor is not None else []
-                    hub.write(page.readings, cursors=cursors, origin=f"sync:{config.name}")
+                    result = hub.write(page.readings, cursors=cursors,
+                                       origin=f"sync:{config.name}")
                     if trace is not None:
                         trace(f"committed {config.name} {device} {page.readings.num_rows}")
-                    readings += page.readings.num_rows
-                    progress.readings += page.readings.num_rows
+                    added = result.new if rereads else page.readings.num_rows
+                    readings += added
+                    progress.readings += added
                     tell()
             except AuthError as exc:
                 # this device's own row: refused, after what it did; the source stops

@@ -59,6 +59,9 @@ class ConnectorInfo:
     calls_per_page: int = 1  #: calls one page costs (Climkit: validated and raw data)
     discovery_calls: int = 0  #: calls a discovery costs (listings), for planning
     credentials: tuple[str, ...] = ()  #: config keys a refused login points at
+    #: pages hold rows that may be stored already (a window before the cursor read again
+    #: for late rows): a sync counts only the rows its writes add, not the rows it wrote
+    rereads: bool = False
 
     def calls_for(self, records: int) -> int:
         """Calls one device's fetch of ``records`` new records costs."""

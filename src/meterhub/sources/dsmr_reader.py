@@ -17,12 +17,18 @@ resumes on its own:
 DSMR-reader's retention deletes old readings but keeps statistics, so for an old instance
 they are the only history; ``statistics = false`` pulls readings only.
 
-Each call asks for a thousand rows, oldest first, from the stream's cursor: the newest
-stored row's time. The filters are inclusive and read in the instance's zone, so each call
-asks from the cursor again (the boundary row is written once more, which changes nothing),
-and a page with nothing newer than the cursor ends the fetch. DSMR-reader documents no rate
-limit; two calls a second, all three streams of an instance together, keep a small home
-server responsive.
+Each call asks for a thousand rows, oldest first. A sync's first call asks from the
+stream's cursor (the newest stored row's time) less ``lookback`` (an hour by default): rows
+that reach the instance late, with times before the cursor (a datalogger flushing its buffer,
+a reading POSTed a day late), are pulled by the next sync while within that window. Rows read
+again are written again, which changes nothing; the sync counts only the rows its writes add
+(`ConnectorInfo.rereads`). Each next call asks from the newest row of the page before: the
+filters are inclusive and read in the instance's zone, so the boundary row comes again, and a
+page with nothing newer ends the fetch. The hour stream's bound is the start of its local
+hour, the day stream's the local midnight, as their rows are stamped. DSMR-reader documents
+no rate limit; two calls a second, all three streams of an instance together, keep a small
+home server responsive. At a reading every 10 s, an hour is 360 readings: a sync that finds
+nothing new is one call.
 """
 
 from __future__ import annotations
@@ -115,6 +121,11 @@ class DsmrReaderConfig(SourceConfig):
         description="Also pull the hour and day statistics, as devices <device>-hourly and "
                     "<device>-daily (DSMR-reader keeps them after its retention deletes "
                     "old readings)")
+    lookback: int = Field(
+        default=3600, ge=0,
+        description="Seconds before each stream's newest stored row that every sync reads "
+                    "again, for rows that reach the instance late (a datalogger's buffer, "
+                    "a reading POSTed late); 0 reads only what is newer")
 
 
 def parse_page(payload: Any, *, source: str, device: str) -> tuple[pa.Table, list[dt.datetime]]:
@@ -267,6 +278,15 @@ def local_filter(moment: dt.datetime, tz: str) -> str:
     return wall.isoformat(sep=" ") if len(offsets) == 1 else local.isoformat(sep=" ")
 
 
+def hour_start(moment: dt.datetime, tz: str) -> dt.datetime:
+    """The start of the local hour holding ``moment`` (UTC), as hour statistics are stamped;
+    in the hour a fall-back night repeats, the start of the one ``moment`` is in."""
+    from meterhub.timebase import zone
+
+    local = moment.astimezone(zone(tz))  # its fold names which of two repeated hours
+    return local.replace(minute=0, second=0, microsecond=0).astimezone(dt.UTC)
+
+
 @register("dsmr_reader")
 class DsmrReaderConnector:
     """Pulls a DSMR-reader instance's readings and statistics, each by its time cursor."""
@@ -275,7 +295,8 @@ class DsmrReaderConnector:
         name="dsmr_reader", config=DsmrReaderConfig, quantities=(), cursor="time",
         limits=(GENTLE,), page_size=PAGE_SIZE, interval_s=10,
         notes="time cursor per stream (readings, hour and day statistics), 1,000 rows per "
-              "call", credentials=("api_key",))
+              "call, the last hour (lookback) read again", credentials=("api_key",),
+        rereads=True)
 
     def __init__(self, config: DsmrReaderConfig, *, clock: Clock | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
@@ -321,8 +342,9 @@ class DsmrReaderConnector:
 
     async def _get(self, path: str, params: dict[str, Any], parse: Callable[[Any], _Parsed],
                    since: dt.datetime | None) -> _Parsed:
-        """One page; rows before ``since`` (the filter's bound) mean an earlier answer
-        served again: malformed, so it is asked again rather than taken for the end."""
+        """One page; rows before ``since`` (the bound the filter was sent, lookback and
+        flooring included) mean an earlier answer served again: malformed, so it is asked
+        again rather than taken for the end."""
         what = path.removeprefix("/api/v2/")
 
         def checked(response: httpx.Response) -> _Parsed:
@@ -353,34 +375,45 @@ class DsmrReaderConnector:
             params[f"{stream.key}__gte"] = day.isoformat()
             bound = to_utc(day, tz)  # the day's local midnight, as its rows are stamped
         elif since is not None:
-            params[f"{stream.key}__gte"] = local_filter(since, tz)
+            bound = hour_start(since, tz)  # a start within an hour still gets that hour
+            params[f"{stream.key}__gte"] = local_filter(bound, tz)
         return await self._get(stream.path, params, lambda payload: parse_statistics(
             payload, stream, source=self.config.name, device=stream.device(
                 self.config.device), tz=tz), bound)
 
     async def fetch(self, device: str, cursor: str | None, until: float | None = None
                     ) -> AsyncIterator[Page]:
-        """Pages of a stream from ``cursor`` (its newest stored row's time) on."""
+        """Pages of a stream from ``cursor`` (its newest stored row's time) less the
+        lookback on, or from the configured start."""
+        from meterhub.timebase import to_utc
+
         stream = self._streams().get(device)
         if stream is None and device != self.config.device:
             raise NotFoundError(f"DSMR-reader source {self.config.name} has no device "
                                 f"{device!r}")
         page: Callable[[dt.datetime | None], Awaitable[_Parsed]] = (
             self._page if stream is None else lambda at: self._stats_page(stream, at))
-        # rows after ``after`` are news; a first fetch counts all it gets from the start
-        # (a day's row starts before a start time within that day)
         after = dt.datetime.fromisoformat(cursor) if cursor else None
-        since = after or (dt.datetime.fromisoformat(self.config.start).replace(tzinfo=dt.UTC)
-                          if self.config.start else None)
+        since = to_utc(self.config.start) if self.config.start else None
+        if after is not None:
+            # late rows: the window before the cursor once more (never before the start)
+            window = after - dt.timedelta(seconds=self.config.lookback)
+            since = window if since is None else max(since, window)
+        first = True
         while True:
             table, stamps = await page(since)
-            fresh = [s for s in stamps if after is None or s > after]
-            if not fresh:
+            if not stamps:
                 return
             newest = max(stamps)
-            yield Page(table, newest.astimezone(dt.UTC).isoformat(), len(fresh))
-            since = after = newest
+            # after the first page, each asks from the newest row of the one before: one
+            # with nothing newer than that ends the fetch (its rows were just written)
+            if not first and since is not None and newest <= since:
+                return
+            # the first page may lie within the window: the cursor never moves back
+            mark = newest if after is None else max(newest, after)
+            yield Page(table, mark.astimezone(dt.UTC).isoformat(), len(stamps))
             if len(stamps) < PAGE_SIZE:
                 return
             if until is not None and newest.timestamp() >= until:
                 return
+            since, first = newest, False
