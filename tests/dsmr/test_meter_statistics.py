@@ -81,7 +81,9 @@ def test_a_pushed_telegram_sets_the_meters_status(api: Api) -> None:
         "electricity_tariff": 1, "power_failure_count": 12, "long_power_failure_count": 3,
         "voltage_sag_count_l1": 1, "voltage_sag_count_l2": 2, "voltage_sag_count_l3": 3,
         "voltage_swell_count_l1": 0, "voltage_swell_count_l2": 0,
-        "voltage_swell_count_l3": 0, "rejected_telegrams": 1, "latest_telegram": telegram}
+        "voltage_swell_count_l3": 0, "rejected_telegrams": 1,
+        # kept as DSMR-reader keeps it: its form trims the line end after the CRC
+        "latest_telegram": telegram.removesuffix("\r\n")}
 
 
 def test_a_patch_updates_the_fields_sent_and_persists_across_a_restart(api: Api) -> None:
@@ -97,7 +99,8 @@ def test_a_patch_updates_the_fields_sent_and_persists_across_a_restart(api: Api)
         # not sent: still the telegram's
         "long_power_failure_count": 3, "voltage_sag_count_l1": 1, "voltage_sag_count_l2": 2,
         "voltage_sag_count_l3": 3, "voltage_swell_count_l1": 0, "voltage_swell_count_l2": 0,
-        "voltage_swell_count_l3": 6, "rejected_telegrams": 7, "latest_telegram": v5()}
+        "voltage_swell_count_l3": 6, "rejected_telegrams": 7,
+        "latest_telegram": v5().removesuffix("\r\n")}
     assert response.json() == expected
     assert get(api) == expected
     restarted = Api(api.hub, create_app(api.hub, rate_limit="10000/minute"), api.keys,

@@ -115,7 +115,10 @@ def updated_status(previous: dict[str, Any] | None, status: dict[str, Any]) -> d
 def meter_status(telegram: Any, text: str, stamp: dt.datetime) -> dict[str, Any]:
     """DSMR-reader's MeterStatistics as a telegram sets them: its time (ISO, UTC), the DSMR
     version (``"50"``), the active tariff and the meter's event counters (ints, None when
-    absent) and the telegram's text."""
+    absent) and the telegram's text as read (without NULs). DSMR-reader keeps it trimmed,
+    as its readers give it: the push as its form cleans it (whitespace, then NULs at either
+    end: `meterhub.api.dsmr_reader.telegram_push`), the serial datalogger from '/' to the
+    CRC (`meterhub.dsmr.p1`), so no line end after the CRC."""
     header = getattr(telegram, "P1_MESSAGE_HEADER", None)
     status: dict[str, Any] = {"timestamp": stamp.isoformat(),
                               "dsmr_version": None if header is None else header.value}

@@ -118,8 +118,10 @@ class _Meter:
     def parse(self, text: str) -> Telegram | None:
         settings = self.settings
         try:
-            telegram = read_telegram(text, dialect=settings.version, device=settings.device,
-                                     tz=settings.timezone)
+            # DSMR-reader's datalogger reads a telegram from '/' to its CRC: without the
+            # line end after it (kept as the meter's latest telegram so)
+            telegram = read_telegram(text.strip(), dialect=settings.version,
+                                     device=settings.device, tz=settings.timezone)
         except TelegramError as exc:
             self.counts.rejected += 1
             self.meter.reject()

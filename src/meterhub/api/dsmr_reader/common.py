@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from fastapi import Request
+from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from meterhub.api.security import KeyLimits, KeyRing
@@ -31,6 +31,12 @@ MAX_NUMBER_TEXT = 1000  #: DRF's longest number text (``MAX_STRING_LENGTH``)
 WRONG_TIME = ("Datetime has wrong format. Use one of these formats instead: "
               "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z].")
 TIME_OUT_OF_RANGE = "Datetime value out of range."  #: DRF's, for a time it cannot keep
+INVALID_FILTER_TIME = "Enter a valid date/time."  #: Django's, for a time filter it cannot read
+#: Django 3.2's (``from_current_timezone``, typographic apostrophe and all), for a naive
+#: time filter that is ambiguous or does not exist in the zone: the naive time as Python
+#: writes it (``2025-10-26 02:30:00``) and the zone's name
+AMBIGUOUS_FILTER_TIME = ("{moment} couldn\u2019t be interpreted in time zone {zone}; it may "
+                         "be ambiguous or it may not exist.")
 Handler = Callable[..., Awaitable[Response]]
 #: an offset may have seconds: Python writes local mean time so (``+00:19:32`` in Amsterdam
 #: before 1937), in these paths' answers as in DSMR-reader's, and Django reads it back
@@ -164,9 +170,9 @@ def _positive(text: str | None, default: int, *, zero: bool = False) -> int:
     return value if value > 0 or (zero and value == 0) else default
 
 
-def parse_time(text: str, tz: str, *, date_only: bool = False) -> dt.datetime | None:
-    """An aware time from ISO 8601 (``T`` or a space); naive times are in ``tz``. With
-    ``date_only`` (filters, as Django reads them) a bare date means its midnight."""
+def _read_iso(text: str, *, date_only: bool) -> dt.datetime | None:
+    """A time from ISO 8601 (``T`` or a space), naive when it has no offset; None when it
+    is not one. With ``date_only`` a bare date means its midnight."""
     text = text.strip()
     if date_only and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
         text += "T00:00:00"
@@ -179,14 +185,43 @@ def parse_time(text: str, tz: str, *, date_only: bool = False) -> dt.datetime | 
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=zone(tz))
     offset = moment.utcoffset()
     if offset is not None and offset % dt.timedelta(minutes=1):
         # an offset with seconds (local mean time) as UTC: Arrow keeps whole minutes only
         with contextlib.suppress(OverflowError):  # year 1 or 9999: out of range anyway
             moment = moment.astimezone(dt.UTC)
     return moment
+
+
+def parse_time(text: str, tz: str, *, date_only: bool = False) -> dt.datetime | None:
+    """An aware time from ISO 8601 (``T`` or a space); naive times are in ``tz`` (the
+    earlier of an ambiguous time, as DRF's fields read it). With ``date_only`` a bare date
+    means its midnight."""
+    moment = _read_iso(text, date_only=date_only)
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=zone(tz))
+
+
+def filter_time(text: str, tz: str, *, date_only: bool) -> dt.datetime | str:
+    """A time filter's value as django-filter 21.1 reads it in Django 3.2 (pytz), or its
+    error. ``date_only``: a DateTimeFilter (``timestamp__gte`` ...), which takes a bare date
+    as its midnight; else an IsoDateTimeFilter (the exact ``timestamp`` ...), which takes
+    date-times only. A naive time is in the zone ``tz``, unless it is ambiguous there (the
+    repeated hour when clocks go back) or does not exist (the hour skipped when they go
+    forward): Django refuses those (`AMBIGUOUS_FILTER_TIME`) rather than guess; a time
+    with an offset is never ambiguous. A time outside the range meterhub keeps is no time
+    it can filter by (`INVALID_FILTER_TIME`)."""
+    moment = _read_iso(text, date_only=date_only)
+    if moment is None:
+        return INVALID_FILTER_TIME
+    if moment.tzinfo is None:
+        local = zone(tz)
+        earlier, later = moment.replace(tzinfo=local), moment.replace(tzinfo=local, fold=1)
+        if earlier.utcoffset() != later.utcoffset():  # Django's own test, with zoneinfo
+            return AMBIGUOUS_FILTER_TIME.format(moment=moment, zone=tz)
+        moment = earlier
+    return moment if in_time_range(moment) else INVALID_FILTER_TIME
 
 
 def clean_time(raw: object, tz: str) -> dt.datetime | str:
@@ -264,18 +299,46 @@ def limit_offset(request: Request) -> tuple[int, int]:
 
 def time_bounds(request: Request, names: tuple[str, str], tz: str
                  ) -> tuple[list[dt.datetime | None], dict[str, list[str]]]:
-    """Inclusive time filters as django-filter reads them, and DRF-style errors: a time
-    outside the range meterhub keeps is not one it can filter by."""
+    """Inclusive time filters (DateTimeFilters) as django-filter reads them
+    (`filter_time`), None when not given, and DRF-style errors."""
     bounds: list[dt.datetime | None] = []
     errors: dict[str, list[str]] = {}
     for name in names:
         text = request.query_params.get(name)
-        moment = parse_time(text, tz, date_only=True) if text else None
-        if text and (moment is None or not in_time_range(moment)):
-            errors[name] = ["Enter a valid date/time."]
+        moment = filter_time(text, tz, date_only=True) if text else None
+        if isinstance(moment, str):
+            errors[name] = [moment]
             moment = None
         bounds.append(moment)
     return bounds, errors
+
+
+def time_filters(request: Request, field: str, tz: str
+                 ) -> tuple[tuple[dt.datetime | None, dt.datetime | None], dict[str, list[str]]]:
+    """The filters DSMR-reader's filter sets give a time field: ``field`` itself (its
+    ``Meta.fields``: an exact IsoDateTimeFilter), ``field__gte`` and ``field__lte``
+    (inclusive DateTimeFilters), combined (AND) into one inclusive span (start, end), either
+    None when open, start after end when nothing matches; and DRF's errors, in the filter
+    set's order (``Meta.fields`` first)."""
+    errors: dict[str, list[str]] = {}
+    text = request.query_params.get(field)
+    exact = filter_time(text, tz, date_only=False) if text else None
+    if isinstance(exact, str):
+        errors[field] = [exact]
+        exact = None
+    (low, high), more = time_bounds(request, (f"{field}__gte", f"{field}__lte"), tz)
+    errors.update(more)
+    if exact is not None:
+        low = exact if low is None else max(low, exact)
+        high = exact if high is None else min(high, exact)
+    return (low, high), errors
+
+
+def get_route(app: FastAPI, path: str) -> Callable[[Handler], Handler]:
+    """Route a GET path as DRF does: HEAD runs the same handler (key check and rate limit
+    included), and the server sends the GET's status and headers, Content-Length
+    included, without the body (uvicorn drops a HEAD answer's body)."""
+    return app.api_route(path, methods=["GET", "HEAD"], include_in_schema=False)
 
 
 def paginated(request: Request, count: int, limit: int, offset: int,

@@ -35,6 +35,7 @@ from starlette.responses import Response
 from meterhub.api.dsmr_reader.common import (
     clean_int,
     clean_time,
+    get_route,
     guarded,
     is_json,
     json_response,
@@ -229,7 +230,7 @@ def gas_live(hub: Hub, settings: DsmrSettings, now: dt.datetime) -> dict[str, An
 def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter) -> None:
     tz = settings.timezone
 
-    @app.get(METER_PATH, include_in_schema=False)
+    @get_route(app, METER_PATH)
     @guarded(Scope.READ)
     async def get_meter_statistics(request: Request) -> Response:
         # the push endpoint's MeterLog, loaded from the store at start: the store may be
@@ -265,14 +266,14 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
             await writer.write(None, state)
         return answer
 
-    @app.get("/api/v2/consumption/electricity-live", include_in_schema=False)
+    @get_route(app, "/api/v2/consumption/electricity-live")
     @guarded(Scope.READ)
     async def live_electricity(request: Request) -> Response:
         return json_response(await run_in_threadpool(
             electricity_live, hub, settings, dt.datetime.now(dt.UTC),
             request.app.state.dsmr_counters.status or {}))
 
-    @app.get("/api/v2/consumption/gas-live", include_in_schema=False)
+    @get_route(app, "/api/v2/consumption/gas-live")
     @guarded(Scope.READ)
     async def live_gas(request: Request) -> Response:
         return json_response(await run_in_threadpool(

@@ -21,10 +21,12 @@ from starlette.responses import Response
 from meterhub import __version__
 from meterhub.api.dsmr_reader import meter, prices, readings
 from meterhub.api.dsmr_reader.common import (
+    AMBIGUOUS_FILTER_TIME,
     MAX_BODY,
     PAGE_SIZE,
     TIME_OUT_OF_RANGE,
     WRONG_TIME,
+    get_route,
     json_response,
 )
 from meterhub.dsmr.fields import CURRENT_MAX, DECIMAL_LIMITS
@@ -82,13 +84,27 @@ _TIME_IN: Schema = {
                    "offset is in the meter's zone. From 1800 to 2199 (UTC), else "
                    f"{TIME_OUT_OF_RANGE!r}; else {WRONG_TIME!r}"}
 _DAY: Schema = {"type": "string", "format": "date"}
+#: what Django says of a naive time filter the meter's zone repeats or skips
+_AMBIGUOUS = AMBIGUOUS_FILTER_TIME.format(moment="2025-10-26 02:30:00", zone="Europe/Amsterdam")
 _LOCAL_TIME_FILTER: Schema = {
     "type": "string",
     "description": "inclusive; ISO 8601 date or time (`T` or a space), naive in the meter's "
                    "zone; a bare date is its midnight. Else, or outside 1800-2199: 400 "
-                   "`Enter a valid date/time.`"}
+                   "`Enter a valid date/time.`; a naive time the zone repeats (clocks going "
+                   f"back) or skips: 400 `{_AMBIGUOUS}` (that time and the zone)"}
+_EXACT_TIME_FILTER: Schema = {
+    "type": "string",
+    "description": "exactly this time (DSMR-reader's deprecated exact filter): an ISO 8601 "
+                   "date-time (`T` or a space, seconds optional), naive in the meter's zone; "
+                   "a bare date, another text or a time outside 1800-2199 is a 400 `Enter a "
+                   "valid date/time.`, a naive time the zone repeats or skips a 400 "
+                   f"`{_AMBIGUOUS}`"}
 _DATE_FILTER: Schema = {"type": "string", "format": "date",
                         "description": "inclusive; else 400 `Enter a valid date.`"}
+_EXACT_DATE_FILTER: Schema = {
+    "type": "string", "format": "date",
+    "description": "exactly this day (DSMR-reader's deprecated exact filter); else 400 "
+                   "`Enter a valid date.`"}
 
 
 def _query(name: str, schema: Schema, description: str | None = None) -> Schema:
@@ -390,7 +406,8 @@ def _operation(operation_id: str, summary: str, responses: Schema, *,
 
 def _paths() -> Schema:
     invalid, too_large = _ref("Invalid", "responses"), _ref("TooLarge", "responses")
-    filters_invalid = _json_answer("a filter that is not a date or time", _ref("FieldErrors"))
+    filters_invalid = _json_answer("a filter that is not a date or time, or a naive time "
+                                   "the meter's zone repeats or skips", _ref("FieldErrors"))
     reading_link = {"operationId": "listReadings",
                     "parameters": {"timestamp__gte": "$response.body#/timestamp",
                                    "timestamp__lte": "$response.body#/timestamp"},
@@ -410,7 +427,8 @@ def _paths() -> Schema:
                 "listReadings", "Readings (read scope)",
                 {"200": _json_answer("a page of readings", _ref("ReadingPage")),
                  "400": filters_invalid},
-                parameters=[_query("timestamp__gte", _LOCAL_TIME_FILTER),
+                parameters=[_query("timestamp", _EXACT_TIME_FILTER),
+                            _query("timestamp__gte", _LOCAL_TIME_FILTER),
                             _query("timestamp__lte", _LOCAL_TIME_FILTER),
                             *_paging(["timestamp", "-timestamp"])]),
             "post": _operation(
@@ -469,13 +487,15 @@ def _paths() -> Schema:
             "listDayStatistics", "Day statistics with costs, days before today (read scope)",
             {"200": _json_answer("a page of days", _ref("DayStatisticsPage")),
              "400": _json_answer("a filter that is not a date", _ref("FieldErrors"))},
-            parameters=[_query("day__gte", _DATE_FILTER), _query("day__lte", _DATE_FILTER),
+            parameters=[_query("day", _EXACT_DATE_FILTER), _query("day__gte", _DATE_FILTER),
+                        _query("day__lte", _DATE_FILTER),
                         *_paging(["day", "-day"])])},
         f"{V2}/statistics/hour": {"get": _operation(
             "listHourStatistics", "Hour statistics, days before today (read scope)",
             {"200": _json_answer("a page of hours", _ref("HourStatisticsPage")),
              "400": filters_invalid},
-            parameters=[_query("hour_start__gte", _LOCAL_TIME_FILTER),
+            parameters=[_query("hour_start", _EXACT_TIME_FILTER),
+                        _query("hour_start__gte", _LOCAL_TIME_FILTER),
                         _query("hour_start__lte", _LOCAL_TIME_FILTER),
                         *_paging(["hour_start", "-hour_start"])])},
         f"{V2}/application/version": {"get": _operation(
@@ -499,9 +519,11 @@ def document(settings: DsmrSettings) -> dict[str, Any]:
                 "are shown and read in it). Keys are meterhub API keys in `X-AUTHKEY` or "
                 "`Authorization: Token <key>`: reading needs read scope, writing write "
                 "scope. Every request of a known key counts against its rate limit, and its "
-                "answers carry `X-RateLimit-*`. A method a path does not list answers 405 "
-                "with `Allow` (v1: an empty body). meterhub's own API is described at "
-                "/openapi.json.")},
+                "answers carry `X-RateLimit-*`. Every v2 GET also answers HEAD, as Django "
+                "REST framework does: the GET's status and headers (`Content-Length` too), "
+                "no body. Filters of one list combine (AND). Any other method a path does "
+                "not list answers 405 with `Allow` (v1, HEAD included: an empty body). "
+                "meterhub's own API is described at /openapi.json.")},
         "security": [{"authKey": []}, {"token": []}],
         "tags": [{"name": "v1", "description": "the datalogger push, answered in text"},
                  {"name": "v2", "description": "JSON, as Django REST framework answers"}],
@@ -514,7 +536,7 @@ def install(app: FastAPI, settings: DsmrSettings) -> None:
     """Serve `document` at `SPEC_PATH` (no key needed, as /openapi.json)."""
     spec = document(settings)
 
-    @app.get(SPEC_PATH, include_in_schema=False)
+    @get_route(app, SPEC_PATH)
     async def dsmr_openapi(request: Request) -> Response:
         return json_response(spec)
 

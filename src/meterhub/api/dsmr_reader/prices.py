@@ -26,6 +26,7 @@ from starlette.responses import Response
 from meterhub.api.dsmr_reader.common import (
     clean_decimal,
     date_bounds,
+    get_route,
     guarded,
     json_response,
     money,
@@ -123,7 +124,7 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
     async def stored() -> AddedPrices:
         return AddedPrices.loads(await run_in_threadpool(hub.get_state, state_key))
 
-    @app.get(PATH, include_in_schema=False)
+    @get_route(app, PATH)
     @guarded(Scope.READ)
     async def list_prices(request: Request) -> Response:
         bounds, errors = date_bounds(request, FILTERS)

@@ -32,6 +32,7 @@ from meterhub.api.dsmr_reader.common import (
     clean_decimal,
     clean_int,
     clean_time,
+    get_route,
     guarded,
     json_response,
     limit_offset,
@@ -39,7 +40,7 @@ from meterhub.api.dsmr_reader.common import (
     money,
     paginated,
     request_data,
-    time_bounds,
+    time_filters,
 )
 from meterhub.dsmr.fields import CURRENT_MAX, DECIMAL_LIMITS, FIELDS, GAS, SOURCE
 from meterhub.dsmr.settings import DsmrSettings
@@ -194,13 +195,16 @@ def reading_table(clean: dict[str, Any], device: str) -> pa.Table:
 def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter) -> None:
     tz = settings.timezone
 
-    @app.get("/api/v2/datalogger/dsmrreading", include_in_schema=False)
+    @get_route(app, "/api/v2/datalogger/dsmrreading")
     @guarded(Scope.READ)
     async def list_readings(request: Request) -> Response:
-        (start, end), errors = time_bounds(request, ("timestamp__gte", "timestamp__lte"), tz)
+        # timestamp (exact), timestamp__gte and timestamp__lte, together
+        (start, end), errors = time_filters(request, "timestamp", tz)
         if errors:
             return json_response(errors, 400)
         limit, offset = limit_offset(request)
+        if start is not None and end is not None and start > end:
+            return paginated(request, 0, limit, offset, [])  # no time is both
         count, results = await run_in_threadpool(
             readings_page, hub, settings, start=start, end=end,
             descending=request.query_params.get("ordering") == "-timestamp",
@@ -220,7 +224,7 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
         await writer.write(reading_table(clean, settings.device))
         return answer
 
-    @app.get("/api/v2/application/version", include_in_schema=False)
+    @get_route(app, "/api/v2/application/version")
     @guarded(Scope.READ)
     async def version(request: Request) -> Response:
         return json_response({"version": VERSION})

@@ -72,6 +72,9 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
         text = form.get("telegram")
         if not isinstance(text, str) or not text.strip("\x00").strip():
             return _text("Invalid data", 400)
+        # DSMR-reader's form: its CharField trims whitespace, then clean_telegram the NULs
+        # at either end; that text is read, and kept as the meter's latest telegram
+        text = text.strip().strip("\x00")
         try:
             with writer.arriving():
                 telegram = await telegrams.read(text, dt.datetime.now(dt.UTC))
