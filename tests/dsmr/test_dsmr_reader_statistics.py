@@ -166,7 +166,9 @@ def test_hour_and_day_statistics_are_pulled_once_then_only_news(remote: Remote,
         hours, days = stored(local, "meter-hourly"), stored(local, "meter-daily")
         pd.testing.assert_frame_equal(hours, expected_hours(remote))
         pd.testing.assert_frame_equal(days, expected_days(remote))
-        assert len(hours) == 5 * (24 + 25 + 1)  # 27 Oct has its midnight reading only
+        # 27 Oct has its midnight reading only, and no later reading: DSMR-reader makes
+        # that minute's row (and so that hour and day) once a later reading comes
+        assert len(hours) == 5 * (24 + 25)
 
         # 26 October by hand: 25 hours of readings, 75 of them, 74 steps
         day = "2025-10-25T22:00:00Z"  # its local midnight (CEST)
@@ -192,8 +194,8 @@ def test_hour_and_day_statistics_are_pulled_once_then_only_news(remote: Remote,
         assert channels.loc[("meter-daily", "gas_reading"), "kind"] == "counter"
         assert "average_temperature" not in set(days["channel"])
         # each stream has its own cursor: its newest period's start
-        assert local.store.get_cursor("home", "meter-hourly") == "2025-10-26T23:00:00+00:00"
-        assert local.store.get_cursor("home", "meter-daily") == "2025-10-26T23:00:00+00:00"
+        assert local.store.get_cursor("home", "meter-hourly") == "2025-10-26T22:00:00+00:00"
+        assert local.store.get_cursor("home", "meter-daily") == "2025-10-25T22:00:00+00:00"
         assert local.store.get_cursor("home", "meter") == "2025-10-26T23:00:00+00:00"
 
         again = asyncio.run(sync_source(local, source, clock=RealClock()))
@@ -209,8 +211,9 @@ def test_hour_and_day_statistics_are_pulled_once_then_only_news(remote: Remote,
         pd.testing.assert_frame_equal(stored(local, "meter-daily"), later_days)
         # the boundary day was read again and now has all its readings: 72, 71 steps
         assert value(later_days, "electricity1", "2025-10-26T23:00:00Z") == 0.71
-        assert len(later_hours) == 5 * (24 + 25 + 24 + 1)
-        assert local.store.get_cursor("home", "meter-daily") == "2025-10-27T23:00:00+00:00"
+        assert len(later_hours) == 5 * (24 + 25 + 24)  # 28 Oct's midnight: no row yet
+        # the newest day is 27 Oct (28 Oct has no row yet): its local midnight
+        assert local.store.get_cursor("home", "meter-daily") == "2025-10-26T23:00:00+00:00"
 
 
 class Stop(Exception):
@@ -237,11 +240,11 @@ def test_an_interrupted_pull_resumes_without_loss_or_duplicates(
         resumed = asyncio.run(sync_source(local, source, clock=RealClock()))
         assert (resumed.error, resumed.failed) == (None, 0), resumed
         pd.testing.assert_frame_equal(stored(local, "meter-hourly"), expected_hours(remote))
-        # it went on from the cursor: pages of 10 of the 50 hours, each from the previous
-        # page's last hour (also in the repeated 02:00 of 26 October): hours 10-19, 19-28,
-        # 28-37, 37-46 and 46-50, so 40 new hours and 5 boundary rows
-        assert resumed.readings == 5 * 45
-        assert local.store.get_cursor("home", "meter-hourly") == "2025-10-26T23:00:00+00:00"
+        # it went on from an hour before the cursor (the lookback), in pages of 10 hours,
+        # each from the previous page's last hour (also in the repeated 02:00 of 26
+        # October); the hours stored before (the window, each boundary) do not count
+        assert resumed.readings == local.count(device="meter-hourly") - 5 * 10 > 0
+        assert local.store.get_cursor("home", "meter-hourly") == "2025-10-26T22:00:00+00:00"
 
 
 class Recording(httpx.AsyncBaseTransport):

@@ -28,6 +28,8 @@ def config(tmp_path: Path) -> Path:
         ("2024-10-26T22:30:00Z", 100.250, None),
         ("2024-10-27T12:00:00Z", 106.000, 51.000),
         ("2024-10-27T22:45:00Z", 112.500, None),  # 23:45 CET, the day's last
+        # the next day's first: a reading after 23:45's minute, so that minute is grouped
+        ("2024-10-27T23:10:00Z", 113.000, None),
     ]
     lines = ["device,channel,ts,value,unit,kind"]
     for ts, register, gas in rows:
@@ -68,7 +70,8 @@ def test_energy_prints_dsmr_readers_day_with_costs_and_its_hours(config: Path) -
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(io.StringIO(result.stdout))
     day = frame[frame["period"] == "2024-10-27"].iloc[0]
-    # last minus first reading within the local day: 112.500 - 100.000 (00:05)
+    # last minus first minute row within the local day: the rows of the minutes of 00:05
+    # (stamped 00:06, 100.000) and 23:45 (stamped 23:46, 112.500)
     assert day["electricity1"] == pytest.approx(12.5)
     assert day["electricity2"] == pytest.approx(0.0)
     # gas per hour: 22:00 UTC has one record, its rise over 21:00's (0.5); 12:00 UTC one,
@@ -84,7 +87,7 @@ def test_energy_prints_dsmr_readers_day_with_costs_and_its_hours(config: Path) -
     assert list(hours["period"]) == ["2024-10-27 00:00:00+02:00", "2024-10-27 13:00:00+01:00",
                                      "2024-10-27 23:00:00+01:00"]
     assert list(hours["electricity1"]) == pytest.approx([0.25, 0.0, 0.0])
-    assert "last minus the first reading within that local day" in result.stderr
+    assert "last minus the first minute row within that local day" in result.stderr
 
 
 def test_query_counts_edge_to_edge_and_says_so(config: Path) -> None:

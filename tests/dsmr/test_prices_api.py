@@ -165,10 +165,16 @@ def test_an_added_contract_prices_statistics_days(api: Api) -> None:
 
 def test_an_added_contract_prices_today_and_the_live_costs(api: Api) -> None:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    push = Client(api.app).post("/api/v1/datalogger/dsmrreading", headers={
-        "X-AUTHKEY": api.keys["write"]}, data={"telegram": v5(
-            stamp=p1_stamp(now), delivered="02.000", gas_stamp=p1_stamp(now), gas="00100.000")})
-    assert push.status_code == 201
+    # two readings a minute apart: DSMR-reader counts today's electricity from minute rows,
+    # and a minute's row exists once a later reading does; the one whole minute in
+    # (now - 60 s, now] stamps that row, and it is today's (local midnight is a whole minute)
+    earlier = now - dt.timedelta(seconds=60)
+    for moment in (earlier, now):
+        push = Client(api.app).post("/api/v1/datalogger/dsmrreading", headers={
+            "X-AUTHKEY": api.keys["write"]}, data={"telegram": v5(
+                stamp=p1_stamp(moment), delivered="02.000", gas_stamp=p1_stamp(earlier),
+                gas="00100.000")})
+        assert push.status_code == 201
     today = send(api, "GET", "/api/v2/consumption/today", scope="read").json()
     assert today["energy_supplier_price_electricity_delivered_1"] == 0
     assert send(api, "GET", "/api/v2/consumption/electricity-live",

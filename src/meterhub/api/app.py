@@ -29,6 +29,7 @@ from meterhub.api import docs, dsmr_reader, links, schemas
 from meterhub.api.problems import Problem, install, problems
 from meterhub.api.push import PUSH_LIMITS, item_problem, read_push
 from meterhub.api.security import KeyLimits, KeyRing, RateLimitHeaders, require
+from meterhub.clock import Clock
 from meterhub.config import Settings
 from meterhub.errors import InputError
 from meterhub.hub import Hub
@@ -136,8 +137,10 @@ def _written(table: pa.Table) -> dict[str, list[str]]:
 
 def create_app(hub: Hub, *, settings: Settings | None = None,
                rate_limit: str = "600/minute",
-               background: Callable[[], Coroutine[Any, Any, Any]] | None = None) -> FastAPI:
-    """The API over ``hub``; ``background`` (the scheduled sync) runs while it serves."""
+               background: Callable[[], Coroutine[Any, Any, Any]] | None = None,
+               clock: Clock | None = None) -> FastAPI:
+    """The API over ``hub``; ``background`` (the scheduled sync) runs while it serves.
+    ``clock`` tells the DSMR statistics the time (the wall clock by default)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -165,7 +168,8 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
     install(app)
     docs.install(app)
     app.add_middleware(RateLimitHeaders)
-    close_dsmr = dsmr_reader.install(app, hub, settings.dsmr if settings is not None else None)
+    close_dsmr = dsmr_reader.install(app, hub, settings.dsmr if settings is not None else None,
+                                     clock=clock)
     read = Depends(require(Scope.READ))
     write = Depends(require(Scope.WRITE))
     admin = Depends(require(Scope.ADMIN))

@@ -28,7 +28,8 @@ from meterhub.model import TS_MAX, TS_MIN, TS_RANGE_TEXT
 
 #: the rules `meterhub energy` follows, said under its numbers
 ENERGY_RULE = ("DSMR-reader's rules: a day's and an hour's electricity is the last minus the "
-               "first reading within that local day or hour; gas per hour as DSMR-reader "
+               "first minute row within that local day or hour (a minute's highest "
+               "reading, stamped at the minute's end); gas per hour as DSMR-reader "
                "counts it, a day's gas the sum of its hours; costs at the day's contract "
                "prices, rounded half up to cents. `meterhub query --every 1d` counts edge "
                "to edge instead (from the last reading before the day), so the two differ "
@@ -148,7 +149,7 @@ def energy(
     """The DSMR meter's hour and day statistics with costs, as DSMR-reader computes them
     (default: today so far)."""
     from meterhub.dsmr.prices import contracts
-    from meterhub.dsmr.statistics import day_statistics, gas_shift, hour_statistics
+    from meterhub.dsmr.statistics import by_minute, day_statistics, gas_shift, hour_statistics
 
     settings = settings_of(config)
     dsmr = settings.dsmr
@@ -161,12 +162,13 @@ def energy(
         current = first
         while current <= last:
             stats = day_statistics(hub, dsmr.device, zone_name, current, every,
-                                   gas_shift=gas_shift(dsmr))
+                                   gas_shift=gas_shift(dsmr), by_minute=by_minute(dsmr))
             if stats is not None:
                 days.append(stats)
             current += dt.timedelta(days=1)
         hours = hour_statistics(hub, dsmr.device, zone_name, first, last,
-                                gas_shift=gas_shift(dsmr)) if with_hours else []
+                                gas_shift=gas_shift(dsmr),
+                                by_minute=by_minute(dsmr)) if with_hours else []
     if not days:
         raise fail(f"no readings of meter {dsmr.device!r} from {first} to {last} "
                    f"({zone_name})")

@@ -46,6 +46,10 @@ class DsmrSettings(BaseModel):
     tariff_1_name: str = Field(default="Daltarief", description="name of tariff 1 (x.8.1)")
     tariff_2_name: str = Field(default="Normaaltarief",
                                description="name of tariff 2 (x.8.2)")
+    electricity_grouping: Literal["minute", "reading"] = Field(
+        default="minute", description="how DSMR-reader groups electricity for statistics: "
+        "one row a minute, stamped at its end (its default), or each reading as a row; "
+        "set it as the DSMR-reader whose numbers you compare with is set")
     parse_helper: Literal["auto", "on", "off"] = Field(
         default="auto", description="parse pushed telegrams in a helper process: once "
         "pushes come faster than 20 a second (auto), from the first (on), or never (off)")

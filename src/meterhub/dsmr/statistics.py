@@ -1,20 +1,30 @@
 """DSMR-reader's hour and day statistics, computed from the stored readings.
 
-The rules are DSMR-reader's (VENDORS.md 3.5), not meterhub's edge-to-edge consumption, so
-that its API answers what its users know:
+The rules are DSMR-reader 5.11's (its consumption compacting and its statistics), not
+meterhub's edge-to-edge consumption, so that its API answers what its users know:
 
-- an hour's electricity per register is the last minus the first reading inside the local
-  hour; no row for an hour without readings;
-- gas per hour: one record in the hour counts its rise over the previous gas record, several
-  count last minus first; DSMR 4 meters report the previous hour, so their gas moves back
-  an hour;
-- a day's electricity is last minus first within the local day (23 or 25 hours on DST
-  days), its gas the sum of its hours, its gas cost from the day's first and last gas;
-- a day's costs are its consumption at the prices of the contracts that hold it
-  (`meterhub.dsmr.prices`).
+- electricity is counted from consumption rows, not readings. By default
+  (``ELECTRICITY_GROUPING_BY_MINUTE``) the readings of each minute become one row: the
+  minute's highest register values, stamped at the minute's END (a reading at 13:59:30
+  makes the row of 14:00), made once the minute is over and a reading of a later minute
+  exists. ``electricity_grouping = "reading"`` takes each reading as a row instead;
+- an hour's electricity per register is the last minus the first row stamped within the
+  hour, so with minute rows hour h counts the readings of h-1:59 to h:58; no statistics for
+  an hour without rows;
+- gas rows are the gas meter's readings, one per distinct gas time (a DSMR 4 meter's moved
+  back an hour: it stamps the hour's total at its end), each with its rise over the row
+  before. An hour with one gas row counts that rise, with several their last minus first,
+  with none 0;
+- a day (local midnight to local midnight: 23 or 25 hours on DST days) counts its rows'
+  last minus first for electricity, the sum of its hours for gas (DSMR-reader 5.10+), and
+  prices gas at the last minus first gas row of the day; "today so far" gives that last
+  minus first as its gas too. Costs use the contracts that hold the day
+  (`meterhub.dsmr.prices`), each rounded half up to cents;
+- a day's meter positions are its first reading's.
 
 Statistics are computed when asked, so a late or replayed telegram changes the hours and
-days it falls in at once, with no re-aggregation step.
+days it falls in at once, with no re-aggregation step (DSMR-reader keeps a minute's row
+and a day's statistics once made).
 """
 
 from __future__ import annotations
@@ -35,6 +45,9 @@ from meterhub.hub import Hub
 REGISTERS = {"electricity1": "electricity_delivered_1", "electricity2": "electricity_delivered_2",
              "electricity1_returned": "electricity_returned_1",
              "electricity2_returned": "electricity_returned_2"}
+#: every DSMR-reader reading has this register: its readings are this channel's
+MARKER = REGISTERS["electricity1"]
+MINUTE = pd.Timedelta(minutes=1)
 
 
 def meter_decimal(value: float) -> Decimal:
@@ -42,21 +55,51 @@ def meter_decimal(value: float) -> Decimal:
     return Decimal(repr(float(value))).quantize(Decimal("0.001"), context=WIDE)
 
 
-def _frame(hub: Hub, device: str, channel: str, start: dt.datetime,
-           end: dt.datetime) -> pd.DataFrame:
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({"ts": pd.Series([], dtype="datetime64[us, UTC]"),
+                         "value": pd.Series([], dtype=float)})
+
+
+def _frame(hub: Hub, device: str, channel: str, start: dt.datetime | None,
+           end: dt.datetime | None) -> pd.DataFrame:
     try:
         frame = hub.readings(device=device, channel=channel, start=start, end=end)
     except NotFoundError:
-        return pd.DataFrame({"ts": pd.Series([], dtype="datetime64[us, UTC]"),
-                             "value": pd.Series([], dtype=float)})
+        return _empty()
     tidy: pd.DataFrame = frame[["ts", "value"]].dropna().sort_values("ts")
     return tidy.reset_index(drop=True)
+
+
+def _reading_from(hub: Hub, device: str, moment: dt.datetime) -> bool:
+    """Whether the meter has a reading at or after ``moment``."""
+    try:
+        reader, _ = hub.page(device=device, channel=MARKER, start=moment, limit=1)
+    except NotFoundError:
+        return False
+    return bool(reader.read_all().num_rows > 0)
 
 
 def _local_midnight(day: dt.date, tz: str) -> dt.datetime:
     from meterhub.timebase import zone
 
     return dt.datetime.combine(day, dt.time(), zone(tz)).astimezone(dt.UTC)
+
+
+def _now(now: dt.datetime | None) -> pd.Timestamp:
+    return pd.Timestamp(now if now is not None else dt.datetime.now(dt.UTC))
+
+
+def minute_rows(readings: pd.DataFrame, complete_until: pd.Timestamp) -> pd.DataFrame:
+    """One register's consumption rows, grouped by minute as DSMR-reader groups them: the
+    minute's highest value, stamped at the minute's end, for the minutes whose end is
+    ``complete_until`` or earlier (the earlier of the clock and the newest reading: a
+    minute is grouped once it is over and a later reading exists)."""
+    if readings.empty:
+        return readings
+    ends = readings["ts"].dt.floor("min") + MINUTE
+    highest = readings.groupby(ends, sort=True)["value"].max()
+    rows = pd.DataFrame({"ts": highest.index, "value": highest.to_numpy()})
+    return rows[rows["ts"] <= complete_until].reset_index(drop=True)
 
 
 def _rise(values: pd.Series) -> Decimal:
@@ -66,17 +109,23 @@ def _rise(values: pd.Series) -> Decimal:
     return meter_decimal(values.iloc[-1]) - meter_decimal(values.iloc[0])
 
 
-def _gas_hours(gas: pd.DataFrame, shift: bool) -> dict[pd.Timestamp, Decimal]:
-    """Gas per hour start (UTC), DSMR-reader's way."""
-    if gas.empty:
-        return {}
-    gas = gas.copy()
-    if shift:  # DSMR 4 meters stamp the hour's total at its end
-        gas["ts"] = gas["ts"] - pd.Timedelta(hours=1)
-    gas["previous"] = gas["value"].shift(1)
-    gas["hour"] = gas["ts"].dt.floor("h")
+def gas_rows(gas: pd.DataFrame, shift: bool) -> pd.DataFrame:
+    """The gas meter's readings as DSMR-reader's gas rows: a DSMR 4 meter's an hour back
+    (it stamps the hour's total at the hour's end), a zero reading skipped (DSMR-reader
+    takes 0 for "no gas meter"), each with its rise over the row before (``rise``; 0 for
+    the first)."""
+    rows = gas[gas["value"] != 0].copy()
+    if shift:
+        rows["ts"] = rows["ts"] - pd.Timedelta(hours=1)
+    rows["previous"] = rows["value"].shift(1)
+    return rows.reset_index(drop=True)
+
+
+def _gas_hours(rows: pd.DataFrame) -> dict[pd.Timestamp, Decimal]:
+    """Gas per hour start (UTC) from gas rows: one row counts its rise over the one
+    before, several their last minus first."""
     out: dict[pd.Timestamp, Decimal] = {}
-    for label, group in gas.groupby("hour", sort=True):
+    for label, group in rows.groupby(rows["ts"].dt.floor("h"), sort=True):
         hour = pd.Timestamp(str(label))
         if len(group) == 1:
             previous = group["previous"].iloc[0]
@@ -89,31 +138,67 @@ def _gas_hours(gas: pd.DataFrame, shift: bool) -> dict[pd.Timestamp, Decimal]:
 
 @dataclass
 class _Span:
-    """The meter's registers in [start, end) and its gas from a day before to an hour after
-    (what the first hour's rise and DSMR 4's shifted gas need), read once."""
+    """The meter's readings in [start, end), its consumption rows stamped in [start, end)
+    and its gas rows from a day before ``start`` (the first hour's rise) to ``end``, read
+    once."""
 
     start: dt.datetime
     end: dt.datetime
-    registers: dict[str, pd.DataFrame]
-    gas: pd.DataFrame
+    readings: dict[str, pd.DataFrame]  #: per register, its readings in [start, end)
+    rows: dict[str, pd.DataFrame]  #: per register, its consumption rows in [start, end)
+    gas: pd.DataFrame  #: gas rows (`gas_rows`) before ``end``
+    gas_readings: pd.DataFrame  #: the gas meter's readings in [start, end), as stamped
 
     @classmethod
-    def read(cls, hub: Hub, device: str, start: dt.datetime, end: dt.datetime) -> _Span:
-        return cls(start, end,
-                   {name: _frame(hub, device, channel, start, end)
-                    for name, channel in REGISTERS.items()},
-                   _frame(hub, device, GAS.channel, start - dt.timedelta(days=1),
-                          end + dt.timedelta(hours=1)))
+    def read(cls, hub: Hub, device: str, start: dt.datetime, end: dt.datetime, *,
+             shift: bool, by_minute: bool, now: dt.datetime | None) -> _Span:
+        # a minute's row is stamped at its end: the readings of the minute before start
+        # make the first row
+        early = start - dt.timedelta(minutes=1) if by_minute else start
+        raw = {name: _frame(hub, device, channel, early, end)
+               for name, channel in REGISTERS.items()}
+        readings = {name: frame[frame["ts"] >= start].reset_index(drop=True)
+                    for name, frame in raw.items()}
+        processed: pd.Timestamp | None = None  # readings after it are not compacted yet
+        if by_minute:
+            marker = raw["electricity1"]["ts"]
+            later = _reading_from(hub, device, end)
+            newest = (pd.Timestamp(end) if later
+                      else marker.max() if len(marker) else pd.Timestamp(start))
+            complete_until = min(_now(now), newest)
+            grouped = {name: minute_rows(frame, complete_until) for name, frame in raw.items()}
+            if not (later and complete_until >= pd.Timestamp(end)):
+                done = marker[marker.dt.floor("min") + MINUTE <= complete_until]
+                processed = done.max() if len(done) else pd.Timestamp(start) - MINUTE
+        else:
+            grouped = raw
+        rows = {name: frame[(frame["ts"] >= start) & (frame["ts"] < end)].reset_index(drop=True)
+                for name, frame in grouped.items()}
+        # DSMR 4 gas of the hour after ``end`` belongs before it once moved back
+        raw_gas = _frame(hub, device, GAS.channel, start - dt.timedelta(days=1),
+                         end + dt.timedelta(hours=1) if shift else end)
+        # DSMR-reader makes a gas row when it compacts the first reading that carries it,
+        # and that reading's minute must be over: gas newer than the last compacted
+        # reading has no row yet
+        gas = gas_rows(raw_gas if processed is None
+                       else raw_gas[raw_gas["ts"] <= processed], shift)
+        return cls(start, end, readings, rows, gas[gas["ts"] < end].reset_index(drop=True),
+                   raw_gas[(raw_gas["ts"] >= start) & (raw_gas["ts"] < end)]
+                   .reset_index(drop=True))
 
-    def hours(self, shift: bool) -> list[dict[str, Any]]:
-        """Hour statistics of every hour in the span that has electricity readings.
+    def day_gas(self) -> pd.DataFrame:
+        """The gas rows within [start, end)."""
+        return self.gas[self.gas["ts"] >= self.start].reset_index(drop=True)
+
+    def hours(self) -> list[dict[str, Any]]:
+        """Hour statistics of every hour in the span that has consumption rows.
 
         Hours are floored in UTC: every zone DSMR meters use is a whole number of hours
         from UTC, so these are the local hours (both 02:00 hours of a fall-back night).
         """
-        gas_by_hour = _gas_hours(self.gas, shift)
+        gas_by_hour = _gas_hours(self.day_gas())
         rises: dict[str, dict[pd.Timestamp, Decimal]] = {}
-        for name, frame in self.registers.items():
+        for name, frame in self.rows.items():
             rises[name] = {pd.Timestamp(str(hour)): _rise(group["value"]) for hour, group
                            in frame.groupby(frame["ts"].dt.floor("h"), sort=True)}
         hours = sorted(set().union(*(set(r) for r in rises.values())))
@@ -123,26 +208,30 @@ class _Span:
 
 
 def hour_statistics(hub: Hub, device: str, tz: str, first: dt.date, last: dt.date, *,
-                    gas_shift: bool = False) -> list[dict[str, Any]]:
+                    gas_shift: bool = False, by_minute: bool = True,
+                    now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Hour statistics for the local days ``first`` to ``last`` inclusive, oldest first."""
     start, end = _local_midnight(first, tz), _local_midnight(last + dt.timedelta(days=1), tz)
-    return _Span.read(hub, device, start, end).hours(gas_shift)
+    return _Span.read(hub, device, start, end, shift=gas_shift, by_minute=by_minute,
+                      now=now).hours()
 
 
 def day_statistics(hub: Hub, device: str, tz: str, day: dt.date, contracts: list[Prices],
-                   *, gas_shift: bool = False) -> dict[str, Any] | None:
-    """The statistics of one local day, or None when it has no electricity readings."""
+                   *, gas_shift: bool = False, by_minute: bool = True,
+                   now: dt.datetime | None = None) -> dict[str, Any] | None:
+    """The statistics of one local day, or None when it has no consumption rows.
+
+    ``gas`` is the sum of the day's hours (a past day's statistics), ``gas_span`` the last
+    minus first gas row of the day (today so far, and every day's gas cost)."""
     start, end = _local_midnight(day, tz), _local_midnight(day + dt.timedelta(days=1), tz)
-    span = _Span.read(hub, device, start, end)
-    frames = span.registers
-    if all(f.empty for f in frames.values()):
+    span = _Span.read(hub, device, start, end, shift=gas_shift, by_minute=by_minute, now=now)
+    if all(f.empty for f in span.rows.values()):
         return None
     out: dict[str, Any] = {"day": day}
-    for name, frame in frames.items():
+    for name, frame in span.rows.items():
         out[name] = _rise(frame["value"])
-    out["gas"] = sum((h["gas"] for h in span.hours(gas_shift)), Decimal(0))
-    gas = span.gas[(span.gas["ts"] >= start) & (span.gas["ts"] < end)]
-    gas_span = _rise(gas["value"])
+    out["gas"] = sum((h["gas"] for h in span.hours()), Decimal(0))
+    out["gas_span"] = _rise(span.day_gas()["value"])
     price = prices_for(day, contracts)
     out["electricity1_cost"] = round2(out["electricity1"]
                                       * price["electricity_delivered_1_price"]
@@ -152,24 +241,51 @@ def day_statistics(hub: Hub, device: str, tz: str, day: dt.date, contracts: list
                                       * price["electricity_delivered_2_price"]
                                       - out["electricity2_returned"]
                                       * price["electricity_returned_2_price"])
-    out["gas_cost"] = round2(gas_span * price["gas_price"])
+    out["gas_cost"] = round2(out["gas_span"] * price["gas_price"])
     out["fixed_cost"] = round2(price["fixed_daily_cost"])
     out["total_cost"] = round2(out["electricity1_cost"] + out["electricity2_cost"]
                                + out["gas_cost"] + price["fixed_daily_cost"])
-    first = {name: f.iloc[0] for name, f in frames.items() if len(f)}
-    stamp = min(row["ts"] for row in first.values())
-    out["electricity_reading_timestamp"] = stamp.to_pydatetime()
-    for name, channel_name in (("electricity1_reading", "electricity1"),
-                               ("electricity2_reading", "electricity2"),
-                               ("electricity1_returned_reading", "electricity1_returned"),
-                               ("electricity2_returned_reading", "electricity2_returned")):
-        out[name] = meter_decimal(first[channel_name]["value"]) if channel_name in first else None
-    out["gas_reading_timestamp"] = gas["ts"].iloc[0].to_pydatetime() if len(gas) else None
-    out["gas_reading"] = meter_decimal(gas["value"].iloc[0]) if len(gas) else None
+    out.update(_positions(span))
     out["prices"] = price
     return out
+
+
+def _positions(span: _Span) -> dict[str, Any]:
+    """The meter positions at the start of the day: its first reading's, and the gas
+    meter's first reading stamped within the day."""
+    first = {name: f.iloc[0] for name, f in span.readings.items() if len(f)}
+    out: dict[str, Any] = {"electricity_reading_timestamp": (
+        min(row["ts"] for row in first.values()).to_pydatetime() if first else None)}
+    for name in REGISTERS:
+        out[f"{name}_reading"] = meter_decimal(first[name]["value"]) if name in first else None
+    gas = span.gas_readings
+    out["gas_reading_timestamp"] = gas["ts"].iloc[0].to_pydatetime() if len(gas) else None
+    out["gas_reading"] = meter_decimal(gas["value"].iloc[0]) if len(gas) else None
+    return out
+
+
+def statistics_days(hub: Hub, device: str, tz: str, *, by_minute: bool = True,
+                    now: dt.datetime | None = None) -> list[dt.date]:
+    """The local days that have consumption rows, oldest first (DSMR-reader makes a day's
+    statistics once it has passed: callers drop today)."""
+    try:
+        table = hub.readings(device=device, channel=MARKER, as_="arrow")
+    except NotFoundError:
+        return []
+    stamps = table.column("ts").to_pandas()
+    if stamps.empty:
+        return []
+    if by_minute:
+        ends = stamps.dt.floor("min") + MINUTE
+        stamps = ends[ends <= min(_now(now), stamps.max())]
+    return sorted(set(stamps.dt.tz_convert(tz).dt.date))
 
 
 def gas_shift(settings: DsmrSettings) -> bool:
     """Whether gas moves back an hour: DSMR 4 gas totals are stamped at the hour's end."""
     return settings.version in ("4",)
+
+
+def by_minute(settings: DsmrSettings) -> bool:
+    """Whether electricity is grouped per minute (DSMR-reader's default)."""
+    return settings.electricity_grouping == "minute"

@@ -25,23 +25,26 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from meterhub.api.dsmr_reader import meter, openapi, prices, readings, statistics, telegram_push
+from meterhub.clock import Clock
 from meterhub.dsmr.parse_helper import TelegramReader
 from meterhub.dsmr.settings import DsmrSettings
 from meterhub.hub import Hub
 from meterhub.ingest import GroupWriter
 
 
-def install(app: FastAPI, hub: Hub, settings: DsmrSettings | None
-            ) -> Callable[[], Awaitable[None]]:
+def install(app: FastAPI, hub: Hub, settings: DsmrSettings | None, *,
+            clock: Clock | None = None) -> Callable[[], Awaitable[None]]:
     """Add every DSMR-reader path to ``app`` (for the meter ``settings`` describe, else the
     defaults), pushes committed in groups; the coroutine function to await at shutdown (it
-    stops the parse helpers and stores the meter's status if one is held back)."""
+    stops the parse helpers and stores the meter's status if one is held back). The
+    statistics tell "today" and which minutes are over by ``clock`` (the wall clock by
+    default)."""
     settings = settings or DsmrSettings()
     writer = GroupWriter(hub, origin="dsmr")
     app.state.dsmr_telegrams = telegrams = TelegramReader(settings)
     counters = telegram_push.install(app, settings, writer, telegrams)
     readings.install(app, hub, settings, writer)
-    statistics.install(app, hub, settings)
+    statistics.install(app, hub, settings, clock)
     prices.install(app, hub, settings, writer)
     meter.install(app, hub, settings, writer)
     openapi.install(app, settings)

@@ -13,35 +13,38 @@ from starlette.responses import Response
 
 from meterhub.api.dsmr_reader.common import (
     date_bounds,
+    get_route,
     guarded,
     json_response,
     local_time,
     money,
     page_of,
     paginated,
-    time_bounds,
-    today,
+    time_filters,
     within,
 )
+from meterhub.clock import Clock, RealClock
 from meterhub.dsmr.prices import contracts
 from meterhub.dsmr.settings import DsmrSettings
-from meterhub.dsmr.statistics import day_statistics, gas_shift, hour_statistics
-from meterhub.errors import NotFoundError
+from meterhub.dsmr.statistics import (
+    by_minute,
+    day_statistics,
+    gas_shift,
+    hour_statistics,
+    statistics_days,
+)
 from meterhub.hub import Hub
 from meterhub.keys import Scope
 from meterhub.timebase import zone
 
 
-def _stat_days(hub: Hub, settings: DsmrSettings, today: dt.date) -> list[dt.date]:
-    """Local days before today with electricity readings (DSMR-reader makes a day's
-    statistics once the day has passed)."""
-    tz = zone(settings.timezone)
-    try:
-        stamps = hub.readings(device=settings.device, channel="electricity_delivered_1",
-                              as_="arrow").column("ts").to_pylist()
-    except NotFoundError:
-        return []
-    return sorted(d for d in {s.astimezone(tz).date() for s in stamps} if d < today)
+def _stat_days(hub: Hub, settings: DsmrSettings, now: dt.datetime) -> list[dt.date]:
+    """Local days before today with electricity consumption rows (DSMR-reader makes a
+    day's statistics once the day has passed)."""
+    today = now.astimezone(zone(settings.timezone)).date()
+    return [day for day in statistics_days(hub, settings.device, settings.timezone,
+                                           by_minute=by_minute(settings), now=now)
+            if day < today]
 
 
 def day_json(stats: dict[str, Any], tz: str) -> dict[str, Any]:
@@ -58,7 +61,9 @@ def day_json(stats: dict[str, Any], tz: str) -> dict[str, Any]:
         out[name] = "0.0"  # no weather data is kept for the meter
     out["fixed_cost"] = money(stats["fixed_cost"], 2)
     out["total_cost"] = money(stats["total_cost"], 2)
-    out["electricity_reading_timestamp"] = local_time(stats["electricity_reading_timestamp"], tz)
+    out["electricity_reading_timestamp"] = (
+        None if stats["electricity_reading_timestamp"] is None
+        else local_time(stats["electricity_reading_timestamp"], tz))
     for name in ("electricity1_reading", "electricity2_reading",
                  "electricity1_returned_reading", "electricity2_returned_reading"):
         out[name] = None if stats[name] is None else money(stats[name], 3)
@@ -69,47 +74,55 @@ def day_json(stats: dict[str, Any], tz: str) -> dict[str, Any]:
     return out
 
 
-def install(app: FastAPI, hub: Hub, settings: DsmrSettings) -> None:
+def install(app: FastAPI, hub: Hub, settings: DsmrSettings, clock: Clock | None = None
+            ) -> None:
     tz = settings.timezone
-    shift = gas_shift(settings)
+    rules = {"gas_shift": gas_shift(settings), "by_minute": by_minute(settings)}
+    clock = clock or RealClock()
 
-    @app.get("/api/v2/statistics/day", include_in_schema=False)
+    def now() -> dt.datetime:
+        return dt.datetime.fromtimestamp(clock.now(), dt.UTC)
+
+    @get_route(app, "/api/v2/statistics/day")
     @guarded(Scope.READ)
     async def statistics_day(request: Request) -> Response:
-        bounds, errors = date_bounds(request, ("day__gte", "day__lte"), in_range=True)
+        # day (exact), day__gte and day__lte, together, as DayStatisticsFilter has them
+        bounds, errors = date_bounds(request, ("day", "day__gte", "day__lte"), in_range=True)
         if errors:
             return json_response(errors, 400)
 
         def compute() -> tuple[int, int, int, list[dict[str, Any]]]:
-            days = [d for d in _stat_days(hub, settings, today(tz))
-                    if within(d, bounds["day__gte"], bounds["day__lte"])]
+            moment = now()
+            days = [d for d in _stat_days(hub, settings, moment)
+                    if within(d, bounds["day__gte"], bounds["day__lte"])
+                    and within(d, bounds["day"], bounds["day"])]
             chosen, limit, offset = page_of(request, days, "day")
             every = contracts(hub, settings)
             rows = []
             for day in chosen:
-                stats = day_statistics(hub, settings.device, tz, day, every,
-                                       gas_shift=shift)
+                stats = day_statistics(hub, settings.device, tz, day, every, **rules,
+                                       now=moment)
                 if stats is not None:
                     rows.append(day_json(stats, tz))
             return len(days), limit, offset, rows
 
         return paginated(request, *await run_in_threadpool(compute))
 
-    @app.get("/api/v2/statistics/hour", include_in_schema=False)
+    @get_route(app, "/api/v2/statistics/hour")
     @guarded(Scope.READ)
     async def statistics_hour(request: Request) -> Response:
-        (low, high), errors = time_bounds(request, ("hour_start__gte", "hour_start__lte"),
-                                           tz)
+        # hour_start (exact), hour_start__gte and hour_start__lte, together
+        (low, high), errors = time_filters(request, "hour_start", tz)
         if errors:
             return json_response(errors, 400)
 
         def compute() -> tuple[int, int, int, list[dict[str, Any]]]:
-            local = zone(tz)
-            days = [d for d in _stat_days(hub, settings, today(tz))
+            local, moment = zone(tz), now()
+            days = [d for d in _stat_days(hub, settings, moment)
                     if within(d, low and low.astimezone(local).date(),
                               high and high.astimezone(local).date())]
-            rows = (hour_statistics(hub, settings.device, tz, days[0], days[-1],
-                                    gas_shift=shift) if days else [])
+            rows = (hour_statistics(hub, settings.device, tz, days[0], days[-1], **rules,
+                                    now=moment) if days else [])
             rows = [r for r in rows if within(r["hour_start"], low, high)]
             chosen, limit, offset = page_of(request, rows, "hour_start")
             out = [{"id": int(r["hour_start"].timestamp()) // 3600,
@@ -121,14 +134,15 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings) -> None:
 
         return paginated(request, *await run_in_threadpool(compute))
 
-    @app.get("/api/v2/consumption/today", include_in_schema=False)
+    @get_route(app, "/api/v2/consumption/today")
     @guarded(Scope.READ)
     async def consumption_today(request: Request) -> Response:
-        day = today(tz)
+        moment = now()
+        day = moment.astimezone(zone(tz)).date()
 
         def compute() -> dict[str, Any] | None:
             return day_statistics(hub, settings.device, tz, day, contracts(hub, settings),
-                                  gas_shift=shift)
+                                  **rules, now=moment)
 
         stats = await run_in_threadpool(compute)
         if stats is None:
@@ -141,8 +155,12 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings) -> None:
         out["electricity_merged"] = float(stats["electricity1"] + stats["electricity2"])
         out["electricity_returned_merged"] = float(stats["electricity1_returned"]
                                                    + stats["electricity2_returned"])
-        for name in ("electricity1_cost", "electricity2_cost", "total_cost", "gas",
-                     "gas_cost", "fixed_cost"):
+        for name in ("electricity1_cost", "electricity2_cost", "total_cost"):
+            out[name] = float(stats[name])
+        # today's gas is the day's last minus first gas reading, as its cost is; a past
+        # day's statistics sum their hours instead (DSMR-reader 5.10+)
+        out["gas"] = float(stats["gas_span"])
+        for name in ("gas_cost", "fixed_cost"):
             out[name] = float(stats[name])
         for name in ("electricity_delivered_1", "electricity_delivered_2",
                      "electricity_returned_1", "electricity_returned_2", "gas"):
