@@ -197,7 +197,10 @@ def hour_starts(items: list[dict[str, Any]]) -> list[dt.datetime]:
 @pytest.mark.parametrize("start", ["2025-03-10T10:30", "2025-03-10T11:30:00+01:00"])
 def test_a_start_within_an_hour_gets_that_hours_statistics(
         remote: Remote, tmp_path: Path, start: str) -> None:
-    remote.post(*FIRST)
+    # and two readings of the next day: DSMR-reader makes the 10th's statistics once its
+    # readings are all compacted (each minute's once a reading of a later minute is in)
+    remote.post(*FIRST, pd.Timestamp("2025-03-11T08:00:00Z"),
+                pd.Timestamp("2025-03-11T08:10:00Z"))
     with httpx.Client(headers={"X-AUTHKEY": remote.api.keys["read"]}) as client:
         theirs = client.get(f"{remote.base}/api/v2/statistics/hour",
                             params={"limit": 100}).raise_for_status().json()["results"]

@@ -105,8 +105,10 @@ def remote(api: Api) -> Iterator[Remote]:
         yield Remote(api, base)
 
 
-FIRST_DAYS = range(0, 49 * 3 + 1)  # 25 Oct 00:00 to 27 Oct 00:00 local, both included
-NEXT_DAY = range(49 * 3 + 1, 73 * 3 + 1)  # the rest of 27 Oct, and 28 Oct 00:00
+# 25 Oct 00:00 to 27 Oct 00:20 local: 27 Oct 00:00 brings that day's first gas and is
+# compacted once 00:20 is in, so DSMR-reader makes the 26th's statistics
+FIRST_DAYS = range(0, 49 * 3 + 2)
+NEXT_DAY = range(49 * 3 + 2, 73 * 3 + 2)  # the rest of 27 Oct, and 28 Oct to 00:20
 
 
 def config(remote: Remote, **extra: Any) -> Any:
@@ -166,8 +168,8 @@ def test_hour_and_day_statistics_are_pulled_once_then_only_news(remote: Remote,
         hours, days = stored(local, "meter-hourly"), stored(local, "meter-daily")
         pd.testing.assert_frame_equal(hours, expected_hours(remote))
         pd.testing.assert_frame_equal(days, expected_days(remote))
-        # 27 Oct has its midnight reading only, and no later reading: DSMR-reader makes
-        # that minute's row (and so that hour and day) once a later reading comes
+        # 27 Oct is not made yet: its reading of 00:20 has no later one, so it is not
+        # compacted
         assert len(hours) == 5 * (24 + 25)
 
         # 26 October by hand: 25 hours of readings, 75 of them, 74 steps
@@ -196,7 +198,7 @@ def test_hour_and_day_statistics_are_pulled_once_then_only_news(remote: Remote,
         # each stream has its own cursor: its newest period's start
         assert local.store.get_cursor("home", "meter-hourly") == "2025-10-26T22:00:00+00:00"
         assert local.store.get_cursor("home", "meter-daily") == "2025-10-25T22:00:00+00:00"
-        assert local.store.get_cursor("home", "meter") == "2025-10-26T23:00:00+00:00"
+        assert local.store.get_cursor("home", "meter") == "2025-10-26T23:20:00+00:00"
 
         again = asyncio.run(sync_source(local, source, clock=RealClock()))
         assert (again.error, again.readings) == (None, 0)
@@ -211,7 +213,7 @@ def test_hour_and_day_statistics_are_pulled_once_then_only_news(remote: Remote,
         pd.testing.assert_frame_equal(stored(local, "meter-daily"), later_days)
         # the boundary day was read again and now has all its readings: 72, 71 steps
         assert value(later_days, "electricity1", "2025-10-26T23:00:00Z") == 0.71
-        assert len(later_hours) == 5 * (24 + 25 + 24)  # 28 Oct's midnight: no row yet
+        assert len(later_hours) == 5 * (24 + 25 + 24)  # 28 Oct waits as 27 Oct did
         # the newest day is 27 Oct (28 Oct has no row yet): its local midnight
         assert local.store.get_cursor("home", "meter-daily") == "2025-10-26T23:00:00+00:00"
 

@@ -121,3 +121,24 @@ def test_energy_refuses_a_bad_day_and_a_day_without_readings(config: Path) -> No
     empty = runner.invoke(app, ["energy", "--day", "2023-01-01", "--config", str(config)])
     assert empty.exit_code == 1
     assert "no readings of meter 'p1' from 2023-01-01" in empty.output
+
+
+def test_today_so_far_counts_its_gas_last_minus_first(config: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # "today" is 27 October 2024, 23:55 local: the day's gas is as consumption/today has
+    # it, its last minus first gas reading (51.000 - 50.000), not the sum of its hours (1.5,
+    # which counts 22:00 UTC's rise over the 26th's 21:00)
+    import datetime as dt
+
+    from meterhub.cli import dsmr
+
+    monkeypatch.setattr(dsmr, "wall_clock",
+                        lambda: dt.datetime(2024, 10, 27, 22, 55, tzinfo=dt.UTC))
+    result = runner.invoke(app, ["energy", "--config", str(config), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(io.StringIO(result.stdout))
+    day = frame[frame["period"] == "2024-10-27"].iloc[0]
+    assert day["gas"] == pytest.approx(1.0)
+    assert day["gas_cost"] == pytest.approx(1.0)
+    # the 23:45 reading's minute is over and the next day's reading is in: 12.5 kWh
+    assert day["electricity1"] == pytest.approx(12.5)

@@ -24,9 +24,11 @@ START = pd.Timestamp("2024-10-25T22:00:00Z")  # local midnight starting 26 Oct (
 
 
 def fill(api: Api) -> None:
-    """Every 15 minutes for 49 hours: register 1 +0.010, register 2 +0.020, returned 1
-    +0.001; gas every hour +0.100 m³ from an hour before the first day."""
-    n = 196
+    """Every 15 minutes for 50 hours: register 1 +0.010, register 2 +0.020, returned 1
+    +0.001; gas every hour +0.100 m³ from an hour before the first day. The last hour is
+    the 28th's: DSMR-reader makes the 27th's statistics once its readings are all
+    compacted and a gas reading of a later day is in."""
+    n = 200
     ts = pd.date_range(START, periods=n, freq="15min")
     frames = [pd.DataFrame({"device": "p1", "channel": channel, "ts": ts,
                             "value": [round(base + step * i, 3) for i in range(n)],
@@ -81,15 +83,14 @@ def test_the_25_hour_day_by_hand(api: Api) -> None:
     fill(api)
     day = day_statistics(api.hub, "p1", TZ, dt.date(2024, 10, 27), contracts())
     assert day is not None
-    # 100 readings, 00:00 to 23:45; the last one's minute has no later reading, so no row
-    # yet (DSMR-reader groups a minute once a later reading exists): rows of 00:00 to
-    # 23:30, 98 steps
-    assert (day["electricity1"], day["electricity2"]) == (Decimal("0.980"), Decimal("1.960"))
+    # 100 readings, 00:00 to 23:45, each the row of its minute (stamped a minute later):
+    # 99 steps
+    assert (day["electricity1"], day["electricity2"]) == (Decimal("0.990"), Decimal("1.980"))
     assert day["gas"] == Decimal("2.500")  # 25 hours
-    assert day["electricity1_cost"] == Decimal("0.19")  # 0.196 - 0.0098 = 0.1862
-    assert day["electricity2_cost"] == Decimal("0.44")  # 1.96 * 0.225 = 0.441
+    assert day["electricity1_cost"] == Decimal("0.19")  # 0.198 - 0.0099 = 0.1881
+    assert day["electricity2_cost"] == Decimal("0.45")  # 1.98 * 0.225 = 0.4455
     assert day["gas_cost"] == Decimal("2.76")  # 2.4 * 1.15
-    assert day["total_cost"] == Decimal("3.95")  # 0.19 + 0.44 + 2.76 + 0.555 = 3.945
+    assert day["total_cost"] == Decimal("3.96")  # 0.19 + 0.45 + 2.76 + 0.555 = 3.955
     hours = hour_statistics(api.hub, "p1", TZ, dt.date(2024, 10, 27), dt.date(2024, 10, 27))
     assert len(hours) == 25
     assert day["electricity1_reading"] == Decimal("1000.960")

@@ -13,6 +13,9 @@ H  an hour's electricity per register: last minus first row stamped within the h
 G  gas rows: one per distinct gas time, made when the first reading carrying it is
    compacted (so not before that reading's minute is over). An hour's gas: one gas row ->
    its rise over the gas row before; several -> last minus first; none -> 0.
+S  a day's (and its hours') statistics are made once the day has passed, all its readings
+   are compacted, and a gas row of a later day exists ("waiting for the first gas reading
+   on the next day").
 D  a day: last minus first row stamped within [local midnight, next local midnight);
    its gas the SUM of its hours' gas (only hours that have electricity rows count).
 T  today so far: as a day, but its gas is the day's last minus first gas row.
@@ -109,6 +112,8 @@ NORMAL = [
             "2025-01-15T22:55:00Z", 502.300),                             # g10 23:55
     Reading("2025-01-15T23:00:15Z", 101.102, 203.000, 50.020, 11.000, 1,  # 16th 00:00:15
             "2025-01-15T23:00:00Z", 502.310),                             # g11 16th 00:00
+    Reading("2025-01-15T23:01:10Z", 101.104, 203.000, 50.020, 11.000, 1,  # 16th 00:01:10
+            "2025-01-15T23:00:00Z", 502.310),
 ]
 # The rows (M), stamped at minute ends, local:
 #   15th 00:00 <- 14th 23:59:40 (t1 100.000)   00:01 <- 00:00:20 (100.004)
@@ -116,7 +121,9 @@ NORMAL = [
 #   01:21 <- 01:20 (100.400)   07:00 <- 06:59:30 (101.000, r1 50.020)
 #   07:01 <- 07:00:10 (t2 200.050)   12:01 <- max(12:00:00, 12:00:40) (t2 201.000, r2 10.510)
 #   23:00 <- 22:59:30 (t2 203.000, r2 11.000)   23:01 <- 23:00:30 (t1 101.010)
-#   16th 00:00 <- 23:59:45 (the next day's)   16th 00:01 <- 00:00:15: none, no later reading
+#   16th 00:00 <- 23:59:45 (the next day's)   16th 00:01 <- 00:00:15, which brings g11, the
+#   first gas row of the next day (DSMR-reader makes the 15th's statistics once it has one)
+#   16th 00:02 <- 00:01:10: none yet, no later reading
 
 #: Sunday 30 March 2025: 02:00 CET jumps to 03:00 CEST, a 23-hour day
 SHORT = [
@@ -136,11 +143,14 @@ SHORT = [
             "2025-03-30T21:55:00Z", 701.000),                           # 23:55 CEST
     Reading("2025-03-30T22:10:00Z", 301.010, 400.510, 0.000, 0.210, 1,  # 31st 00:10 CEST
             "2025-03-30T22:10:00Z", 701.010),
+    Reading("2025-03-30T22:20:00Z", 301.020, 400.510, 0.000, 0.210, 1,  # 31st 00:20 CEST
+            "2025-03-30T22:20:00Z", 701.020),
 ]
 # Rows (M): 30th 00:00 CET <- 29th 23:59:30 (300.000); 03:00 CEST <- 01:59:30 CET (300.200:
 # the minute ends at 02:00 CET, which is 03:00 CEST); 03:01 <- 03:00:30 (300.250); 03:31 <-
 # 03:30 (300.300); 12:31 <- max(12:30:00, 12:30:59) (t2 400.510, r2 0.210); 31st 00:00 <-
-# 23:59:10 (the next day's); none for 00:10, no later reading.
+# 23:59:10 (the next day's); 00:11 <- 00:10 (and the next day's first gas row); none for
+# 00:20, no later reading.
 
 #: Sunday 26 October 2025: 03:00 CEST falls back to 02:00 CET, a 25-hour day
 LONG = [
@@ -162,11 +172,14 @@ LONG = [
             "2025-10-26T22:55:00Z", 901.000),
     Reading("2025-10-26T23:05:00Z", 500.510, 600.300, 1.000, 2.400, 1,  # 27th 00:05 CET
             "2025-10-26T23:05:00Z", 901.010),
+    Reading("2025-10-26T23:15:00Z", 500.520, 600.300, 1.000, 2.400, 1,  # 27th 00:15 CET
+            "2025-10-26T23:15:00Z", 901.020),
 ]
 # Rows (M): 26th 00:00 CEST <- 25th 23:59:50 (500.000); 02:11 CEST <- 02:10 CEST (500.100);
 # 02:00 CET (the second 02:00) <- 02:59:30 CEST (500.200); 02:11 CET <- 02:10 CET (500.300);
 # 03:00 CET <- 02:59:30 CET (500.400); 03:01 <- 03:00:30 (500.410); 13:01 <- 13:00 (t2
-# 600.300, r2 2.400); 27th 00:00 <- 23:59:59 (the next day's); none for 00:05.
+# 600.300, r2 2.400); 27th 00:00 <- 23:59:59 (the next day's); 00:06 <- 00:05 (with the next
+# day's first gas row); none for 00:15.
 
 
 def hour_id(local: str) -> int:
@@ -397,6 +410,10 @@ DSMR4 = [
             "2025-01-15T23:00:00Z", 501.000),                       # 16th 00:00 -> 15th 23:00
     Reading("2025-01-15T23:40:00Z", 101.010, 200.000, 0.0, 0.0, 1,  # 16th 00:40
             "2025-01-15T23:00:00Z", 501.000),
+    Reading("2025-01-16T00:30:00Z", 101.020, 200.000, 0.0, 0.0, 1,  # 16th 01:30
+            "2025-01-16T00:00:00Z", 501.200),                       # 01:00 -> 16th 00:00
+    Reading("2025-01-16T00:40:00Z", 101.030, 200.000, 0.0, 0.0, 1,  # 16th 01:40
+            "2025-01-16T00:00:00Z", 501.200),
 ]
 
 
@@ -424,3 +441,32 @@ def test_a_dsmr_4_meters_gas_moves_back_an_hour(meter: Any) -> None:
         # P the first gas reading stamped within the day, as stamped
         "gas_reading_timestamp": "2025-01-15T00:00:00+01:00", "gas_reading": "500.100",
     }
+
+
+def test_a_day_waits_for_its_readings_and_the_next_days_gas(meter: Any) -> None:
+    # S up to 23:59:45 on the 15th: that reading has no later one, so it is not compacted;
+    # the 15th waits, its hours with it
+    m = meter(NORMAL[:13], "2025-01-16T12:00:00+01:00")
+    assert get(m, "/api/v2/statistics/day") == page([])
+    assert get(m, "/api/v2/statistics/hour") == page([])
+    # S with 00:00:15 on the 16th, the 15th's readings are all compacted, but 00:00:15 is
+    # not, and g11, the next day's first gas, comes with it: the 15th still waits
+    m = meter(NORMAL[13:14], "2025-01-16T12:00:00+01:00")
+    assert get(m, "/api/v2/statistics/day") == page([])
+    # once 00:01:10 comes, 00:00:15 is compacted with g11: the 15th is made
+    m = meter(NORMAL[14:], "2025-01-16T12:00:00+01:00")
+    assert [d["day"] for d in get(m, "/api/v2/statistics/day")["results"]] == ["2025-01-15"]
+    assert get(m, "/api/v2/statistics/hour")["count"] == 5
+
+
+def test_a_lone_gas_row_rises_over_the_row_before_however_old(meter: Any) -> None:
+    # G gas g4 of the 15th 01:20 is the first after a two-day outage of the gas meter: its
+    # hour counts the whole rise over the last row before, on the 13th
+    before = Reading("2025-01-12T23:30:00Z", 99.000, 200.000, 50.000, 10.000, 1,
+                     "2025-01-12T23:30:00Z", 490.000)  # 13th 00:30, gas 490.000
+    outage = [Reading(r.at, r.t1, r.t2, r.r1, r.r2, r.tariff, before.gas_at, before.gas)
+              if r.at < "2025-01-15T00:20:00Z" else r for r in NORMAL]
+    m = meter([before, *outage], "2025-01-16T12:00:00+01:00")
+    hours = {h["hour_start"]: h["gas"] for h in get(m, "/api/v2/statistics/hour")["results"]}
+    assert hours["2025-01-15T00:00:00+01:00"] == "0.000"  # no gas row in the hour
+    assert hours["2025-01-15T01:00:00+01:00"] == "10.250"  # 500.250 - 490.000

@@ -30,7 +30,8 @@ from meterhub.model import TS_MAX, TS_MIN, TS_RANGE_TEXT
 ENERGY_RULE = ("DSMR-reader's rules: a day's and an hour's electricity is the last minus the "
                "first minute row within that local day or hour (a minute's highest "
                "reading, stamped at the minute's end); gas per hour as DSMR-reader "
-               "counts it, a day's gas the sum of its hours; costs at the day's contract "
+               "counts it, a past day's gas the sum of its hours (today's: its last minus "
+               "first gas reading); costs at the day's contract "
                "prices, rounded half up to cents. `meterhub query --every 1d` counts edge "
                "to edge instead (from the last reading before the day), so the two differ "
                "by the rise across midnight.")
@@ -91,7 +92,13 @@ def _kept(first: dt.date, last: dt.date, what: str) -> dt.date:
     return first
 
 
-def _period(day: str | None, month: str | None, tz: str) -> tuple[dt.date, dt.date, bool]:
+def wall_clock() -> dt.datetime:
+    """Now, for what "today" and "so far" mean (tests set it)."""
+    return dt.datetime.now(dt.UTC)
+
+
+def _period(day: str | None, month: str | None, tz: str, now: dt.datetime
+            ) -> tuple[dt.date, dt.date, bool]:
     """(first day, last day, whether hours are shown) of --day, --month or today."""
     if day is not None and month is not None:
         raise InputError("give --day or --month, not both")
@@ -108,7 +115,7 @@ def _period(day: str | None, month: str | None, tz: str) -> tuple[dt.date, dt.da
                          f"{day if day is not None else month!r}") from None
     from meterhub.timebase import zone
 
-    today = dt.datetime.now(zone(tz)).date()
+    today = now.astimezone(zone(tz)).date()
     return today, today, True
 
 
@@ -150,25 +157,31 @@ def energy(
     (default: today so far)."""
     from meterhub.dsmr.prices import contracts
     from meterhub.dsmr.statistics import by_minute, day_statistics, gas_shift, hour_statistics
+    from meterhub.timebase import zone
 
     settings = settings_of(config)
     dsmr = settings.dsmr
     zone_name = tz or dsmr.timezone
+    now = wall_clock()
     with user_errors():
-        first, last, with_hours = _period(day, month, zone_name)
+        first, last, with_hours = _period(day, month, zone_name, now)
+        today = now.astimezone(zone(zone_name)).date()
     with opened(store or settings.store.url, create=False) as hub, user_errors():
         every = contracts(hub, dsmr)
         days = []
         current = first
         while current <= last:
             stats = day_statistics(hub, dsmr.device, zone_name, current, every,
-                                   gas_shift=gas_shift(dsmr), by_minute=by_minute(dsmr))
+                                   gas_shift=gas_shift(dsmr), by_minute=by_minute(dsmr),
+                                   now=now)
             if stats is not None:
+                if current == today:  # today so far: its gas as its gas cost counts it
+                    stats["gas"] = stats["gas_span"]
                 days.append(stats)
             current += dt.timedelta(days=1)
         hours = hour_statistics(hub, dsmr.device, zone_name, first, last,
-                                gas_shift=gas_shift(dsmr),
-                                by_minute=by_minute(dsmr)) if with_hours else []
+                                gas_shift=gas_shift(dsmr), by_minute=by_minute(dsmr),
+                                now=now) if with_hours else []
     if not days:
         raise fail(f"no readings of meter {dsmr.device!r} from {first} to {last} "
                    f"({zone_name})")

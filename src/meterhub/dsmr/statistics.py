@@ -70,6 +70,23 @@ def _frame(hub: Hub, device: str, channel: str, start: dt.datetime | None,
     return tidy.reset_index(drop=True)
 
 
+def _frames(hub: Hub, device: str, channels: dict[str, str], start: dt.datetime | None,
+            end: dt.datetime | None) -> dict[str, pd.DataFrame]:
+    """`_frame` of each channel (named by ``channels``' keys), read in one query when the
+    meter has them all."""
+    try:
+        frame = hub.readings(device=device, channel=list(channels.values()), start=start,
+                             end=end)
+    except NotFoundError:  # one of them missing (a meter without a second tariff, say)
+        return {name: _frame(hub, device, channel, start, end)
+                for name, channel in channels.items()}
+    tidy = frame[["channel", "ts", "value"]].dropna().sort_values("ts")
+    groups = dict(iter(tidy.groupby("channel", sort=False)))
+    return {name: (groups[channel][["ts", "value"]].reset_index(drop=True)
+                   if channel in groups else _empty())
+            for name, channel in channels.items()}
+
+
 def _reading_from(hub: Hub, device: str, moment: dt.datetime) -> bool:
     """Whether the meter has a reading at or after ``moment``."""
     try:
@@ -77,6 +94,22 @@ def _reading_from(hub: Hub, device: str, moment: dt.datetime) -> bool:
     except NotFoundError:
         return False
     return bool(reader.read_all().num_rows > 0)
+
+
+#: how far back the gas row before a window is looked for, nearest first
+GAS_BACK = (dt.timedelta(days=1), None)
+
+
+def _gas_before(hub: Hub, device: str, moment: dt.datetime) -> pd.DataFrame:
+    """The gas meter's last non-zero reading before ``moment``, however long ago (a frame
+    of one row, or none): DSMR-reader counts a lone gas row's rise over the row before it,
+    so after an outage the first hour back holds the whole outage's gas."""
+    for back in GAS_BACK:
+        frame = _frame(hub, device, GAS.channel, moment - back if back else None, moment)
+        frame = frame[frame["value"] != 0]
+        if len(frame) or back is None:
+            return frame.tail(1)
+    return _empty()  # pragma: no cover - the last window has no start
 
 
 def _local_midnight(day: dt.date, tz: str) -> dt.datetime:
@@ -155,8 +188,7 @@ class _Span:
         # a minute's row is stamped at its end: the readings of the minute before start
         # make the first row
         early = start - dt.timedelta(minutes=1) if by_minute else start
-        raw = {name: _frame(hub, device, channel, early, end)
-               for name, channel in REGISTERS.items()}
+        raw = _frames(hub, device, REGISTERS, early, end)
         readings = {name: frame[frame["ts"] >= start].reset_index(drop=True)
                     for name, frame in raw.items()}
         processed: pd.Timestamp | None = None  # readings after it are not compacted yet
@@ -174,9 +206,13 @@ class _Span:
             grouped = raw
         rows = {name: frame[(frame["ts"] >= start) & (frame["ts"] < end)].reset_index(drop=True)
                 for name, frame in grouped.items()}
-        # DSMR 4 gas of the hour after ``end`` belongs before it once moved back
-        raw_gas = _frame(hub, device, GAS.channel, start - dt.timedelta(days=1),
-                         end + dt.timedelta(hours=1) if shift else end)
+        # DSMR 4 gas of the hour after ``end`` belongs before it once moved back; the row
+        # before the window is the one a lone gas row in its first hour rises over
+        early_gas = start - dt.timedelta(hours=2)
+        raw_gas = pd.concat([_gas_before(hub, device, early_gas),
+                             _frame(hub, device, GAS.channel, early_gas,
+                                    end + dt.timedelta(hours=1) if shift else end)],
+                            ignore_index=True)
         # DSMR-reader makes a gas row when it compacts the first reading that carries it,
         # and that reading's minute must be over: gas newer than the last compacted
         # reading has no row yet
@@ -264,21 +300,40 @@ def _positions(span: _Span) -> dict[str, Any]:
     return out
 
 
-def statistics_days(hub: Hub, device: str, tz: str, *, by_minute: bool = True,
-                    now: dt.datetime | None = None) -> list[dt.date]:
-    """The local days that have consumption rows, oldest first (DSMR-reader makes a day's
-    statistics once it has passed: callers drop today)."""
+def statistics_days(hub: Hub, device: str, tz: str, *, gas_shift: bool = False,
+                    by_minute: bool = True, now: dt.datetime | None = None) -> list[dt.date]:
+    """The local days whose statistics DSMR-reader has made by ``now``, oldest first, but
+    for today (callers drop it: a day's statistics are made once it has passed).
+
+    A day needs consumption rows, every one of its readings compacted (with minute rows,
+    none in a minute not yet grouped), and, as DSMR-reader waits for "the first gas reading
+    on the next day", no newest gas row dated that day or the day before. DSMR-reader makes
+    days one after another and waits at the first that is not ready; each day is judged
+    on its own here, so a gas meter that stopped holds back its last two days, not every
+    day after them."""
     try:
-        table = hub.readings(device=device, channel=MARKER, as_="arrow")
+        stamps = hub.readings(device=device, channel=MARKER, as_="arrow").column("ts")
     except NotFoundError:
         return []
-    stamps = table.column("ts").to_pandas()
+    stamps = stamps.to_pandas()
     if stamps.empty:
         return []
+    pending_from: dt.date | None = None  # the day of the first reading not compacted
+    processed: pd.Timestamp | None = None  # the last compacted reading (None: all are)
     if by_minute:
         ends = stamps.dt.floor("min") + MINUTE
-        stamps = ends[ends <= min(_now(now), stamps.max())]
-    return sorted(set(stamps.dt.tz_convert(tz).dt.date))
+        done = ends <= min(_now(now), stamps.max())
+        if not done.all():  # readings are sorted: those not compacted are the newest
+            pending_from = stamps[~done].min().tz_convert(tz).date()
+            processed = stamps[done].max() if done.any() else stamps.min() - MINUTE
+        stamps = ends[done]
+    days = set(stamps.dt.tz_convert(tz).dt.date)
+    gas = _frame(hub, device, GAS.channel, None, None)
+    gas = gas_rows(gas if processed is None else gas[gas["ts"] <= processed], gas_shift)
+    last_gas = gas["ts"].max().tz_convert(tz).date() if len(gas) else None
+    return sorted(day for day in days
+                  if (pending_from is None or day < pending_from)
+                  and (last_gas is None or not day - dt.timedelta(days=1) <= last_gas <= day))
 
 
 def gas_shift(settings: DsmrSettings) -> bool:

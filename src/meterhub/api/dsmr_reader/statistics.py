@@ -43,6 +43,7 @@ def _stat_days(hub: Hub, settings: DsmrSettings, now: dt.datetime) -> list[dt.da
     day's statistics once the day has passed)."""
     today = now.astimezone(zone(settings.timezone)).date()
     return [day for day in statistics_days(hub, settings.device, settings.timezone,
+                                           gas_shift=gas_shift(settings),
                                            by_minute=by_minute(settings), now=now)
             if day < today]
 

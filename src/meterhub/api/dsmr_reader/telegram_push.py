@@ -70,6 +70,8 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
             return _text(f"Request body too large (at most {MAX_BODY} bytes)", 413)
         form = await request.form()
         text = form.get("telegram")
+        # nothing but NULs and whitespace: 400 here, where DSMR-reader's form would pass a
+        # NUL-only text on to fail its parse (500)
         if not isinstance(text, str) or not text.strip("\x00").strip():
             return _text("Invalid data", 400)
         # DSMR-reader's form: its CharField trims whitespace, then clean_telegram the NULs
