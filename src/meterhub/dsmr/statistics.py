@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from meterhub.dsmr.fields import GAS
@@ -48,6 +49,7 @@ REGISTERS = {"electricity1": "electricity_delivered_1", "electricity2": "electri
 #: every DSMR-reader reading has this register: its readings are this channel's
 MARKER = REGISTERS["electricity1"]
 MINUTE = pd.Timedelta(minutes=1)
+MINUTE_US, HOUR_US = 60_000_000, 3_600_000_000
 
 
 def meter_decimal(value: float) -> Decimal:
@@ -129,10 +131,34 @@ def minute_rows(readings: pd.DataFrame, complete_until: pd.Timestamp) -> pd.Data
     minute is grouped once it is over and a later reading exists)."""
     if readings.empty:
         return readings
-    ends = readings["ts"].dt.floor("min") + MINUTE
-    highest = readings.groupby(ends, sort=True)["value"].max()
-    rows = pd.DataFrame({"ts": highest.index, "value": highest.to_numpy()})
+    minutes, starts = _runs(readings["ts"], MINUTE_US)
+    rows = pd.DataFrame({
+        "ts": _utc((minutes[starts] + 1) * MINUTE_US),
+        "value": np.maximum.reduceat(readings["value"].to_numpy(np.float64), starts)})
     return rows[rows["ts"] <= complete_until].reset_index(drop=True)
+
+
+def _runs(stamps: pd.Series, period_us: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each sorted stamp's period number (``period_us`` long, from the epoch in UTC), and
+    where each period's run of stamps starts."""
+    micros = stamps.dt.tz_convert(None).to_numpy().astype("datetime64[us]").astype(np.int64)
+    periods = micros // period_us
+    return periods, np.flatnonzero(np.r_[True, periods[1:] != periods[:-1]])
+
+
+def _utc(micros: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(micros.astype("datetime64[us]")).tz_localize("UTC")
+
+
+def _hourly_rises(rows: pd.DataFrame) -> dict[pd.Timestamp, Decimal]:
+    """Last minus first of sorted rows per UTC hour, as exact decimals."""
+    if rows.empty:
+        return {}
+    hours, starts = _runs(rows["ts"], HOUR_US)
+    lasts = np.r_[starts[1:] - 1, len(hours) - 1]
+    values = rows["value"].to_numpy(np.float64)
+    return {stamp: meter_decimal(last) - meter_decimal(first) for stamp, first, last
+            in zip(_utc(hours[starts] * HOUR_US), values[starts], values[lasts], strict=True)}
 
 
 def _rise(values: pd.Series) -> Decimal:
@@ -233,10 +259,7 @@ class _Span:
         from UTC, so these are the local hours (both 02:00 hours of a fall-back night).
         """
         gas_by_hour = _gas_hours(self.day_gas())
-        rises: dict[str, dict[pd.Timestamp, Decimal]] = {}
-        for name, frame in self.rows.items():
-            rises[name] = {pd.Timestamp(str(hour)): _rise(group["value"]) for hour, group
-                           in frame.groupby(frame["ts"].dt.floor("h"), sort=True)}
+        rises = {name: _hourly_rises(frame) for name, frame in self.rows.items()}
         hours = sorted(set().union(*(set(r) for r in rises.values())))
         return [{"hour_start": hour.to_pydatetime(),
                  **{name: rises[name].get(hour, Decimal(0)) for name in REGISTERS},
