@@ -19,7 +19,17 @@ install: $(BIN)/meterhub
 demo: install
 	$(BIN)/meterhub demo
 
-test: install
+# tests/dashboard drive Debian's chromium through playwright (never a browser build of
+# playwright's own); installed here when missing (CI runs as root, a developer through sudo)
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		chromium fonts-liberation
+
+test: install $(CHROMIUM)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
 	# bytecode caches on (some shells turn them off): the tests start dozens of meterhub

@@ -1,0 +1,1 @@
+"""The browser dashboard: its static files (``assets``), served under content-hashed names."""
