@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("dsmr", {"meterhub.dsmr"}),
     ("sources", {"meterhub.sources", "meterhub.emulators", "meterhub.demo"}),
     ("config and sync", {"meterhub.config", "meterhub.sync"}),
-    ("api", {"meterhub.api"}),
+    ("api", {"meterhub.api", "meterhub.dashboard"}),
     ("cli", {"meterhub.cli"}),
 ]
 #: the telegram side of the DSMR domain: it needs nothing but the foundation

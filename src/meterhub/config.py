@@ -58,6 +58,10 @@ class ApiSettings(BaseModel):
     port: int = Field(default=8000, ge=0, le=65535)
     rate_limit: str = Field(default="600/minute",
                             description="requests per key and period, e.g. 600/minute")
+    dashboard: bool = Field(default=True, description="serve the dashboard's pages (false: "
+                            "the API only)")
+    session_hours: float = Field(default=12, gt=0, le=24 * 366,
+                                 description="how long a dashboard login lasts")
 
     @field_validator("rate_limit")
     @classmethod

@@ -17,6 +17,7 @@ from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meterhub.api.problems import Problem
+from meterhub.api.session import session_key_id
 from meterhub.keys import ApiKey, RateLimit, key_id_of, matches
 from meterhub.keys import Scope as KeyScope
 from meterhub.store import Store
@@ -31,6 +32,10 @@ class KeyRing:
         self._store = store
         self._lock = threading.Lock()
         self._keys = {k.key_id: k for k in store.api_keys() if k.active}
+
+    def by_id(self, key_id: str) -> ApiKey | None:
+        """The active key with this id (a session names its key so)."""
+        return self._keys.get(key_id)
 
     def find(self, text: str) -> ApiKey | None:
         key_id = key_id_of(text)
@@ -138,17 +143,27 @@ def presented_key(request: Request) -> str | None:
 
 
 def require(scope: KeyScope) -> Callable[[Request], Awaitable[ApiKey]]:
-    """A dependency: the request's key, known, within its limit and allowed ``scope``."""
+    """A dependency: the request's key, known, within its limit and allowed ``scope``.
+
+    A read may come with the dashboard's session cookie instead of a key (its key's
+    limit applies); a write or an admin request never: it needs the key itself."""
 
     async def check(request: Request) -> ApiKey:
         ring: KeyRing = request.app.state.keys
         limits: KeyLimits = request.app.state.limits
         text = presented_key(request)
+        key: ApiKey | None
         if text is None:
-            raise Problem(401, "no API key: send Authorization: Bearer <key> or X-API-Key; "
-                          "make one with `meterhub keys create`",
-                          headers={"WWW-Authenticate": "Bearer"})
-        key = ring.find(text)
+            key_id = session_key_id(request) if scope is KeyScope.READ else None
+            key = ring.by_id(key_id) if key_id is not None else None
+            if key is None:
+                raise Problem(401, "no API key: send Authorization: Bearer <key> or "
+                              "X-API-Key; make one with `meterhub keys create`"
+                              + ("" if scope is not KeyScope.READ else
+                                 " (or log in to the dashboard at /login)"),
+                              headers={"WWW-Authenticate": "Bearer"})
+        else:
+            key = ring.find(text)
         if key is None:
             raise Problem(401, "unknown or revoked API key: check the key, or make a new "
                           "one with `meterhub keys create`",

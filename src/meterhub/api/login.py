@@ -1,0 +1,109 @@
+"""The dashboard's login and logout: ``GET /login`` is a form with one password field for an
+API key, ``POST /login`` checks the key and sets the session cookie (`meterhub.api.session`)
+before sending the browser on, ``POST /logout`` clears it. The key travels only in the
+form's body: never in a URL, a page or a log line."""
+
+from __future__ import annotations
+
+import html
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from meterhub.api.security import KeyRing
+from meterhub.api.session import COOKIE, Sessions, session_key_id
+
+MAX_FORM = 4096  #: bytes: a key is under 100 characters, the form's other field a path
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after logging in: a path of this site only (never another host)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def login_page(message: str | None = None, target: str = "/", status: int = 200,
+               icon: str | None = None) -> HTMLResponse:
+    notice = (f'<p class="error" role="alert">{html.escape(message)}</p>' if message
+              else "")
+    body = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>meterhub: log in</title>
+{f'<link rel="icon" href="{html.escape(icon)}" type="image/svg+xml">' if icon else ""}
+<style>
+body {{ font: 16px/1.5 system-ui, sans-serif; margin: 0; display: grid;
+       min-height: 100vh; place-items: center; background: #f4f5f7; color: #1d2330; }}
+form {{ background: #fff; padding: 1.5rem; border-radius: 8px; width: min(22rem, 90vw);
+        box-shadow: 0 1px 4px #0002; }}
+label {{ display: block; font-weight: 600; margin-bottom: .25rem; }}
+input[type=password] {{ width: 100%; box-sizing: border-box; padding: .5rem;
+                        font: inherit; border: 1px solid #8a93a6; border-radius: 4px; }}
+button {{ margin-top: 1rem; width: 100%; padding: .6rem; font: inherit; border: 0;
+          border-radius: 4px; background: #2857c5; color: #fff; cursor: pointer; }}
+button:focus-visible, input:focus-visible {{ outline: 3px solid #f2b01e; }}
+.error {{ color: #a4161a; }}
+</style></head>
+<body><main>
+<form method="post" action="/login">
+<h1>meterhub</h1>
+{notice}
+<label for="key">API key</label>
+<input id="key" name="key" type="password" autocomplete="current-password" required
+       autofocus>
+<input type="hidden" name="next" value="{html.escape(target)}">
+<button type="submit">Log in</button>
+<p><small>A key with read scope: <code>meterhub keys create --name me</code></small></p>
+</form></main></body></html>"""
+    return HTMLResponse(body, status_code=status,
+                        headers={"Cache-Control": "no-store",
+                                 "Content-Security-Policy": "default-src 'self'; "
+                                 "style-src 'unsafe-inline'; frame-ancestors 'none'"})
+
+
+def install(app: FastAPI, sessions: Sessions, icon: str | None = None) -> None:
+    """The login and logout paths; ``icon``: the URL of the pages' icon."""
+    app.state.sessions = sessions
+
+    @app.get("/login", include_in_schema=False)
+    async def login_form(request: Request) -> Response:
+        return login_page(target=safe_next(request.query_params.get("next")), icon=icon)
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_FORM:
+            return login_page("That form is too large.", status=413, icon=icon)
+        form = await request.form()
+        text, target = form.get("key"), form.get("next")
+        target = safe_next(target if isinstance(target, str) else None)
+        ring: KeyRing = request.app.state.keys
+        key = ring.find(text.strip()) if isinstance(text, str) and text.strip() else None
+        if key is None:
+            return login_page("That key is unknown or revoked.", target, status=401,
+                              icon=icon)
+        response = RedirectResponse(target, status_code=303)
+        sessions.set(response, key, secure=request.url.scheme == "https")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout() -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        Sessions.clear(response)
+        return response
+
+
+def login_redirect(request: Request) -> RedirectResponse | None:
+    """The way to the login page for a page request without a live session (else None)."""
+    key_id = session_key_id(request)
+    ring: KeyRing = request.app.state.keys
+    if key_id is not None and ring.by_id(key_id) is not None:
+        return None
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    response = RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+    if request.cookies.get(COOKIE):
+        Sessions.clear(response)  # expired or its key revoked
+    return response
