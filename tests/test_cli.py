@@ -298,6 +298,8 @@ def test_sync_and_status_against_all_four_emulators_over_http(tmp_path: Path) ->
             lines = [scheduled.stdout.readline() for _ in range(2)]
             assert "meterhub API on http://127.0.0.1:" in lines[1], lines
             base = lines[1].split()[3]
+            # and the dashboard's address: the same server's root
+            assert f"dashboard at {base.removesuffix('/api/v1')}/)" in lines[1], lines
             round_one = scheduled.stdout.readline()
             assert " round 1: lab: " in round_one
             answer = httpx.get(f"{base}/sources", headers={"X-API-Key": key}, timeout=30)

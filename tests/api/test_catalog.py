@@ -60,3 +60,33 @@ def test_sources_report_health(api: Api) -> None:
     data = {s["name"]: s for s in client.get("/api/v1/sources").json()["data"]}
     assert data["api"]["health"] == "push"
     assert data["api"]["configured"] is False
+
+
+def test_sources_say_how_fresh_they_are_and_when_they_are_stale(api: Api) -> None:
+    import datetime as dt
+
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+    def push(source: str, device: str, minutes_ago: list[int]) -> None:
+        rows = [{"source": source, "device": device, "channel": "p", "unit": "W",
+                 "kind": "instant", "ts": (now - dt.timedelta(minutes=m)).isoformat(),
+                 "value": 1.0} for m in minutes_ago]
+        response = api.client.post("/api/v1/readings", key=api.keys["write"], json=rows)
+        assert response.status_code in (200, 201), response.text
+
+    push("fresh", "f1", [3, 2, 1])  # a reading a minute, the newest a minute ago
+    push("quiet", "q1", [12, 11, 10])  # a reading a minute, none for ten minutes
+    data = {s["name"]: s for s in api.client.get("/api/v1/sources").json()["data"]}
+    fresh, quiet, lab = data["fresh"], data["quiet"], data["lab"]
+    assert fresh["newest_reading"] == (now - dt.timedelta(minutes=1)).isoformat().replace(
+        "+00:00", "Z")
+    assert fresh["interval_seconds"] == 60.0
+    assert 60 <= fresh["lag_seconds"] < 60 + 30
+    assert fresh["stale"] is False  # 60 s behind: within three intervals (180 s)
+    assert 600 <= quiet["lag_seconds"] < 600 + 30
+    assert quiet["stale"] is True  # 600 s behind: more than 180 s
+    # the fixture's lab: temperatures every 10 min, energy every 15: the shorter counts;
+    # its newest reading is 2024-10-28 23:50, long ago
+    assert lab["interval_seconds"] == 600.0
+    assert lab["newest_reading"] == "2024-10-28T23:50:00Z"
+    assert lab["stale"] is True

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any, Literal
@@ -25,10 +26,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from meterhub import __version__, encode
-from meterhub.api import docs, dsmr_reader, links, schemas
+from meterhub.api import docs, dsmr_reader, links, login, schemas
 from meterhub.api.problems import Problem, install, problems
 from meterhub.api.push import PUSH_LIMITS, item_problem, read_push
 from meterhub.api.security import KeyLimits, KeyRing, RateLimitHeaders, require
+from meterhub.api.session import DEFAULT_HOURS, Sessions
 from meterhub.clock import Clock
 from meterhub.config import Settings
 from meterhub.errors import InputError
@@ -167,6 +169,13 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
     app.state.limits = KeyLimits(RateLimit.parse(rate_limit))
     install(app)
     docs.install(app)
+    if settings is None or settings.api.dashboard:
+        from meterhub.dashboard import assets, pages
+
+        manifest = assets.install(app)
+        login.install(app, Sessions(hub, settings.api.session_hours if settings is not None
+                                    else DEFAULT_HOURS), icon=manifest[pages.ICON])
+        pages.install(app, manifest)
     app.add_middleware(RateLimitHeaders)
     close_dsmr = dsmr_reader.install(app, hub, settings.dsmr if settings is not None else None,
                                      clock=clock)
@@ -379,11 +388,34 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
     return app
 
 
+STALE_INTERVALS = 3  #: a source is stale after this many of its intervals with no reading
+
+
+def _freshness(hub: Hub) -> dict[str, tuple[dt.datetime, float | None]]:
+    """Per source: its newest reading time and its shortest mean reading interval (s)."""
+    out: dict[str, tuple[dt.datetime, float | None]] = {}
+    for row in hub.channels(as_="arrow").to_pylist():
+        newest, first, count = row["last_ts"], row["first_ts"], row["readings"]
+        if newest is None:
+            continue
+        interval = ((newest - first).total_seconds() / (count - 1)
+                    if first is not None and count > 1 and newest > first else None)
+        held = out.get(row["source"])
+        if held is not None:
+            shortest = min((i for i in (held[1], interval) if i is not None), default=None)
+            out[row["source"]] = (max(held[0], newest), shortest)
+        else:
+            out[row["source"]] = (newest, interval)
+    return out
+
+
 def _sources(hub: Hub, settings: Settings | None) -> list[dict[str, Any]]:
     configured = {s.name: s.type for s in (settings.sources if settings else [])}
     device_counts: dict[str, int] = {}
     for device in hub.store.devices():
         device_counts[device.source] = device_counts.get(device.source, 0) + 1
+    freshness = _freshness(hub)
+    now = dt.datetime.now(dt.UTC)
     status: dict[str, list[dict[str, Any]]] = {}
     for row in hub.store.sync_status().to_pylist():
         status.setdefault(row["source"], []).append(row)
@@ -398,6 +430,8 @@ def _sources(hub: Hub, settings: Settings | None) -> list[dict[str, Any]]:
         attempts = [r["last_attempt"] for r in rows if r["last_attempt"] is not None]
         successes = [r["last_success"] for r in rows if r["last_success"] is not None]
         newest_error = max(failing, key=lambda r: r["last_attempt"]) if failing else None
+        newest, interval = freshness.get(name, (None, None))
+        lag = round((now - newest).total_seconds()) if newest is not None else None
         out.append({
             "name": name, "type": configured.get(name), "configured": name in configured,
             "devices": device_counts.get(name, 0), "health": health,
@@ -405,7 +439,13 @@ def _sources(hub: Hub, settings: Settings | None) -> list[dict[str, Any]]:
             "last_success": max(successes).isoformat() + "Z" if successes else None,
             "failing_devices": len(failing),
             "last_error": (f"{newest_error['last_error_class']}: {newest_error['last_error']}"
-                           if newest_error else None)})
+                           if newest_error else None),
+            "newest_reading": newest.isoformat().replace("+00:00", "Z") if newest else None,
+            "lag_seconds": lag,
+            "interval_seconds": round(interval, 3) if interval is not None else None,
+            # stale: failing, or nothing new for more than three of its reading intervals
+            "stale": health == "failing" or (lag is not None and interval is not None
+                                             and lag > STALE_INTERVALS * interval)})
     return out
 
 

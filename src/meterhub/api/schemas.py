@@ -109,6 +109,11 @@ class SourceOut(BaseModel):
     last_success: str | None
     failing_devices: int
     last_error: str | None
+    newest_reading: str | None = Field(description="its newest measurement time, any channel")
+    lag_seconds: int | None = Field(description="seconds from the newest reading to now")
+    interval_seconds: float | None = Field(
+        description="its readings' interval: the shortest mean interval of its channels")
+    stale: bool = Field(description="failing, or no reading for more than three intervals")
 
 
 class Sources(BaseModel):

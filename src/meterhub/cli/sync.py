@@ -188,7 +188,8 @@ def serve_api(hub: Hub, settings: Any, host: str | None, port: int | None,
     # connection limits (meterhub.api.server)
     server = uvicorn.Server(uvicorn.Config(api, **uvicorn_options()))
     shown = f"[{host}]" if ":" in host else host
-    out.print(f"meterhub API on http://{shown}:{actual}/api/v1 (docs at /docs) over "
+    pages = f", dashboard at http://{shown}:{actual}/" if settings.api.dashboard else ""
+    out.print(f"meterhub API on http://{shown}:{actual}/api/v1 (docs at /docs{pages}) over "
               f"{hub.url}; stop with Ctrl-C", soft_wrap=True, markup=False, highlight=False)
     if not any(k.active for k in hub.store.api_keys()):
         out.print("no API keys yet: stop the server and run `meterhub keys create --name me "

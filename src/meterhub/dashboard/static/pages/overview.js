@@ -1,0 +1,114 @@
+// meterhub Overview: every source's health and every device's newest reading, as the
+// API answers them (/api/v1/sources and /api/v1/channels; the session cookie reads them).
+"use strict";
+(function () {
+  const main = document.querySelector("main");
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value !== null && value !== undefined) node.setAttribute(name, value);
+    }
+    for (const child of children) {
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function ago(seconds) {
+    if (seconds === null || seconds === undefined) return "no readings";
+    const units = [[86400, "d"], [3600, "h"], [60, "min"]];
+    for (const [size, unit] of units) {
+      if (seconds >= size) return `${Math.floor(seconds / size)} ${unit} ago`;
+    }
+    return `${seconds} s ago`;
+  }
+
+  function when(iso) {
+    return iso ? new Date(iso).toLocaleString() : "never";
+  }
+
+  function cell(field, value, text, extra) {
+    return el("td", Object.assign({"data-field": field,
+      "data-value": value === null || value === undefined ? "" : String(value)}, extra || {}),
+      text);
+  }
+
+  async function api(path) {
+    const response = await fetch(path, {headers: {"Accept": "application/json"}});
+    if (response.status === 401) {
+      window.location.assign("/login?next=" + encodeURIComponent("/"));
+      throw new Error("the session has ended: log in again");
+    }
+    if (!response.ok) {
+      let detail = response.statusText;
+      try { detail = (await response.json()).detail || detail; } catch (e) { /* not JSON */ }
+      throw new Error(`${path} answered ${response.status}: ${detail}`);
+    }
+    return (await response.json()).data;
+  }
+
+  function render(sources, channels) {
+    const devices = new Map();
+    for (const ch of channels) {
+      const key = ch.source + "\u0000" + ch.device;
+      const held = devices.get(key) || {source: ch.source, device: ch.device, channels: 0,
+                                        newest: null, readings: 0};
+      held.channels += 1;
+      held.readings += ch.readings;
+      if (ch.last_ts && (!held.newest || ch.last_ts > held.newest)) held.newest = ch.last_ts;
+      devices.set(key, held);
+    }
+    const readings = channels.reduce((sum, ch) => sum + ch.readings, 0);
+    const stale = sources.filter((s) => s.stale).length;
+    main.replaceChildren(
+      el("h1", {}, "Overview"),
+      el("div", {class: "totals", "aria-label": "Totals"},
+        el("div", {"data-total": "sources"}, el("b", {}, sources.length), "sources"),
+        el("div", {"data-total": "stale"}, el("b", {}, stale), "stale or failing"),
+        el("div", {"data-total": "devices"}, el("b", {}, devices.size), "devices"),
+        el("div", {"data-total": "channels"}, el("b", {}, channels.length), "channels"),
+        el("div", {"data-total": "readings"}, el("b", {}, readings.toLocaleString()),
+           "readings")),
+      el("h2", {}, "Sources"),
+      el("div", {class: "table"}, el("table", {id: "sources"},
+        el("thead", {}, el("tr", {},
+          ...["Source", "Type", "Health", "Newest reading", "Lag", "Interval",
+              "Last success", "Devices", "Last error"].map((h) => el("th", {scope: "col"}, h)))),
+        el("tbody", {}, ...sources.map((s) => el("tr",
+          {"data-source": s.name, class: s.stale ? "stale" : null},
+          el("th", {scope: "row"}, s.name, " ",
+             el("span", {class: s.stale ? "badge stale" : "badge ok", "data-field": "stale",
+                         "data-value": String(s.stale)}, s.stale ? "STALE" : "fresh")),
+          cell("type", s.type, s.type || "push"),
+          cell("health", s.health, s.health),
+          cell("newest_reading", s.newest_reading, when(s.newest_reading)),
+          cell("lag_seconds", s.lag_seconds, ago(s.lag_seconds)),
+          cell("interval_seconds", s.interval_seconds,
+               s.interval_seconds === null ? "" : `${s.interval_seconds} s`),
+          cell("last_success", s.last_success, when(s.last_success)),
+          cell("devices", s.devices, s.devices),
+          cell("last_error", s.last_error, s.last_error || "", {class: "error"})))))),
+      el("h2", {}, "Devices"),
+      el("div", {class: "table"}, el("table", {id: "devices"},
+        el("thead", {}, el("tr", {},
+          ...["Device", "Source", "Channels", "Readings", "Newest reading"].map(
+            (h) => el("th", {scope: "col"}, h)))),
+        el("tbody", {}, ...[...devices.values()].map((d) => el("tr",
+          {"data-device": d.device, "data-device-source": d.source},
+          el("th", {scope: "row"}, d.device),
+          cell("source", d.source, d.source),
+          cell("channels", d.channels, d.channels),
+          cell("readings", d.readings, d.readings.toLocaleString()),
+          cell("newest", d.newest, when(d.newest))))))));
+    document.body.dataset.ready = "true";
+  }
+
+  Promise.all([api("/api/v1/sources"), api("/api/v1/channels")])
+    .then(([sources, channels]) => render(sources, channels))
+    .catch((error) => {
+      main.replaceChildren(el("h1", {}, "Overview"),
+                           el("p", {role: "alert"}, `Could not load the overview: ${error.message}`));
+      document.body.dataset.ready = "error";
+    });
+})();
