@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from meterhub.api import create_app
 from meterhub.config import parse
 from meterhub.errors import AuthError
@@ -90,3 +92,66 @@ def test_sources_say_how_fresh_they_are_and_when_they_are_stale(api: Api) -> Non
     assert lab["interval_seconds"] == 600.0
     assert lab["newest_reading"] == "2024-10-28T23:50:00Z"
     assert lab["stale"] is True
+
+
+def test_channel_times_are_utc_whatever_the_hosts_zone(tmp_path: Path) -> None:
+    # stored times are UTC; a server in Amsterdam once read them as Amsterdam times, an
+    # hour off, and every source's lag with them
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import sys, pandas as pd, meterhub
+with meterhub.open(f"duckdb:///{sys.argv[1]}") as hub:
+    hub.write(pd.DataFrame({"device": ["d"], "channel": ["c"], "unit": ["W"],
+                            "ts": [pd.Timestamp("2024-10-28T23:50:00Z")], "value": [1.0],
+                            "kind": ["instant"]}), source="s")
+    print(hub.channels(as_="arrow").column("last_ts")[0].as_py().isoformat())
+"""
+    for zone in ("Europe/Amsterdam", "America/New_York", "UTC"):
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / f"{zone[:6]}.db")],
+                              env={**os.environ, "TZ": zone}, capture_output=True, text=True,
+                              timeout=60, check=True)
+        assert done.stdout.strip() == "2024-10-28T23:50:00+00:00", (zone, done.stdout)
+
+
+def test_a_pulled_source_is_judged_at_its_last_sync_not_at_now(api: Api) -> None:
+    import datetime as dt
+
+    from meterhub.api.app import _stale
+
+    now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+    minutes = [now - dt.timedelta(minutes=m) for m in range(30)]
+    # synced ten minutes ago (a 15-minute schedule), its newest reading a minute before
+    # that: 11 minutes behind now, but only one interval behind its sync: fresh
+    assert not _stale("ok", minutes[11], 60.0, minutes[10], now, pulled=True)
+    # the same reading pushed: 11 minutes behind now, more than three minutes: stale
+    assert _stale("push", minutes[11], 60.0, None, now, pulled=False)
+    # synced just now and the vendor had nothing for six minutes: stale
+    assert _stale("ok", minutes[6], 60.0, now, now, pulled=True)
+    assert _stale("failing", minutes[0], 60.0, now, now, pulled=True)
+    # nothing to judge by: no readings, or a single one
+    assert not _stale("never synced", None, None, None, now, pulled=False)
+    assert not _stale("ok", minutes[20], None, now, now, pulled=True)
+    # and through the API: a source synced now whose newest reading is 6 minutes old
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    rows = [{"source": "vendor", "device": "v1", "channel": "p", "unit": "W",
+             "kind": "instant", "ts": (now - dt.timedelta(minutes=m)).isoformat(),
+             "value": 1.0} for m in (8, 7, 6)]
+    assert api.client.post("/api/v1/readings", key=api.keys["write"],
+                           json=rows).status_code in (200, 201)
+    api.hub.store.record_sync("vendor", "v1", calls=1, readings=3)
+    vendor = {s["name"]: s for s in api.client.get("/api/v1/sources").json()["data"]}["vendor"]
+    assert (vendor["health"], vendor["interval_seconds"], vendor["stale"]) == ("ok", 60.0, True)
+
+
+def test_a_reading_ahead_of_the_clock_is_no_negative_lag(api: Api) -> None:
+    import datetime as dt
+
+    ahead = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+    assert api.client.post("/api/v1/readings", key=api.keys["write"], json=[
+        {"source": "clocky", "device": "c1", "channel": "p", "unit": "W", "kind": "instant",
+         "ts": ahead.isoformat(), "value": 1.0}]).status_code in (200, 201)
+    clocky = {s["name"]: s for s in api.client.get("/api/v1/sources").json()["data"]}["clocky"]
+    assert clocky["lag_seconds"] == 0

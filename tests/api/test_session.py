@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 from http.cookies import SimpleCookie
 
 import httpx
@@ -153,3 +154,53 @@ def test_a_login_lasts_as_long_as_configured(api: Api) -> None:
 ])
 def test_after_login_the_browser_stays_on_this_site(target: str | None, went: str) -> None:
     assert safe_next(target) == went
+
+
+@pytest.mark.parametrize("value", ["k.1.\u00e9", "\u00e9.1.sig", "k.\u00b2.sig",
+                                   "k.99999999999999.s", "k..s", ".1.s", "k.1.", "a.b.c.d"])
+def test_a_planted_cookie_is_no_session_and_no_error(api: Api, value: str) -> None:
+    log_in(api, api.keys["read"])  # the store has a secret: cookies are checked against it
+    client = Client(api.app)
+    headers = {"Cookie": f"{COOKIE}={value}".encode()}  # raw bytes, as a browser may send
+    assert client.get("/api/v1/devices", headers=headers).status_code == 401
+    page = client.get("/", headers=headers, follow_redirects=False)
+    assert page.status_code == 303  # to the login, not a 500
+
+
+def test_the_login_reads_a_small_form_only(api: Api) -> None:
+    client = Client(api.app)
+    big = client.post("/login", content=b"key=" + b"x" * 5000,
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert big.status_code == 400
+    assert "set-cookie" not in big.headers
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b"x" * 1000  # a streamed body without a length: refused at 4 kB
+
+    streamed = client.post("/login", content=chunks(),
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert streamed.status_code == 400
+    upload = client.post("/login", files={"key": ("k.txt", api.keys["read"].encode())})
+    assert upload.status_code == 400  # only the page's own URL-encoded form
+
+
+def test_another_site_can_neither_log_in_nor_log_out(api: Api) -> None:
+    client = Client(api.app)
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}):
+        login = client.post("/login", data={"key": api.keys["read"]}, headers=headers,
+                            follow_redirects=False)
+        assert login.status_code == 403
+        assert "set-cookie" not in login.headers
+        assert client.post("/logout", headers=headers).status_code == 403
+    # the site's own page: same host (a proxy may end TLS: the scheme may differ)
+    own = client.post("/login", data={"key": api.keys["read"]}, follow_redirects=False,
+                      headers={"Origin": "https://meterhub.test",
+                               "Sec-Fetch-Site": "same-origin"})
+    assert own.status_code == 303
+
+
+def test_pages_answer_head(api: Api) -> None:
+    client = Client(api.app)
+    assert client.request("HEAD", "/login").status_code == 200
+    assert client.request("HEAD", "/", follow_redirects=False).status_code == 303

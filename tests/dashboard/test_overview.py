@@ -37,8 +37,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     with meterhub.open(f"duckdb:///{path}") as hub:
         hub.write(sample_frame(), source="lab")
+        # one reading every ten minutes, the newest a minute old: fresh for 29 minutes
         hub.write([{"device": "p1", "channel": "power", "unit": "kW", "kind": "instant",
-                    "ts": now - dt.timedelta(minutes=m), "value": 0.5} for m in (3, 2, 1)],
+                    "ts": now - dt.timedelta(minutes=m), "value": 0.5} for m in (21, 11, 1)],
                   source="home")
         hub.store.record_sync("lab", "ws1", calls=2, readings=10)
         hub.store.record_sync("lab", "m1", error=AuthError("login refused"))
@@ -83,11 +84,12 @@ def test_the_overview_shows_what_the_api_answers(page: Watched, site: Site) -> N
         assert abs(int(shown["lag_seconds"]) - answer["lag_seconds"]) <= 5
         assert shown["last_error"] == (answer["last_error"] or "")
     # by hand: lab failed its last sync and its newest reading is from 2024: stale;
-    # home's newest reading is a minute old, one a minute: fresh
+    # home's newest reading is a minute old, one every ten minutes: fresh
     assert cells(page, "tr[data-source=lab]")["stale"] == "true"
     assert cells(page, "tr[data-source=lab]")["last_error"] == "AuthError: login refused"
     assert cells(page, "tr[data-source=home]")["stale"] == "false"
     assert page.page.locator("tr[data-source=lab] .badge").inner_text() == "STALE"
+    assert page.page.locator("tr[data-source=home] .badge").inner_text() == "fresh"
     # devices: their channels and newest reading, as /api/v1/channels has them
     devices = {d: cells(page, f"tr[data-device={d}]") for d in ("ws1", "m1", "p1")}
     assert devices["ws1"] == {"source": "lab", "channels": "1", "readings": "432",
@@ -101,8 +103,11 @@ def test_the_overview_shows_what_the_api_answers(page: Watched, site: Site) -> N
                         "e.querySelector('b').textContent]))")
     assert totals == {"sources": "2", "stale": "1", "devices": "3", "channels": "3",
                       "readings": f"{432 + 288 + 3:,}"}
-    # the page read the API with its cookie alone: no key in any request it made
-    assert all("key" not in url.lower() for url in page.responses)
+    # the page read the API with its cookie alone: the key in no request it made
+    assert all(site.key not in url for url in page.responses)
+    assert all(site.key not in (r.request.headers.get("x-api-key") or "")
+               + (r.request.headers.get("authorization") or "")
+               for r in page.responses.values())
     assert page.problems() == []
     screenshot(page.page, "overview-1440")
     page.page.set_viewport_size({"width": 375, "height": 800})

@@ -392,7 +392,8 @@ STALE_INTERVALS = 3  #: a source is stale after this many of its intervals with 
 
 
 def _freshness(hub: Hub) -> dict[str, tuple[dt.datetime, float | None]]:
-    """Per source: its newest reading time and its shortest mean reading interval (s)."""
+    """Per source: its newest reading time, and the mean reading interval (s) of the
+    channel that holds it (a retired channel, however fast it was, does not count)."""
     out: dict[str, tuple[dt.datetime, float | None]] = {}
     for row in hub.channels(as_="arrow").to_pylist():
         newest, first, count = row["last_ts"], row["first_ts"], row["readings"]
@@ -401,12 +402,26 @@ def _freshness(hub: Hub) -> dict[str, tuple[dt.datetime, float | None]]:
         interval = ((newest - first).total_seconds() / (count - 1)
                     if first is not None and count > 1 and newest > first else None)
         held = out.get(row["source"])
-        if held is not None:
-            shortest = min((i for i in (held[1], interval) if i is not None), default=None)
-            out[row["source"]] = (max(held[0], newest), shortest)
-        else:
+        if held is None or newest > held[0] or (
+                newest == held[0] and interval is not None
+                and (held[1] is None or interval < held[1])):
             out[row["source"]] = (newest, interval)
     return out
+
+
+def _stale(health: str, newest: dt.datetime | None, interval: float | None,
+           last_success: dt.datetime | None, now: dt.datetime, pulled: bool) -> bool:
+    """Failing, or behind by more than `STALE_INTERVALS` of its intervals: a pulled source
+    behind its last successful sync (the syncs' own schedule is not the vendor's fault), a
+    pushed one behind now. Without readings or an interval nothing is known: not stale."""
+    if health == "failing":
+        return True
+    if newest is None or interval is None:
+        return False
+    since = last_success if pulled else now
+    if since is None:
+        return False
+    return (since - newest).total_seconds() > STALE_INTERVALS * interval
 
 
 def _sources(hub: Hub, settings: Settings | None) -> list[dict[str, Any]]:
@@ -429,23 +444,23 @@ def _sources(hub: Hub, settings: Settings | None) -> list[dict[str, Any]]:
             health = "never synced" if name in configured else "push"
         attempts = [r["last_attempt"] for r in rows if r["last_attempt"] is not None]
         successes = [r["last_success"] for r in rows if r["last_success"] is not None]
+        success = max(successes).replace(tzinfo=dt.UTC) if successes else None
         newest_error = max(failing, key=lambda r: r["last_attempt"]) if failing else None
         newest, interval = freshness.get(name, (None, None))
-        lag = round((now - newest).total_seconds()) if newest is not None else None
+        # a reading stamped ahead of the clock is no lag behind it
+        lag = max(0, round((now - newest).total_seconds())) if newest is not None else None
         out.append({
             "name": name, "type": configured.get(name), "configured": name in configured,
             "devices": device_counts.get(name, 0), "health": health,
             "last_attempt": max(attempts).isoformat() + "Z" if attempts else None,
-            "last_success": max(successes).isoformat() + "Z" if successes else None,
+            "last_success": success.isoformat().replace("+00:00", "Z") if success else None,
             "failing_devices": len(failing),
             "last_error": (f"{newest_error['last_error_class']}: {newest_error['last_error']}"
                            if newest_error else None),
             "newest_reading": newest.isoformat().replace("+00:00", "Z") if newest else None,
             "lag_seconds": lag,
             "interval_seconds": round(interval, 3) if interval is not None else None,
-            # stale: failing, or nothing new for more than three of its reading intervals
-            "stale": health == "failing" or (lag is not None and interval is not None
-                                             and lag > STALE_INTERVALS * interval)})
+            "stale": _stale(health, newest, interval, success, now, bool(rows))})
     return out
 
 

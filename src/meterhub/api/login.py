@@ -6,7 +6,7 @@ form's body: never in a URL, a page or a log line."""
 from __future__ import annotations
 
 import html
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import FastAPI, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -14,6 +14,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from meterhub.api.security import KeyRing
 from meterhub.api.session import COOKIE, Sessions, session_key_id
 
+LOGIN_HEADERS = {"Cache-Control": "no-store",
+                 "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; "
+                                            "frame-ancestors 'none'; base-uri 'none'; "
+                                            "form-action 'self'",
+                 "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
 MAX_FORM = 4096  #: bytes: a key is under 100 characters, the form's other field a path
 
 
@@ -22,6 +27,39 @@ def safe_next(target: str | None) -> str:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target
+
+
+def cross_site(request: Request) -> bool:
+    """Whether a form post comes from another site's page (the browser says so in
+    Sec-Fetch-Site, or its Origin names another host): such a post may neither log this
+    browser in under someone else's key nor log it out."""
+    if request.headers.get("sec-fetch-site", "") == "cross-site":
+        return True
+    origin = request.headers.get("origin")
+    # hosts only: behind a proxy that ends TLS the page is https, the request here http
+    return origin is not None and urlsplit(origin).netloc != request.headers.get("host", "")
+
+
+async def small_form(request: Request) -> dict[str, str] | None:
+    """The URL-encoded form of at most `MAX_FORM` bytes (reading stops there), or None: a
+    login form is two short fields, and no one without a key may make the server read
+    more."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        return None
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_FORM:
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM:
+            return None
+    try:
+        pairs = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return {name: values[0] for name, values in pairs.items()}
 
 
 def login_page(message: str | None = None, target: str = "/", status: int = 200,
@@ -57,30 +95,28 @@ button:focus-visible, input:focus-visible {{ outline: 3px solid #f2b01e; }}
 <button type="submit">Log in</button>
 <p><small>A key with read scope: <code>meterhub keys create --name me</code></small></p>
 </form></main></body></html>"""
-    return HTMLResponse(body, status_code=status,
-                        headers={"Cache-Control": "no-store",
-                                 "Content-Security-Policy": "default-src 'self'; "
-                                 "style-src 'unsafe-inline'; frame-ancestors 'none'"})
+    return HTMLResponse(body, status_code=status, headers=LOGIN_HEADERS)
 
 
 def install(app: FastAPI, sessions: Sessions, icon: str | None = None) -> None:
     """The login and logout paths; ``icon``: the URL of the pages' icon."""
     app.state.sessions = sessions
 
-    @app.get("/login", include_in_schema=False)
+    @app.api_route("/login", methods=["GET", "HEAD"], include_in_schema=False)
     async def login_form(request: Request) -> Response:
         return login_page(target=safe_next(request.query_params.get("next")), icon=icon)
 
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_FORM:
-            return login_page("That form is too large.", status=413, icon=icon)
-        form = await request.form()
-        text, target = form.get("key"), form.get("next")
-        target = safe_next(target if isinstance(target, str) else None)
+        if cross_site(request):
+            return login_page("Log in from this site's own login page.", status=403,
+                              icon=icon)
+        form = await small_form(request)
+        if form is None:
+            return login_page("That is not this page's form.", status=400, icon=icon)
+        text, target = form.get("key"), safe_next(form.get("next"))
         ring: KeyRing = request.app.state.keys
-        key = ring.find(text.strip()) if isinstance(text, str) and text.strip() else None
+        key = ring.find(text.strip()) if text and text.strip() else None
         if key is None:
             return login_page("That key is unknown or revoked.", target, status=401,
                               icon=icon)
@@ -90,7 +126,9 @@ def install(app: FastAPI, sessions: Sessions, icon: str | None = None) -> None:
         return response
 
     @app.post("/logout", include_in_schema=False)
-    async def logout() -> Response:
+    async def logout(request: Request) -> Response:
+        if cross_site(request):  # another site may not log this browser out
+            return Response("Log out from this site's own pages.", status_code=403)
         response = RedirectResponse("/login", status_code=303)
         Sessions.clear(response)
         return response

@@ -113,7 +113,9 @@ class SourceOut(BaseModel):
     lag_seconds: int | None = Field(description="seconds from the newest reading to now")
     interval_seconds: float | None = Field(
         description="its readings' interval: the shortest mean interval of its channels")
-    stale: bool = Field(description="failing, or no reading for more than three intervals")
+    stale: bool = Field(description="failing, or more than three intervals behind: a "
+                        "pulled source behind its last successful sync, a pushed one "
+                        "behind now")
 
 
 class Sources(BaseModel):

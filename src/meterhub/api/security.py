@@ -159,8 +159,9 @@ def require(scope: KeyScope) -> Callable[[Request], Awaitable[ApiKey]]:
             if key is None:
                 raise Problem(401, "no API key: send Authorization: Bearer <key> or "
                               "X-API-Key; make one with `meterhub keys create`"
-                              + ("" if scope is not KeyScope.READ else
-                                 " (or log in to the dashboard at /login)"),
+                              + (" (or log in to the dashboard at /login)"
+                                 if scope is KeyScope.READ
+                                 and getattr(request.app.state, "sessions", None) else ""),
                               headers={"WWW-Authenticate": "Bearer"})
         else:
             key = ring.find(text)

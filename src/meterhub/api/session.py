@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 import time
 
@@ -65,9 +66,11 @@ class Sessions:
 
     def key_id(self, value: str, now: float | None = None) -> str | None:
         """The key id a cookie value names, if its signature holds and it has not expired."""
+        if not value.isascii():  # a planted cookie may hold anything: not ours
+            return None
         key_id, _, rest = value.partition(".")
         expires, _, signature = rest.partition(".")
-        if not key_id or not expires.isdigit() or not signature:
+        if not key_id or not re.fullmatch(r"[0-9]{1,12}", expires) or not signature:
             return None
         secret = self._key(create=False)
         if secret is None:  # no session was ever issued over this store

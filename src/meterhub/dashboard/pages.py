@@ -56,4 +56,4 @@ def _endpoint(page: str) -> Callable[[Request], Awaitable[Response]]:
 def install(app: FastAPI, manifest: dict[str, str]) -> None:
     for path, title, script in PAGES:
         app.add_api_route(path, _endpoint(shell(path, title, script, manifest)),
-                          methods=["GET"], include_in_schema=False)
+                          methods=["GET", "HEAD"], include_in_schema=False)

@@ -845,11 +845,12 @@ class DuckDBStore:
 
     def channel_stats(self, selection: Selection | None = None) -> pa.Table:
         where, params = self._series_filter(selection or Selection(), alias="c")
-        return self._con.sql(f"""
+        table = self._con.sql(f"""
             SELECT d.source, c.device, c.channel, c.quantity, c.kind, c.unit,
                    coalesce(s.readings, 0) AS readings,
-                   s.first_ts::TIMESTAMPTZ AS first_ts, s.last_ts::TIMESTAMPTZ AS last_ts,
-                   s.written_at::TIMESTAMPTZ AS written_at
+                   timezone('UTC', s.first_ts) AS first_ts,
+                   timezone('UTC', s.last_ts) AS last_ts,
+                   timezone('UTC', s.written_at) AS written_at
             FROM channels c JOIN devices d USING (device)
             LEFT JOIN (SELECT series_id, count(*) AS readings, min(ts) AS first_ts,
                               max(ts) AS last_ts, max(b.written_at) AS written_at
@@ -857,6 +858,13 @@ class DuckDBStore:
                        WHERE {_IN_RANGE}
                        GROUP BY series_id) s USING (series_id)
             WHERE {where} ORDER BY c.device, c.channel""", params=params).to_arrow_table()
+        # stored times are UTC: read as such (a bare cast would take the host's zone) and
+        # labelled UTC, whatever zone DuckDB shows TIMESTAMPTZ in
+        utc = pa.timestamp("us", tz="UTC")
+        for name in ("first_ts", "last_ts", "written_at"):
+            index = table.schema.get_field_index(name)
+            table = table.set_column(index, name, table.column(name).cast(utc))
+        return table
 
     def _series_filter(self, selection: Selection, alias: str = "c") -> tuple[str, list[Any]]:
         clauses, params = ["TRUE"], []

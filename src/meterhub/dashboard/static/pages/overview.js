@@ -24,6 +24,13 @@
     return `${seconds} s ago`;
   }
 
+  // fresh only when there is something to judge by: readings, and their interval
+  function badge(source) {
+    if (source.stale) return "STALE";
+    if (source.newest_reading === null) return "no readings";
+    return source.interval_seconds === null ? "one reading" : "fresh";
+  }
+
   function when(iso) {
     return iso ? new Date(iso).toLocaleString() : "never";
   }
@@ -79,7 +86,7 @@
           {"data-source": s.name, class: s.stale ? "stale" : null},
           el("th", {scope: "row"}, s.name, " ",
              el("span", {class: s.stale ? "badge stale" : "badge ok", "data-field": "stale",
-                         "data-value": String(s.stale)}, s.stale ? "STALE" : "fresh")),
+                         "data-value": String(s.stale)}, badge(s))),
           cell("type", s.type, s.type || "push"),
           cell("health", s.health, s.health),
           cell("newest_reading", s.newest_reading, when(s.newest_reading)),
