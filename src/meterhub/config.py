@@ -60,8 +60,9 @@ class ApiSettings(BaseModel):
                             description="requests per key and period, e.g. 600/minute")
     dashboard: bool = Field(default=True, description="serve the dashboard's pages (false: "
                             "the API only)")
-    session_hours: float = Field(default=12, gt=0, le=24 * 366,
-                                 description="how long a dashboard login lasts")
+    session_hours: float = Field(default=12, ge=0.1, le=24 * 366,
+                                 description="how long a dashboard login lasts (at least "
+                                 "6 minutes: a shorter one would end before a page loads)")
 
     @field_validator("rate_limit")
     @classmethod

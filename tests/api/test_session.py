@@ -204,3 +204,10 @@ def test_pages_answer_head(api: Api) -> None:
     client = Client(api.app)
     assert client.request("HEAD", "/login").status_code == 200
     assert client.request("HEAD", "/", follow_redirects=False).status_code == 303
+
+
+def test_a_login_too_short_to_use_is_a_config_error() -> None:
+    from meterhub.config import ConfigError
+
+    with pytest.raises(ConfigError, match="session_hours"):
+        parse({"api": {"session_hours": 0.0001}})
