@@ -163,3 +163,10 @@ def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
     path = ARTIFACTS / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") + ".png")
     page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+def log_in(page: Page, base: str, key: str, path: str = "/") -> None:
+    """Open ``path`` of the dashboard at ``base``: sent to the login first, give ``key``."""
+    page.goto(f"{base}{path}")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Log in").click()

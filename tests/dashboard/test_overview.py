@@ -148,7 +148,7 @@ def test_the_controls_are_reachable_by_keyboard(page: Watched, site: Site) -> No
     page.page.keyboard.press("Enter")
     page.page.wait_for_selector("body[data-ready=true]")
     names = []
-    for _ in range(2):
+    for _ in range(3):
         page.page.keyboard.press("Tab")
         names.append(page.page.evaluate("document.activeElement.textContent.trim()"))
-    assert names == ["Overview", "Log out"]  # the navigation, then the logout
+    assert names == ["Overview", "Gaps", "Log out"]  # the navigation, then the logout

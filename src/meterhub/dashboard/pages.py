@@ -3,8 +3,8 @@
 first (`meterhub.api.login`); its script then reads the API with the session cookie, by
 the same paths and answers as any other client.
 
-Pages so far: the Overview (``/``). No inline script runs: the Content-Security-Policy
-allows this site's files only.
+Pages so far: the Overview (``/``) and Gaps (``/gaps``). No inline script runs: the
+Content-Security-Policy allows this site's files only.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from starlette.responses import HTMLResponse, Response
 from meterhub.api.login import login_redirect
 
 #: the pages in the navigation: (path, title, script under static/)
-PAGES = (("/", "Overview", "pages/overview.js"),)
+PAGES = (("/", "Overview", "pages/overview.js"), ("/gaps", "Gaps", "pages/gaps.js"))
+COMMON = "pages/common.js"  #: what every page's script uses, loaded before it
 STYLE = "pages/dashboard.css"
 ICON = "pages/favicon.svg"
 HEADERS = {"Cache-Control": "no-store",
@@ -37,6 +38,7 @@ def shell(path: str, title: str, script: str, manifest: dict[str, str]) -> str:
 <title>meterhub: {html.escape(title)}</title>
 <link rel="icon" href="{manifest[ICON]}" type="image/svg+xml">
 <link rel="stylesheet" href="{manifest[STYLE]}">
+<script src="{manifest[COMMON]}" defer></script>
 <script src="{manifest[script]}" defer></script>
 </head><body>
 <header><strong>meterhub</strong><nav aria-label="Pages">{nav}</nav>

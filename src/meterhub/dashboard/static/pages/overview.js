@@ -2,57 +2,13 @@
 // API answers them (/api/v1/sources and /api/v1/channels; the session cookie reads them).
 "use strict";
 (function () {
-  const main = document.querySelector("main");
-
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(attrs || {})) {
-      if (value !== null && value !== undefined) node.setAttribute(name, value);
-    }
-    for (const child of children) {
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
-
-  function ago(seconds) {
-    if (seconds === null || seconds === undefined) return "no readings";
-    const units = [[86400, "d"], [3600, "h"], [60, "min"]];
-    for (const [size, unit] of units) {
-      if (seconds >= size) return `${Math.floor(seconds / size)} ${unit} ago`;
-    }
-    return `${seconds} s ago`;
-  }
+  const {el, api, when, ago, cell, show, failed} = window.meterhub;
 
   // fresh only when there is something to judge by: readings, and their interval
   function badge(source) {
     if (source.stale) return "STALE";
     if (source.newest_reading === null) return "no readings";
     return source.interval_seconds === null ? "one reading" : "fresh";
-  }
-
-  function when(iso) {
-    return iso ? new Date(iso).toLocaleString() : "never";
-  }
-
-  function cell(field, value, text, extra) {
-    return el("td", Object.assign({"data-field": field,
-      "data-value": value === null || value === undefined ? "" : String(value)}, extra || {}),
-      text);
-  }
-
-  async function api(path) {
-    const response = await fetch(path, {headers: {"Accept": "application/json"}});
-    if (response.status === 401) {
-      window.location.assign("/login?next=" + encodeURIComponent("/"));
-      throw new Error("the session has ended: log in again");
-    }
-    if (!response.ok) {
-      let detail = response.statusText;
-      try { detail = (await response.json()).detail || detail; } catch (e) { /* not JSON */ }
-      throw new Error(`${path} answered ${response.status}: ${detail}`);
-    }
-    return (await response.json()).data;
   }
 
   function render(sources, channels) {
@@ -68,8 +24,7 @@
     }
     const readings = channels.reduce((sum, ch) => sum + ch.readings, 0);
     const stale = sources.filter((s) => s.stale).length;
-    main.replaceChildren(
-      el("h1", {}, "Overview"),
+    show("Overview",
       el("div", {class: "totals", "aria-label": "Totals"},
         el("div", {"data-total": "sources"}, el("b", {}, sources.length), "sources"),
         el("div", {"data-total": "stale"}, el("b", {}, stale), "stale or failing"),
@@ -113,9 +68,5 @@
 
   Promise.all([api("/api/v1/sources"), api("/api/v1/channels")])
     .then(([sources, channels]) => render(sources, channels))
-    .catch((error) => {
-      main.replaceChildren(el("h1", {}, "Overview"),
-                           el("p", {role: "alert"}, `Could not load the overview: ${error.message}`));
-      document.body.dataset.ready = "error";
-    });
+    .catch((error) => failed("Overview", new Error(`Could not load the overview: ${error.message}`)));
 })();
