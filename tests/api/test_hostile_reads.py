@@ -78,12 +78,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 def body(response: httpx.Response, base: str) -> Any:
     """A response's content, decoded by its type, without what differs between two
-    servers of the same data (their address, the time of the last write)."""
+    servers of the same data (their address, the time of the last write, and a source's
+    lag, which is the time of the answer less its newest reading, itself compared)."""
     kind = response.headers["content-type"]
     if kind.startswith("application/json"):
         data = orjson.loads(response.content.replace(base.encode(), b""))
         for row in data.get("data", []):
-            for name in ("written_at", "last_attempt", "last_success"):
+            for name in ("written_at", "last_attempt", "last_success", "lag_seconds"):
                 row.pop(name, None)
         return data
     if kind.startswith("application/vnd.apache.parquet"):

@@ -93,6 +93,11 @@ def test_the_gaps_of_every_channel_as_the_api_has_them(page: Watched, site: Site
         "span", "seq", "interval", "seq", "interval", "seq"]  # by start: a jump's is the
     # reading before it, an interval's the first time missing
     assert page.page.locator("[data-total=gaps]").inner_text() == "5 gaps, 9 readings missing"
+    # the timeline's ends: the channel's first and last reading, in the browser's zone
+    ends = page.page.locator("tr[data-channel='gw1/t'] .ends span").all_inner_texts()
+    assert ends == page.page.evaluate(
+        "['2024-10-26T00:00:00Z', '2024-10-26T23:50:00Z'].map(t => new Date(t)"
+        ".toLocaleString())")
     assert page.problems() == []
     screenshot(page.page, "gaps-1440")
     page.page.set_viewport_size({"width": 375, "height": 800})

@@ -3,7 +3,7 @@
 // (?device=...&start=...&end=...), so a view can be shared and the back button works.
 "use strict";
 (function () {
-  const {el, api, cell, show, failed} = window.meterhub;
+  const {el, api, cell, show, failed, when} = window.meterhub;
   const params = new URLSearchParams(window.location.search);
 
   function controls(devices) {
@@ -64,7 +64,9 @@
         cell("intervals", intervals.length, intervals.length),
         cell("seq", jumps.length, jumps.length),
         cell("missing", missing, missing.toLocaleString()),
-        el("td", {class: "wide"}, ch.first_ts ? timeline(mine, from, to) : "no readings"));
+        el("td", {class: "wide"}, ...(ch.first_ts ? [timeline(mine, from, to),
+          el("div", {class: "ends"}, el("span", {}, when(ch.first_ts)),
+             el("span", {}, when(ch.last_ts)))] : ["no readings"])));
     });
     const total = gaps.reduce((sum, g) => sum + g.missing, 0);
     show("Gaps", controls([...new Set(channels.map((c) => c.device))]),
