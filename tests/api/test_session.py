@@ -211,3 +211,34 @@ def test_a_login_too_short_to_use_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="session_hours"):
         parse({"api": {"session_hours": 0.0001}})
+
+
+def test_the_session_reads_dsmr_readers_paths_but_never_writes_them(api: Api) -> None:
+    value = session_of(log_in(api, api.keys["admin"]))
+    client = Client(api.app)
+    for path in ("/api/v2/statistics/day", "/api/v2/consumption/today",
+                 "/api/v2/datalogger/dsmrreading", "/api/v2/datalogger/meter-statistics",
+                 "/api/v2/consumption/energy-supplier-prices"):
+        answer = client.get(path, headers=with_cookie(value))
+        assert answer.status_code == 200, (path, answer.text)
+        assert "x-ratelimit-limit" in answer.headers  # the key's limit counts the session
+    reading = {"timestamp": "2024-10-26T10:00:00Z", "electricity_delivered_1": "1",
+               "electricity_returned_1": "0", "electricity_delivered_2": "1",
+               "electricity_returned_2": "0", "electricity_currently_delivered": "0",
+               "electricity_currently_returned": "0"}
+    for method, path, body in (
+            ("POST", "/api/v2/datalogger/dsmrreading", reading),
+            ("PATCH", "/api/v2/datalogger/meter-statistics", {"dsmr_version": "50"}),
+            ("POST", "/api/v2/consumption/energy-supplier-prices",
+             {"start": "2025-01-01", "end": "2025-12-31"})):
+        refused = client.request(method, path, headers=with_cookie(value), json=body)
+        assert refused.status_code == 403, (path, refused.text)
+        assert refused.json() == {"detail": "Invalid auth key"}
+    telegram = client.post("/api/v1/datalogger/dsmrreading", headers=with_cookie(value),
+                           data={"telegram": "x"})
+    assert telegram.status_code == 403
+    # and nothing was written: no meter, no contract
+    assert "p1" not in set(api.hub.devices()["device"])
+    prices = client.get("/api/v2/consumption/energy-supplier-prices",
+                        headers=with_cookie(value)).json()
+    assert prices["count"] == 0

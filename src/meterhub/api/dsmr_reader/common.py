@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from meterhub.api.security import KeyLimits, KeyRing
+from meterhub.api.session import session_key_id
 from meterhub.keys import ApiKey, Scope
 from meterhub.model import TS_MAX, TS_MIN, in_time_range
 from meterhub.timebase import zone
@@ -86,7 +87,8 @@ def guarded(scope: Scope, *, refuse: Callable[[], Response] = denied,
             throttle: Callable[[dict[str, str]], Response] = throttled
             ) -> Callable[[Handler], Handler]:
     """Every DSMR path's key check, as a decorator under the route's: the path runs for a
-    known key of ``scope`` within its rate limit, else ``refuse`` answers (403) or
+    known key of ``scope`` (for a read, the dashboard's session cookie stands for its key;
+    never for a write) within its rate limit, else ``refuse`` answers (403) or
     ``throttle`` does (429). Every request of a known key counts against its limit,
     whatever the answer, and every answer to one carries the limit's ``X-RateLimit-*``
     headers. A request without a known key is refused uncounted: there is no limit to
@@ -96,6 +98,10 @@ def guarded(scope: Scope, *, refuse: Callable[[], Response] = denied,
         @functools.wraps(handler)  # FastAPI reads the path's parameters through it
         async def run(request: Request, *args: Any, **kwargs: Any) -> Response:
             key = dsmr_key(request)
+            if key is None and scope is Scope.READ:  # the dashboard's session reads too
+                key_id = session_key_id(request)
+                ring: KeyRing = request.app.state.keys
+                key = ring.by_id(key_id) if key_id is not None else None
             if key is None:
                 return refuse()
             limits: KeyLimits = request.app.state.limits
