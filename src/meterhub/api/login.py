@@ -11,8 +11,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 from fastapi import FastAPI, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from meterhub.api.bodies import bounded_body
 from meterhub.api.security import KeyRing
-from meterhub.api.session import COOKIE, Sessions, session_key_id
+from meterhub.api.session import COOKIE, Sessions, session_key
 
 LOGIN_HEADERS = {"Cache-Control": "no-store",
                  "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; "
@@ -47,14 +48,9 @@ async def small_form(request: Request) -> dict[str, str] | None:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "application/x-www-form-urlencoded":
         return None
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_FORM:
+    body = await bounded_body(request, MAX_FORM)
+    if body is None:
         return None
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM:
-            return None
     try:
         pairs = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
     except (UnicodeDecodeError, ValueError):
@@ -136,9 +132,7 @@ def install(app: FastAPI, sessions: Sessions, icon: str | None = None) -> None:
 
 def login_redirect(request: Request) -> RedirectResponse | None:
     """The way to the login page for a page request without a live session (else None)."""
-    key_id = session_key_id(request)
-    ring: KeyRing = request.app.state.keys
-    if key_id is not None and ring.by_id(key_id) is not None:
+    if session_key(request) is not None:
         return None
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     response = RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)

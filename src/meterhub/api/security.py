@@ -17,7 +17,7 @@ from fastapi import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meterhub.api.problems import Problem
-from meterhub.api.session import session_key_id
+from meterhub.api.session import session_key
 from meterhub.keys import ApiKey, RateLimit, key_id_of, matches
 from meterhub.keys import Scope as KeyScope
 from meterhub.store import Store
@@ -154,8 +154,7 @@ def require(scope: KeyScope) -> Callable[[Request], Awaitable[ApiKey]]:
         text = presented_key(request)
         key: ApiKey | None
         if text is None:
-            key_id = session_key_id(request) if scope is KeyScope.READ else None
-            key = ring.by_id(key_id) if key_id is not None else None
+            key = session_key(request) if scope is KeyScope.READ else None
             if key is None:
                 raise Problem(401, "no API key: send Authorization: Bearer <key> or "
                               "X-API-Key; make one with `meterhub keys create`"

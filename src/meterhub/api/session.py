@@ -90,10 +90,11 @@ class Sessions:
         response.delete_cookie(COOKIE, httponly=True, samesite="strict", path="/")
 
 
-def session_key_id(request: Request) -> str | None:
-    """The key id of the request's valid session cookie, if any."""
+def session_key(request: Request) -> ApiKey | None:
+    """The active key the request's session cookie stands for: none without a cookie, with
+    a forged or expired one, or once its key is revoked."""
     sessions: Sessions | None = getattr(request.app.state, "sessions", None)
     value = request.cookies.get(COOKIE)
-    if sessions is None or not value:
-        return None
-    return sessions.key_id(value)
+    key_id = sessions.key_id(value) if sessions is not None and value else None
+    key: ApiKey | None = request.app.state.keys.by_id(key_id) if key_id else None
+    return key

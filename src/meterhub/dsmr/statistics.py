@@ -74,14 +74,13 @@ def _frame(hub: Hub, device: str, channel: str, start: dt.datetime | None,
 
 def _frames(hub: Hub, device: str, channels: dict[str, str], start: dt.datetime | None,
             end: dt.datetime | None) -> dict[str, pd.DataFrame]:
-    """`_frame` of each channel (named by ``channels``' keys), read in one query when the
-    meter has them all."""
+    """`_frame` of each channel (named by ``channels``' keys), read in one query; a channel
+    the meter lacks (a second tariff, say) is empty."""
     try:
         frame = hub.readings(device=device, channel=list(channels.values()), start=start,
                              end=end)
-    except NotFoundError:  # one of them missing (a meter without a second tariff, say)
-        return {name: _frame(hub, device, channel, start, end)
-                for name, channel in channels.items()}
+    except NotFoundError:  # no such meter
+        return {name: _empty() for name in channels}
     tidy = frame[["channel", "ts", "value"]].dropna().sort_values("ts")
     groups = dict(iter(tidy.groupby("channel", sort=False)))
     return {name: (groups[channel][["ts", "value"]].reset_index(drop=True)
@@ -98,20 +97,17 @@ def _reading_from(hub: Hub, device: str, moment: dt.datetime) -> bool:
     return bool(reader.read_all().num_rows > 0)
 
 
-#: how far back the gas row before a window is looked for, nearest first
-GAS_BACK = (dt.timedelta(days=1), None)
-
-
 def _gas_before(hub: Hub, device: str, moment: dt.datetime) -> pd.DataFrame:
     """The gas meter's last non-zero reading before ``moment``, however long ago (a frame
     of one row, or none): DSMR-reader counts a lone gas row's rise over the row before it,
-    so after an outage the first hour back holds the whole outage's gas."""
-    for back in GAS_BACK:
-        frame = _frame(hub, device, GAS.channel, moment - back if back else None, moment)
+    so after an outage the first hour back holds the whole outage's gas. The day before is
+    read first; all that came before only when the day holds none."""
+    for start in (moment - dt.timedelta(days=1), None):
+        frame = _frame(hub, device, GAS.channel, start, moment)
         frame = frame[frame["value"] != 0]
-        if len(frame) or back is None:
-            return frame.tail(1)
-    return _empty()  # pragma: no cover - the last window has no start
+        if len(frame):
+            break
+    return frame.tail(1)
 
 
 def _local_midnight(day: dt.date, tz: str) -> dt.datetime:

@@ -18,8 +18,9 @@ import orjson
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
+from meterhub.api.bodies import bounded_body
 from meterhub.api.security import KeyLimits, KeyRing
-from meterhub.api.session import session_key_id
+from meterhub.api.session import session_key
 from meterhub.keys import ApiKey, Scope
 from meterhub.model import TS_MAX, TS_MIN, in_time_range
 from meterhub.timebase import zone
@@ -99,9 +100,7 @@ def guarded(scope: Scope, *, refuse: Callable[[], Response] = denied,
         async def run(request: Request, *args: Any, **kwargs: Any) -> Response:
             key = dsmr_key(request)
             if key is None and scope is Scope.READ:  # the dashboard's session reads too
-                key_id = session_key_id(request)
-                ring: KeyRing = request.app.state.keys
-                key = ring.by_id(key_id) if key_id is not None else None
+                key = session_key(request)
             if key is None:
                 return refuse()
             limits: KeyLimits = request.app.state.limits
@@ -126,24 +125,6 @@ def is_json(request: Request) -> bool:
     return media == "application/json"
 
 
-async def bounded_body(request: Request) -> bytes | None:
-    """The request's body, or None when it is over `MAX_BODY`: said by its Content-Length
-    (nothing is read then) or found while reading (reading stops there). The body is kept
-    on the request, so its form (`Request.form`) is read from it."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        return None
-    chunks, size = [], 0
-    async with contextlib.aclosing(request.stream()) as stream:
-        async for chunk in stream:
-            size += len(chunk)
-            if size > MAX_BODY:
-                return None
-            chunks.append(chunk)
-    request._body = b"".join(chunks)
-    return request._body
-
-
 def too_large() -> Response:
     """The 413 of a v2 body over `MAX_BODY`, in DRF's shape."""
     return json_response({"detail": f"Request body too large: at most {MAX_BODY} bytes."}, 413)
@@ -152,7 +133,7 @@ def too_large() -> Response:
 async def request_data(request: Request) -> dict[str, Any] | Response:
     """A JSON or form body as a dict, as DRF's parsers read them, or the answer instead:
     413 for a body over `MAX_BODY`, 400 for one DRF cannot read."""
-    body = await bounded_body(request)
+    body = await bounded_body(request, MAX_BODY)
     if body is None:
         return too_large()
     if not is_json(request):

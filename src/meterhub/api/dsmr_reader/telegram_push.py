@@ -20,7 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.routing import Route
 
-from meterhub.api.dsmr_reader.common import MAX_BODY, bounded_body, guarded
+from meterhub.api.bodies import bounded_body
+from meterhub.api.dsmr_reader.common import MAX_BODY, guarded
 from meterhub.dsmr.meter_log import STATUS_EVERY, MeterLog
 from meterhub.dsmr.parse_helper import TelegramReader
 from meterhub.dsmr.settings import DsmrSettings
@@ -66,7 +67,7 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
     @app.post("/api/v1/datalogger/dsmrreading", include_in_schema=False)
     @guarded(Scope.WRITE, refuse=_denied, throttle=_throttled)
     async def datalogger(request: Request) -> Response:
-        if await bounded_body(request) is None:
+        if await bounded_body(request, MAX_BODY) is None:
             return _text(f"Request body too large (at most {MAX_BODY} bytes)", 413)
         form = await request.form()
         text = form.get("telegram")
