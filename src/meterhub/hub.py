@@ -205,7 +205,8 @@ class Hub:
         """Per-kind aggregates per bucket, buckets aligned and labelled in ``tz``.
 
         instant channels give mean/min/max/first/last/count, counters ``consumption``
-        (reset-safe), delta channels ``sum``. ``fn`` picks a subset.
+        (reset-safe), delta channels ``sum``. ``fn`` picks a subset; ``errors`` (any kind,
+        only when picked) counts each bucket's sensor_error readings, never converted.
         """
         zone(tz)
         selection = self.selection(device, channel, start, end, source, tz=tz)

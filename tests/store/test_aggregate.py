@@ -251,3 +251,59 @@ def test_functions_must_fit_the_kind(memory_hub: Hub) -> None:
         memory_hub.aggregate(every="1d", tz="Mars/Olympus")
     with pytest.raises(meterhub.UnitError):
         memory_hub.aggregate(every="1d", unit="degC")
+
+
+def test_errors_count_sensor_errors_per_bucket_and_only_when_asked(memory_hub: Hub) -> None:
+    """By hand: hourly temperature readings at :00, :20, :40 on 1 Jan 2024, with sensor
+    errors at 00:30 (beside good readings), 02:10 and 02:50 (all of hour 2: its good
+    readings are left out) and none in hour 1; a counter with an error at 01:00, an edge,
+    which closes hour 0 as a rise there would."""
+    day = pd.Timestamp("2024-01-01", tz="UTC")
+    good = [day + pd.Timedelta(minutes=m) for m in (0, 20, 40, 60, 80, 100)]
+    errors = [day + pd.Timedelta(minutes=m) for m in (30, 130, 170)]
+    memory_hub.write(pd.DataFrame(
+        {"source": "s", "device": "d", "channel": "t", "ts": good + errors,
+         "value": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0] + [None] * 3, "unit": "degC",
+         "kind": "instant", "quality": ["ok"] * 6 + ["sensor_error"] * 3}))
+    meter = [day + pd.Timedelta(minutes=m) for m in (0, 30, 90, 60)]
+    memory_hub.write(pd.DataFrame(
+        {"source": "s", "device": "m", "channel": "e", "ts": meter,
+         "value": [10.0, 11.0, 13.0, None], "unit": "kWh", "kind": "counter",
+         "quality": ["ok"] * 3 + ["sensor_error"]}))
+    temp = memory_hub.aggregate(device="d", every="1h", fn=["mean", "count", "errors"],
+                                unit="degF")
+    assert temp["bucket"].dt.hour.tolist() == [0, 1, 2]
+    assert temp["errors"].tolist() == [1, 0, 2]  # a count: never converted
+    assert temp["count"].tolist() == [3, 3, 0]
+    assert temp["mean"].tolist()[:2] == pytest.approx([2.0 * 1.8 + 32, 5.0 * 1.8 + 32])
+    assert pd.isna(temp["mean"].iloc[2])
+    # without errors asked: the answer as before, hour 2 not there at all
+    plain = memory_hub.aggregate(device="d", every="1h")
+    assert "errors" not in plain.columns
+    assert plain["count"].tolist() == [3, 3]
+    counter = memory_hub.aggregate(device="m", every="1h",
+                                   fn=["consumption", "count", "errors"])
+    assert counter["consumption"].tolist() == [1.0, 2.0]
+    assert counter["errors"].tolist() == [1, 0]
+    # the kind's own functions still fit it; errors fits every kind
+    assert memory_hub.aggregate(every="1h", fn="errors")["errors"].sum() == 4
+
+
+def test_a_counters_errors_come_from_the_readings_its_consumption_does(
+        memory_hub: Hub) -> None:
+    """Consumption counts the readings in (start, end] (a bucket closes on its end): errors
+    at exactly ``start`` and at exactly ``end`` count as those readings would, the first in
+    no bucket of the range, the second in the range's last bucket. By hand: a register
+    every 30 minutes on 1 Jan 2024, errors at 00:00 and 02:00, asked for 00:00 to 02:00."""
+    day = pd.Timestamp("2024-01-01", tz="UTC")
+    times = [day + pd.Timedelta(minutes=m) for m in (0, 30, 60, 90, 120, 150)]
+    memory_hub.write(pd.DataFrame(
+        {"source": "s", "device": "m", "channel": "e", "ts": times,
+         "value": [None, 1.0, 2.0, 4.0, None, 7.0], "unit": "kWh", "kind": "counter",
+         "quality": ["sensor_error", "ok", "ok", "ok", "sensor_error", "ok"]}))
+    got = memory_hub.aggregate(device="m", every="1h", start=day,
+                               end=day + pd.Timedelta(hours=2),
+                               fn=["consumption", "errors"])
+    assert got["bucket"].dt.hour.tolist() == [0, 1]  # nothing before the range
+    assert got["errors"].tolist() == [0, 1]  # 02:00 closes hour 1
+    assert got["consumption"].tolist() == [1.0, 2.0]  # 00:30->01:00, 01:00->01:30

@@ -177,6 +177,10 @@ def _values(rows: pa.Table, index: int) -> tuple[Any, ...]:
 _LOCK_PID = re.compile(r"PID (\d+)")
 _USES_T = re.compile(r"\bt\b")  # a bucket expression that needs epoch µs as column t
 _GOOD = "quality <> 'sensor_error' AND value IS NOT NULL"
+_ERROR = "quality = 'sensor_error'"
+_GOOD_OR_ERROR = f"(({_GOOD}) OR {_ERROR})"
+_ERROR_COUNT = f"count(*) FILTER (WHERE {_ERROR})"
+ERRORS = "errors"  #: the aggregate function any kind has on request: its sensor errors
 #: Reads keep to the times a reading may have (`meterhub.model.TS_MIN`, `TS_MAX`): a row
 #: written outside them before writes were checked (year 1, year 9999) has no local time
 #: in some zones and no pandas time at all, so reads skip it and only `delete` sees it.
@@ -1141,7 +1145,10 @@ class DuckDBStore:
           exactly on an edge closing the bucket before it. A fall is a reset: it counts the
           new value when the register restarted near zero (0 <= new value <= the fall),
           else 0, so consumption is never negative;
-        - delta: sum and count.
+        - delta: sum and count;
+        - any kind, only when asked: ``errors``, the sensor_error readings in the bucket (a
+          counter's bucket right-closed like its consumption). A bucket that holds only
+          errors is then a row whose other functions are null (count 0).
 
         Buckets are aligned in ``tz``; rows carry ``bucket`` (UTC start) and ``bucket_end``.
         """
@@ -1161,7 +1168,10 @@ class DuckDBStore:
         parts = []
         for kind, ids in by_kind.items():
             if kind == ChannelKind.COUNTER:
-                parts.append(self._counter_buckets(selection, ids, size, transitions))
+                counted = self._counter_buckets(selection, ids, size, transitions)
+                if ERRORS in wanted:
+                    counted = self._with_errors(counted, selection, ids, size, transitions)
+                parts.append(counted)
             else:
                 parts.append(self._sql_buckets(selection, ids, kind, size, transitions,
                                                wanted))
@@ -1200,16 +1210,44 @@ class DuckDBStore:
                  "sum": "sum(value)", "count": "count(*)"}
         allowed = INSTANT_FUNCTIONS if kind == ChannelKind.INSTANT else DELTA_FUNCTIONS
         chosen = [name for name in wanted if name in allowed]
-        select = ", ".join(f"{exprs[name]} AS \"{name}\"" for name in chosen)
+        # asked for errors: read every row, the other functions over the good ones only
+        good, rows = ((f" FILTER (WHERE {_GOOD})", _GOOD_OR_ERROR) if ERRORS in wanted
+                      else ("", _GOOD))
+        select = ", ".join([f"{exprs[name]}{good} AS \"{name}\"" for name in chosen]
+                           + [f"{_ERROR_COUNT} AS {ERRORS}"] * (ERRORS in wanted))
         time_where, params = self._time_filter(selection)
         bucket = bucket_sql(size, transitions)
         epoch = "epoch_us(ts) AS t, " if _USES_T.search(bucket) else ""
         return self._con.sql(f"""
             SELECT series_id, {bucket} AS bucket{', ' + select if select else ''}
-            FROM (SELECT series_id, ts, {epoch}value
+            FROM (SELECT series_id, ts, {epoch}value, quality
                   FROM readings
-                  WHERE series_id IN ({_in_list(ids)}) AND {time_where} AND {_GOOD})
+                  WHERE series_id IN ({_in_list(ids)}) AND {time_where} AND {rows})
             GROUP BY ALL""", params=params).to_arrow_table()
+
+    def _with_errors(self, counted: pa.Table, selection: Selection, ids: Sequence[int],
+                     size: Every, transitions: list[tuple[int, int]]) -> pa.Table:
+        """Counter buckets with their sensor errors, bucketed right-closed as the rises
+        are (an error on an edge belongs to the bucket it closes), from the same readings
+        as the rises: in (start, end]."""
+        start, end = _clamped(selection)
+        time_where = f"ts {'>' if selection.start is not None else '>='} ? AND ts <= ?"
+        params = [naive_utc(start), naive_utc(end)]
+        bucket = bucket_sql(size, transitions)
+        errors = self._con.sql(f"""
+            SELECT series_id, {bucket} AS bucket, count(*) AS {ERRORS}
+            FROM (SELECT series_id, ts - INTERVAL 1 MICROSECOND AS ts, epoch_us(ts) - 1 AS t
+                  FROM readings
+                  WHERE series_id IN ({_in_list(ids)}) AND {time_where} AND {_ERROR})
+            GROUP BY ALL""", params=params).to_arrow_table()
+        errors = errors.cast(pa.schema([("series_id", pa.int32()),
+                                        ("bucket", pa.timestamp("us")),
+                                        (ERRORS, pa.int64())]))
+        joined = counted.join(errors, ["series_id", "bucket"], join_type="full outer")
+        return joined.set_column(joined.schema.get_field_index("count"), "count",
+                                 pc.fill_null(joined.column("count"), 0)).set_column(
+            joined.schema.get_field_index(ERRORS), ERRORS,
+            pc.fill_null(joined.column(ERRORS), 0))
 
     def _counter_buckets(self, selection: Selection, ids: Sequence[int], size: Every,
                          transitions: list[tuple[int, int]]) -> pa.Table:
@@ -1490,15 +1528,17 @@ def _reading_batch(batch: pa.RecordBatch, source: str, device: str, channel: str
 
 def _check_functions(functions: Sequence[str] | None, kinds: set[str]) -> list[str]:
     """The aggregate columns to return, checked against the kinds selected."""
-    allowed = {ChannelKind.INSTANT.value: INSTANT_FUNCTIONS,
-               ChannelKind.COUNTER.value: COUNTER_FUNCTIONS,
-               ChannelKind.DELTA.value: DELTA_FUNCTIONS}
+    defaults = {ChannelKind.INSTANT.value: INSTANT_FUNCTIONS,
+                ChannelKind.COUNTER.value: COUNTER_FUNCTIONS,
+                ChannelKind.DELTA.value: DELTA_FUNCTIONS}
     if functions is None:
         wanted: list[str] = []
         for kind in (ChannelKind.INSTANT, ChannelKind.COUNTER, ChannelKind.DELTA):
             if kind.value in kinds:
-                wanted += [f for f in allowed[kind.value] if f not in wanted]
+                wanted += [f for f in defaults[kind.value] if f not in wanted]
         return wanted or ["count"]
+    # errors: any kind's, on request only (the default answer keeps its columns)
+    allowed = {kind: (*names, ERRORS) for kind, names in defaults.items()}
     for name in functions:
         if not any(name in allowed[k] for k in kinds) and kinds:
             options = sorted({f for k in kinds for f in allowed[k]})
@@ -1514,7 +1554,8 @@ _AGG_SCHEMA = pa.schema([("device", pa.string()), ("channel", pa.string()),
                          ("mean", pa.float64()), ("min", pa.float64()), ("max", pa.float64()),
                          ("first", pa.float64()), ("last", pa.float64()),
                          ("consumption", pa.float64()), ("sum", pa.float64()),
-                         ("count", pa.int64()), ("unit", pa.string())])
+                         ("count", pa.int64()), (ERRORS, pa.int64()),
+                         ("unit", pa.string())])
 
 
 def _column(table: pa.Table, name: str, dtype: Any) -> Any:
