@@ -221,7 +221,17 @@ class _Span:
                       else marker.max() if len(marker) else pd.Timestamp(start))
             complete_until = min(_now(now), newest)
             grouped = {name: minute_rows(frame, complete_until) for name, frame in raw.items()}
-            if not (later and complete_until >= pd.Timestamp(end)):
+            # gas rows need their readings compacted: up to ``end``, or with DSMR 4's shift
+            # up to an hour after it (that hour's gas belongs before ``end``)
+            gas_end = end + dt.timedelta(hours=1) if shift else end
+            if shift:
+                marker = pd.concat([marker, _frame(hub, device, MARKER, end, gas_end)["ts"]],
+                                   ignore_index=True)
+                later = _reading_from(hub, device, gas_end)
+                newest = (pd.Timestamp(gas_end) if later
+                          else marker.max() if len(marker) else pd.Timestamp(start))
+                complete_until = min(_now(now), newest)
+            if not (later and complete_until >= pd.Timestamp(gas_end)):
                 done = marker[marker.dt.floor("min") + MINUTE <= complete_until]
                 processed = done.max() if len(done) else pd.Timestamp(start) - MINUTE
         else:
@@ -243,6 +253,23 @@ class _Span:
         return cls(start, end, readings, rows, gas[gas["ts"] < end].reset_index(drop=True),
                    raw_gas[(raw_gas["ts"] >= start) & (raw_gas["ts"] < end)]
                    .reset_index(drop=True))
+
+    def within(self, start: dt.datetime, end: dt.datetime) -> _Span:
+        """The span of [start, end), a part of this one, as `read` would give it: the
+        readings and rows in it, the gas rows before its end (a later day's gas is no
+        earlier day's)."""
+        lo, hi = pd.Timestamp(start), pd.Timestamp(end)
+
+        def part(frame: pd.DataFrame, first: pd.Timestamp | None = lo) -> pd.DataFrame:
+            # every frame is sorted by time: a slice by position, not a mask a day
+            ts = frame["ts"]
+            begin = 0 if first is None else int(ts.searchsorted(first, side="left"))
+            return frame.iloc[begin:int(ts.searchsorted(hi, side="left"))].reset_index(
+                drop=True)
+
+        return _Span(start, end, {name: part(f) for name, f in self.readings.items()},
+                     {name: part(f) for name, f in self.rows.items()},
+                     part(self.gas, None), part(self.gas_readings))
 
     def day_gas(self) -> pd.DataFrame:
         """The gas rows within [start, end)."""
@@ -280,6 +307,53 @@ def day_statistics(hub: Hub, device: str, tz: str, day: dt.date, contracts: list
     minus first gas row of the day (today so far, and every day's gas cost)."""
     start, end = _local_midnight(day, tz), _local_midnight(day + dt.timedelta(days=1), tz)
     span = _Span.read(hub, device, start, end, shift=gas_shift, by_minute=by_minute, now=now)
+    return _day(span, day, contracts)
+
+
+#: the most days `days_statistics` reads at once (a month of 10-second readings is about
+#: 270,000 a register: bounded memory however long the range)
+DAYS_A_READ = 31
+
+
+def days_statistics(hub: Hub, device: str, tz: str, first: dt.date, last: dt.date,
+                    contracts: list[Prices], *, gas_shift: bool = False,
+                    by_minute: bool = True, now: dt.datetime | None = None
+                    ) -> list[dict[str, Any]]:
+    """`day_statistics` of each local day from ``first`` to ``last`` inclusive that has
+    consumption rows, oldest first: the same answers, from one read a month instead of
+    several a day."""
+    out: list[dict[str, Any]] = []
+    chunk = first
+    while chunk <= last:
+        following = min(chunk + dt.timedelta(days=DAYS_A_READ), last + dt.timedelta(days=1))
+        span = _Span.read(hub, device, _local_midnight(chunk, tz),
+                          _local_midnight(following, tz), shift=gas_shift,
+                          by_minute=by_minute, now=now)
+        day = chunk
+        while day < following:
+            following_day = day + dt.timedelta(days=1)
+            stats = _day(span.within(_local_midnight(day, tz),
+                                     _local_midnight(following_day, tz)), day, contracts)
+            if stats is not None:
+                out.append(stats)
+            day = following_day
+        chunk = following
+    return out
+
+
+def costs(used: dict[str, Decimal], gas: Decimal, price: dict[str, Decimal]
+          ) -> dict[str, Decimal]:
+    """DSMR-reader's costs of registers ``used`` (a day's, or an hour's) and ``gas`` m³:
+    per tariff delivered times its price less returned times its price, gas times its
+    price, each rounded half up to cents; no fixed cost."""
+    return {f"electricity{n}_cost": round2(
+        used[f"electricity{n}"] * price[f"electricity_delivered_{n}_price"]
+        - used[f"electricity{n}_returned"] * price[f"electricity_returned_{n}_price"])
+        for n in (1, 2)} | {"gas_cost": round2(gas * price["gas_price"])}
+
+
+def _day(span: _Span, day: dt.date, contracts: list[Prices]) -> dict[str, Any] | None:
+    """The day statistics of ``span``, one local day's."""
     if all(f.empty for f in span.rows.values()):
         return None
     out: dict[str, Any] = {"day": day}
@@ -288,15 +362,7 @@ def day_statistics(hub: Hub, device: str, tz: str, day: dt.date, contracts: list
     out["gas"] = sum((h["gas"] for h in span.hours()), Decimal(0))
     out["gas_span"] = _rise(span.day_gas()["value"])
     price = prices_for(day, contracts)
-    out["electricity1_cost"] = round2(out["electricity1"]
-                                      * price["electricity_delivered_1_price"]
-                                      - out["electricity1_returned"]
-                                      * price["electricity_returned_1_price"])
-    out["electricity2_cost"] = round2(out["electricity2"]
-                                      * price["electricity_delivered_2_price"]
-                                      - out["electricity2_returned"]
-                                      * price["electricity_returned_2_price"])
-    out["gas_cost"] = round2(out["gas_span"] * price["gas_price"])
+    out.update(costs(out, out["gas_span"], price))
     out["fixed_cost"] = round2(price["fixed_daily_cost"])
     out["total_cost"] = round2(out["electricity1_cost"] + out["electricity2_cost"]
                                + out["gas_cost"] + price["fixed_daily_cost"])

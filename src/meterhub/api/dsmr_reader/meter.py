@@ -167,26 +167,35 @@ def _newest(hub: Hub, device: str, channel: str, count: int,
     return []
 
 
-def _value_at(hub: Hub, device: str, channel: str, moment: dt.datetime) -> float | None:
-    try:
-        table = hub.readings(device=device, channel=channel, start=moment,
-                             end=moment + dt.timedelta(microseconds=1), as_="arrow")
-    except NotFoundError:
-        return None
-    values = [v for v in table.column("value").to_pylist() if v is not None]
-    return values[0] if values else None
+def _newest_power(hub: Hub, device: str, now: dt.datetime
+                  ) -> tuple[dt.datetime, float, float] | None:
+    """The newest power delivered and the power returned at the same time (0 for a meter
+    without a returned-power line), read together: the last hour first, as `_newest`."""
+    channels = ["electricity_currently_delivered", "electricity_currently_returned"]
+    for start in (*(now - back for back in RECENT), None):
+        try:
+            table = hub.readings(device=device, channel=channels, start=start, as_="arrow")
+        except NotFoundError:
+            return None
+        table = table.filter(pc.is_valid(table.column("value")))
+        delivered = table.filter(pc.equal(table.column("channel"), channels[0]))
+        if delivered.num_rows:
+            moment = delivered.column("ts")[-1].as_py()
+            at = table.filter(pc.and_(pc.equal(table.column("channel"), channels[1]),
+                                      pc.equal(table.column("ts"), delivered.column("ts")[-1])))
+            returned = at.column("value")[0].as_py() if at.num_rows else 0.0
+            return moment, delivered.column("value")[-1].as_py(), returned
+    return None
 
 
 def electricity_live(hub: Hub, settings: DsmrSettings, now: dt.datetime,
                      status: dict[str, Any]) -> dict[str, Any]:
     """``status``: the meter's (`MeterLog.status`), for its active tariff."""
     device, tz = settings.device, settings.timezone
-    newest = _newest(hub, device, "electricity_currently_delivered", 1, now)
-    if not newest:
+    found = _newest_power(hub, device, now)
+    if found is None:
         return {}
-    moment, delivered_kw = newest[0]
-    # a meter without a returned-power line returns nothing
-    returned_kw = _value_at(hub, device, "electricity_currently_returned", moment) or 0.0
+    moment, delivered_kw, returned_kw = found
     delivered, returned = meter_decimal(delivered_kw), meter_decimal(returned_kw)
     tariff = status.get("electricity_tariff")
     names = {1: settings.tariff_1_name, 2: settings.tariff_2_name}
