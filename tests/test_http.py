@@ -335,3 +335,35 @@ def test_a_retry_after_that_is_no_number_or_date_is_ignored() -> None:
     assert ask(vendor) == {"ok": True}
     assert len(asked) == 5
     assert clock.now() < 2 * RetryPolicy().base * 2 ** 4  # the backoff alone
+
+
+def test_the_quota_is_what_the_vendors_last_answer_told() -> None:
+    clock = VirtualClock(1_700_000_000.0)
+    limit = {"X-RateLimit-Limit": "60", "X-RateLimit-Reset": "60"}
+    vendor, _ = answering(clock, httpx.Response(200, json={"ok": 1},
+                                                headers={**limit, "X-RateLimit-Remaining": "57"}))
+    assert vendor.quota is None  # nothing said yet
+    assert ask(vendor) == {"ok": 1}
+    assert vendor.quota is not None
+    assert vendor.quota.as_json() == {"as_of": "2023-11-14T22:13:20Z", "calls_left": 57,
+                                      "calls_limit": 60, "window_seconds": 60.0,
+                                      "wait_until": None}
+    # a 429 without the headers: no calls left until the wait it asks for is over
+    vendor, asked = answering(clock, httpx.Response(429, headers={"Retry-After": "90"}))
+    seen: list[Any] = []
+
+    async def main() -> Any:
+        try:
+            return await vendor.call("GET", "/v1/data", lambda r: seen.append(vendor.quota))
+        finally:
+            await vendor.client.aclose()
+
+    asyncio.run(main())
+    assert seen[0].calls_left == 0
+    assert seen[0].wait_until == asked[0] + 90
+    # the 200 after it says nothing of limits: the 429's word stands as the last told
+    assert vendor.quota == seen[0]
+    # an answer with no such header and no 429 tells nothing
+    vendor, _ = answering(clock, httpx.Response(200, json={}))
+    ask(vendor)
+    assert vendor.quota is None

@@ -26,10 +26,11 @@ LAYERS: list[tuple[str, set[str]]] = [
 #: the telegram side of the DSMR domain: it needs nothing but the foundation
 DSMR_CORE = {"meterhub.dsmr.fields", "meterhub.dsmr.line_index", "meterhub.dsmr.telegram",
              "meterhub.dsmr.meter_log"}
-#: who may use the DSMR domain: itself, its API paths and commands, the pull connector
-#: (DSMR-reader's field table) and the configuration (its [dsmr] section)
-DSMR_USERS = ("meterhub.dsmr", "meterhub.api.dsmr_reader", "meterhub.cli.dsmr",
-              "meterhub.sources.dsmr_reader", "meterhub.config")
+#: who may use the DSMR domain: itself, its API paths (DSMR-reader's, and the dashboard's
+#: energy numbers) and commands, the pull connector (DSMR-reader's field table) and the
+#: configuration (its [dsmr] section)
+DSMR_USERS = ("meterhub.dsmr", "meterhub.api.dsmr_reader", "meterhub.api.energy",
+              "meterhub.cli.dsmr", "meterhub.sources.dsmr_reader", "meterhub.config")
 
 
 def modules() -> dict[str, Path]:

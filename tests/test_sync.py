@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import socket
 import time
 from dataclasses import dataclass
@@ -13,11 +15,21 @@ import pyarrow as pa
 import pytest
 
 import meterhub
+from meterhub.api import create_app
 from meterhub.clock import VirtualClock
 from meterhub.config import parse
 from meterhub.emulators import climkit, copper, tandd, zentra
 from meterhub.hub import Hub
-from meterhub.sync import SOURCE_ROW, SourceProgress, run_forever, sync_all, sync_source
+from meterhub.keys import new_key
+from meterhub.sync import (
+    SOURCE_ROW,
+    SourceProgress,
+    quota_state,
+    run_forever,
+    sync_all,
+    sync_source,
+)
+from tests.api.conftest import Client
 
 
 @dataclass
@@ -277,3 +289,27 @@ def test_a_source_whose_host_refuses_says_which_host_and_what_to_check_quickly()
         assert took < 5.0  # was ~15 s of retries against a port nobody listens on
         [status] = hub.store.sync_status().to_pylist()
         assert f"127.0.0.1:{port}" in status["last_error"]
+
+
+def test_the_calls_left_a_vendor_tells_are_kept_for_the_overview() -> None:
+    w = worlds(days=1)
+    with meterhub.open("duckdb:///:memory:") as hub:
+        started = w.clock.now()
+        run(hub, w, config(w))
+        # T&D sends X-RateLimit-* on every answer; its last one was a data call
+        told = json.loads(hub.get_state(quota_state("lab")) or "null")
+        data = w.tandd.limits["data"]
+        assert told["calls_limit"] == data.calls
+        assert told["window_seconds"] == data.period
+        assert told["calls_left"] == data.calls - 2  # a data call a logger, this minute
+        said = dt.datetime.fromisoformat(told["as_of"]).timestamp()
+        assert int(started) <= said <= w.clock.now()
+        # the others tell nothing of their limits (ZENTRA only in a 429's words)
+        assert [hub.get_state(quota_state(name)) for name in ("tahmo", "site", "homes")] == [
+            None, None, None]
+        record, key = new_key("viewer", "read")
+        hub.store.add_key(record)
+        answer = Client(create_app(hub), key).get("/api/v1/sources").json()["data"]
+        shown = {s["name"]: s["quota"] for s in answer}
+        assert shown["lab"] == told
+        assert shown["tahmo"] is None

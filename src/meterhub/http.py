@@ -385,6 +385,49 @@ def make_client(base_url: str, *, transport: httpx.AsyncBaseTransport | None = N
         follow_redirects=False)
 
 
+@dataclass(frozen=True)
+class Quota:
+    """What a vendor last said of the calls left to its client, from the rate limit
+    headers it sends (``X-RateLimit-Limit``, ``-Remaining``, ``-Reset``) or a 429's wait.
+    (T&D's ``-Remaining-DataCount`` is a device's budget, not the account's, and its
+    listings send 0: not a source's number.)"""
+
+    at: float  #: when it said so (the clock's seconds)
+    calls_left: int | None = None
+    calls_limit: int | None = None
+    window_seconds: float | None = None  #: the window the limit counts in
+    wait_until: float | None = None  #: a 429's end of lock-out (the clock's seconds)
+
+    @classmethod
+    def told(cls, response: httpx.Response, at: float, wait: float | None) -> Quota | None:
+        """The quota ``response`` tells, or None when it tells none. ``wait``: seconds a
+        429 asked to wait."""
+        headers = response.headers
+
+        def number(name: str) -> int | None:
+            try:
+                return int(headers[name]) if name in headers else None
+            except ValueError:
+                return None
+
+        left = number("X-RateLimit-Remaining")
+        if left is None and wait is None:
+            return None
+        window = number("X-RateLimit-Reset")
+        return cls(at, 0 if wait is not None and left is None else left,
+                   number("X-RateLimit-Limit"), None if window is None else float(window),
+                   None if wait is None else at + wait)
+
+    def as_json(self) -> dict[str, Any]:
+        def stamp(seconds: float | None) -> str | None:
+            return None if seconds is None else dt.datetime.fromtimestamp(
+                seconds, dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+        return {"as_of": stamp(self.at), "calls_left": self.calls_left,
+                "calls_limit": self.calls_limit, "window_seconds": self.window_seconds,
+                "wait_until": stamp(self.wait_until)}
+
+
 @dataclass
 class VendorClient:
     """A vendor's httpx client with its limiter, retry policy and error vocabulary."""
@@ -401,6 +444,7 @@ class VendorClient:
     cache: ResponseCache | None = None
     calls: int = 0  #: requests sent, retries included
     retries: int = 0
+    quota: Quota | None = None  #: what the vendor last told of its limits, if it tells
 
     async def call(self, method: str, path: str, parse: Callable[[httpx.Response], T], *,
                    limits: Sequence[tuple[Limit, str]] = (), cost: int = 1,
@@ -428,6 +472,10 @@ class VendorClient:
                     wait = self._classify(response, path)
                 except _ServerError as exc:
                     last, wait, asked = exc, -1.0, exc.retry_after
+                except RateLimitedError as exc:  # a wait beyond what a sync waits
+                    self._told(response, exc.retry_after)
+                    raise
+                self._told(response, wait)
                 if wait is None:
                     try:
                         result = parse(response)
@@ -455,6 +503,12 @@ class VendorClient:
                     await self._hold(limits, asked, pause)
         assert last is not None
         raise last
+
+    def _told(self, response: httpx.Response, wait: float | None) -> None:
+        told = Quota.told(response, self.clock.now(),
+                          wait if response.status_code == 429 else None)
+        if told is not None:
+            self.quota = told
 
     async def _hold(self, limits: Sequence[tuple[Limit, str]], wait: float,
                     backoff: float) -> None:

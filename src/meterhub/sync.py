@@ -12,6 +12,8 @@ device is recorded and the others go on; refused credentials stop their source a
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +59,7 @@ class SourceProgress:
         return (self.now - self.started) / finished * (self.devices - finished)
 
 
+log = logging.getLogger("meterhub.sync")
 Listener = Callable[[SourceProgress], None]
 SOURCE_ROW = "*"  #: the device name under which a whole source's failure is recorded
 
@@ -167,8 +170,21 @@ async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
         tell()
         return progress
     finally:
-        if owned:
-            await connector.aclose()
+        try:
+            quota = connector.http.quota
+            if quota is not None:  # the vendor told its limits: for the dashboard's overview
+                hub.write(None, origin=f"sync:{config.name}",
+                          state={quota_state(config.name): json.dumps(quota.as_json())})
+        except Exception:  # a store that fails here must not hide why the sync ended
+            log.exception("could not keep what %s told of its limits", config.name)
+        finally:
+            if owned:
+                await connector.aclose()
+
+
+def quota_state(source: str) -> str:
+    """The store state key of what ``source``'s vendor last told of its rate limits."""
+    return f"sync.quota.{source}"
 
 
 def _explain(config: SourceConfig, exc: BaseException) -> str:

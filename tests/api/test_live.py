@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -88,3 +89,21 @@ def test_json_pages_over_http_carry_next_in_body_and_header(live: tuple[str, str
         docs = client.get(f"{base}/docs")
         assert docs.status_code == 200
         assert "swagger" in docs.text.lower()
+
+
+def test_every_answer_says_its_server_time(live: tuple[str, str]) -> None:
+    base, key = live
+    with httpx.Client(base_url=base, headers={"X-API-Key": key}) as client:
+        for path, status in (("/api/v1/health", 200), ("/api/v1/channels", 200),
+                             ("/api/v1/readings?device=nope", 404)):
+            began = time.perf_counter()
+            response = client.get(path)
+            elapsed_ms = (time.perf_counter() - began) * 1000
+            assert response.status_code == status
+            name, _, duration = response.headers["Server-Timing"].partition(";dur=")
+            assert name == "app"
+            # the server's part of what the client waited
+            assert 0 < float(duration) <= elapsed_ms
+        refused = client.get("/api/v1/channels", headers={"X-API-Key": "mh_wrong"})
+        assert refused.status_code == 401
+        assert refused.headers["Server-Timing"].startswith("app;dur=")

@@ -26,11 +26,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from meterhub import __version__, encode
-from meterhub.api import docs, dsmr_reader, links, login, schemas
+from meterhub.api import docs, dsmr_reader, energy, links, login, schemas
 from meterhub.api.problems import Problem, install, problems
 from meterhub.api.push import PUSH_LIMITS, item_problem, read_push
 from meterhub.api.security import KeyLimits, KeyRing, RateLimitHeaders, require
 from meterhub.api.session import DEFAULT_HOURS, Sessions
+from meterhub.api.timing import ServerTiming
 from meterhub.clock import Clock
 from meterhub.config import Settings
 from meterhub.errors import InputError
@@ -38,6 +39,7 @@ from meterhub.hub import Hub
 from meterhub.keys import ApiKey, RateLimit, Scope, new_key
 from meterhub.model import TS_RANGE_TEXT
 from meterhub.store import PageKey
+from meterhub.sync import quota_state
 from meterhub.timebase import zone
 
 log = logging.getLogger("meterhub.api")
@@ -177,8 +179,10 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
                                     else DEFAULT_HOURS), icon=manifest[pages.ICON])
         pages.install(app, manifest)
     app.add_middleware(RateLimitHeaders)
+    app.add_middleware(ServerTiming)  # outermost: the whole of the server's time
     close_dsmr = dsmr_reader.install(app, hub, settings.dsmr if settings is not None else None,
                                      clock=clock)
+    energy.install(app, hub, settings.dsmr if settings is not None else None, clock=clock)
     read = Depends(require(Scope.READ))
     write = Depends(require(Scope.WRITE))
     admin = Depends(require(Scope.ADMIN))
@@ -236,8 +240,10 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
                    tz: TzQ = "UTC",
                    fn: Annotated[list[str] | None, Query(
                        description="mean, min, max, first, last, count (instant), "
-                                   "consumption (counter), sum (delta); repeat for several. "
-                                   "Default: all that apply.")] = None,
+                                   "consumption (counter), sum (delta); errors (any kind: "
+                                   "its sensor_error readings, only when asked); repeat "
+                                   "for several. Default: all that apply but errors.")
+                   ] = None,
                    unit: UnitQ = None, format: FormatQ = None) -> Response:
         """Per-kind aggregates per bucket, buckets aligned and labelled in ``tz``."""
         fmt = negotiate(request, format)
@@ -424,6 +430,12 @@ def _stale(health: str, newest: dt.datetime | None, interval: float | None,
     return (since - newest).total_seconds() > STALE_INTERVALS * interval
 
 
+def _quota(hub: Hub, source: str) -> dict[str, Any] | None:
+    """What the source's vendor last told of its rate limits (calls left ...), if it tells."""
+    told = hub.get_state(quota_state(source))
+    return orjson.loads(told) if told is not None else None
+
+
 def _sources(hub: Hub, settings: Settings | None) -> list[dict[str, Any]]:
     configured = {s.name: s.type for s in (settings.sources if settings else [])}
     device_counts: dict[str, int] = {}
@@ -460,7 +472,8 @@ def _sources(hub: Hub, settings: Settings | None) -> list[dict[str, Any]]:
             "newest_reading": newest.isoformat().replace("+00:00", "Z") if newest else None,
             "lag_seconds": lag,
             "interval_seconds": round(interval, 3) if interval is not None else None,
-            "stale": _stale(health, newest, interval, success, now, bool(rows))})
+            "stale": _stale(health, newest, interval, success, now, bool(rows)),
+            "quota": _quota(hub, name)})
     return out
 
 

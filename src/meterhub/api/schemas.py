@@ -44,6 +44,8 @@ class Aggregate(BaseModel):
     consumption: float | None = None
     sum: float | None = None
     count: int | None = None
+    errors: int | None = Field(default=None, description="sensor_error readings in the "
+                               "bucket (fn=errors)")
     unit: str
 
 
@@ -99,6 +101,15 @@ class Gaps(BaseModel):
     data: list[Gap]
 
 
+class Quota(BaseModel):
+    as_of: str = Field(description="when the vendor said so (its last answer of a sync)")
+    calls_left: int | None = Field(description="calls left in the vendor's window")
+    calls_limit: int | None = Field(description="calls the window allows")
+    window_seconds: float | None = Field(description="the window the limit counts in")
+    wait_until: str | None = Field(description="the end of a lock-out its last 429 asked "
+                                   "to wait")
+
+
 class SourceOut(BaseModel):
     name: str
     type: str | None = Field(description="connector type; null for push-only sources")
@@ -116,6 +127,8 @@ class SourceOut(BaseModel):
     stale: bool = Field(description="failing, or more than three intervals behind: a "
                         "pulled source behind its last successful sync, a pushed one "
                         "behind now")
+    quota: Quota | None = Field(description="what the vendor last told of its rate "
+                                "limits, where it tells (rate limit headers, a 429's wait)")
 
 
 class Sources(BaseModel):
@@ -186,3 +199,112 @@ READINGS_BODY: dict[str, Any] = {
     },
 }
 
+
+
+# The Energy page's numbers (`meterhub.api.energy`): decimals as strings, written as
+# DSMR-reader's v2 statistics write them (kWh and m³ with 3 places, money with 2).
+
+class EnergyHour(BaseModel):
+    id: int = Field(description="the hour's Unix hour number, as /api/v2/statistics/hour")
+    hour_start: str = Field(description="ISO 8601 with the meter zone's offset (both "
+                            "02:00 hours of a fall-back night are there)")
+    electricity1: str
+    electricity2: str
+    electricity1_returned: str
+    electricity2_returned: str
+    gas: str
+    electricity1_cost: str | None = Field(description="null when no contract holds the day")
+    electricity2_cost: str | None
+    gas_cost: str | None
+    total_cost: str | None = Field(description="the hour's costs, no fixed cost")
+
+
+class EnergyDayRow(BaseModel):
+    id: int
+    day: str
+    electricity1: str
+    electricity2: str
+    electricity1_returned: str
+    electricity2_returned: str
+    electricity1_cost: str
+    electricity2_cost: str
+    gas: str = Field(description="the sum of the day's hours, as /api/v2/statistics/day")
+    gas_cost: str
+    lowest_temperature: str
+    highest_temperature: str
+    average_temperature: str
+    fixed_cost: str
+    total_cost: str
+    electricity_reading_timestamp: str | None
+    electricity1_reading: str | None
+    electricity2_reading: str | None
+    electricity1_returned_reading: str | None
+    electricity2_returned_reading: str | None
+    gas_reading_timestamp: str | None
+    gas_reading: str | None
+    electricity_merged: str = Field(description="electricity1 + electricity2")
+    electricity_returned_merged: str
+    gas_span: str = Field(description="the day's last minus first gas row: "
+                          "/api/v2/consumption/today's gas, and what gas_cost counts")
+    priced: bool = Field(description="whether a contract holds the day (else costs are 0)")
+    complete: bool = Field(description="whether the day is over (else: so far)")
+
+
+class EnergyDayOut(BaseModel):
+    device: str = Field(description="the DSMR meter's device id ([dsmr] device)")
+    timezone: str
+    day: str
+    today: bool
+    complete: bool = Field(description="whether the day is over (else: so far)")
+    local_hours: int = Field(description="the day's local hours: 23, 24 or 25")
+    priced: bool
+    totals: EnergyDayRow | None
+    hours: list[EnergyHour]
+
+
+class EnergyDay(BaseModel):
+    data: EnergyDayOut
+
+
+class EnergyDaysOut(BaseModel):
+    device: str
+    timezone: str
+    start: str
+    end: str
+    days: list[EnergyDayRow]
+
+
+class EnergyDays(BaseModel):
+    data: EnergyDaysOut
+
+
+class EnergyMonth(BaseModel):
+    month: str = Field(description="YYYY-MM")
+    days: int = Field(description="days with statistics")
+    priced_days: int = Field(description="of which a contract holds")
+    complete: bool
+    electricity1: str
+    electricity2: str
+    electricity1_returned: str
+    electricity2_returned: str
+    electricity_merged: str
+    electricity_returned_merged: str
+    gas: str
+    gas_span: str
+    electricity1_cost: str
+    electricity2_cost: str
+    gas_cost: str
+    fixed_cost: str
+    total_cost: str
+
+
+class EnergyMonthsOut(BaseModel):
+    device: str
+    timezone: str
+    start: str
+    end: str
+    months: list[EnergyMonth]
+
+
+class EnergyMonths(BaseModel):
+    data: EnergyMonthsOut
