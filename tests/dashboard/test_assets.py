@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 
-from meterhub.dashboard import assets
+from meterhub.dashboard import assets, pages
 from meterhub.dashboard.assets import (
     CACHE_CONTROL,
     STATIC_DIR,
@@ -117,6 +117,17 @@ def test_page_weight_of_the_chart_library_fits_the_budget() -> None:
     sizes = [len(items[n].gzipped or b"") for n in VENDORED[:2]]
     assert all(sizes)
     assert sum(sizes) < 150_000 / 5
+
+
+@pytest.mark.parametrize("page", pages.PAGES, ids=lambda page: page.path)
+def test_each_pages_js_and_css_fit_150_kb_compressed(page: pages.Page) -> None:
+    """Issue 17's budget, for what each page loads: the shared script and sheet, its own
+    and the chart library's (the pages' transfers, measured in chromium, are the same
+    bytes: tests/dashboard/test_pages.py)."""
+    items = {a.name: a for a in assets.collect()}
+    names = (pages.COMMON, pages.STYLE, *page.scripts, *page.styles)
+    assert all(Path(name).suffix in (".js", ".css") for name in names)
+    assert sum(len(items[name].gzipped or items[name].body) for name in names) <= 150_000
 
 
 @pytest.mark.parametrize(("header", "accepted"), [

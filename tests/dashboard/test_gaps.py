@@ -1,4 +1,4 @@
-"""The Gaps page in a real chromium against a real uvicorn: per channel, the missing
+"""The Gaps page in a real chromium against a real `meterhub serve`: per channel, the missing
 intervals and seq jumps the API answers for the range in the URL, drawn on a timeline;
 bad input in a shared URL is a message on the page."""
 
@@ -6,26 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-import meterhub
-from meterhub.api import create_app
-from meterhub.keys import new_key
-from tests.api.live import served
+from meterhub.hub import Hub
 from tests.dashboard.browser import Watched, log_in, screenshot
+from tests.dashboard.site import Site, serve
 
 DAY = dt.datetime(2024, 10, 26, tzinfo=dt.UTC)
-
-
-@dataclass
-class Site:
-    base: str
-    key: str
 
 
 def readings() -> list[dict[str, Any]]:
@@ -48,17 +37,15 @@ def readings() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    path: Path = tmp_path_factory.mktemp("gaps") / "hub.duckdb"
-    with meterhub.open(f"duckdb:///{path}") as hub:
+    def fill(hub: Hub) -> None:
         hub.write(readings(), source="lab")
-        record, key = new_key("viewer", "read")
-        hub.store.add_key(record)
-        with served(create_app(hub, rate_limit="100000/minute")) as base:
-            yield Site(base, key)
+
+    with serve(tmp_path_factory.mktemp("gaps"), fill) as running:
+        yield running
 
 
 def api_gaps(site: Site, query: str) -> list[dict[str, Any]]:
-    with httpx.Client(base_url=site.base, headers={"X-API-Key": site.key}) as client:
+    with site.client() as client:
         data: list[dict[str, Any]] = client.get(f"/api/v1/gaps?{query}").raise_for_status(
         ).json()["data"]
         return data

@@ -1,31 +1,39 @@
-"""The login and the Overview page in a real chromium against a real uvicorn on loopback:
-what the page shows is what the API answers for the same question."""
+"""The login and the Overview page in a real chromium against a real `meterhub serve` on
+loopback: what the page shows is what the API answers for the same question."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-import meterhub
-from meterhub.api import create_app
-from meterhub.config import parse
-from meterhub.errors import AuthError
-from meterhub.keys import new_key
+from meterhub.errors import AuthError, RateLimitedError
+from meterhub.hub import Hub
+from meterhub.sync import quota_state
 from tests.api.conftest import sample_frame
-from tests.api.live import served
+from tests.dashboard import site as served
 from tests.dashboard.browser import Watched, screenshot
 
+#: the configured source: T&D, whose last sync failed (nothing listens on port 9)
+CONFIG = """[[source]]
+name = "lab"
+type = "tandd"
+api_key = "k"
+login_id = "l"
+login_pass = "p"
+base_url = "http://127.0.0.1:9"
+"""
+#: what T&D's last answer told of its limits, as a sync keeps it
+QUOTA = {"as_of": "2024-10-29T00:00:05Z", "calls_left": 17, "calls_limit": 20,
+         "window_seconds": 60.0, "wait_until": None}
 
-@dataclass
-class Site:
-    base: str
-    key: str  #: read scope
+
+@dataclass(frozen=True)
+class Site(served.Site):
     now: dt.datetime  #: when the fresh source's readings were written
 
 
@@ -33,9 +41,9 @@ class Site:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """A store with the API fixture's old lab data (stale), a meter pushed a reading a
     minute up to a minute ago (fresh), and a configured source whose last sync failed."""
-    path: Path = tmp_path_factory.mktemp("overview") / "hub.duckdb"
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    with meterhub.open(f"duckdb:///{path}") as hub:
+
+    def fill(hub: Hub) -> None:
         hub.write(sample_frame(), source="lab")
         # one reading every ten minutes, the newest a minute old: fresh for 29 minutes
         hub.write([{"device": "p1", "channel": "power", "unit": "kW", "kind": "instant",
@@ -43,13 +51,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                   source="home")
         hub.store.record_sync("lab", "ws1", calls=2, readings=10)
         hub.store.record_sync("lab", "m1", error=AuthError("login refused"))
-        record, key = new_key("viewer", "read")
-        hub.store.add_key(record)
-        settings = parse({"source": [
-            {"name": "lab", "type": "tandd", "api_key": "k", "login_id": "l",
-             "login_pass": "p", "base_url": "http://127.0.0.1:9"}]}, environ={})
-        with served(create_app(hub, settings=settings, rate_limit="100000/minute")) as base:
-            yield Site(base, key, now)
+        hub.write(None, state={quota_state("lab"): json.dumps(QUOTA)})
+        # a source locked out by its vendor's 429 until long after this test
+        hub.store.record_sync("zen", "*", error=RateLimitedError("rate limited"))
+        hub.write(None, state={quota_state("zen"): json.dumps(
+            {**QUOTA, "calls_left": 0, "calls_limit": None, "window_seconds": None,
+             "wait_until": "2099-01-01T00:00:00Z"})})
+
+    with served.serve(tmp_path_factory.mktemp("overview"), fill, CONFIG) as running:
+        yield Site(running.base, running.key, running.store, now)
 
 
 def log_in(page: Watched, site: Site, key: str) -> None:
@@ -60,7 +70,7 @@ def log_in(page: Watched, site: Site, key: str) -> None:
 
 
 def api(site: Site, path: str) -> Any:
-    with httpx.Client(base_url=site.base, headers={"X-API-Key": site.key}) as client:
+    with site.client() as client:
         return client.get(path).raise_for_status().json()["data"]
 
 
@@ -74,15 +84,20 @@ def test_the_overview_shows_what_the_api_answers(page: Watched, site: Site) -> N
     page.page.wait_for_selector("body[data-ready=true]")
     assert page.page.url == f"{site.base}/"
     sources = {s["name"]: s for s in api(site, "/api/v1/sources")}
-    assert set(sources) == {"lab", "home"}
+    assert set(sources) == {"lab", "home", "zen"}
     for name, answer in sources.items():
         shown = cells(page, f"tr[data-source={name}]")
         assert shown["stale"] == str(answer["stale"]).lower()
         assert shown["health"] == answer["health"]
-        assert shown["newest_reading"] == answer["newest_reading"]
-        assert shown["interval_seconds"] == str(answer["interval_seconds"]).removesuffix(".0")
-        assert abs(int(shown["lag_seconds"]) - answer["lag_seconds"]) <= 5
+        assert shown["newest_reading"] == (answer["newest_reading"] or "")
+        assert shown["interval_seconds"] == ("" if answer["interval_seconds"] is None else str(
+            answer["interval_seconds"]).removesuffix(".0"))
+        if answer["lag_seconds"] is None:  # no readings, no lag
+            assert shown["lag_seconds"] == ""
+        else:
+            assert abs(int(shown["lag_seconds"]) - answer["lag_seconds"]) <= 5
         assert shown["last_error"] == (answer["last_error"] or "")
+        assert shown["calls_left"] == str((answer["quota"] or {}).get("calls_left", ""))
     # by hand: lab failed its last sync and its newest reading is from 2024: stale;
     # home's newest reading is a minute old, one every ten minutes: fresh
     assert cells(page, "tr[data-source=lab]")["stale"] == "true"
@@ -90,6 +105,14 @@ def test_the_overview_shows_what_the_api_answers(page: Watched, site: Site) -> N
     assert cells(page, "tr[data-source=home]")["stale"] == "false"
     assert page.page.locator("tr[data-source=lab] .badge").inner_text() == "STALE"
     assert page.page.locator("tr[data-source=home] .badge").inner_text() == "fresh"
+    # the calls T&D said were left, in words
+    assert sources["lab"]["quota"] == QUOTA
+    told = page.page.locator("tr[data-source=lab] [data-field=calls_left]")
+    assert told.inner_text() == "17 of 20 per 60 s"
+    assert told.get_attribute("title") == "as the vendor said at " + page.page.evaluate(
+        "new Date('2024-10-29T00:00:05Z').toLocaleString()")
+    assert page.page.locator("tr[data-source=zen] [data-field=calls_left]").inner_text() == \
+        "none until " + page.page.evaluate("new Date('2099-01-01T00:00:00Z').toLocaleString()")
     # devices: their channels and newest reading, as /api/v1/channels has them
     devices = {d: cells(page, f"tr[data-device={d}]") for d in ("ws1", "m1", "p1")}
     assert devices["ws1"] == {"source": "lab", "channels": "1", "readings": "432",
@@ -101,7 +124,7 @@ def test_the_overview_shows_what_the_api_answers(page: Watched, site: Site) -> N
     totals = page.page.eval_on_selector_all(
         "[data-total]", "els => Object.fromEntries(els.map(e => [e.dataset.total, "
                         "e.querySelector('b').textContent]))")
-    assert totals == {"sources": "2", "stale": "1", "devices": "3", "channels": "3",
+    assert totals == {"sources": "3", "stale": "2", "devices": "3", "channels": "3",
                       "readings": f"{432 + 288 + 3:,}"}
     # the page read the API with its cookie alone: the key in no request it made
     assert all(site.key not in url for url in page.responses)
@@ -148,7 +171,8 @@ def test_the_controls_are_reachable_by_keyboard(page: Watched, site: Site) -> No
     page.page.keyboard.press("Enter")
     page.page.wait_for_selector("body[data-ready=true]")
     names = []
-    for _ in range(3):
+    for _ in range(5):
         page.page.keyboard.press("Tab")
         names.append(page.page.evaluate("document.activeElement.textContent.trim()"))
-    assert names == ["Overview", "Gaps", "Log out"]  # the navigation, then the logout
+    # the navigation, then the logout
+    assert names == ["Overview", "Explore", "Energy", "Gaps", "Log out"]

@@ -3,22 +3,43 @@
 first (`meterhub.api.login`); its script then reads the API with the session cookie, by
 the same paths and answers as any other client.
 
-Pages so far: the Overview (``/``) and Gaps (``/gaps``). No inline script runs: the
-Content-Security-Policy allows this site's files only.
+Pages: the Overview (``/``), Explore (``/explore``), Energy (``/energy``) and Gaps
+(``/gaps``). No inline script runs: the Content-Security-Policy allows this site's files
+only.
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from starlette.responses import HTMLResponse, Response
 
 from meterhub.api.login import login_redirect
 
-#: the pages in the navigation: (path, title, script under static/)
-PAGES = (("/", "Overview", "pages/overview.js"), ("/gaps", "Gaps", "pages/gaps.js"))
+
+@dataclass(frozen=True)
+class Page:
+    """A page: its path and title, and its own files under static/ (after the shared
+    ones), scripts in the order they load."""
+
+    path: str
+    title: str
+    scripts: tuple[str, ...]
+    styles: tuple[str, ...] = ()
+
+
+CHART = ("vendor/uPlot.iife.min.js",)  #: the chart library, for the pages that draw charts
+CHART_STYLE = ("vendor/uPlot.min.css",)
+#: the pages, in the navigation's order
+PAGES = (Page("/", "Overview", ("pages/overview.js",)),
+         Page("/explore", "Explore", (*CHART, "pages/explore.js"),
+              (*CHART_STYLE, "pages/explore.css")),
+         Page("/energy", "Energy", (*CHART, "pages/energy.js"),
+              (*CHART_STYLE, "pages/energy.css")),
+         Page("/gaps", "Gaps", ("pages/gaps.js",)))
 COMMON = "pages/common.js"  #: what every page's script uses, loaded before it
 STYLE = "pages/dashboard.css"
 ICON = "pages/favicon.svg"
@@ -28,19 +49,21 @@ HEADERS = {"Cache-Control": "no-store",
            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
 
 
-def shell(path: str, title: str, script: str, manifest: dict[str, str]) -> str:
+def shell(page: Page, manifest: dict[str, str]) -> str:
     nav = "".join(
-        f'<a href="{href}"{" aria-current=page" if href == path else ""}>{html.escape(name)}'
-        "</a>" for href, name, _ in PAGES)
+        f'<a href="{p.path}"{" aria-current=page" if p.path == page.path else ""}>'
+        f"{html.escape(p.title)}</a>" for p in PAGES)
+    title = page.title
+    styles = "".join(f'<link rel="stylesheet" href="{manifest[name]}">\n'
+                     for name in (STYLE, *page.styles))
+    scripts = "".join(f'<script src="{manifest[name]}" defer></script>\n'
+                      for name in (COMMON, *page.scripts))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>meterhub: {html.escape(title)}</title>
 <link rel="icon" href="{manifest[ICON]}" type="image/svg+xml">
-<link rel="stylesheet" href="{manifest[STYLE]}">
-<script src="{manifest[COMMON]}" defer></script>
-<script src="{manifest[script]}" defer></script>
-</head><body>
+{styles}{scripts}</head><body>
 <header><strong>meterhub</strong><nav aria-label="Pages">{nav}</nav>
 <form method="post" action="/logout"><button type="submit">Log out</button></form></header>
 <main><h1>{html.escape(title)}</h1><p class="muted">Loading…</p></main>
@@ -56,6 +79,6 @@ def _endpoint(page: str) -> Callable[[Request], Awaitable[Response]]:
 
 
 def install(app: FastAPI, manifest: dict[str, str]) -> None:
-    for path, title, script in PAGES:
-        app.add_api_route(path, _endpoint(shell(path, title, script, manifest)),
+    for page in PAGES:
+        app.add_api_route(page.path, _endpoint(shell(page, manifest)),
                           methods=["GET", "HEAD"], include_in_schema=False)

@@ -11,6 +11,19 @@
     return source.interval_seconds === null ? "one reading" : "fresh";
   }
 
+  // what the vendor last told of its limits: calls left of the window's, or a lock-out
+  function quota(q) {
+    if (!q) return "";
+    if (q.wait_until) {  // a 429's lock-out: over by now, or not
+      return Date.parse(q.wait_until) > Date.now() ? `none until ${when(q.wait_until)}`
+        : `calls allowed again since ${when(q.wait_until)}`;
+    }
+    if (q.calls_left === null) return "";
+    const of = q.calls_limit === null ? "" : ` of ${q.calls_limit}`;
+    const per = q.window_seconds === null ? "" : ` per ${q.window_seconds} s`;
+    return `${q.calls_left}${of}${per}`;
+  }
+
   function render(sources, channels) {
     const devices = new Map();
     for (const ch of channels) {
@@ -36,7 +49,7 @@
       el("div", {class: "table"}, el("table", {id: "sources"},
         el("thead", {}, el("tr", {},
           ...["Source", "Type", "Health", "Newest reading", "Lag", "Interval",
-              "Last success", "Devices", "Last error"].map((h) => el("th", {scope: "col"}, h)))),
+              "Last success", "Calls left", "Devices", "Last error"].map((h) => el("th", {scope: "col"}, h)))),
         el("tbody", {}, ...sources.map((s) => el("tr",
           {"data-source": s.name, class: s.stale ? "stale" : null},
           el("th", {scope: "row"}, s.name, " ",
@@ -49,6 +62,8 @@
           cell("interval_seconds", s.interval_seconds,
                s.interval_seconds === null ? "" : `${s.interval_seconds} s`),
           cell("last_success", s.last_success, when(s.last_success)),
+          cell("calls_left", s.quota ? s.quota.calls_left : null, quota(s.quota),
+               s.quota ? {title: `as the vendor said at ${when(s.quota.as_of)}`} : null),
           cell("devices", s.devices, s.devices),
           cell("last_error", s.last_error, s.last_error || "", {class: "error"})))))),
       el("h2", {}, "Devices"),
