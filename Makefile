@@ -36,7 +36,7 @@ test: install $(CHROMIUM)
 	# processes, and each would compile the package again (a third of its start-up)
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest
 
-bench: install
+bench: install $(CHROMIUM)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/backfill.py
 	$(BIN)/python bench/sync.py
@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python bench/dsmr.py
 	$(BIN)/python bench/push_memory.py   # prints; BENCHMARKS.md keeps the before/after by hand
 	$(BIN)/python bench/soak.py   # 10 minutes of real time
+	$(BIN)/python bench/dashboard.py --screenshots docs   # needs chromium, as make test
 
 clean:
 	rm -rf $(VENV) meterhub-sample.duckdb

@@ -132,6 +132,10 @@ def watch(page: Page) -> Watched:
                                   f"{response.url}")
 
     def on_failed(request: Request) -> None:
+        # the browser's own icon fetch is cancelled when the page navigates on (the login
+        # to the page it leads to): no failure of any page
+        if request.failure == "net::ERR_ABORTED" and "/favicon." in request.url:
+            return
         watched.failed.append(f"failed {request.method} {request.url}: {request.failure}")
 
     def on_console(message: ConsoleMessage) -> None:
