@@ -6,6 +6,7 @@ is wider than the screen."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import numpy as np
@@ -75,3 +76,25 @@ def test_each_page_draws_light_labelled_and_narrow(page: Watched, site: Site,
     page.page.wait_for_timeout(100)  # charts follow their box on resize
     assert page.page.evaluate("document.documentElement.scrollWidth") <= 375
     screenshot(page.page, f"page-{name}-375")
+
+
+@pytest.mark.parametrize("shown", PAGES, ids=lambda p: p.path.strip("/") or "overview")
+def test_a_failing_store_is_a_message_on_every_page(page: Watched, site: Site,
+                                                    shown: Page) -> None:
+    """Every API answer a 500 with the server's problem detail, as a store that fails
+    makes them: each page says so in words, in an alert, and is never blank."""
+    detail = "the store does not answer; the server log has the details"
+    log_in(page.page, site.base, site.key, "/gaps")  # the session, before the store fails
+    page.page.wait_for_selector("body[data-ready=true]")
+    page.page.route("**/api/**", lambda route: route.fulfill(
+        status=500, content_type="application/problem+json",
+        body=json.dumps({"title": "Internal Server Error", "status": 500,
+                         "detail": detail})))
+    page.page.goto(site.base + shown.path)
+    page.page.wait_for_selector("body[data-ready=error]")
+    alert = page.page.get_by_role("alert").first.inner_text()
+    assert alert.startswith("Could not ")
+    assert detail in alert or "500" in alert
+    assert page.page.locator("h1").inner_text() == shown.title
+    # said, not thrown (the console's lines are the browser's own about the 500s)
+    assert [e for e in page.errors if not e.startswith("console.error: Failed to load")] == []
