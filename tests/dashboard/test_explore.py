@@ -398,6 +398,7 @@ def test_the_list_is_searchable_grouped_labelled_and_keyboard_reachable(
 
 BAD_URLS = [
     ("ch=lab/nope/temp", "no such channel: lab/nope/temp"),
+    ("ch=lab/%25/t%", "no such channel: lab/%/t%"),  # "t%" is no valid escape: as sent
     (f"ch={TEMP}&range=fortnight", 'unknown range "fortnight"'),
     (f"ch={TEMP}&range=custom&start=yesterday-ish&end=2024-03-02", "cannot read start"),
     (f"ch={TEMP}&range=custom&start=2024-03-02&end=2024-03-01", "is not after start"),

@@ -507,7 +507,9 @@
     let span = null;
     try {
       if (unknown.length) {
-        throw new Error(`no such channel: ${unknown.map(decodeURIComponent).join(", ")}` +
+        // a key as sent; one that is no valid escape (?ch=%) is said as it stands
+        const shown = (k) => { try { return decodeURIComponent(k); } catch (e) { return k; } };
+        throw new Error(`no such channel: ${unknown.map(shown).join(", ")}` +
                         " (pick channels from the list)");
       }
       if (!PRESETS[state.range]) {
