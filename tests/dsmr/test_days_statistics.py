@@ -97,7 +97,8 @@ def test_days_at_once_equal_each_day_alone(hub: Hub, priced: list[Any],
         day += dt.timedelta(days=1)
     assert len(alone) >= 2  # the range holds days with statistics
     monkeypatch.setattr(statistics, "DAYS_A_READ", chunk)
-    assert statistics.days_statistics(hub, "p1", TZ, first, last, priced, now=now,
+    asked = statistics.each_day(first, last + dt.timedelta(days=1))
+    assert statistics.days_statistics(hub, "p1", TZ, asked, priced, now=now,
                                       **rules) == alone
 
 
@@ -106,8 +107,8 @@ def test_today_so_far_at_once_equals_today_alone(hub: Hub, priced: list[Any]) ->
     now = dt.datetime(2024, 10, 30, 12, 5, 30, tzinfo=dt.UTC)
     today = dt.date(2024, 10, 30)
     alone = statistics.day_statistics(hub, "p1", TZ, today, priced, now=now)
-    together = statistics.days_statistics(hub, "p1", TZ, today - dt.timedelta(days=3), today,
-                                          priced, now=now)
+    asked = statistics.each_day(today - dt.timedelta(days=3), today + dt.timedelta(days=1))
+    together = statistics.days_statistics(hub, "p1", TZ, asked, priced, now=now)
     assert together[-1] == alone
     assert together[-1]["day"] == today
 
@@ -127,9 +128,48 @@ def test_a_dsmr_4_days_gas_waits_for_the_reading_of_the_next_hour_to_be_grouped(
         moment = dt.datetime.fromisoformat(now)
         stats = statistics.day_statistics(hub, "p1", TZ, day, [], gas_shift=True, now=moment)
         assert stats is not None
-        together = statistics.days_statistics(hub, "p1", TZ, day, day, [], gas_shift=True,
+        together = statistics.days_statistics(hub, "p1", TZ, [day], [], gas_shift=True,
                                               now=moment)
         assert together == [stats]
         spans[now] = stats["gas_span"]
     assert spans == {"2025-01-15T23:00:50Z": Decimal("2.050"),
                      "2025-01-15T23:01:30Z": Decimal("2.060")}
+
+
+def test_days_asked_far_apart_are_read_around_each_and_answer_as_alone(
+        hub: Hub, priced: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Days nine months apart, asked in any order with a repeat: each run of days is read
+    alone (the reads are counted), and the answers are each day's own, oldest first."""
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    days = [dt.date(2025, 10, 26), dt.date(2025, 1, 15), dt.date(2025, 1, 16),
+            dt.date(2025, 10, 26)]
+    reads: list[tuple[dt.datetime, dt.datetime]] = []
+    read = statistics._Span.read
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append((args[2], args[3]))  # hub, device, start, end
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(statistics._Span, "read", staticmethod(counted))
+    together = statistics.days_statistics(hub, "p1", TZ, days, priced, now=now)
+    # two runs: 15-16 January and 26 October (local midnights, in UTC)
+    assert [(a.isoformat(), b.isoformat()) for a, b in reads] == [
+        ("2025-01-14T23:00:00+00:00", "2025-01-16T23:00:00+00:00"),
+        ("2025-10-25T22:00:00+00:00", "2025-10-26T23:00:00+00:00")]
+    monkeypatch.undo()
+    alone = [statistics.day_statistics(hub, "p1", TZ, day, priced, now=now)
+             for day in sorted(set(days))]
+    assert together == [stats for stats in alone if stats is not None]
+    # the 16th too: its rows of 00:00 and 00:01 (the readings of 15th 23:59:45 and 00:00:15)
+    assert [stats["day"] for stats in together] == [
+        dt.date(2025, 1, 15), dt.date(2025, 1, 16), dt.date(2025, 10, 26)]
+
+
+def test_a_day_with_its_hours_from_one_read_equals_the_two_apart(hub: Hub,
+                                                                 priced: list[Any]) -> None:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for day in (dt.date(2025, 3, 30), dt.date(2025, 10, 26)):
+        stats, hours = statistics.day_with_hours(hub, "p1", TZ, day, priced, now=now)
+        assert stats == statistics.day_statistics(hub, "p1", TZ, day, priced, now=now)
+        assert hours == statistics.hour_statistics(hub, "p1", TZ, day, day, now=now)
+        assert hours  # the corpus' days have hours

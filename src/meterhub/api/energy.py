@@ -23,13 +23,12 @@ import datetime as dt
 from decimal import Decimal
 from typing import Annotated, Any
 
-import orjson
 from fastapi import Depends, FastAPI, Query
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from meterhub.api import schemas
-from meterhub.api.dsmr_reader.common import local_time, money
+from meterhub.api.dsmr_reader.common import json_response, local_time, money
 from meterhub.api.dsmr_reader.statistics import day_json
 from meterhub.api.problems import Problem, problems
 from meterhub.api.security import require
@@ -40,10 +39,10 @@ from meterhub.dsmr.statistics import (
     REGISTERS,
     by_minute,
     costs,
-    day_statistics,
+    day_with_hours,
     days_statistics,
+    each_day,
     gas_shift,
-    hour_statistics,
 )
 from meterhub.hub import Hub
 from meterhub.keys import Scope
@@ -60,7 +59,7 @@ DayQ = Annotated[str | None, Query(
 
 
 def _json(data: Any) -> Response:
-    return Response(orjson.dumps({"data": data}), media_type="application/json")
+    return json_response({"data": data})
 
 
 def parse_day(text: str, name: str) -> dt.date:
@@ -172,7 +171,7 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings | None, *,
                 every: list[Prices]) -> list[dict[str, Any]]:
         today = moment.astimezone(zone(tz)).date()
         return [day_row(stats, tz, today, every) for stats in days_statistics(
-            hub, device, tz, first, end - dt.timedelta(days=1), every, **rules, now=moment)]
+            hub, device, tz, each_day(first, end), every, **rules, now=moment)]
 
     @app.get("/api/v1/energy/day", tags=["energy"], response_model=None, dependencies=[read],
              responses={200: {"model": schemas.EnergyDay}, **ERRORS})
@@ -189,8 +188,8 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings | None, *,
         def compute() -> dict[str, Any]:
             every = contracts(hub, settings)
             price = day_prices(chosen, every)
-            hours = hour_statistics(hub, device, tz, chosen, chosen, **rules, now=moment)
-            stats = day_statistics(hub, device, tz, chosen, every, **rules, now=moment)
+            stats, hours = day_with_hours(hub, device, tz, chosen, every, **rules,
+                                          now=moment)
             return {**meter(), "day": chosen.isoformat(), "today": chosen == today,
                     "complete": chosen < today, "local_hours": local_hours(chosen, tz),
                     "priced": price is not None,

@@ -30,6 +30,7 @@ and a day's statistics once made).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -305,9 +306,18 @@ def day_statistics(hub: Hub, device: str, tz: str, day: dt.date, contracts: list
 
     ``gas`` is the sum of the day's hours (a past day's statistics), ``gas_span`` the last
     minus first gas row of the day (today so far, and every day's gas cost)."""
+    return day_with_hours(hub, device, tz, day, contracts, gas_shift=gas_shift,
+                          by_minute=by_minute, now=now)[0]
+
+
+def day_with_hours(hub: Hub, device: str, tz: str, day: dt.date, contracts: list[Prices],
+                   *, gas_shift: bool = False, by_minute: bool = True,
+                   now: dt.datetime | None = None
+                   ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """`day_statistics` and `hour_statistics` of one local day, from one read."""
     start, end = _local_midnight(day, tz), _local_midnight(day + dt.timedelta(days=1), tz)
     span = _Span.read(hub, device, start, end, shift=gas_shift, by_minute=by_minute, now=now)
-    return _day(span, day, contracts)
+    return _day(span, day, contracts), span.hours()
 
 
 #: the most days `days_statistics` reads at once (a month of 10-second readings is about
@@ -315,30 +325,42 @@ def day_statistics(hub: Hub, device: str, tz: str, day: dt.date, contracts: list
 DAYS_A_READ = 31
 
 
-def days_statistics(hub: Hub, device: str, tz: str, first: dt.date, last: dt.date,
+def days_statistics(hub: Hub, device: str, tz: str, days: Iterable[dt.date],
                     contracts: list[Prices], *, gas_shift: bool = False,
                     by_minute: bool = True, now: dt.datetime | None = None
                     ) -> list[dict[str, Any]]:
-    """`day_statistics` of each local day from ``first`` to ``last`` inclusive that has
-    consumption rows, oldest first: the same answers, from one read a month instead of
-    several a day."""
+    """`day_statistics` of each of ``days`` that has consumption rows, oldest first: the
+    same answers, from one read a run of days up to `DAYS_A_READ` long instead of several
+    a day, and only around the days asked (days years apart are not read as every day
+    between)."""
     out: list[dict[str, Any]] = []
-    chunk = first
-    while chunk <= last:
-        following = min(chunk + dt.timedelta(days=DAYS_A_READ), last + dt.timedelta(days=1))
-        span = _Span.read(hub, device, _local_midnight(chunk, tz),
-                          _local_midnight(following, tz), shift=gas_shift,
-                          by_minute=by_minute, now=now)
-        day = chunk
-        while day < following:
-            following_day = day + dt.timedelta(days=1)
+    for run in _day_runs(sorted(set(days)), DAYS_A_READ):
+        span = _Span.read(hub, device, _local_midnight(run[0], tz),
+                          _local_midnight(run[-1] + dt.timedelta(days=1), tz),
+                          shift=gas_shift, by_minute=by_minute, now=now)
+        for day in run:
             stats = _day(span.within(_local_midnight(day, tz),
-                                     _local_midnight(following_day, tz)), day, contracts)
+                                     _local_midnight(day + dt.timedelta(days=1), tz)),
+                         day, contracts)
             if stats is not None:
                 out.append(stats)
-            day = following_day
-        chunk = following
     return out
+
+
+def _day_runs(days: list[dt.date], length: int) -> list[list[dt.date]]:
+    """Sorted ``days`` in runs, each within ``length`` days of its first."""
+    runs: list[list[dt.date]] = []
+    for day in days:
+        if runs and (day - runs[-1][0]).days < length:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
+def each_day(first: dt.date, end: dt.date) -> list[dt.date]:
+    """The days from ``first`` to the day before ``end``."""
+    return [first + dt.timedelta(days=n) for n in range((end - first).days)]
 
 
 def costs(used: dict[str, Decimal], gas: Decimal, price: dict[str, Decimal]

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
 
+import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
@@ -148,44 +149,53 @@ def meter_statistics(status: dict[str, Any], rejected: int, tz: str,
     return out
 
 
-def _newest(hub: Hub, device: str, channel: str, count: int,
-            now: dt.datetime) -> list[tuple[dt.datetime, float]]:
-    """The newest ``count`` readings of a channel, oldest first. Live answers are about
-    recent readings, so the last hour is read first, then the last two days, the whole
-    channel only when they hold too few; only the rows wanted become Python objects (a
-    meter sending every second has 172,800 readings in two days)."""
-    for start in (*(now - back for back in RECENT), None):
-        try:
-            table = hub.readings(device=device, channel=channel, start=start, as_="arrow")
-        except NotFoundError:
-            return []
-        table = table.filter(pc.is_valid(table.column("value")))
-        if table.num_rows >= count or start is None:
-            last = table.slice(max(0, table.num_rows - count))
-            return list(zip(last.column("ts").to_pylist(), last.column("value").to_pylist(),
-                            strict=True))
-    return []
-
-
-def _newest_power(hub: Hub, device: str, now: dt.datetime
-                  ) -> tuple[dt.datetime, float, float] | None:
-    """The newest power delivered and the power returned at the same time (0 for a meter
-    without a returned-power line), read together: the last hour first, as `_newest`."""
-    channels = ["electricity_currently_delivered", "electricity_currently_returned"]
+def _recent(hub: Hub, device: str, channels: list[str], count: int,
+            now: dt.datetime) -> pa.Table | None:
+    """The valid readings of ``channels`` (by channel, then time) from the shortest window
+    in which the first has ``count`` of them: live answers are about recent readings, so
+    the last hour is read first, then the last two days, the whole channels only when they
+    hold too few (a meter sending every second has 172,800 readings in two days). None
+    for a meter without them."""
     for start in (*(now - back for back in RECENT), None):
         try:
             table = hub.readings(device=device, channel=channels, start=start, as_="arrow")
         except NotFoundError:
             return None
         table = table.filter(pc.is_valid(table.column("value")))
-        delivered = table.filter(pc.equal(table.column("channel"), channels[0]))
-        if delivered.num_rows:
-            moment = delivered.column("ts")[-1].as_py()
-            at = table.filter(pc.and_(pc.equal(table.column("channel"), channels[1]),
-                                      pc.equal(table.column("ts"), delivered.column("ts")[-1])))
-            returned = at.column("value")[0].as_py() if at.num_rows else 0.0
-            return moment, delivered.column("value")[-1].as_py(), returned
+        first = pc.sum(pc.equal(table.column("channel"), channels[0])).as_py() or 0
+        if first >= count or start is None:
+            return table
     return None
+
+
+def _newest(hub: Hub, device: str, channel: str, count: int,
+            now: dt.datetime) -> list[tuple[dt.datetime, float]]:
+    """The newest ``count`` readings of a channel, oldest first; only those become Python
+    objects."""
+    table = _recent(hub, device, [channel], count, now)
+    if table is None:
+        return []
+    last = table.slice(max(0, table.num_rows - count))
+    return list(zip(last.column("ts").to_pylist(), last.column("value").to_pylist(),
+                    strict=True))
+
+
+def _newest_power(hub: Hub, device: str, now: dt.datetime
+                  ) -> tuple[dt.datetime, float, float] | None:
+    """The newest power delivered and the power returned at the same time (0 for a meter
+    without a returned-power line), read together."""
+    channels = ["electricity_currently_delivered", "electricity_currently_returned"]
+    table = _recent(hub, device, channels, 1, now)
+    if table is None:
+        return None
+    delivered = table.filter(pc.equal(table.column("channel"), channels[0]))
+    if not delivered.num_rows:
+        return None
+    moment = delivered.column("ts")[-1]
+    at = table.filter(pc.and_(pc.equal(table.column("channel"), channels[1]),
+                              pc.equal(table.column("ts"), moment)))
+    returned = at.column("value")[0].as_py() if at.num_rows else 0.0
+    return moment.as_py(), delivered.column("value")[-1].as_py(), returned
 
 
 def electricity_live(hub: Hub, settings: DsmrSettings, now: dt.datetime,

@@ -27,7 +27,6 @@ from meterhub.clock import Clock, RealClock
 from meterhub.dsmr.prices import contracts
 from meterhub.dsmr.settings import DsmrSettings
 from meterhub.dsmr.statistics import (
-    DAYS_A_READ,
     by_minute,
     day_statistics,
     days_statistics,
@@ -48,17 +47,6 @@ def _stat_days(hub: Hub, settings: DsmrSettings, now: dt.datetime) -> list[dt.da
                                            gas_shift=gas_shift(settings),
                                            by_minute=by_minute(settings), now=now)
             if day < today]
-
-
-def _runs(days: list[dt.date], span: int) -> list[tuple[dt.date, dt.date]]:
-    """Sorted ``days`` as (first, last) runs, each within ``span`` days of its first."""
-    runs: list[tuple[dt.date, dt.date]] = []
-    for day in days:
-        if runs and (day - runs[-1][0]).days < span:
-            runs[-1] = (runs[-1][0], day)
-        else:
-            runs.append((day, day))
-    return runs
 
 
 def day_json(stats: dict[str, Any], tz: str) -> dict[str, Any]:
@@ -112,13 +100,9 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, clock: Clock | None 
                     and within(d, bounds["day"], bounds["day"])]
             chosen, limit, offset = page_of(request, days, "day")
             every = contracts(hub, settings)
-            # the page's days a month at a time (one read, not several a day), only
-            # around days it holds: readings years apart are not read as every day between
-            made: dict[dt.date, dict[str, Any]] = {}
-            for first, last in _runs(sorted(chosen), DAYS_A_READ):
-                made.update((stats["day"], stats) for stats in days_statistics(
-                    hub, settings.device, tz, first, last, every, **rules, now=moment))
-            rows = [day_json(made[day], tz) for day in chosen if day in made]
+            made = {stats["day"]: stats for stats in days_statistics(
+                hub, settings.device, tz, chosen, every, **rules, now=moment)}
+            rows = [day_json(made[day], tz) for day in chosen if day in made]  # its order
             return len(days), limit, offset, rows
 
         return paginated(request, *await run_in_threadpool(compute))

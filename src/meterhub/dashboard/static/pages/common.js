@@ -14,9 +14,10 @@ window.meterhub = (function () {
     return node;
   }
 
-  // GET an API path; the session cookie goes along. Its data, or an Error saying what the
-  // API said (its problem detail), so a page can show it in words.
-  async function api(path) {
+  // GET an API path; the session cookie goes along. Its whole JSON answer (DSMR-reader's
+  // are bare; meterhub's hold data and next), or an Error saying what the API said (its
+  // problem detail), so a page can show it in words.
+  async function answer(path) {
     const response = await fetch(path, {headers: {"Accept": "application/json"}});
     if (response.status === 401) {
       const here = window.location.pathname + window.location.search;
@@ -28,7 +29,12 @@ window.meterhub = (function () {
       try { detail = (await response.json()).detail || detail; } catch (e) { /* not JSON */ }
       throw new Error(detail);
     }
-    return (await response.json()).data;
+    return response.json();
+  }
+
+  // the data of meterhub's answer
+  async function api(path) {
+    return (await answer(path)).data;
   }
 
   function when(iso) {
@@ -60,5 +66,5 @@ window.meterhub = (function () {
     document.body.dataset.ready = "error";
   }
 
-  return {el, api, when, ago, cell, show, failed};
+  return {el, answer, api, when, ago, cell, show, failed};
 })();

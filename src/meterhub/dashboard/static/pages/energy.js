@@ -6,7 +6,7 @@
 // view can be shared; numbers the tests compare sit in data-value attributes.
 "use strict";
 (function () {
-  const {el, api, cell, show, failed} = window.meterhub;
+  const {el, answer, api, cell, show, failed} = window.meterhub;
   const params = new URLSearchParams(window.location.search);
   const TITLE = "Energy";
   const charts = [];
@@ -203,14 +203,6 @@
     return answers;  // one list of rows a channel, in the channels' order
   }
 
-  // DSMR-reader's v2 answers are bare JSON (common.js's api reads v1's {"data": ...})
-  async function v2(path) {
-    const response = await fetch(path, {headers: {"Accept": "application/json"}});
-    if (response.status === 401) return api(path);  // which sends to the login
-    if (!response.ok) throw new Error(`${path} answered ${response.status}`);
-    return response.json();
-  }
-
   // live power: one small request each period (gas changes every few minutes: each 12th)
   function live(seconds) {
     const box = el("div", {class: "totals live", "aria-live": "polite", "data-live": "waiting"});
@@ -219,8 +211,8 @@
     async function update() {
       try {
         const [power, newGas] = await Promise.all([
-          v2("/api/v2/consumption/electricity-live"),
-          tick % 12 === 0 ? v2("/api/v2/consumption/gas-live") : Promise.resolve(gas)]);
+          answer("/api/v2/consumption/electricity-live"),
+          tick % 12 === 0 ? answer("/api/v2/consumption/gas-live") : Promise.resolve(gas)]);
         gas = newGas;
         tick += 1;
         if (power.currently_delivered === undefined) {

@@ -6,7 +6,7 @@
 // the chosen channels (not now), so a store of old data still shows its last day.
 "use strict";
 (function () {
-  const {el, api, show, failed} = window.meterhub;
+  const {el, answer, api, show, failed} = window.meterhub;
   const MAX_POINTS = 2000; // at most about this many points a series
   // the bucket sizes the API knows, with their (nominal) length in seconds
   const LADDER = [["15min", 900], ["1h", 3600], ["1d", 86400], ["1w", 604800],
@@ -264,7 +264,7 @@
 
   async function fetchRaw(c, state, span) {
     const [page, gaps] = await Promise.all([
-      readingsPage("/api/v1/readings?" + query(c, state, span, {limit: MAX_POINTS})),
+      answer("/api/v1/readings?" + query(c, state, span, {limit: MAX_POINTS})),
       api("/api/v1/gaps?" + query(c, {tz: state.tz, units: {}}, span, {}))]);
     if (page.next) return null; // more than MAX_POINTS after all: buckets then
     const points = page.data.map((r) => ({x: ms(r.ts) / 1000, y: r.value,
@@ -272,15 +272,6 @@
     const holes = gaps.filter((g) => g.kind === "interval")
       .map((g) => [ms(g.start) / 1000, ms(g.end) / 1000]);
     return {c, points, holes, unit: page.data.length ? page.data[0].unit : null};
-  }
-
-  // a page of readings with its next link (common.js' api() keeps only the data)
-  async function readingsPage(path) {
-    const response = await fetch(path, {headers: {Accept: "application/json"}});
-    if (response.status === 401) return api(path); // which sends to the login
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(body.detail || response.statusText);
-    return body;
   }
 
   async function fetchBuckets(c, state, span, every) {
