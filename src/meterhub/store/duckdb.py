@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import itertools
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -40,7 +39,6 @@ from meterhub.errors import (
     NotFoundError,
     StoreError,
     StoreInUseError,
-    UnitError,
 )
 from meterhub.keys import ApiKey, Scope
 from meterhub.model import (
@@ -56,8 +54,16 @@ from meterhub.model import (
     check_catalog,
     to_readings,
 )
+from meterhub.store.aggregation import (
+    ERRORS,
+    assemble,
+    check_functions,
+    column,
+    counter_sums,
+    sorted_by_series_and_time,
+)
+from meterhub.store.aggregation import empty as empty_aggregate
 from meterhub.store.base import (
-    COUNTER_FUNCTIONS,
     DELTA_FUNCTIONS,
     INSTANT_FUNCTIONS,
     PageKey,
@@ -65,30 +71,31 @@ from meterhub.store.base import (
     SyncCursor,
     WriteResult,
 )
-from meterhub.store.buckets import (
-    DAY_US,
-    GRID_US,
-    bucket_edges,
-    bucket_numpy,
-    bucket_sql,
-    label_buckets,
+from meterhub.store.buckets import DAY_US, bucket_sql
+from meterhub.store.catalog import (
+    CatalogCache,
+    SeriesRow,
+    distinct_keys,
+    known_series,
+    new_channels,
+    to_channel_units,
+)
+from meterhub.store.reads import (
+    Plan,
+    clamped,
+    last_of_each_key,
+    page_series,
+    plan_page,
+    query_range,
+    reading_batch,
 )
 from meterhub.timebase import (
-    FIXED_UTC,
     MICROS,
     UTC,
     Every,
-    epoch_us,
     naive_utc,
     offset_transitions,
     parse_every,
-)
-from meterhub.units import (
-    Quantity,
-    check_unit_for,
-    convert,
-    quantity_for_unit,
-    unit_for_channel,
 )
 
 SCHEMA_VERSION = "1"
@@ -180,14 +187,10 @@ _GOOD = "quality <> 'sensor_error' AND value IS NOT NULL"
 _ERROR = "quality = 'sensor_error'"
 _GOOD_OR_ERROR = f"(({_GOOD}) OR {_ERROR})"
 _ERROR_COUNT = f"count(*) FILTER (WHERE {_ERROR})"
-ERRORS = "errors"  #: the aggregate function any kind has on request: its sensor errors
-#: Reads keep to the times a reading may have (`meterhub.model.TS_MIN`, `TS_MAX`): a row
-#: written outside them before writes were checked (year 1, year 9999) has no local time
-#: in some zones and no pandas time at all, so reads skip it and only `delete` sees it.
+#: Reads keep to the times a reading may have (see `meterhub.store.reads.MIN_US`).
 _NAIVE_MIN, _NAIVE_MAX = naive_utc(TS_MIN), naive_utc(TS_MAX)
 _IN_RANGE = (f"ts >= TIMESTAMP '{_NAIVE_MIN.isoformat(sep=' ')}' "
              f"AND ts < TIMESTAMP '{_NAIVE_MAX.isoformat(sep=' ')}'")
-_MIN_US, _MAX_US = epoch_us(TS_MIN), epoch_us(TS_MAX)
 
 
 def path_from_url(url: str) -> str:
@@ -248,13 +251,6 @@ def _as_given(selection: Selection, series: Sequence[tuple[Any, ...]],
     return " AND ".join(clauses), params
 
 
-def _clamped(selection: Selection) -> tuple[dt.datetime, dt.datetime]:
-    """A selection's [start, end) within [`TS_MIN`, `TS_MAX`) (reads see no other rows)."""
-    start = TS_MIN if selection.start is None else max(selection.start, TS_MIN)
-    end = TS_MAX if selection.end is None else min(selection.end, TS_MAX)
-    return start, end
-
-
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -285,12 +281,10 @@ class DuckDBStore:
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._lock = threading.RLock()
-        self._catalog: list[tuple[int, str, str, str, str, str]] | None = None
-        self._index: tuple[object, dict[tuple[str, str], tuple[int, str, str]]] | None = None
+        # this process owns the file, so only its own writes change the catalog
+        self._catalog = CatalogCache(self._load_catalog)
         self._newest: dict[int, _Newest] = {}  #: series id -> where its stored rows end
         self._next_batch: int | None = None
-        self._generation = 0
-        self._catalog_lock = threading.Lock()
         try:
             for statement in _DDL:
                 self._main.execute(statement)
@@ -360,7 +354,7 @@ class DuckDBStore:
             else:
                 self._newest[series_id] = row
         if grew:  # only a write that added channels changes the cached catalog
-            self._catalog_changed()
+            self._catalog.changed()
         return result
 
     def _write(self, table: pa.Table, cursors: Sequence[SyncCursor], origin: str,
@@ -376,12 +370,13 @@ class DuckDBStore:
         counts, grew = _Counts(0, 0, 0, 0), False
         newest: dict[int, _Newest | None] = {}
         if table.num_rows:
-            series_ids = self._known_series(table)
+            series_ids = (known_series(table, self._catalog.index())
+                          if table.num_rows <= SHORT_WRITE_ROWS else None)
             if series_ids is not None:
                 counts, newest = self._append_rows(table, series_ids, batch_id)
             else:
                 series, grew, all_new = self._ensure_catalog(table)
-                table = self._to_channel_units(table, series)
+                table = to_channel_units(table, series)
                 counts = self._upsert_rows(table, series, batch_id, all_new=all_new)
                 newest = dict.fromkeys(series.column("series_id").to_pylist())
         now = naive_utc(dt.datetime.now(UTC))
@@ -400,30 +395,7 @@ class DuckDBStore:
                            new=counts.new, replaced=counts.replaced,
                            unchanged=counts.unchanged), grew, newest
 
-    def _known_series(self, table: pa.Table) -> npt.NDArray[np.int32] | None:
-        """Each row's series id, when the write is small and every row's channel is known
-        and already in the row's unit; else None (the general path handles the rest).
-
-        A kind hint that differs from a known channel's kind is refused (`_kind_conflict`).
-        """
-        if table.num_rows > SHORT_WRITE_ROWS:
-            return None
-        index = self._catalog_index()
-        ids = np.empty(table.num_rows, dtype=np.int32)
-        hints = (table.column("kind").to_pylist() if "kind" in table.column_names
-                 else [None] * table.num_rows)
-        for i, (device, channel, unit, kind) in enumerate(zip(
-                table.column("device").to_pylist(), table.column("channel").to_pylist(),
-                table.column("unit").to_pylist(), hints, strict=True)):
-            known = index.get((device, channel))
-            if known is None or known[1] != unit:
-                return None
-            if kind is not None and kind != known[2]:
-                raise _kind_conflict(device, channel, known[2], kind, i)
-            ids[i] = known[0]
-        return ids
-
-    def _append_rows(self, table: pa.Table, series_ids: npt.NDArray[np.int32],
+    def _append_rows(self, table: pa.Table, series_ids: npt.NDArray[np.int64],
                      batch_id: int) -> tuple[_Counts, dict[int, _Newest | None]]:
         """The short write path: returns (keys written, each series' newest row after it).
 
@@ -435,11 +407,8 @@ class DuckDBStore:
         """
         con = self._con
         ts = table.column("ts").cast(pa.timestamp("us")).to_numpy().view(np.int64)
-        order = np.lexsort((ts, series_ids))  # stable: equal keys keep arrival order
+        order = last_of_each_key(series_ids, ts)
         sid, t = series_ids[order], ts[order]
-        last = np.ones(len(order), dtype=bool)
-        last[:-1] = (sid[1:] != sid[:-1]) | (t[1:] != t[:-1])
-        order, sid, t = order[last], sid[last], t[last]  # the later row of a key wins
         rows = table.take(pa.array(order)).select(list(_VALUE_COLUMNS))
         starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
         ends = np.r_[starts[1:], len(sid)] - 1
@@ -507,7 +476,7 @@ class DuckDBStore:
         return _Counts(written, written - existing, existing - unchanged, unchanged), \
             dict(newest)
 
-    def _stored(self, series_ids: npt.NDArray[np.int32], ts: npt.NDArray[np.int64]
+    def _stored(self, series_ids: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]
                 ) -> dict[tuple[int, int], tuple[Any, ...]] | None:
         """The stored rows in the range of these keys (older than or at their series'
         newest): (series id, epoch µs) -> values as `_values` gives them.
@@ -544,64 +513,28 @@ class DuckDBStore:
         self._newest.update(found)
 
     def _ensure_catalog(self, table: pa.Table) -> tuple[pa.Table, bool, bool]:
-        """Create missing devices and channels; return (device, channel, series_id, unit)
-        of the table's devices, whether any channel (and so any device) was new, and
-        whether every channel of the table was (so none of its keys can be stored yet).
-
-        A kind hint must equal a known channel's kind (a kind changes only through
-        `set_kind`); a new channel without one gets the kind `_new_channel_kinds` finds.
-        """
+        """Create missing devices and channels (`new_channels` says which and of which
+        kind); return (device, channel, series_id, unit, quantity) of the table's devices,
+        whether any channel (and so any device) was new, and whether every channel of the
+        table was (so none of its keys can be stored yet)."""
         con = self._con
-        hint_cols = [name for name in ("quantity", "kind") if name in table.column_names]
-        keys = table.select(["source", "device", "channel", "unit", *hint_cols])
-        distinct = keys.group_by(["source", "device", "channel", "unit", *hint_cols]).aggregate(
-            []).to_pylist()
+        distinct = distinct_keys(table)
         con.register("_keys", pa.Table.from_pylist(
             [{"source": d["source"], "device": d["device"]} for d in distinct]))
         con.execute("INSERT INTO devices (device, source) SELECT DISTINCT device, "
                     "first(source) OVER (PARTITION BY device) FROM _keys "
                     "WHERE device NOT IN (SELECT device FROM devices)")
         con.unregister("_keys")
+        devices = [sorted({d["device"] for d in distinct})]
         known: dict[tuple[str, str], str] = {(d, c): k for d, c, k in con.execute(
             "SELECT device, channel, kind FROM channels WHERE device IN (SELECT unnest(?))",
-            [sorted({d["device"] for d in distinct})]).fetchall()}
-        firsts: dict[tuple[str, str], dict[str, Any]] = {}
-        units: dict[tuple[str, str], set[str]] = {}
-        hinted: dict[tuple[str, str], set[str]] = {}
-        for item in distinct:
-            key = (item["device"], item["channel"])
-            firsts.setdefault(key, item)
-            units.setdefault(key, set()).add(item["unit"])
-            if item.get("kind"):
-                hinted.setdefault(key, set()).add(item["kind"])
-        for key, kinds in hinted.items():
-            stored = known.get(key)
-            if stored is not None and kinds != {stored}:
-                raise _kind_conflict(*key, stored, min(kinds - {stored}),
-                                     _first_row(table, key, min(kinds - {stored})))
-            if len(kinds) > 1:
-                reason = (f"rows give channel {key[0]}/{key[1]} the kinds "
-                          f"{' and '.join(sorted(kinds))}: give it one kind")
-                row = _first_other_kind(table, key) + 1
-                raise InputError(f"row {row}: {reason}", row=row, reason=reason)
-        fresh = {key: item for key, item in firsts.items() if key not in known}
-        chosen = _new_channel_kinds(table, {key: (
-            ChannelKind(min(hinted[key])) if key in hinted else None, units[key])
-            for key in fresh})
-        new = []
-        for key, item in fresh.items():
-            try:
-                new.append(_new_channel(item, chosen[key]))
-            except UnitError as exc:
-                row = _first_row(table, key) + 1
-                reason = f"channel {key[0]}/{key[1]}: {exc}"
-                raise InputError(f"row {row}: {reason}", row=row, reason=reason) from None
+            devices).fetchall()}
+        new, all_new = new_channels(table, distinct, known)
         if new:
             self._insert_channels(new)
-        devices = [sorted({d["device"] for d in distinct})]
         return con.sql("SELECT device, channel, series_id, unit, quantity FROM channels "
                        "WHERE device IN (SELECT unnest(?))", params=devices
-                       ).to_arrow_table(), bool(new), len(fresh) == len(firsts)
+                       ).to_arrow_table(), bool(new), all_new
 
     def _insert_channels(self, channels: Sequence[Channel]) -> None:
         con = self._con
@@ -612,58 +545,6 @@ class DuckDBStore:
             "INSERT INTO channels VALUES (?, ?, ?, ?, ?, ?, ?)",
             [[next_id + i, c.device, c.channel, c.quantity, c.unit, c.kind.value, c.interval_s]
              for i, c in enumerate(channels)])
-
-    def _to_channel_units(self, table: pa.Table, series: pa.Table) -> pa.Table:
-        """Values rescaled into each channel's stored unit (vectorised per distinct pair).
-
-        A unit must fit the channel's quantity (`check_unit_for`), and every converted
-        value must still be a finite number (1.7e308 MWh is no number of kWh): else the
-        write is refused, naming the first row at fault."""
-        units = {(d, c): u for d, c, u in zip(series.column("device").to_pylist(),
-                                              series.column("channel").to_pylist(),
-                                              series.column("unit").to_pylist(), strict=True)}
-        quantities = {(d, c): q for d, c, q in zip(series.column("device").to_pylist(),
-                                                   series.column("channel").to_pylist(),
-                                                   series.column("quantity").to_pylist(),
-                                                   strict=True)}
-        pairs = table.select(["device", "channel", "unit"]).group_by(
-            ["device", "channel", "unit"]).aggregate([]).to_pylist()
-        mismatched = [p for p in pairs if units[(p["device"], p["channel"])] != p["unit"]]
-        if not mismatched:
-            return table
-        values = table.column("value").to_numpy(zero_copy_only=False).astype(np.float64)
-        for pair in mismatched:
-            mask = pc.and_(pc.and_(pc.equal(table.column("device"), pair["device"]),
-                                   pc.equal(table.column("channel"), pair["channel"])),
-                           pc.equal(table.column("unit"), pair["unit"]))
-            index = np.flatnonzero(mask.to_numpy(zero_copy_only=False))
-            key = (pair["device"], pair["channel"])
-            target = units[key]
-            try:
-                check_unit_for(quantities[key], pair["unit"], stored=target)
-                with np.errstate(over="ignore"):  # an overflow is refused just below
-                    converted = convert(values[index], pair["unit"], target)
-            except UnitError as exc:
-                reason = f"channel {key[0]}/{key[1]} stores {target}: {exc}"
-                raise InputError(f"row {int(index[0]) + 1}: {reason}", row=int(index[0]) + 1,
-                                 reason=reason) from None
-            # NaN stands for a sensor error's null here: only a number that grew is at fault
-            bad = np.flatnonzero(np.isinf(converted))
-            if len(bad):
-                at = int(index[bad[0]])
-                reason = (f"value {float(values[at])!r} {pair['unit']} is "
-                          f"{float(converted[bad[0]])} "
-                          f"{target} in channel {key[0]}/{key[1]}'s unit: not a finite "
-                          "number")
-                raise InputError(f"row {at + 1}: {reason}", row=at + 1, reason=reason)
-            values[index] = converted
-        valid = pc.is_valid(table.column("value"))
-        column = pa.array(values, mask=pc.invert(valid).to_numpy(zero_copy_only=False))
-        table = table.set_column(table.schema.get_field_index("value"), "value", column)
-        return table.set_column(table.schema.get_field_index("unit"), "unit",
-                                pa.array([units[(d, c)] for d, c in zip(
-                                    table.column("device").to_pylist(),
-                                    table.column("channel").to_pylist(), strict=True)]))
 
     def _upsert_rows(self, table: pa.Table, series: pa.Table, batch_id: int, *,
                      all_new: bool = False) -> _Counts:
@@ -726,7 +607,7 @@ class DuckDBStore:
         that rows stored there before writes were checked can be removed; with
         ``outside_range`` only those rows (outside [`TS_MIN`, `TS_MAX`)) go.
         """
-        series = self._series(selection)
+        series = self._catalog.select(selection)
         if not series:
             return 0
         where, params = _as_given(selection, series, outside_range)
@@ -762,7 +643,7 @@ class DuckDBStore:
                 "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [[d.device, d.source, d.site, d.name, d.model, d.serial, d.timezone,
                   d.latitude, d.longitude] for d in devices])
-            self._catalog_changed()
+            self._catalog.changed()
 
     @_exclusive
     def upsert_channels(self, channels: Sequence[Channel]) -> None:
@@ -805,7 +686,7 @@ class DuckDBStore:
             con.execute("ROLLBACK")
             raise
         finally:
-            self._catalog_changed()
+            self._catalog.changed()
 
     @_exclusive
     def set_kind(self, device: str, channel: str, kind: ChannelKind | str) -> ChannelKind:
@@ -828,7 +709,7 @@ class DuckDBStore:
         if row[1] != new.value:
             self._con.execute("UPDATE channels SET kind = ? WHERE series_id = ?",
                               [new.value, row[0]])
-            self._catalog_changed()
+            self._catalog.changed()
         return ChannelKind(row[1])
 
     def sites(self) -> list[Site]:
@@ -872,63 +753,19 @@ class DuckDBStore:
 
     def _series_filter(self, selection: Selection, alias: str = "c") -> tuple[str, list[Any]]:
         clauses, params = ["TRUE"], []
-        for column, values in ((f"{alias}.device", selection.devices),
-                               (f"{alias}.channel", selection.channels),
-                               ("d.source", selection.sources)):
+        for name, values in ((f"{alias}.device", selection.devices),
+                             (f"{alias}.channel", selection.channels),
+                             ("d.source", selection.sources)):
             if values is not None:
-                clauses.append(f"{column} IN (SELECT unnest(?))")
+                clauses.append(f"{name} IN (SELECT unnest(?))")
                 params.append(list(values))
         return " AND ".join(clauses), params
 
-    def _catalog_rows(self) -> list[tuple[int, str, str, str, str, str]]:
-        """(series_id, device, channel, unit, kind, source) of every channel, cached.
-
-        This process owns the file, so only its own writes change the catalog; those that
-        add channels or devices bump the generation after committing, and a read that
-        raced one is not cached.
-        """
-        with self._catalog_lock:
-            cached, generation = self._catalog, self._generation
-        if cached is not None:
-            return cached
-        rows = [(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in self._con.execute(
+    def _load_catalog(self) -> list[SeriesRow]:
+        return [SeriesRow(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in self._con.execute(
             "SELECT c.series_id, c.device, c.channel, c.unit, c.kind, d.source "
             "FROM channels c JOIN devices d USING (device) "
             "ORDER BY c.device, c.channel").fetchall()]
-        with self._catalog_lock:
-            if generation == self._generation:
-                self._catalog = rows
-        return rows
-
-    def _catalog_index(self) -> dict[tuple[str, str], tuple[int, str, str]]:
-        """(device, channel) -> (series_id, unit, kind), from the cached catalog."""
-        rows = self._catalog_rows()
-        index = self._index
-        if index is None or index[0] is not rows:
-            index = (rows, {(r[1], r[2]): (r[0], r[3], r[4]) for r in rows})
-            self._index = index
-        return index[1]
-
-    def _catalog_changed(self) -> None:
-        with self._catalog_lock:
-            self._generation += 1
-            self._catalog = None
-
-    def _series(self, selection: Selection) -> list[tuple[int, str, str, str, str]]:
-        """(series_id, device, channel, unit, kind) of the selection, or NotFoundError."""
-        devices, channels, sources = (None if v is None else set(v) for v in (
-            selection.devices, selection.channels, selection.sources))
-        rows = [r[:5] for r in self._catalog_rows()
-                if (devices is None or r[1] in devices)
-                and (channels is None or r[2] in channels)
-                and (sources is None or r[5] in sources)]
-        if not rows and (selection.devices or selection.channels or selection.sources):
-            wanted = ", ".join(f"{name} {', '.join(values)}" for name, values in (
-                ("device", selection.devices), ("channel", selection.channels),
-                ("source", selection.sources)) if values)
-            raise NotFoundError(f"no channel matches {wanted}: list them with "
-                                "`meterhub devices`")
-        return rows
 
     # -- sync cursors ----------------------------------------------------------------------
 
@@ -1000,14 +837,14 @@ class DuckDBStore:
     @staticmethod
     def _time_filter(selection: Selection, column: str = "ts") -> tuple[str, list[Any]]:
         """The selection's [start, end), always within the times a reading may have."""
-        start, end = _clamped(selection)
+        start, end = clamped(selection)
         return f"{column} >= ? AND {column} < ?", [naive_utc(start), naive_utc(end)]
 
     def count(self, selection: Selection, *, outside_range: bool = False) -> int:
         """The selected readings; with ``outside_range`` those that reads skip because
         they lie outside [`TS_MIN`, `TS_MAX`) (and within the selection's bounds as given),
         which `delete` removes."""
-        series = self._series(selection)
+        series = self._catalog.select(selection)
         if not series:
             return 0
         if outside_range:
@@ -1023,7 +860,7 @@ class DuckDBStore:
 
     def scan(self, selection: Selection, *, batch_size: int = 65_536) -> pa.RecordBatchReader:
         """Readings in (device, channel, ts) order, one series at a time, in batches."""
-        plan = [(s, None, None) for s in self._series(selection)]
+        plan: Plan = [(s, None, None) for s in self._catalog.select(selection)]
         return self._stream(plan, selection, batch_size, self._snapshot())
 
     def _snapshot(self) -> duckdb.DuckDBPyConnection:
@@ -1043,93 +880,51 @@ class DuckDBStore:
         """
         if limit < 1:
             raise InputError(f"limit must be at least 1, not {limit}")
-        series = self._series(selection)
-        if after is not None:
-            series = [s for s in series if (s[1], s[2]) >= (after.device, after.channel)]
+        series, first_after = page_series(self._catalog.select(selection), after)
         if not series:
             return pa.RecordBatchReader.from_batches(READING_SCHEMA, iter(())), None
-        first_after: dict[int, int] = {}
-        if after is not None and (series[0][1], series[0][2]) == (after.device, after.channel):
-            first_after[series[0][0]] = after.ts_us
         where, params = self._time_filter(selection)
         skip = "".join(f" AND (series_id <> {sid} OR ts > make_timestamp({us}))"
                        for sid, us in first_after.items())
         con = self._snapshot()
+
+        def nth(series_id: int, offset: int, n: int) -> list[int]:
+            return [int(r[0]) for r in con.execute(
+                f"SELECT epoch_us(ts) FROM readings WHERE series_id = {series_id} AND "
+                f"{where}{skip} ORDER BY ts LIMIT {n} OFFSET {offset}", params).fetchall()]
+
+        def counts() -> dict[int, tuple[int, int]]:
+            return {int(sid): (int(n), int(last)) for sid, n, last in con.execute(
+                f"SELECT series_id, count(*), epoch_us(max(ts)) FROM readings "
+                f"WHERE series_id IN ({_in_list(s.series_id for s in series)}) "
+                f"AND {where}{skip} GROUP BY series_id", params).fetchall()}
+
         try:
-            plan, next_key = self._plan_page(con, series, first_after, where, skip, params,
-                                             limit)
+            plan, next_key = plan_page(series, first_after, limit, nth=nth, counts=counts)
         except BaseException:
             con.close()
             raise
         return self._stream(plan, selection, batch_size, con), next_key
 
-    @staticmethod
-    def _plan_page(con: duckdb.DuckDBPyConnection,
-                   series: Sequence[tuple[int, str, str, str, str]],
-                   first_after: dict[int, int], where: str, skip: str, params: list[Any],
-                   limit: int) -> tuple[list[tuple[tuple[int, str, str, str, str], int | None,
-                                                   int | None]], PageKey | None]:
-        """Which part of which series the page holds, each bounded, and the next key."""
-        if len(series) == 1:
-            # one series (the usual request): the page's last row and whether one follows
-            # come from one bounded lookup, no count needed
-            item = series[0]
-            rows = con.execute(
-                f"SELECT epoch_us(ts) FROM readings WHERE series_id = {item[0]} AND {where}"
-                f"{skip} ORDER BY ts LIMIT 2 OFFSET {limit - 1}", params).fetchall()
-            lower = first_after.get(item[0])
-            if len(rows) < 2:
-                return [(item, lower, None)], None
-            last = int(rows[0][0])
-            return [(item, lower, last)], PageKey(item[1], item[2], last)
-        counts = {int(sid): (int(n), int(last)) for sid, n, last in con.execute(
-            f"SELECT series_id, count(*), epoch_us(max(ts)) FROM readings "
-            f"WHERE series_id IN ({_in_list(s[0] for s in series)}) AND {where}{skip} "
-            "GROUP BY series_id", params).fetchall()}
-        plan: list[tuple[tuple[int, str, str, str, str], int | None, int | None]] = []
-        left = limit
-        for item in series:
-            number, newest = counts.get(item[0], (0, 0))
-            if not number:
-                continue
-            if left == 0:  # the page is full and more rows follow: go on after its last
-                full = plan[-1][0]
-                return plan, PageKey(full[1], full[2], counts[full[0]][1])
-            lower = first_after.get(item[0])
-            if number <= left:
-                plan.append((item, lower, newest))
-                left -= number
-                continue
-            row = _first(con.execute(
-                f"SELECT epoch_us(ts) FROM readings WHERE series_id = {item[0]} AND {where}"
-                f"{skip} ORDER BY ts LIMIT 1 OFFSET {left - 1}", params))
-            assert row is not None
-            plan.append((item, lower, int(row[0])))
-            return plan, PageKey(item[1], item[2], int(row[0]))
-        return plan, None
-
-    def _stream(self, plan: Sequence[tuple[tuple[int, str, str, str, str], int | None,
-                                           int | None]],
-                selection: Selection, batch_size: int,
+    def _stream(self, plan: Plan, selection: Selection, batch_size: int,
                 cursor: duckdb.DuckDBPyConnection) -> pa.RecordBatchReader:
         """Stream each planned series, optionally within (lower, upper] in epoch µs, on
         ``cursor`` (its own connection, closed when the stream ends)."""
-        sources = {row[1]: row[5] for row in self._catalog_rows()}
         where, params = self._time_filter(selection)
 
         def batches() -> Iterator[pa.RecordBatch]:
             try:
-                for (series_id, device, channel, unit, _), lower, upper in plan:
+                for item, lower, upper in plan:
                     bounds = "" if lower is None else f" AND ts > make_timestamp({lower})"
                     if upper is not None:
                         bounds += f" AND ts <= make_timestamp({upper})"
                     reader = cursor.sql(f"""
                         SELECT ts, value, quality::VARCHAR AS quality, seq, error_code,
                                validated
-                        FROM readings WHERE series_id = {series_id} AND {where}{bounds}
+                        FROM readings WHERE series_id = {item.series_id} AND {where}{bounds}
                         ORDER BY ts""", params=params).to_arrow_reader(batch_size)
                     for batch in reader:
-                        yield _reading_batch(batch, sources[device], device, channel, unit)
+                        yield reading_batch(batch, item)
             finally:
                 cursor.close()
 
@@ -1153,18 +948,18 @@ class DuckDBStore:
         Buckets are aligned in ``tz``; rows carry ``bucket`` (UTC start) and ``bucket_end``.
         """
         size = parse_every(every)
-        series = self._series(selection)
-        wanted = _check_functions(functions, {s[4] for s in series})
+        series = self._catalog.select(selection)
+        wanted = check_functions(functions, {s.kind for s in series})
         if not series:
-            return _AGG_SCHEMA.empty_table().select(_agg_columns(wanted))
-        lo, hi = self._range_us(selection, series, tz)
+            return empty_aggregate(wanted)
+        lo, hi = query_range(selection, tz, lambda: self._data_range(series))
         if lo is None or hi is None:
-            return _AGG_SCHEMA.empty_table().select(_agg_columns(wanted))
+            return empty_aggregate(wanted)
         # A day either side covers a counter's last reading before `start` and the edges.
         transitions = offset_transitions(tz, lo - 2 * DAY_US, hi + 2 * DAY_US)
         by_kind: dict[str, list[int]] = {}
-        for series_id, *_, kind in series:
-            by_kind.setdefault(kind, []).append(series_id)
+        for item in series:
+            by_kind.setdefault(item.kind, []).append(item.series_id)
         parts = []
         for kind, ids in by_kind.items():
             if kind == ChannelKind.COUNTER:
@@ -1175,32 +970,7 @@ class DuckDBStore:
             else:
                 parts.append(self._sql_buckets(selection, ids, kind, size, transitions,
                                                wanted))
-        raw = pa.concat_tables(parts, promote_options="default")
-        # series are listed in (device, channel) order: sort results by that rank, then time
-        ranked = sorted((s[0], rank) for rank, s in enumerate(series))
-        lookup_ids = np.array([i for i, _ in ranked], dtype=np.int64)
-        lookup_rank = np.array([r for _, r in ranked], dtype=np.int64)
-        rank = lookup_rank[np.searchsorted(lookup_ids, _column(raw, "series_id", np.int64))]
-        order = np.lexsort((_column(raw, "bucket", "datetime64[us]").astype(np.int64), rank))
-        raw = raw.take(pa.array(order))
-        rank = pa.array(rank[order])
-        start, end = label_buckets(raw.column("bucket"), size, tz)
-
-        def by_rank(position: int) -> pa.Array:
-            names = pa.array([s[position] for s in series], pa.string())
-            return pa.DictionaryArray.from_arrays(rank, names).cast(pa.string())
-
-        columns: dict[str, Any] = {"device": by_rank(1), "channel": by_rank(2),
-                                   "kind": by_rank(4), "bucket": start, "bucket_end": end,
-                                   "unit": by_rank(3)}
-        for name in wanted:
-            columns[name] = (raw.column(name) if name in raw.column_names
-                             else pa.nulls(raw.num_rows, _AGG_SCHEMA.field(name).type))
-        schema = pa.schema([_AGG_SCHEMA.field(name) for name in _agg_columns(wanted)])
-        return pa.table({name: pa.array(columns[name]).cast(schema.field(name).type)
-                         if not isinstance(columns[name], pa.ChunkedArray)
-                         else columns[name].cast(schema.field(name).type)
-                         for name in schema.names}, schema=schema)
+        return assemble(parts, series, wanted, size, tz)
 
     def _sql_buckets(self, selection: Selection, ids: Sequence[int], kind: str, size: Every,
                      transitions: list[tuple[int, int]], wanted: Sequence[str]) -> pa.Table:
@@ -1230,7 +1000,7 @@ class DuckDBStore:
         """Counter buckets with their sensor errors, bucketed right-closed as the rises
         are (an error on an edge belongs to the bucket it closes), from the same readings
         as the rises: in (start, end]."""
-        start, end = _clamped(selection)
+        start, end = clamped(selection)
         time_where = f"ts {'>' if selection.start is not None else '>='} ? AND ts <= ?"
         params = [naive_utc(start), naive_utc(end)]
         bucket = bucket_sql(size, transitions)
@@ -1240,7 +1010,7 @@ class DuckDBStore:
                   FROM readings
                   WHERE series_id IN ({_in_list(ids)}) AND {time_where} AND {_ERROR})
             GROUP BY ALL""", params=params).to_arrow_table()
-        errors = errors.cast(pa.schema([("series_id", pa.int32()),
+        errors = errors.cast(pa.schema([("series_id", pa.int64()),
                                         ("bucket", pa.timestamp("us")),
                                         (ERRORS, pa.int64())]))
         joined = counted.join(errors, ["series_id", "bucket"], join_type="full outer")
@@ -1267,12 +1037,12 @@ class DuckDBStore:
         query = f"SELECT series_id, epoch_us(ts) AS t, value FROM readings " \
                 f"WHERE {' AND '.join(inner)}"
         rows = self._con.sql(query, params=params).to_arrow_table()
-        sid, t = _column(rows, "series_id", np.int32), _column(rows, "t", np.int64)
-        if not _sorted_by_series_and_time(sid, t):
+        sid, t = column(rows, "series_id", np.int64), column(rows, "t", np.int64)
+        if not sorted_by_series_and_time(sid, t):
             rows = self._con.sql(query + " ORDER BY series_id, ts",
                                  params=params).to_arrow_table()
-            sid, t = _column(rows, "series_id", np.int32), _column(rows, "t", np.int64)
-        value = _column(rows, "value", np.float64)
+            sid, t = column(rows, "series_id", np.int64), column(rows, "t", np.int64)
+        value = column(rows, "value", np.float64)
         if selection.start is not None:
             before = self._con.sql(
                 f"SELECT series_id, epoch_us(max(ts)) AS t, arg_max(value, ts) AS value "
@@ -1280,30 +1050,21 @@ class DuckDBStore:
                 f"AND {_IN_RANGE} AND ts <= ? "
                 "GROUP BY series_id ORDER BY series_id",
                 params=[naive_utc(selection.start)]).to_arrow_table()
-            at = np.searchsorted(sid, _column(before, "series_id", np.int32))
-            sid = np.insert(sid, at, _column(before, "series_id", np.int32))
+            at = np.searchsorted(sid, column(before, "series_id", np.int64))
+            sid = np.insert(sid, at, column(before, "series_id", np.int64))
             t = np.insert(t, at, before.column("t").to_numpy().astype(np.int64))
             value = np.insert(value, at, before.column("value").to_numpy())
-        return _counter_sums(sid, t, value, size, transitions)
+        return counter_sums(sid, t, value, size, transitions)
 
 
-    def _range_us(self, selection: Selection, series: Sequence[tuple[int, str, str, str, str]],
-                  tz: str) -> tuple[int | None, int | None]:
-        """The µs range a query spans: the selection's bounds, else the data's."""
-        lo = max(epoch_us(selection.start), _MIN_US) if selection.start is not None else None
-        hi = min(epoch_us(selection.end), _MAX_US) if selection.end is not None else None
-        if tz in FIXED_UTC and (lo is None or hi is None):
-            # one offset for all time: no need to look at the data for its range
-            return (lo if lo is not None else -(2**53), hi if hi is not None else 2**53)
-        if lo is None or hi is None:
-            row = _first(self._con.execute(
-                "SELECT epoch_us(min(ts)), epoch_us(max(ts)) FROM readings WHERE series_id IN "
-                f"({_in_list(s[0] for s in series)}) AND {_IN_RANGE}"))
-            if row is None or row[0] is None:
-                return None, None
-            lo = row[0] if lo is None else lo
-            hi = row[1] + 1 if hi is None else hi
-        return lo, hi
+    def _data_range(self, series: Sequence[SeriesRow]) -> tuple[int, int] | None:
+        """The first and last stored µs of these series, None when they hold nothing."""
+        row = _first(self._con.execute(
+            "SELECT epoch_us(min(ts)), epoch_us(max(ts)) FROM readings WHERE series_id IN "
+            f"({_in_list(s.series_id for s in series)}) AND {_IN_RANGE}"))
+        if row is None or row[0] is None:
+            return None
+        return int(row[0]), int(row[1])
 
     def gaps(self, selection: Selection) -> pa.Table:
         """Interior gaps per channel: runs of missing expected intervals, and seq jumps.
@@ -1311,7 +1072,7 @@ class DuckDBStore:
         The expected interval is the channel's ``interval_s`` when known, else the median
         spacing of its readings in the range. A seq that falls is a device reset, not a gap.
         """
-        series = self._series(selection)
+        series = self._catalog.select(selection)
         schema = pa.schema([("device", pa.string()), ("channel", pa.string()),
                             ("kind", pa.string()), ("start", TS_TYPE), ("end", TS_TYPE),
                             ("missing", pa.int64()), ("seq_from", pa.int64()),
@@ -1368,281 +1129,3 @@ class DuckDBStore:
             con.execute("ROLLBACK")
             raise
         con.execute("CHECKPOINT")
-
-
-def _new_channel(item: dict[str, Any], kind: ChannelKind) -> Channel:
-    """Metadata for a channel first seen in a write: the row's quantity hint, else the
-    quantity its unit measures, and the kind `_new_channel_kinds` chose."""
-    quantity = item.get("quantity") or quantity_for_unit(item["unit"]).value
-    return Channel(item["device"], item["channel"], quantity,
-                   unit_for_channel(quantity, item["unit"]), kind)
-
-
-#: Quantities (as units measure them) whose readings may be a running total or an amount
-#: per interval: a new channel of these needs a kind hint, or data that proves a register.
-_AMOUNTS = (Quantity.ENERGY, Quantity.VOLUME)
-#: Lengths: rain per interval (delta), a rain total that resets (counter), or a depth or
-#: level (instant); the data cannot tell them apart, so a kind hint is required.
-_LENGTHS = (Quantity.PRECIPITATION,)
-REGISTER_MIN_READINGS = 4  #: readings a write needs to prove a register (see below)
-REGISTER_MIN_LEVEL = 10.0  #: how many times its rise a register's first value must be
-
-
-def _new_channel_kinds(table: pa.Table, fresh: Mapping[tuple[str, str], tuple[
-        ChannelKind | None, set[str]]]) -> dict[tuple[str, str], ChannelKind]:
-    """The kind of each channel a write creates: ``fresh`` maps (device, channel) to its
-    kind hint (None without one) and the units its rows come in.
-
-    Without a hint, the kind follows from the unit when that is unambiguous:
-
-    - a unit of energy (kWh, Wh, MJ, ...) or volume (m³, L, ccf, ...) is a meter register
-      (counter) or an amount per interval (delta). It is taken for a register only when the
-      write proves one: all the channel's rows are in one unit, and its readings (one per
-      timestamp, the write's last row of it; a sensor error is no reading), in time order,
-      number at least `REGISTER_MIN_READINGS` (4), never decrease, rise from the first to
-      the last, and the first is at least `REGISTER_MIN_LEVEL` (10) times that rise. A
-      register carries its lifetime total, so it stands high above what it moves within a
-      file; amounts per interval go down again, start near zero or stay flat. Else the
-      write is refused: a wrong guess would aggregate silently wrong, a refusal only asks
-      for a kind column.
-    - a unit of length (mm, in) is refused without a hint: rain per interval (delta), a
-      rain total that resets (counter) and a snow depth or water level (instant) look
-      alike.
-    - any other unit measures a level (temperature, humidity, pressure, power, voltage,
-      current, flow, speed, ...) or a plain number: instant.
-
-    Raises `InputError` naming the first row of a channel whose kind stays unknown.
-    """
-    kinds: dict[tuple[str, str], ChannelKind] = {}
-    undecided: dict[tuple[str, str], Quantity] = {}
-    for key, (hint, units) in fresh.items():
-        quantity = quantity_for_unit(min(units))
-        if hint is not None:
-            kinds[key] = hint
-        elif quantity in _AMOUNTS or quantity in _LENGTHS:
-            undecided[key] = quantity
-        else:
-            kinds[key] = ChannelKind.INSTANT
-    provable = [key for key, quantity in undecided.items()
-                if quantity in _AMOUNTS and len(fresh[key][1]) == 1]
-    registers = _registers(table, provable) if provable else set()
-    for key, quantity in undecided.items():
-        if key not in registers:
-            unit = min(fresh[key][1])
-            if quantity in _LENGTHS:
-                options = ("delta for an amount per interval such as rain per hour, counter "
-                           "for a running total, instant for a depth or level")
-            else:
-                options = ("counter for a meter register, delta for an amount per interval")
-            reason = (f"channel {key[0]}/{key[1]} is new and its unit {unit} may be read "
-                      f"several ways: add a kind column ({options})")
-            row = _first_row(table, key) + 1
-            raise InputError(f"row {row}: {reason}", row=row, reason=reason)
-        kinds[key] = ChannelKind.COUNTER
-    return kinds
-
-
-def _registers(table: pa.Table, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Those of ``keys`` whose rows in ``table`` prove a meter register (the rule is in
-    `_new_channel_kinds`), computed for all of them at once."""
-    wanted = pa.table({"device": [k[0] for k in keys], "channel": [k[1] for k in keys],
-                       "_code": pa.array(np.arange(len(keys), dtype=np.int64))})
-    rows = pa.table({"device": table.column("device"), "channel": table.column("channel"),
-                     "ts": table.column("ts").cast(pa.timestamp("us")).cast(pa.int64()),
-                     "value": table.column("value"),
-                     "_row": pa.array(np.arange(table.num_rows, dtype=np.int64))})
-    rows = rows.join(wanted, ["device", "channel"], join_type="inner")
-    code = rows.column("_code").to_numpy()
-    ts = rows.column("ts").to_numpy()
-    order = np.lexsort((rows.column("_row").to_numpy(), ts, code))
-    code, ts = code[order], ts[order]
-    # values are finite (see `to_readings`): NaN stands for a sensor error's null
-    values = rows.column("value").to_numpy(zero_copy_only=False).astype(np.float64)[order]
-    last = np.ones(len(code), dtype=bool)  # the last row of a timestamp wins
-    last[:-1] = (code[1:] != code[:-1]) | (ts[1:] != ts[:-1])
-    last &= ~np.isnan(values)  # and a sensor error is no reading
-    code, values = code[last], values[last]
-    if not len(code):
-        return set()
-    same = code[1:] == code[:-1]
-    falls = np.zeros(len(keys), dtype=bool)
-    falls[code[1:][same & (values[1:] < values[:-1])]] = True
-    counts = np.bincount(code, minlength=len(keys))
-    starts = np.flatnonzero(np.r_[True, ~same])
-    ends = np.r_[starts[1:], len(code)] - 1
-    first = np.zeros(len(keys))
-    rise = np.zeros(len(keys))
-    first[code[starts]] = values[starts]
-    rise[code[starts]] = values[ends] - values[starts]
-    proven = (counts >= REGISTER_MIN_READINGS) & ~falls & (rise > 0) & (
-        first >= REGISTER_MIN_LEVEL * rise)
-    return {keys[int(i)] for i in np.flatnonzero(proven)}
-
-
-def _first_row(table: pa.Table, key: tuple[str, str], kind: str | None = None) -> int:
-    """The 0-based index of the first row of channel ``key`` (with kind hint ``kind``)."""
-    mask = pc.and_(pc.equal(table.column("device"), key[0]),
-                   pc.equal(table.column("channel"), key[1]))
-    if kind is not None:
-        mask = pc.and_(mask, pc.equal(table.column("kind"), kind))
-    found = np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
-    return int(found[0]) if len(found) else 0
-
-
-def _first_other_kind(table: pa.Table, key: tuple[str, str]) -> int:
-    """The 0-based index of the first row of channel ``key`` whose kind hint differs from
-    the channel's first one."""
-    mask = pc.and_(pc.and_(pc.equal(table.column("device"), key[0]),
-                           pc.equal(table.column("channel"), key[1])),
-                   pc.is_valid(table.column("kind")))
-    index = np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))
-    hints = table.column("kind").take(pa.array(index)).to_pylist()
-    return next(int(i) for i, hint in zip(index, hints, strict=True) if hint != hints[0])
-
-
-def _kind_conflict(device: str, channel: str, stored: str, given: str,
-                   index: int) -> InputError:
-    """The refusal of a kind hint (row ``index``, 0-based) that a stored channel's kind
-    contradicts: a kind changes only on purpose."""
-    reason = (f"channel {device}/{channel} is stored as {stored}, not {given}: change it "
-              f"with `meterhub channels set-kind {device} {channel} {given}`, or give kind "
-              f"{stored}")
-    return InputError(f"row {index + 1}: {reason}", row=index + 1, reason=reason)
-
-
-def _reading_batch(batch: pa.RecordBatch, source: str, device: str, channel: str,
-                   unit: str) -> pa.RecordBatch:
-    n = batch.num_rows
-
-    def const(value: str) -> pa.Array:
-        return pa.repeat(pa.scalar(value, pa.string()), n)
-
-    return pa.RecordBatch.from_arrays([
-        const(source), const(device), const(channel),
-        batch.column("ts").cast(pa.timestamp("us")).cast(TS_TYPE),
-        batch.column("value"), const(unit),
-        batch.column("quality").cast(pa.string()), batch.column("seq"),
-        batch.column("error_code"), batch.column("validated"),
-    ], schema=READING_SCHEMA)
-
-
-def _check_functions(functions: Sequence[str] | None, kinds: set[str]) -> list[str]:
-    """The aggregate columns to return, checked against the kinds selected."""
-    defaults = {ChannelKind.INSTANT.value: INSTANT_FUNCTIONS,
-                ChannelKind.COUNTER.value: COUNTER_FUNCTIONS,
-                ChannelKind.DELTA.value: DELTA_FUNCTIONS}
-    if functions is None:
-        wanted: list[str] = []
-        for kind in (ChannelKind.INSTANT, ChannelKind.COUNTER, ChannelKind.DELTA):
-            if kind.value in kinds:
-                wanted += [f for f in defaults[kind.value] if f not in wanted]
-        return wanted or ["count"]
-    # errors: any kind's, on request only (the default answer keeps its columns)
-    allowed = {kind: (*names, ERRORS) for kind, names in defaults.items()}
-    for name in functions:
-        if not any(name in allowed[k] for k in kinds) and kinds:
-            options = sorted({f for k in kinds for f in allowed[k]})
-            raise InputError(f"function {name!r} does not apply to {'/'.join(sorted(kinds))} "
-                             f"channels: use {', '.join(options)}")
-        if not kinds and name not in {f for fs in allowed.values() for f in fs}:
-            raise InputError(f"unknown function {name!r}")
-    return list(dict.fromkeys(functions))
-
-
-_AGG_SCHEMA = pa.schema([("device", pa.string()), ("channel", pa.string()),
-                         ("kind", pa.string()), ("bucket", TS_TYPE), ("bucket_end", TS_TYPE),
-                         ("mean", pa.float64()), ("min", pa.float64()), ("max", pa.float64()),
-                         ("first", pa.float64()), ("last", pa.float64()),
-                         ("consumption", pa.float64()), ("sum", pa.float64()),
-                         ("count", pa.int64()), (ERRORS, pa.int64()),
-                         ("unit", pa.string())])
-
-
-def _column(table: pa.Table, name: str, dtype: Any) -> Any:
-    """A column as a NumPy array of ``dtype``, without a copy when the types agree."""
-    return np.asarray(table.column(name).to_numpy(), dtype=dtype)
-
-
-def _sorted_by_series_and_time(sid: npt.NDArray[np.int32], t: npt.NDArray[np.int64]) -> bool:
-    if len(sid) < 2:
-        return True
-    new_series = sid[1:] != sid[:-1]
-    return bool(np.all(sid[1:] >= sid[:-1]) and np.all((t[1:] > t[:-1]) | new_series))
-
-
-def _counter_sums(sid: npt.NDArray[np.int32], t: npt.NDArray[np.int64],
-                  value: npt.NDArray[np.float64], size: Every,
-                  transitions: list[tuple[int, int]]) -> pa.Table:
-    """Consumption per (series, bucket) from rows sorted by (series, t).
-
-    Rises are differenced once and summed by cumulative sums between bucket edges, so the
-    per-row work is a handful of vectorised passes; bucket edges come from a coarse grid.
-    """
-    empty = pa.table({"series_id": pa.array([], pa.int32()),
-                      "bucket": pa.array([], pa.timestamp("us")),
-                      "consumption": pa.array([], pa.float64()),
-                      "count": pa.array([], pa.int64())})
-    if len(t) < 2:
-        return empty
-    seg = np.r_[0, np.flatnonzero(sid[1:] != sid[:-1]) + 1]
-    rise = np.empty(len(t))
-    rise[0] = 0.0
-    np.subtract(value[1:], value[:-1], out=rise[1:])
-    falls = np.flatnonzero(rise < 0)
-    if falls.size:  # few: resets count the new value only if it restarted near zero
-        cur = value[falls]
-        rise[falls] = np.where((cur >= 0) & (cur <= -rise[falls]), cur, 0.0)
-    rise[seg] = 0.0  # a series' first row is its base, not a rise
-    if (int(t.max()) - int(t.min())) // GRID_US >= len(t):
-        # few rows over a long span (a reading in 1850, one in 2150): a grid of edges
-        # would outgrow the rows, so each row finds its own bucket instead
-        return _sparse_counter_sums(sid, t, rise, seg, size, transitions)
-    edges, ids = bucket_edges(int(t.min()) - 1, int(t.max()), size, transitions)
-    out_sid, out_bucket, out_start, out_count = [], [], [], []
-    bounds = np.r_[seg, len(t)]
-    for first, stop in itertools.pairwise(bounds):
-        # right-closed: bucket k holds rises ending in (edge_k, edge_k+1]
-        pos = first + np.searchsorted(t[first:stop], edges, side="right")
-        # rows in the bucket, less the series' base row if it lies there
-        number = pos[1:] - pos[:-1] - ((pos[:-1] <= first) & (first < pos[1:]))
-        keep = number > 0
-        out_sid.append(np.full(int(keep.sum()), sid[first]))
-        out_bucket.append(ids[:-1][keep])
-        out_start.append(pos[:-1][keep])
-        out_count.append(number[keep])
-    starts = np.concatenate(out_start)
-    if not starts.size:
-        return empty
-    # Non-empty buckets are disjoint and ordered; rows between them are base rows (rise 0),
-    # so one reduceat sums every bucket.
-    return pa.table({
-        "series_id": pa.array(np.concatenate(out_sid).astype(np.int32)),
-        "bucket": pa.array(np.concatenate(out_bucket).astype("datetime64[us]")),
-        "consumption": pa.array(np.add.reduceat(rise, starts)),
-        "count": pa.array(np.concatenate(out_count).astype(np.int64)),
-    })
-
-
-def _sparse_counter_sums(sid: npt.NDArray[np.int32], t: npt.NDArray[np.int64],
-                         rise: npt.NDArray[np.float64], seg: npt.NDArray[np.intp],
-                         size: Every, transitions: list[tuple[int, int]]) -> pa.Table:
-    """`_counter_sums` with each row's bucket found from its own time: O(rows), whatever
-    the span. Right-closed as there: a rise ending on an edge belongs to the bucket before,
-    so a row's bucket is that of the instant just before it."""
-    bucket = bucket_numpy(t - 1, size, transitions)
-    starts = np.flatnonzero(np.r_[True, (sid[1:] != sid[:-1]) | (bucket[1:] != bucket[:-1])])
-    base = np.zeros(len(t), dtype=np.int64)
-    base[seg] = 1
-    # rows in each (series, bucket) run, less the series' base row if it lies there
-    number = np.diff(np.r_[starts, len(t)]) - np.add.reduceat(base, starts)
-    keep = number > 0
-    return pa.table({
-        "series_id": pa.array(sid[starts][keep].astype(np.int32)),
-        "bucket": pa.array(bucket[starts][keep].astype("datetime64[us]")),
-        "consumption": pa.array(np.add.reduceat(rise, starts)[keep]),
-        "count": pa.array(number[keep].astype(np.int64)),
-    })
-
-
-def _agg_columns(wanted: Sequence[str]) -> list[str]:
-    return ["device", "channel", "kind", "bucket", "bucket_end", *wanted, "unit"]

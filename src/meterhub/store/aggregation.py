@@ -1,0 +1,192 @@
+"""Aggregation, whatever the backend: which functions a request may ask for, counter
+consumption from sorted readings in NumPy, and the answer's shape.
+
+A backend computes per-(series, bucket) columns (``series_id``, ``bucket`` as the naive
+bucket id of `meterhub.store.buckets`, and the functions); `assemble` turns them into the
+answer every store gives.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from meterhub.errors import InputError
+from meterhub.model import TS_TYPE, ChannelKind
+from meterhub.store.base import COUNTER_FUNCTIONS, DELTA_FUNCTIONS, INSTANT_FUNCTIONS
+from meterhub.store.buckets import GRID_US, bucket_edges, bucket_numpy, label_buckets
+from meterhub.store.catalog import SeriesRow
+from meterhub.timebase import Every
+
+ERRORS = "errors"  #: the aggregate function any kind has on request: its sensor errors
+
+
+def check_functions(functions: Sequence[str] | None, kinds: set[str]) -> list[str]:
+    """The aggregate columns to return, checked against the kinds selected."""
+    defaults = {ChannelKind.INSTANT.value: INSTANT_FUNCTIONS,
+                ChannelKind.COUNTER.value: COUNTER_FUNCTIONS,
+                ChannelKind.DELTA.value: DELTA_FUNCTIONS}
+    if functions is None:
+        wanted: list[str] = []
+        for kind in (ChannelKind.INSTANT, ChannelKind.COUNTER, ChannelKind.DELTA):
+            if kind.value in kinds:
+                wanted += [f for f in defaults[kind.value] if f not in wanted]
+        return wanted or ["count"]
+    # errors: any kind's, on request only (the default answer keeps its columns)
+    allowed = {kind: (*names, ERRORS) for kind, names in defaults.items()}
+    for name in functions:
+        if not any(name in allowed[k] for k in kinds) and kinds:
+            options = sorted({f for k in kinds for f in allowed[k]})
+            raise InputError(f"function {name!r} does not apply to {'/'.join(sorted(kinds))} "
+                             f"channels: use {', '.join(options)}")
+        if not kinds and name not in {f for fs in allowed.values() for f in fs}:
+            raise InputError(f"unknown function {name!r}")
+    return list(dict.fromkeys(functions))
+
+
+AGG_SCHEMA = pa.schema([("device", pa.string()), ("channel", pa.string()),
+                         ("kind", pa.string()), ("bucket", TS_TYPE), ("bucket_end", TS_TYPE),
+                         ("mean", pa.float64()), ("min", pa.float64()), ("max", pa.float64()),
+                         ("first", pa.float64()), ("last", pa.float64()),
+                         ("consumption", pa.float64()), ("sum", pa.float64()),
+                         ("count", pa.int64()), (ERRORS, pa.int64()),
+                         ("unit", pa.string())])
+
+
+def column(table: pa.Table, name: str, dtype: Any) -> Any:
+    """A column as a NumPy array of ``dtype``, without a copy when the types agree."""
+    return np.asarray(table.column(name).to_numpy(), dtype=dtype)
+
+
+def sorted_by_series_and_time(sid: npt.NDArray[np.int64], t: npt.NDArray[np.int64]) -> bool:
+    if len(sid) < 2:
+        return True
+    new_series = sid[1:] != sid[:-1]
+    return bool(np.all(sid[1:] >= sid[:-1]) and np.all((t[1:] > t[:-1]) | new_series))
+
+
+def counter_sums(sid: npt.NDArray[np.int64], t: npt.NDArray[np.int64],
+                  value: npt.NDArray[np.float64], size: Every,
+                  transitions: list[tuple[int, int]]) -> pa.Table:
+    """Consumption per (series, bucket) from rows sorted by (series, t).
+
+    Rises are differenced once and summed by cumulative sums between bucket edges, so the
+    per-row work is a handful of vectorised passes; bucket edges come from a coarse grid.
+    """
+    empty = pa.table({"series_id": pa.array([], pa.int64()),
+                      "bucket": pa.array([], pa.timestamp("us")),
+                      "consumption": pa.array([], pa.float64()),
+                      "count": pa.array([], pa.int64())})
+    if len(t) < 2:
+        return empty
+    seg = np.r_[0, np.flatnonzero(sid[1:] != sid[:-1]) + 1]
+    rise = np.empty(len(t))
+    rise[0] = 0.0
+    np.subtract(value[1:], value[:-1], out=rise[1:])
+    falls = np.flatnonzero(rise < 0)
+    if falls.size:  # few: resets count the new value only if it restarted near zero
+        cur = value[falls]
+        rise[falls] = np.where((cur >= 0) & (cur <= -rise[falls]), cur, 0.0)
+    rise[seg] = 0.0  # a series' first row is its base, not a rise
+    if (int(t.max()) - int(t.min())) // GRID_US >= len(t):
+        # few rows over a long span (a reading in 1850, one in 2150): a grid of edges
+        # would outgrow the rows, so each row finds its own bucket instead
+        return _sparse_counter_sums(sid, t, rise, seg, size, transitions)
+    edges, ids = bucket_edges(int(t.min()) - 1, int(t.max()), size, transitions)
+    out_sid, out_bucket, out_start, out_count = [], [], [], []
+    bounds = np.r_[seg, len(t)]
+    for first, stop in itertools.pairwise(bounds):
+        # right-closed: bucket k holds rises ending in (edge_k, edge_k+1]
+        pos = first + np.searchsorted(t[first:stop], edges, side="right")
+        # rows in the bucket, less the series' base row if it lies there
+        number = pos[1:] - pos[:-1] - ((pos[:-1] <= first) & (first < pos[1:]))
+        keep = number > 0
+        out_sid.append(np.full(int(keep.sum()), sid[first]))
+        out_bucket.append(ids[:-1][keep])
+        out_start.append(pos[:-1][keep])
+        out_count.append(number[keep])
+    starts = np.concatenate(out_start)
+    if not starts.size:
+        return empty
+    # Non-empty buckets are disjoint and ordered; rows between them are base rows (rise 0),
+    # so one reduceat sums every bucket.
+    return pa.table({
+        "series_id": pa.array(np.concatenate(out_sid).astype(np.int64)),
+        "bucket": pa.array(np.concatenate(out_bucket).astype("datetime64[us]")),
+        "consumption": pa.array(np.add.reduceat(rise, starts)),
+        "count": pa.array(np.concatenate(out_count).astype(np.int64)),
+    })
+
+
+def _sparse_counter_sums(sid: npt.NDArray[np.int64], t: npt.NDArray[np.int64],
+                         rise: npt.NDArray[np.float64], seg: npt.NDArray[np.intp],
+                         size: Every, transitions: list[tuple[int, int]]) -> pa.Table:
+    """`_counter_sums` with each row's bucket found from its own time: O(rows), whatever
+    the span. Right-closed as there: a rise ending on an edge belongs to the bucket before,
+    so a row's bucket is that of the instant just before it."""
+    bucket = bucket_numpy(t - 1, size, transitions)
+    starts = np.flatnonzero(np.r_[True, (sid[1:] != sid[:-1]) | (bucket[1:] != bucket[:-1])])
+    base = np.zeros(len(t), dtype=np.int64)
+    base[seg] = 1
+    # rows in each (series, bucket) run, less the series' base row if it lies there
+    number = np.diff(np.r_[starts, len(t)]) - np.add.reduceat(base, starts)
+    keep = number > 0
+    return pa.table({
+        "series_id": pa.array(sid[starts][keep].astype(np.int64)),
+        "bucket": pa.array(bucket[starts][keep].astype("datetime64[us]")),
+        "consumption": pa.array(np.add.reduceat(rise, starts)[keep]),
+        "count": pa.array(number[keep].astype(np.int64)),
+    })
+
+
+def agg_columns(wanted: Sequence[str]) -> list[str]:
+    return ["device", "channel", "kind", "bucket", "bucket_end", *wanted, "unit"]
+
+
+def empty(wanted: Sequence[str]) -> pa.Table:
+    return AGG_SCHEMA.empty_table().select(agg_columns(wanted))
+
+
+def assemble(parts: Sequence[pa.Table], series: Sequence[SeriesRow], wanted: Sequence[str],
+             size: Every, tz: str) -> pa.Table:
+    """The answer from a backend's per-(series, bucket) columns (one table per kind): rows
+    in the series' (device, channel) order, then time, labelled with UTC bucket starts and
+    ends."""
+    raw = pa.concat_tables([_with_int64_ids(part) for part in parts],
+                           promote_options="default")
+    # series are listed in (device, channel) order: sort results by that rank, then time
+    ranked = sorted((s[0], rank) for rank, s in enumerate(series))
+    lookup_ids = np.array([i for i, _ in ranked], dtype=np.int64)
+    lookup_rank = np.array([r for _, r in ranked], dtype=np.int64)
+    rank = lookup_rank[np.searchsorted(lookup_ids, column(raw, "series_id", np.int64))]
+    order = np.lexsort((column(raw, "bucket", "datetime64[us]").astype(np.int64), rank))
+    raw = raw.take(pa.array(order))
+    rank = pa.array(rank[order])
+    start, end = label_buckets(raw.column("bucket"), size, tz)
+
+    def by_rank(position: int) -> pa.Array:
+        names = pa.array([s[position] for s in series], pa.string())
+        return pa.DictionaryArray.from_arrays(rank, names).cast(pa.string())
+
+    columns: dict[str, Any] = {"device": by_rank(1), "channel": by_rank(2),
+                               "kind": by_rank(4), "bucket": start, "bucket_end": end,
+                               "unit": by_rank(3)}
+    for name in wanted:
+        columns[name] = (raw.column(name) if name in raw.column_names
+                         else pa.nulls(raw.num_rows, AGG_SCHEMA.field(name).type))
+    schema = pa.schema([AGG_SCHEMA.field(name) for name in agg_columns(wanted)])
+    return pa.table({name: pa.array(columns[name]).cast(schema.field(name).type)
+                     if not isinstance(columns[name], pa.ChunkedArray)
+                     else columns[name].cast(schema.field(name).type)
+                     for name in schema.names}, schema=schema)
+
+
+def _with_int64_ids(part: pa.Table) -> pa.Table:
+    """A part with ``series_id`` as int64 (backends keep ids of different widths)."""
+    index = part.schema.get_field_index("series_id")
+    return part.set_column(index, "series_id", part.column(index).cast(pa.int64()))
