@@ -9,6 +9,7 @@ the queried range (`meterhub.timebase.offset_transitions`), never from per-row z
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import numpy.typing as npt
@@ -106,3 +107,61 @@ def label_buckets(bucket: pa.Array | pa.ChunkedArray, size: Every,
         utc_end = (starts + step[str(size.calendar)]).tz_localize(
             tz, ambiguous=earliest, nonexistent="shift_forward").tz_convert("UTC")
     return pa.array(utc_start, TS_TYPE), pa.array(utc_end, TS_TYPE)
+
+
+def bucket_arithmetic_sql(size: Every, transitions: Transitions,
+                          column: str = "ts") -> tuple[str, list[str], str]:
+    """The bucket of epoch-µs ``column`` as epoch µs (the UTC start for fixed widths, the
+    local wall-clock start for calendar buckets, as `bucket_numpy` gives it), in integer
+    arithmetic only: for engines without a time type that spans 1800-2200 (ClickHouse's
+    DateTime ends in 2106).
+
+    Returns three parts: ``_local`` (the local time, ``expr AS _local``) for an inner
+    query, the named steps (``expr AS _name``) for the query around it, and the bucket's
+    expression over them. ClickHouse expands aliases where they are used, so the zone's
+    offsets, which may be hundreds of cases, are computed a query below the arithmetic
+    that uses them a dozen times. ``intDiv`` and ``%`` truncate towards zero there, and
+    every number is an Int64 (an unsigned literal would turn a negative time unsigned),
+    so each modulo is made non-negative first."""
+    local = f"({column} + toInt64({offset_sql(transitions, column)})) AS _local"
+    if size.width_us is not None:
+        w = f"toInt64({size.width_us})"
+        return local, [], f"({column} - (((_local % {w}) + {w}) % {w}))"
+    day = f"toInt64({DAY_US})"
+    steps = [f"intDiv(_local - (((_local % {day}) + {day}) % {day}), {day}) AS _days"]
+    if size.calendar == "day":
+        return local, steps, f"(_days * {day})"
+    if size.calendar == "week":
+        # 1970-01-01 was a Thursday: step back to the Monday of each week
+        return local, steps, f"((_days - (((_days + 3) % 7) + 7) % 7) * {day})"
+    # H. Hinnant's civil-from-days, for days from 0000-03-01 on (where truncating and
+    # flooring division agree): the year counted from 1 March, and the day in it
+    steps += ["intDiv(_days + 719468, 146097) AS _era",
+              "(_days + 719468 - _era * 146097) AS _doe",
+              "intDiv(_doe - intDiv(_doe, 1460) + intDiv(_doe, 36524) - intDiv(_doe, 146096), "
+              "365) AS _yoe",
+              "(_doe - (365 * _yoe + intDiv(_yoe, 4) - intDiv(_yoe, 100))) AS _doy",
+              "intDiv(5 * _doy + 2, 153) AS _mp"]  # month from March: 0 = March, 11 = Feb
+    march = "(_days - _doy)"  # the 1 March that year began on
+    if size.calendar == "month":
+        return local, steps, f"(({march} + intDiv(153 * _mp + 2, 5)) * {day})"
+    # 1 January is 306 days after 1 March of the year before, and 59 or 60 days before
+    # 1 March of its own year (60 in a leap year)
+    steps.append("(_yoe + _era * 400) AS _year")
+    leap = "((_year % 4) = 0 AND ((_year % 100) != 0 OR (_year % 400) = 0))"
+    return local, steps, f"(if(_mp >= 10, {march} + 306, {march} - 59 - {leap}) * {day})"
+
+
+def month_sql(column: str = "ts") -> str:
+    """The first day (days since 1970-01-01) of the UTC month holding epoch-µs ``column``,
+    as one expression without aliases (for a table's PARTITION BY): the same integer
+    arithmetic as `bucket_arithmetic_sql`, for any time a reading may have and on any
+    engine version (ClickHouse's DateTime functions wrap or saturate outside 1970-2106,
+    differently by version, and a key must fall in the same partition forever)."""
+    local, steps, bucket = bucket_arithmetic_sql(Every("1mo", None, "month"), [(0, 0)], column)
+    expression = bucket
+    definitions = [local, *steps]
+    for definition in reversed(definitions):  # later steps use earlier ones
+        text, alias = definition.rsplit(" AS ", 1)
+        expression = re.sub(rf"\b{alias}\b", f"({text})", expression)
+    return f"intDiv({expression}, toInt64({DAY_US}))"

@@ -45,7 +45,6 @@ from meterhub.model import (
     READING_SCHEMA,
     TS_MAX,
     TS_MIN,
-    TS_TYPE,
     Channel,
     ChannelKind,
     Device,
@@ -80,6 +79,7 @@ from meterhub.store.catalog import (
     new_channels,
     to_channel_units,
 )
+from meterhub.store.gaps import GAPS_SCHEMA, find_gaps
 from meterhub.store.reads import (
     Plan,
     clamped,
@@ -90,7 +90,6 @@ from meterhub.store.reads import (
     reading_batch,
 )
 from meterhub.timebase import (
-    MICROS,
     UTC,
     Every,
     naive_utc,
@@ -1067,50 +1066,19 @@ class DuckDBStore:
         return int(row[0]), int(row[1])
 
     def gaps(self, selection: Selection) -> pa.Table:
-        """Interior gaps per channel: runs of missing expected intervals, and seq jumps.
-
-        The expected interval is the channel's ``interval_s`` when known, else the median
-        spacing of its readings in the range. A seq that falls is a device reset, not a gap.
-        """
+        """Interior gaps per channel (see `meterhub.store.gaps.find_gaps`)."""
         series = self._catalog.select(selection)
-        schema = pa.schema([("device", pa.string()), ("channel", pa.string()),
-                            ("kind", pa.string()), ("start", TS_TYPE), ("end", TS_TYPE),
-                            ("missing", pa.int64()), ("seq_from", pa.int64()),
-                            ("seq_to", pa.int64())])
         if not series:
-            return schema.empty_table()
+            return GAPS_SCHEMA.empty_table()
         where, params = self._time_filter(selection)
-        ids = _in_list(s[0] for s in series)
-        raw = self._con.sql(f"""
-            WITH d AS (
-                SELECT series_id, ts, seq,
-                       lag(ts) OVER w AS prev_ts, epoch_us(ts) - epoch_us(lag(ts) OVER w) AS dt,
-                       lag(seq) OVER w AS prev_seq
-                FROM readings WHERE series_id IN ({ids}) AND {where}
-                WINDOW w AS (PARTITION BY series_id ORDER BY ts)),
-            step AS (
-                SELECT d.series_id, coalesce(any_value(c.interval_s)::BIGINT * {MICROS},
-                                             quantile_disc(d.dt, 0.5)) AS step
-                FROM d JOIN channels c USING (series_id) WHERE d.dt IS NOT NULL
-                GROUP BY d.series_id),
-            g AS (
-                SELECT series_id, 'interval' AS kind,
-                       make_timestamp(epoch_us(prev_ts) + step) AS start, ts AS "end",
-                       CAST(round(dt / step) AS BIGINT) - 1 AS missing,
-                       NULL::BIGINT AS seq_from, NULL::BIGINT AS seq_to
-                FROM d JOIN step USING (series_id)
-                WHERE step > 0 AND dt >= 1.5 * step
-                UNION ALL
-                SELECT series_id, 'seq', prev_ts, ts, seq - prev_seq - 1, prev_seq + 1, seq - 1
-                FROM d WHERE seq IS NOT NULL AND prev_seq IS NOT NULL AND seq > prev_seq + 1)
-            SELECT c.device, c.channel, g.kind, g.start, g."end", g.missing, g.seq_from,
-                   g.seq_to
-            FROM g JOIN channels c USING (series_id)
-            ORDER BY c.device, c.channel, g.start, g.kind""", params=params).to_arrow_table()
-        return pa.table({
-            name: (raw.column(name).cast(pa.timestamp("us")).cast(TS_TYPE)
-                   if name in ("start", "end") else raw.column(name).cast(schema.field(name).type))
-            for name in schema.names}, schema=schema)
+        ids = _in_list(s.series_id for s in series)
+        rows = self._con.sql(f"""
+            SELECT series_id, epoch_us(ts) AS t, seq FROM readings
+            WHERE series_id IN ({ids}) AND {where} ORDER BY series_id, ts""",
+                             params=params).to_arrow_table()
+        intervals = dict(self._con.execute(
+            f"SELECT series_id, interval_s FROM channels WHERE series_id IN ({ids})").fetchall())
+        return find_gaps(series, intervals, rows)
 
     # -- maintenance -----------------------------------------------------------------------
 
