@@ -8,6 +8,9 @@ import pytest
 import meterhub
 from meterhub.hub import Hub
 
+# real ClickHouse servers, started when a test asks for one
+pytest_plugins = ["tests.clickhouse_fixtures"]
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``early`` first (a stable sort keeps the rest in order): with xdist's
