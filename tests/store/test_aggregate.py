@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -23,13 +24,17 @@ INSTANT_COLUMNS = ["mean", "min", "max", "first", "last", "count"]
 
 
 @pytest.fixture
-def memory_hub() -> Iterator[Hub]:
-    with meterhub.open("duckdb:///:memory:") as hub:
-        yield hub
+def memory_hub(hub: Hub) -> Hub:
+    return hub
 
 
-def new_hub() -> Hub:
-    return meterhub.open("duckdb:///:memory:")
+@pytest.fixture
+def new_channel() -> Callable[[], str]:
+    """A channel name of its own for each example of a property test: the examples share
+    the test's store (a new ClickHouse database per example would cost more than the
+    example)."""
+    numbers = itertools.count()
+    return lambda: f"x{next(numbers)}"
 
 
 def write_series(hub: Hub, ts: pd.DatetimeIndex, values: np.ndarray, kind: str,
@@ -76,8 +81,9 @@ def reference_counter(ts: pd.DatetimeIndex, values: np.ndarray, every: str,
     return tidy(pd.DataFrame({"consumption": g.sum(), "count": g.count()}))  # type: ignore[attr-defined]
 
 
-def ours(hub: Hub, every: str, tz: str, columns: list[str]) -> pd.DataFrame:
-    result = hub.aggregate(device="d", channel="x", every=every, tz=tz)
+def ours(hub: Hub, every: str, tz: str, columns: list[str], channel: str = "x"
+         ) -> pd.DataFrame:
+    result = hub.aggregate(device="d", channel=channel, every=every, tz=tz)
     result["bucket"] = result["bucket"].dt.tz_convert("UTC")
     return result.set_index("bucket")[columns]
 
@@ -86,28 +92,32 @@ timestamps = st.lists(st.integers(min_value=0, max_value=6 * 24 * 60 - 1), min_s
                       max_size=150, unique=True)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                        HealthCheck.function_scoped_fixture])
 @given(minutes=timestamps, start=st.sampled_from(WINDOW_STARTS), tz=st.sampled_from(ZONES),
        every=st.sampled_from(["15min", "hour", "day", "week", "month", "year"]),
        data=st.data())
-def test_instant_aggregates_equal_pandas(minutes: list[int], start: str, tz: str, every: str,
+def test_instant_aggregates_equal_pandas(hub: Hub, new_channel: Callable[[], str],
+                                         minutes: list[int], start: str, tz: str, every: str,
                                          data: st.DataObject) -> None:
     ts = pd.DatetimeIndex(pd.Timestamp(start, tz="UTC") + pd.to_timedelta(minutes, "min"))
     values = np.array(data.draw(st.lists(
         st.floats(-50, 50, allow_nan=False, allow_infinity=False),
         min_size=len(ts), max_size=len(ts))))
-    with new_hub() as hub:
-        write_series(hub, ts, values, "instant", unit="°C")
-        got = ours(hub, every, tz, INSTANT_COLUMNS)
+    channel = new_channel()
+    write_series(hub, ts, values, "instant", unit="°C", channel=channel)
+    got = ours(hub, every, tz, INSTANT_COLUMNS, channel)
     expected = reference_instant(ts, values, every, tz)
     pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_freq=False,
                                   check_index_type=False, rtol=1e-9, atol=1e-9)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                        HealthCheck.function_scoped_fixture])
 @given(minutes=timestamps, start=st.sampled_from(WINDOW_STARTS), tz=st.sampled_from(ZONES),
        every=st.sampled_from(["15min", "hour", "day", "week", "month"]), data=st.data())
-def test_counter_consumption_equals_pandas(minutes: list[int], start: str, tz: str,
+def test_counter_consumption_equals_pandas(hub: Hub, new_channel: Callable[[], str],
+                                           minutes: list[int], start: str, tz: str,
                                            every: str, data: st.DataObject) -> None:
     """Random rises with resets (to near zero) and glitches (small falls) and gaps."""
     ts = pd.DatetimeIndex(pd.Timestamp(start, tz="UTC")
@@ -123,16 +133,17 @@ def test_counter_consumption_equals_pandas(minutes: list[int], start: str, tz: s
             if step != -1e9 else 0.25
         values.append(level)
     array = np.array(values)
-    with new_hub() as hub:
-        write_series(hub, ts, array, "counter")
-        got = ours(hub, every, tz, ["consumption", "count"])
+    channel = new_channel()
+    write_series(hub, ts, array, "counter", channel=channel)
+    got = ours(hub, every, tz, ["consumption", "count"], channel)
     expected = reference_counter(ts, array, every, tz)
     assert (got["consumption"] >= 0).all()
     pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_freq=False,
                                   check_index_type=False, rtol=1e-9, atol=1e-9)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                        HealthCheck.function_scoped_fixture])
 @given(minutes=st.lists(st.integers(0, 299 * 365 * 24 * 60), min_size=2, max_size=40,
                         unique=True),
        # zones whose offsets since 1900 are whole quarter hours, as bucketing assumes (the
@@ -140,16 +151,17 @@ def test_counter_consumption_equals_pandas(minutes: list[int], start: str, tz: s
        tz=st.sampled_from(["UTC", "America/New_York", "Australia/Adelaide"]),
        every=st.sampled_from(["hour", "day", "month", "year"]),
        rises=st.lists(st.floats(0, 5, allow_nan=False), min_size=40, max_size=40))
-def test_a_counter_spanning_centuries_equals_pandas(minutes: list[int], tz: str, every: str,
+def test_a_counter_spanning_centuries_equals_pandas(hub: Hub, new_channel: Callable[[], str],
+                                                    minutes: list[int], tz: str, every: str,
                                                     rises: list[float]) -> None:
     """A few readings from 1900 to 2199: buckets are found per reading (a grid of edges
     over three centuries would take 10 M cells and most of a gigabyte)."""
     ts = pd.DatetimeIndex(pd.Timestamp("1900-01-02", tz="UTC")
                           + pd.to_timedelta(sorted(minutes), "min"))
     array = 1000.0 + np.cumsum(np.round(rises[:len(ts)], 6))
-    with new_hub() as hub:
-        write_series(hub, ts, array, "counter")
-        got = ours(hub, every, tz, ["consumption", "count"])
+    channel = new_channel()
+    write_series(hub, ts, array, "counter", channel=channel)
+    got = ours(hub, every, tz, ["consumption", "count"], channel)
     expected = reference_counter(ts, array, every, tz)
     pd.testing.assert_frame_equal(got, expected, check_dtype=False, check_freq=False,
                                   check_index_type=False, rtol=1e-9, atol=1e-9)

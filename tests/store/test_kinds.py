@@ -4,8 +4,7 @@ purpose by `Hub.set_kind`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import pandas as pd
 import pytest
@@ -14,21 +13,14 @@ import meterhub
 from meterhub.errors import InputError, NotFoundError
 from meterhub.hub import Hub
 from meterhub.model import ChannelKind
-from meterhub.store import duckdb as duckdb_store
+from tests.store.conftest import GENERAL, SHORT, take_path
 
 HOURS = pd.date_range("2024-01-01", periods=4, freq="h", tz="UTC")
 
 
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    with meterhub.open(f"duckdb:///{tmp_path / 'kinds.duckdb'}") as opened:
-        yield opened
-
-
-@pytest.fixture(params=["short", "general"])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "general":
-        monkeypatch.setattr(duckdb_store, "SHORT_WRITE_ROWS", 0)
+@pytest.fixture(params=[SHORT, GENERAL])
+def path(request: pytest.FixtureRequest, backend: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    take_path(request.param, backend, monkeypatch)
     return str(request.param)
 
 
@@ -186,8 +178,8 @@ def test_set_kind_refuses_an_unknown_channel_or_kind(hub: Hub) -> None:
     assert kinds(hub) == {"e": "counter"}
 
 
-def test_set_kind_survives_reopening(tmp_path: Path) -> None:
-    url = f"duckdb:///{tmp_path / 'kept.duckdb'}"
+def test_set_kind_survives_reopening(store_url: str) -> None:
+    url = store_url
     with meterhub.open(url) as hub:
         hub.write(frame([0.5, 0.25], "kWh", kind="instant"))
         hub.set_kind("d", "e", "delta")

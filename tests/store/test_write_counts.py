@@ -5,53 +5,23 @@ and on the general path. Every expectation is counted by hand from the rows writ
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-import meterhub
 from meterhub.hub import Hub
 from meterhub.store import WriteResult
+from meterhub.store import clickhouse as clickhouse_store
 from meterhub.store import duckdb as duckdb_store
+from tests.store.conftest import GENERAL, OVERFLOWING, SHORT, take_path
 
 T0 = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
 
 
-@pytest.fixture(params=["short", "short, key probe overflowing", "general"])
-def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    if request.param == "general":
-        monkeypatch.setattr(duckdb_store, "SHORT_WRITE_ROWS", 0)
-    elif request.param.endswith("overflowing"):
-        monkeypatch.setattr(duckdb_store, "_PROBE_ROWS", 0)
+@pytest.fixture(params=[SHORT, OVERFLOWING, GENERAL])
+def path(request: pytest.FixtureRequest, backend: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    take_path(request.param, backend, monkeypatch)
     return str(request.param)
-
-
-@pytest.fixture
-def taken(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The path each write of known channels took ("short" or "general")."""
-    paths: list[str] = []
-    cls = duckdb_store.DuckDBStore
-    append, upsert = cls._append_rows, cls._upsert_rows
-
-    def spy_append(self: Any, *args: Any, **kwargs: Any) -> Any:
-        paths.append("short")
-        return append(self, *args, **kwargs)
-
-    def spy_upsert(self: Any, *args: Any, **kwargs: Any) -> Any:
-        paths.append("general")
-        return upsert(self, *args, **kwargs)
-
-    monkeypatch.setattr(cls, "_append_rows", spy_append)
-    monkeypatch.setattr(cls, "_upsert_rows", spy_upsert)
-    return paths
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[Hub]:
-    with meterhub.open(f"duckdb:///{tmp_path / 'counts.duckdb'}") as opened:
-        yield opened
 
 
 def row(minute: int, value: float | None, channel: str = "a", **extra: Any) -> dict[str, Any]:
@@ -135,6 +105,7 @@ def test_a_new_channel_next_to_known_ones_goes_the_general_path(
 
 def test_a_rewrite_of_a_large_write_is_counted_by_the_general_path(hub: Hub) -> None:
     n = duckdb_store.SHORT_WRITE_ROWS + 5
+    assert n > clickhouse_store.SHORT_WRITE_ROWS
     rows = [row(i, float(i)) for i in range(n)]
     assert split(hub.write(rows)) == (n, n, n, 0, 0)
     rows[10] = row(10, -1.0)

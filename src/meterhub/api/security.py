@@ -1,8 +1,12 @@
 """API keys on requests, scopes, and per-key rate limits announced in X-RateLimit-* headers.
 
-Keys are read once from the store and kept in memory: the API process owns the store, so
-keys only change through it (`KeyRing.add` / `revoke`) and the cache cannot go stale. The
-check runs on the event loop with no store call.
+Keys are read from the store and kept in memory. A process that owns its store (DuckDB)
+changes keys only through itself (`KeyRing.add` / `revoke`), so the copy cannot go stale
+and the check runs on the event loop with no store call. A store that processes share
+(ClickHouse) may get keys created or revoked elsewhere: the copy is read again every
+`SHARED_MAX_AGE` seconds (a revocation elsewhere holds here within that), and a key it does
+not hold sends it to the store at most once a second (a key created a moment ago works at
+once, and unknown keys cannot make every request a store call).
 """
 
 from __future__ import annotations
@@ -25,21 +29,45 @@ from meterhub.store import Store
 STATE_HEADERS = "ratelimit_headers"
 
 
+SHARED_MAX_AGE = 5.0  #: seconds a process keeps the keys of a shared store
+_MISS_INTERVAL = 1.0  #: seconds between reads for keys this process does not hold
+
+
 class KeyRing:
     """The store's active keys by id, and the writes that change them."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self._lock = threading.Lock()
-        self._keys = {k.key_id: k for k in store.api_keys() if k.active}
+        self._shared = store.shared
+        self._keys: dict[str, ApiKey] = {}
+        self._read_at = self._missed_at = 0.0
+        self._read()
+
+    def _read(self) -> None:
+        self._keys = {k.key_id: k for k in self._store.api_keys() if k.active}
+        self._read_at = time.monotonic()
+
+    def _get(self, key_id: str) -> ApiKey | None:
+        if not self._shared:
+            return self._keys.get(key_id)
+        now = time.monotonic()
+        if now - self._read_at > SHARED_MAX_AGE:
+            self._read()
+        record = self._keys.get(key_id)
+        if record is None and now - self._missed_at > _MISS_INTERVAL:
+            self._missed_at = now
+            self._read()
+            record = self._keys.get(key_id)
+        return record
 
     def by_id(self, key_id: str) -> ApiKey | None:
         """The active key with this id (a session names its key so)."""
-        return self._keys.get(key_id)
+        return self._get(key_id)
 
     def find(self, text: str) -> ApiKey | None:
         key_id = key_id_of(text)
-        record = self._keys.get(key_id) if key_id else None
+        record = self._get(key_id) if key_id else None
         return record if record is not None and matches(record, text) else None
 
     def add(self, key: ApiKey) -> None:

@@ -5,7 +5,8 @@ commands:
 - `meterhub.cli.sync`: config check, sync, run, status;
 - `meterhub.cli.serve`: serve and API keys;
 - `meterhub.cli.dsmr`: p1 and energy (the smart meter);
-- `meterhub.cli.emulate`: emulate and demo.
+- `meterhub.cli.emulate`: emulate and demo;
+- `meterhub.cli.migrate`: migrate (a whole store into another).
 
 What they share (options, errors, which store a command opens, output formats) is in
 `meterhub.cli.common` and `meterhub.cli.output`.
@@ -19,10 +20,10 @@ from typing import Annotated
 import typer
 
 from meterhub import __version__
-from meterhub.cli import data, dsmr, emulate, serve, sync
+from meterhub.cli import data, dsmr, emulate, migrate, serve, sync
 from meterhub.cli.common import app, err, out
 
-__all__ = ["app", "data", "dsmr", "emulate", "main", "serve", "sync"]
+__all__ = ["app", "data", "dsmr", "emulate", "main", "migrate", "serve", "sync"]
 
 
 def _version(value: bool) -> None:

@@ -27,6 +27,7 @@ from meterhub.cli.common import (
 )
 from meterhub.cli.output import FormatOption, chosen, emit
 from meterhub.hub import Hub
+from meterhub.store import shown_url
 
 config_app = typer.Typer(help="Check meterhub.toml.", no_args_is_help=True,
                          rich_markup_mode=None)
@@ -47,7 +48,8 @@ def config_check(
 
     with user_errors():
         settings = load(config)
-    out.print(f"{config}: ok: store {settings.store.url}, {len(settings.sources)} source(s): "
+    out.print(f"{config}: ok: store {shown_url(settings.store.url)}, "
+              f"{len(settings.sources)} source(s): "
               + ", ".join(f"{s.name} ({s.type})" for s in settings.sources), soft_wrap=True,
               markup=False, highlight=False)
     if not online:
@@ -209,9 +211,12 @@ def run_(
         help="Serve the API in the same process (--no-api: only the schedule).")] = True,
     host: HostOption = None,
     port: PortOption = None,
+    source: Annotated[list[str] | None, typer.Option(
+        metavar="NAME", help="Only sync this source (by name); repeat for several. Splits "
+        "the sync across processes that share a ClickHouse store.")] = None,
 ) -> None:
     """Serve the API and keep the store in sync on a schedule, in one process (one process
-    owns the store file)."""
+    owns a DuckDB file; any number share a ClickHouse store)."""
     import asyncio
     import datetime as dt
 
@@ -220,6 +225,7 @@ def run_(
 
     with user_errors():
         settings = load(config)
+        sources = [settings.source(name) for name in source] if source else settings.sources
 
     def report(number: int, results: list[SourceProgress]) -> None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -231,12 +237,12 @@ def run_(
                   soft_wrap=True, markup=False)
         out.file.flush()
 
-    out.print(f"syncing {len(settings.sources)} source(s) every {every:.0f} s into "
-              f"{settings.store.url}; stop with Ctrl-C", markup=False, soft_wrap=True,
+    out.print(f"syncing {len(sources)} source(s) every {every:.0f} s into "
+              f"{shown_url(settings.store.url)}; stop with Ctrl-C", markup=False, soft_wrap=True,
               highlight=False)
     with opened(settings.store.url, create=True) as hub:
         def schedule() -> Any:
-            return run_forever(hub, settings.sources, every=every, rounds=rounds,
+            return run_forever(hub, sources, every=every, rounds=rounds,
                                on_round=report)
 
         if api:

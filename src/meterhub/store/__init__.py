@@ -9,10 +9,10 @@ from meterhub.store.base import PageKey, Selection, Store, SyncCursor, WriteResu
 
 DEFAULT_URL = "duckdb:///meterhub.duckdb"
 #: the URL schemes `open_store` opens (the configuration refuses any other)
-SCHEMES: tuple[str, ...] = ("duckdb",)
+SCHEMES: tuple[str, ...] = ("duckdb", "clickhouse")
 
 __all__ = ["DEFAULT_URL", "SCHEMES", "PageKey", "Selection", "Store", "SyncCursor",
-           "WriteResult", "open_store", "scheme_of"]
+           "WriteResult", "open_store", "scheme_of", "shown_url"]
 
 
 def scheme_of(url: str) -> str:
@@ -24,7 +24,8 @@ def scheme_of(url: str) -> str:
 
 
 def open_store(url: str | None = None, *, create: bool = True) -> Store:
-    """The store a URL names: ``duckdb:///path/file.duckdb`` (default ``./meterhub.duckdb``).
+    """The store a URL names: ``duckdb:///path/file.duckdb`` (default ``./meterhub.duckdb``),
+    or ``clickhouse://[user[:password]@]host[:port]/database[?cluster=NAME&secure=1]``.
 
     A bare path ending in ``.duckdb`` is accepted as a DuckDB file. With ``create=False`` a
     store that does not exist yet is an error (`StoreNotFoundError`) instead of a new, empty
@@ -41,4 +42,18 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
         if not create and path != ":memory:" and not Path(path).is_file():
             raise StoreNotFoundError(f"no store at {path}", path=path)
         return DuckDBStore(url)
-    raise StoreError(f"unsupported store URL {url!r}: use duckdb:///path/file.duckdb")
+    if scheme == "clickhouse":
+        from meterhub.store.clickhouse import ClickHouseStore
+
+        return ClickHouseStore(url, create=create)
+    raise StoreError(f"unsupported store URL {shown_url(url)!r}: use "
+                     "duckdb:///path/file.duckdb or clickhouse://host:port/database")
+
+
+def shown_url(url: str) -> str:
+    """A store URL as a message or log may show it: its password, if any, as ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        credentials, _, host = rest.partition("@")
+        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+    return url

@@ -71,7 +71,9 @@ class PageKey:
 class Store(Protocol):
     """A readings store. Every method takes and returns Arrow data or typed records."""
 
-    url: str
+    url: str  #: never with a password: messages show it
+    #: whether other processes may change the store at once (then caches must expire)
+    shared: bool
 
     def close(self) -> None: ...
 
@@ -88,6 +90,10 @@ class Store(Protocol):
 
     def get_state(self, key: str) -> str | None:
         """A small value kept across restarts (a counter, a meter's latest status)."""
+        ...
+
+    def state_values(self) -> dict[str, str]:
+        """Every state value by key."""
         ...
 
     def scan(self, selection: Selection, *, batch_size: int = 65_536) -> pa.RecordBatchReader:
@@ -157,7 +163,7 @@ class Store(Protocol):
         ...
 
     def add_key(self, key: ApiKey) -> None:
-        """Keep a new API key (its hash, never the secret)."""
+        """Keep a new API key (its hash, never the secret; a revoked one stays revoked)."""
         ...
 
     def api_keys(self) -> list[ApiKey]: ...

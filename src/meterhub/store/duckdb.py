@@ -272,6 +272,8 @@ class DuckDBStore:
     and writes take one lock, so they never interleave.
     """
 
+    shared = False  #: one process owns the file
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.path = path_from_url(url)
@@ -772,6 +774,10 @@ class DuckDBStore:
         row = _first(self._con.execute("SELECT value FROM state WHERE key = ?", [key]))
         return None if row is None else str(row[0])
 
+    def state_values(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in self._con.execute(
+            "SELECT key, value FROM state ORDER BY key").fetchall()}
+
     def get_cursor(self, source: str, device: str) -> str | None:
         row = _first(self._con.execute("SELECT cursor FROM sync_cursors WHERE source = ? AND "
                                 "device = ?", [source, device]))
@@ -807,12 +813,13 @@ class DuckDBStore:
     def add_key(self, key: ApiKey) -> None:
         taken = _first(self._con.execute(
             "SELECT key_id FROM api_keys WHERE name = ? AND revoked_at IS NULL", [key.name]))
-        if taken is not None:
+        if taken is not None and key.revoked_at is None:
             raise ConflictError(f"an active key is already named {key.name!r}: pick another "
                              "name or revoke that key first")
         self._con.execute("INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, ?)",
                           [key.key_id, key.name, key.scope.value, key.hash, key.rate_limit,
-                           naive_utc(key.created_at), None])
+                           naive_utc(key.created_at),
+                           None if key.revoked_at is None else naive_utc(key.revoked_at)])
 
     def api_keys(self) -> list[ApiKey]:
         rows = self._con.execute("SELECT * FROM api_keys ORDER BY created_at, name").fetchall()
