@@ -14,9 +14,12 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from meterhub.store import clickhouse as clickhouse_store
+from meterhub.store.clickhouse_http import ClickHouseClient, ClickHouseURL
 from tests.clickhouse_servers import (
     CLUSTER,
     ClickHouseServer,
@@ -94,6 +97,9 @@ def clickhouse_database() -> Iterator[MakeDatabase]:
 #: the store backends a shared suite runs against (a `backend` fixture parametrised by
 #: these picks one per test)
 BACKENDS = ("duckdb", "clickhouse", "clickhouse-2shards")
+#: and, for the store suite, current ClickHouse (26.x) in process: every statement the
+#: ClickHouse store issues runs on both dialects (18.16 serves, 26.x is what users run)
+STORE_BACKENDS = (*BACKENDS, "chdb")
 NewURL = Callable[[], str]
 
 
@@ -115,4 +121,34 @@ def new_store_url(backend: str, request: pytest.FixtureRequest,
         first = cluster[0]
         return lambda: (f"clickhouse://{first.host}:{first.http_port}/{make(cluster)}"
                         f"?cluster={CLUSTER}")
-    raise ValueError(f"no store backend {backend!r}: one of {', '.join(BACKENDS)}")
+    if backend == "chdb":
+        return _chdb_urls(request)
+    raise ValueError(f"no store backend {backend!r}: one of {', '.join(STORE_BACKENDS)}")
+
+
+def _chdb_urls(request: pytest.FixtureRequest) -> NewURL:
+    """Stores on chdb: the store's clients for host ``chdb`` talk to it in process."""
+    from tests.chdb_transport import ChdbHTTP, memory_folder
+
+    transport = ChdbHTTP(Path(tempfile.mkdtemp(prefix="meterhub-chdb-", dir=memory_folder())))
+    request.addfinalizer(lambda: shutil.rmtree(transport.dir, ignore_errors=True))
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+
+    def client(url: ClickHouseURL | str, **options: Any) -> ClickHouseClient:
+        return ClickHouseClient(url, transport=transport, **options)
+
+    monkeypatch.setattr(clickhouse_store, "ClickHouseClient", client)
+    made: list[str] = []
+
+    def drop() -> None:
+        with ClickHouseClient("clickhouse://chdb/default", transport=transport) as admin:
+            for name in made:
+                admin.execute(f"DROP DATABASE IF EXISTS {name}", use_database=False)
+
+    request.addfinalizer(drop)
+
+    def url() -> str:
+        made.append(f"meterhub_test_{uuid.uuid4().hex[:12]}")
+        return f"clickhouse://chdb/{made[-1]}"
+
+    return url

@@ -1,5 +1,6 @@
 """The store suite runs against every backend: DuckDB, a ClickHouse server and a two-shard
-ClickHouse cluster (`tests.clickhouse_fixtures`). Tests of one backend's own mechanics
+ClickHouse cluster (18.16), and current ClickHouse in process (chdb), all from
+`tests.clickhouse_fixtures`. Tests of one backend's own mechanics
 open their store by URL instead of through these fixtures."""
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import pytest
 
 from meterhub.store import clickhouse as clickhouse_store
 from meterhub.store import duckdb as duckdb_store
-from tests.clickhouse_fixtures import BACKENDS, NewURL
+from tests.clickhouse_fixtures import STORE_BACKENDS, NewURL
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=STORE_BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -37,7 +38,7 @@ def take_path(path: str, backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
       (ClickHouse: more keys than it lists one by one);
     - general: every write looks its channels up in the store.
     """
-    module: Any = clickhouse_store if backend.startswith("clickhouse") else duckdb_store
+    module: Any = duckdb_store if backend == "duckdb" else clickhouse_store
     if path == GENERAL:
         monkeypatch.setattr(module, "SHORT_WRITE_ROWS", 0)
     elif path == OVERFLOWING:

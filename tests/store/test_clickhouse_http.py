@@ -8,17 +8,12 @@ answer) is checked on 18.16, and on current-shaped answers the tests build from 
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import functools
-import importlib
 import math
 import re
-import shutil
 import socket
 import struct
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -50,72 +45,17 @@ from meterhub.store.clickhouse_native import (
     parse_type,
     prepare_columns,
 )
+from tests.chdb_transport import ChdbHTTP, chdb_connection, chdb_native
 from tests.clickhouse_servers import ClickHouseServer
 
 pytest_plugins = ["tests.clickhouse_fixtures"]
 
-try:
-    chdb: Any = importlib.import_module("chdb")
-except ImportError:  # the dev extra brings it; without it only the 18.16 tests run
-    chdb = None
-needs_chdb = pytest.mark.skipif(chdb is None, reason="chdb is missing: pip install '.[dev]'")
 
 SECRET = "s3cr%t:p@ss/w?rd#"  # a password that must never show
 QUALITY = "Enum8('good' = 1, 'bad' = 2, 'estimated' = 3)"
 
 
 # -- backends ----------------------------------------------------------------------------
-
-
-@functools.cache
-def chdb_connection() -> Any:
-    """chdb's one embedded server of this process: it refuses a second one at another path
-    (and `chdb.query` would open one in memory), so every test here shares this one."""
-    folder = tempfile.mkdtemp(prefix="meterhub-chdb-")
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    return chdb.connect(folder)
-
-
-def chdb_native(sql: str) -> bytes:
-    answer: bytes = chdb_connection().query(sql, "Native").bytes()
-    return answer
-
-
-class ChdbHTTP(httpx.BaseTransport):
-    """Current ClickHouse behind the client's HTTP requests: the SQL (body or ``query=``)
-    runs in chdb, a Native insert body is read through ``file()``, and a refusal comes back
-    as a current server sends it (status, X-ClickHouse-Exception-Code, text)."""
-
-    def __init__(self, path: Path) -> None:
-        self.conn = chdb_connection()
-        self.dir = path
-        self.lock = threading.Lock()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/ping":
-            return httpx.Response(200, content=b"Ok.\n")
-        params = dict(request.url.params)
-        body = request.read()
-        sql = params["query"] if "query" in params else body.decode()
-        with self.lock:
-            try:
-                self.conn.query(f"USE {params.get('database', 'default')}")
-                insert = re.fullmatch(r"INSERT INTO (\S+) \((.*)\) FORMAT Native", sql)
-                if insert:
-                    # chdb takes no input stream: the body becomes a file that file() reads
-                    data = self.dir / f"insert-{uuid.uuid4().hex}.native"
-                    data.write_bytes(body)
-                    sql = (f"INSERT INTO {insert[1]} ({insert[2]}) SELECT * FROM "
-                           f"file('{data}', Native)")
-                answer = self.conn.query(sql, "TabSeparated").bytes()
-            except RuntimeError as exc:  # chdb's errors
-                text = str(exc).encode()
-                match = re.match(rb"Code: (\d+)", text)
-                code = match[1].decode() if match else "1000"
-                status = 404 if int(code) in (UNKNOWN_TABLE, UNKNOWN_DATABASE) else 500
-                return httpx.Response(status, headers={"X-ClickHouse-Exception-Code": code},
-                                      content=text + b"\n")
-        return httpx.Response(200, content=answer)
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +80,6 @@ def server_chdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouse
 @pytest.fixture(params=["18.16", "chdb"])
 def client(request: pytest.FixtureRequest) -> ClickHouseClient:
     """Each test below runs on both dialects."""
-    if request.param == "chdb" and chdb is None:
-        pytest.skip("chdb is missing: pip install '.[dev]'")
     name = "server_1816" if request.param == "18.16" else "server_chdb"
     answer: ClickHouseClient = request.getfixturevalue(name)
     return answer
@@ -585,7 +523,6 @@ def answering(status: int, content: bytes, headers: dict[str, str] | None = None
     return ClickHouseClient("clickhouse://h/d", transport=transport)
 
 
-@needs_chdb
 def test_current_error_text_without_the_code_header() -> None:
     text = current_error("SELECT * FROM no_such_table")
     assert text.startswith(b"Code: 60. DB::Exception: ")  # the current shape
@@ -596,7 +533,6 @@ def test_current_error_text_without_the_code_header() -> None:
     assert str(caught.value) == "ClickHouse: " + text.decode().strip()
 
 
-@needs_chdb
 def test_current_error_appended_to_a_streamed_answer() -> None:
     body = chdb_native("SELECT number AS x FROM numbers(100000)")
     error = current_error("SELECT throwIf(number = 5) FROM numbers(10)")
@@ -611,7 +547,6 @@ def test_current_error_appended_to_a_streamed_answer() -> None:
         client.query_arrow("SELECT x")
 
 
-@needs_chdb
 def test_current_native_answers_decode() -> None:
     answer = decode_native(chdb_native(
         "SELECT number % 2 = 0 AS cmp, toBool(number % 2) AS b, "
@@ -633,7 +568,6 @@ def test_current_native_answers_decode() -> None:
         decode_native(chdb_native("SELECT toLowCardinality('a') AS x"))
 
 
-@needs_chdb
 def test_current_reads_the_encoded_body() -> None:
     # chdb's own reader, not ours, takes our bytes: via file() and via format(Native, '...')
     columns = typed_columns(with_bool=True)
@@ -655,7 +589,6 @@ def test_current_reads_the_encoded_body() -> None:
                                    "CSV").bytes() == b'"bad"\n\\N\n'
 
 
-@needs_chdb
 def test_current_tsv_rows() -> None:
     answer = chdb_connection().query(
         "SELECT true AS b, toUInt64(18446744073709551615) AS u, nan AS f, NULL AS n "

@@ -9,7 +9,6 @@ the queried range (`meterhub.timebase.offset_transitions`), never from per-row z
 from __future__ import annotations
 
 import itertools
-import re
 
 import numpy as np
 import numpy.typing as npt
@@ -151,17 +150,3 @@ def bucket_arithmetic_sql(size: Every, transitions: Transitions,
     leap = "((_year % 4) = 0 AND ((_year % 100) != 0 OR (_year % 400) = 0))"
     return local, steps, f"(if(_mp >= 10, {march} + 306, {march} - 59 - {leap}) * {day})"
 
-
-def month_sql(column: str = "ts") -> str:
-    """The first day (days since 1970-01-01) of the UTC month holding epoch-µs ``column``,
-    as one expression without aliases (for a table's PARTITION BY): the same integer
-    arithmetic as `bucket_arithmetic_sql`, for any time a reading may have and on any
-    engine version (ClickHouse's DateTime functions wrap or saturate outside 1970-2106,
-    differently by version, and a key must fall in the same partition forever)."""
-    local, steps, bucket = bucket_arithmetic_sql(Every("1mo", None, "month"), [(0, 0)], column)
-    expression = bucket
-    definitions = [local, *steps]
-    for definition in reversed(definitions):  # later steps use earlier ones
-        text, alias = definition.rsplit(" AS ", 1)
-        expression = re.sub(rf"\b{alias}\b", f"({text})", expression)
-    return f"intDiv({expression}, toInt64({DAY_US}))"

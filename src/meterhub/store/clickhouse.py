@@ -76,7 +76,7 @@ from meterhub.store.base import (
     SyncCursor,
     WriteResult,
 )
-from meterhub.store.buckets import DAY_US, bucket_arithmetic_sql, month_sql
+from meterhub.store.buckets import DAY_US, bucket_arithmetic_sql
 from meterhub.store.catalog import (
     CatalogCache,
     SeriesRow,
@@ -110,12 +110,21 @@ from meterhub.timebase import Every, epoch_us, offset_transitions, parse_every
 SCHEMA_VERSION = "1"
 SHORT_WRITE_ROWS = 10_000  #: writes up to this size look their channels up in the cache
 _KEYS_IN_LIST = 2_000  #: a write up to this size probes its stored keys one by one
+_SERIES_TOGETHER = 200  #: a scan of up to this many series tries them in one query
 #: seconds a process keeps its copy of the catalog: other processes may change it
 CATALOG_MAX_AGE = 2.0
 _QUALITY = "Enum8(" + ", ".join(f"'{q.value}' = {i}" for i, q in enumerate(Quality, 1)) + ")"
 _GOOD = "quality != 'sensor_error' AND isNotNull(value)"
 _ERROR = "quality = 'sensor_error'"
 _IN_RANGE = f"ts >= {MIN_US} AND ts < {MAX_US}"
+#: Readings are partitioned by UTC month (YYYYMM) from 1970 to 2099, where DateTime holds
+#: them; before and after, by months of average length (negative ids, apart from those).
+#: DateTime functions wrap (18.16) or saturate (current) outside their range, and a key
+#: must fall in the same partition on every version: the guard keeps them out of it. (A
+#: calendar month in integer arithmetic alone made current ClickHouse 30x slower to insert.)
+_PARTITION = ("if(ts >= 0 AND ts < 4102444800000000, "
+              "toInt64(toYYYYMM(toDateTime(intDiv(ts, 1000000), 'UTC'))), "
+              "intDiv(ts, 2629746000000) - 1000000)")
 
 READINGS = (("series_id", "Int64"), ("ts", "Int64"), ("value", "Nullable(Float64)"),
             ("quality", _QUALITY), ("validated", "UInt8"), ("seq", "Nullable(Int64)"),
@@ -123,7 +132,7 @@ READINGS = (("series_id", "Int64"), ("ts", "Int64"), ("value", "Nullable(Float64
 _READING_TYPES = dict(READINGS)
 _VALUE_COLUMNS = ("value", "quality", "validated", "seq", "error_code")
 
-#: name -> (columns, ORDER BY, sharding key); all but readings and batches replace by key
+#: name -> (columns, ORDER BY, sharding key); every one replaces rows by key
 _TABLES: dict[str, tuple[str, str, str]] = {
     "meta": ("key String, value String", "key", "cityHash64(key)"),
     "sites": ("site String, name Nullable(String), timezone Nullable(String), "
@@ -269,17 +278,14 @@ class ClickHouseStore:
                 statements = [
                     f"CREATE TABLE IF NOT EXISTS readings{local} ("
                     + ", ".join(f"{n} {t}" for n, t in READINGS)
-                    + f") ENGINE = ReplacingMergeTree(version) PARTITION BY {month_sql('ts')}"
-                    " ORDER BY (series_id, ts)",
-                    f"CREATE TABLE IF NOT EXISTS batches{local} (batch_id UInt64, "
-                    "origin String, written_at Int64, rows Int64) "
-                    "ENGINE = MergeTree ORDER BY batch_id"]
+                    + f") ENGINE = ReplacingMergeTree(version) PARTITION BY {_PARTITION}"
+                    " ORDER BY (series_id, ts)"]
                 statements += [
                     f"CREATE TABLE IF NOT EXISTS {name}{local} ({columns}, version UInt64) "
                     f"ENGINE = ReplacingMergeTree(version) ORDER BY {order}"
                     for name, (columns, order, _) in _TABLES.items()]
                 if cluster:
-                    keys = {"readings": "series_id", "batches": "batch_id",
+                    keys = {"readings": "series_id",
                             **{name: shard_key for name, (_, _, shard_key) in _TABLES.items()}}
                     statements += [
                         f"CREATE TABLE IF NOT EXISTS {name} AS {name}_local ENGINE = "
@@ -335,9 +341,9 @@ class ClickHouseStore:
               state: Mapping[str, str] | None = None) -> WriteResult:
         """Upsert readings by (device, channel, ts); the last row of a key in `data` wins.
 
-        The rows go first, then the batch record, the sync cursors and the ``state``
-        values: a failure in between leaves rows whose cursor has not moved, which the next
-        sync fetches and replaces again."""
+        The rows go first, then the sync cursors and the ``state`` values: a failure in
+        between leaves rows whose cursor has not moved, which the next sync fetches and
+        replaces again. The write's version (its time in µs) is its batch id."""
         table = READING_SCHEMA.empty_table() if data is None else to_readings(
             data, source=source, keep_hints=True)
         # what DuckDB's constraints refuse inside its transaction, refused before any row
@@ -357,17 +363,10 @@ class ClickHouseStore:
                 ids = (known_series(table, self._catalog.index())
                        if table.num_rows <= SHORT_WRITE_ROWS else None)
                 if ids is None:
-                    series = self._ensure_catalog(table)
-                    table = to_channel_units(table, series)
+                    table, series = self._ensure_catalog(table)
                     ids = self._ids_of(table, series)
                 counts = self._store_rows(table, ids, version)
             now = _now_us()
-            self._client.insert_arrow("batches", pa.table({
-                "batch_id": pa.array([version], pa.uint64()), "origin": [origin],
-                "written_at": pa.array([now], pa.int64()),
-                "rows": pa.array([table.num_rows], pa.int64())}),
-                {"batch_id": "UInt64", "origin": "String", "written_at": "Int64",
-                 "rows": "Int64"}, self._insert_settings)
             if cursors:
                 self._insert("sync_cursors", pa.table({
                     "source": [c.source for c in cursors], "device": [c.device for c in cursors],
@@ -393,9 +392,11 @@ class ClickHouseStore:
         return np.asarray(series.column("series_id").to_numpy(), dtype=np.int64)[
             np.asarray(index.to_numpy(zero_copy_only=False), dtype=np.int64)]
 
-    def _ensure_catalog(self, table: pa.Table) -> pa.Table:
+    def _ensure_catalog(self, table: pa.Table) -> tuple[pa.Table, pa.Table]:
         """Create missing devices and channels (`new_channels` says which and of which
-        kind); return (device, channel, series_id, unit, quantity) of the table's devices."""
+        kind); return the table in its channels' units, and (device, channel, series_id,
+        unit, quantity) of the table's devices. Values their channel's unit cannot take are
+        refused before anything is created: no transaction would take the catalog back."""
         distinct = distinct_keys(table)
         names = sorted({d["device"] for d in distinct})
         stored = {str(d) for (d,) in self._rows(
@@ -403,11 +404,21 @@ class ClickHouseStore:
         sources: dict[str, str] = {}
         for item in distinct:
             sources.setdefault(item["device"], item["source"])
-        known = {(str(d), str(c)): str(k) for d, c, k in self._rows(
-            f"SELECT device, channel, kind FROM channels FINAL WHERE device IN ({_in(names)})")}
+        rows = [(str(d), str(c), int(s), str(u), str(q), str(k)) for d, c, s, u, q, k in
+                self._rows("SELECT device, channel, series_id, unit, quantity, kind FROM "
+                           f"channels FINAL WHERE device IN ({_in(names)})")]
+        known = {(d, c): k for d, c, _, _, _, k in rows}
         new, _ = new_channels(table, distinct, known)
         if new:
             self._check_ids(new)
+        rows += [(c.device, c.channel, series_id_of(c.device, c.channel), c.unit,
+                  str(c.quantity), c.kind.value) for c in new]
+        series = pa.table({"device": pa.array([r[0] for r in rows], pa.string()),
+                           "channel": pa.array([r[1] for r in rows], pa.string()),
+                           "series_id": pa.array([r[2] for r in rows], pa.int64()),
+                           "unit": pa.array([r[3] for r in rows], pa.string()),
+                           "quantity": pa.array([r[4] for r in rows], pa.string())})
+        table = to_channel_units(table, series)
         missing = [d for d in names if d not in stored]
         if missing:
             self._insert("devices", pa.table({"device": missing,
@@ -418,16 +429,7 @@ class ClickHouseStore:
             self._catalog.changed()
         elif missing:
             self._catalog.changed()
-        return self._series_of(names)
-
-    def _series_of(self, devices: Sequence[str]) -> pa.Table:
-        rows = self._rows(f"SELECT device, channel, series_id, unit, quantity FROM channels "
-                          f"FINAL WHERE device IN ({_in(devices)})")
-        return pa.table({"device": pa.array([r[0] for r in rows], pa.string()),
-                         "channel": pa.array([r[1] for r in rows], pa.string()),
-                         "series_id": pa.array([int(r[2]) for r in rows], pa.int64()),
-                         "unit": pa.array([r[3] for r in rows], pa.string()),
-                         "quantity": pa.array([r[4] for r in rows], pa.string())})
+        return table, series
 
     def _check_ids(self, channels: Sequence[Channel]) -> None:
         """Refuse a new channel whose series id another channel holds (a hash collision,
@@ -641,7 +643,7 @@ class ClickHouseStore:
         rows = self._rows(
             "SELECT c.device, c.channel, c.quantity, c.unit, c.kind, c.interval_s "
             "FROM (SELECT * FROM channels FINAL) AS c "
-            "ANY INNER JOIN (SELECT device, source FROM devices FINAL) AS d USING (device) "
+            "ALL INNER JOIN (SELECT device, source FROM devices FINAL) AS d USING (device) "
             f"WHERE {' AND '.join(clauses)} ORDER BY c.device, c.channel")
         return [Channel(d, c, q, u, ChannelKind(k), None if i is None else int(i))
                 for d, c, q, u, k, i in rows]
@@ -650,7 +652,7 @@ class ClickHouseStore:
         rows = self._rows(
             "SELECT c.series_id, c.device, c.channel, c.unit, c.kind, d.source "
             "FROM (SELECT * FROM channels FINAL) AS c "
-            "ANY INNER JOIN (SELECT device, source FROM devices FINAL) AS d USING (device) "
+            "ALL INNER JOIN (SELECT device, source FROM devices FINAL) AS d USING (device) "
             "ORDER BY c.device, c.channel")
         return [SeriesRow(int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
@@ -827,15 +829,45 @@ class ClickHouseStore:
 
     def _stream(self, plan: Plan, selection: Selection, batch_size: int) -> pa.RecordBatchReader:
         """Stream each planned series within (lower, upper] in epoch µs, a batch per
-        query: each resumes after the last row of the one before (bounded memory)."""
+        query: each resumes after the last row of the one before (bounded memory). A few
+        series that hold a batch between them come in one query."""
         where = self._time_filter(selection)
         columns = {"ts": "Int64", "value": "Nullable(Float64)", "quality": _QUALITY,
                    "seq": "Nullable(Int64)", "error_code": "Nullable(String)",
                    "validated": "UInt8"}
 
+        def bounds(lower: int | None, upper: int | None) -> str:
+            return (("" if lower is None else f" AND ts > {lower}")
+                    + ("" if upper is None else f" AND ts <= {upper}"))
+
+        def together() -> list[pa.RecordBatch] | None:
+            """The whole plan from one query, or None when it holds more than a batch."""
+            each = " OR ".join(f"(series_id = {item.series_id}{bounds(lower, upper)})"
+                               for item, lower, upper in plan)
+            table = self._client.query_arrow(
+                f"SELECT series_id, ts, value, quality, seq, error_code, validated FROM "
+                f"readings FINAL WHERE ({each}) AND {where} ORDER BY series_id, ts "
+                f"LIMIT {batch_size + 1}", columns={"series_id": "Int64", **columns})
+            if table.num_rows > batch_size:
+                return None
+            ids = column(table, "series_id", np.int64)
+            found = []
+            for item, _, _ in plan:  # in the plan's (device, channel) order
+                lo, hi = np.searchsorted(ids, item.series_id, "left"), np.searchsorted(
+                    ids, item.series_id, "right")
+                if hi > lo:
+                    found += reading_batch_table(table.slice(int(lo), int(hi - lo)).drop_columns(
+                        ["series_id"]), item).to_batches()
+            return found
+
         def batches() -> Iterator[pa.RecordBatch]:
+            if 1 < len(plan) <= _SERIES_TOGETHER:
+                found = together()
+                if found is not None:
+                    yield from found
+                    return
             for item, lower, upper in plan:
-                bound = "" if upper is None else f" AND ts <= {upper}"
+                bound = bounds(None, upper)
                 after = lower
                 while True:
                     start = "" if after is None else f" AND ts > {after}"
