@@ -104,12 +104,16 @@ NewURL = Callable[[], str]
 
 
 @pytest.fixture
-def new_store_url(backend: str, request: pytest.FixtureRequest,
-                  tmp_path_factory: pytest.TempPathFactory) -> NewURL:
+def new_store_url(backend: str, request: pytest.FixtureRequest) -> NewURL:
     """A factory of URLs of new, empty stores of the test's ``backend``: a DuckDB file, a
     database on the single ClickHouse server, or one on the two-shard cluster."""
+    return store_urls(backend, request)
+
+
+def store_urls(backend: str, request: pytest.FixtureRequest) -> NewURL:
+    """`new_store_url` for any backend (a test may want stores of several)."""
     if backend == "duckdb":
-        folder = tmp_path_factory.mktemp("store")
+        folder = request.getfixturevalue("tmp_path_factory").mktemp("store")
         numbers = iter(range(1_000_000))
         return lambda: f"duckdb:///{folder / f'store{next(numbers)}.duckdb'}"
     make: MakeDatabase = request.getfixturevalue("clickhouse_database")
@@ -135,7 +139,10 @@ def _chdb_urls(request: pytest.FixtureRequest) -> NewURL:
     monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
 
     def client(url: ClickHouseURL | str, **options: Any) -> ClickHouseClient:
-        return ClickHouseClient(url, transport=transport, **options)
+        where = url if isinstance(url, ClickHouseURL) else ClickHouseURL.parse(url)
+        if where.host == "chdb":
+            options["transport"] = transport
+        return ClickHouseClient(where, **options)
 
     monkeypatch.setattr(clickhouse_store, "ClickHouseClient", client)
     made: list[str] = []
