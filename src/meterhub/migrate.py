@@ -117,10 +117,13 @@ def _copy(source: Store, target: Store, selection: Selection, batch_rows: int,
             on_progress(progress)
 
     for batch in source.scan(selection):
-        pending.append(batch)
-        size += batch.num_rows
-        if size >= batch_rows:
-            flush()
+        while batch.num_rows:  # writes of batch_rows exactly, whatever the scan's batches
+            part = batch.slice(0, batch_rows - size)
+            batch = batch.slice(part.num_rows)
+            pending.append(part)
+            size += part.num_rows
+            if size >= batch_rows:
+                flush()
     flush()
     return copied, digest
 
