@@ -66,6 +66,7 @@ from meterhub.store.aggregation import (
     check_functions,
     column,
     counter_sums,
+    order_by_series_and_time,
 )
 from meterhub.store.aggregation import empty as empty_aggregate
 from meterhub.store.base import (
@@ -978,7 +979,9 @@ class ClickHouseStore:
 
     def _counter_buckets(self, selection: Selection, ids: Sequence[int], size: Every,
                          transitions: list[tuple[int, int]]) -> pa.Table:
-        """Counter consumption, from the rows sorted by (series, time), in NumPy."""
+        """Counter consumption, from the rows sorted by (series, time), in NumPy (sorted
+        here: 18.16 sorts an ORDER BY in full, even on the table's own order, and that took
+        most of the time)."""
         inner = [f"series_id IN ({_ids(ids)})", _GOOD, _IN_RANGE]
         # right-closed buckets: readings in (start, end] plus the last one at/before start
         if selection.start is not None:
@@ -987,11 +990,14 @@ class ClickHouseStore:
             inner.append(f"ts <= {epoch_us(selection.end)}")
         types = {"series_id": "Int64", "t": "Int64", "value": "Nullable(Float64)"}
         rows = self._client.query_arrow(
-            f"SELECT series_id, ts AS t, value FROM readings FINAL WHERE {' AND '.join(inner)} "
-            "ORDER BY series_id, ts", columns=types)
+            f"SELECT series_id, ts AS t, value FROM readings FINAL WHERE {' AND '.join(inner)}",
+            columns=types)
         sid, t = column(rows, "series_id", np.int64), column(rows, "t", np.int64)
         value = np.asarray(rows.column("value").to_numpy(zero_copy_only=False),
                            dtype=np.float64)
+        order = order_by_series_and_time(sid, t)
+        if order is not None:
+            sid, t, value = sid[order], t[order], value[order]
         if selection.start is not None:
             before = self._client.query_arrow(
                 f"SELECT series_id, max(ts) AS t, argMax(value, ts) AS value FROM ("
