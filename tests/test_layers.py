@@ -16,7 +16,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                     "meterhub.clock", "meterhub.keys", "meterhub.encode", "meterhub.display"}),
     ("store", {"meterhub.store"}),
     ("hub", {"meterhub", "meterhub.hub", "meterhub.ingest", "meterhub.fileio",
-             "meterhub.http"}),
+             "meterhub.http", "meterhub.migrate"}),
     ("dsmr", {"meterhub.dsmr"}),
     ("sources", {"meterhub.sources", "meterhub.emulators", "meterhub.demo"}),
     ("config and sync", {"meterhub.config", "meterhub.sync"}),

@@ -94,7 +94,8 @@ def test_the_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_every_configuration_example_parses() -> None:
     examples = re.findall(r"```toml\n(.*?)```", README, re.S)
     assert len(examples) >= 4
-    environ = {**os.environ, "ZENTRA_TOKEN": "t", "DSMR_READER_KEY": "k"}
+    environ = {**os.environ, "ZENTRA_TOKEN": "t", "DSMR_READER_KEY": "k",
+               "CLICKHOUSE_PASSWORD": "p"}
     for text in examples:
         data = tomllib.loads(text)
         parse(data, environ=environ)
@@ -120,6 +121,8 @@ ELSEWHERE = {
                                "emulators_over_http",
     "meterhub serve": "tests/test_cli_api.py::test_serve_answers_over_loopback_and_refuses_"
                       "revoked_keys",
+    "meterhub migrate --from duckdb:///meterhub.duckdb --to clickhouse://localhost:8123/meterhub":
+        "tests/test_migrate.py::test_the_command_copies_verifies_and_resumes",
 }
 #: sections whose commands this file runs itself
 RUN_HERE = ("A short tour", "Smart meters (DSMR P1)", "Configuration and sync", "REST API")
