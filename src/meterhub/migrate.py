@@ -62,80 +62,102 @@ def migrate(source: Store, target: Store, *,
     target.upsert_devices(source.devices())
     channels = source.channels()
     target.upsert_channels(channels)
-    progress = Progress(series_total=len(channels),
-                        readings_total=source.count(Selection()))
-    for channel in channels:
-        one = Selection(devices=[channel.device], channels=[channel.channel])
-        wanted = source.count(one)
-        name = f"{channel.device}/{channel.channel}"
-        held = target.count(one)
-        if held == wanted and checksum(source.scan(one)) == checksum(target.scan(one)):
-            result.series_present += 1
-            result.readings_present += wanted
-            progress.readings += wanted
-        else:
-            copied, digest = _copy(source, target, one, batch_rows, progress, on_progress)
-            result.series_copied += 1
-            result.readings_copied += copied
-            if target.count(one) != copied or checksum(target.scan(one)) != digest:
-                result.mismatched.append(name)
+    wanted, held = _counts(source), _counts(target)
+    progress = Progress(series_total=len(channels), readings_total=sum(wanted.values()))
+    keys = [(c.device, c.channel) for c in channels]
+    # a series the target holds in the same number may be there already: compare checksums
+    maybe = [key for key in keys if held.get(key, 0) == wanted.get(key, 0)]
+    digests = {key: digest(source.scan(_one(key))) for key in maybe if wanted.get(key)}
+    present = {key for key in maybe
+               if not wanted.get(key) or digest(target.scan(_one(key))) == digests[key]}
+    for key in present:
+        result.series_present += 1
+        result.readings_present += wanted.get(key, 0)
+        progress.readings += wanted.get(key, 0)
         progress.series += 1
-        if on_progress is not None:
-            on_progress(progress)
+    copy = [key for key in keys if key not in present]
+    sums = _copy(source, target, copy, batch_rows, progress, on_progress)
+    for key in copy:  # verified as the target stores them
+        result.series_copied += 1
+        result.readings_copied += wanted.get(key, 0)
+        if digest(target.scan(_one(key))) != (wanted.get(key, 0), sums.get(key, 0)):
+            result.mismatched.append(f"{key[0]}/{key[1]}")
     cursors = source.cursors()
     state = source.state_values()
     target.write(None, cursors=cursors, state=state, origin="migrate")
     result.cursors, result.state_values = len(cursors), len(state)
-    present = {key.key_id for key in target.api_keys()}
-    for key in source.api_keys():
-        if key.key_id not in present:
-            target.add_key(key)
+    have = {api_key.key_id for api_key in target.api_keys()}
+    for api_key in source.api_keys():
+        if api_key.key_id not in have:
+            target.add_key(api_key)
             result.keys_copied += 1
     return result
 
 
-def _copy(source: Store, target: Store, selection: Selection, batch_rows: int,
+def _one(key: tuple[str, str]) -> Selection:
+    return Selection(devices=[key[0]], channels=[key[1]])
+
+
+def _counts(store: Store) -> dict[tuple[str, str], int]:
+    """Readings per (device, channel), from one statistics read."""
+    stats = store.channel_stats()
+    return {(d, c): int(n) for d, c, n in zip(stats.column("device").to_pylist(),
+                                              stats.column("channel").to_pylist(),
+                                              stats.column("readings").to_pylist(),
+                                              strict=True)}
+
+
+def _copy(source: Store, target: Store, keys: list[tuple[str, str]], batch_rows: int,
           progress: Progress, on_progress: Callable[[Progress], None] | None
-          ) -> tuple[int, int]:
-    """Copy one series in writes of up to ``batch_rows``; (readings, their checksum)."""
-    copied, digest = 0, 0
+          ) -> dict[tuple[str, str], int]:
+    """Copy these series in writes of ``batch_rows`` readings (a write may span series: a
+    store of many small series is not a write each); each series' checksum as read."""
+    sums: dict[tuple[str, str], int] = {}
     pending: list[pa.RecordBatch] = []
     size = 0
 
     def flush() -> None:
-        nonlocal copied, digest, size
+        nonlocal size
         if not pending:
             return
         table = pa.Table.from_batches(pending, READING_SCHEMA)
         target.write(table, origin="migrate")
-        copied += table.num_rows
-        digest = (digest + _row_sum(table)) & 0xFFFFFFFFFFFFFFFF
         progress.readings += table.num_rows
         pending.clear()
         size = 0
         if on_progress is not None:
             on_progress(progress)
 
-    for batch in source.scan(selection):
-        while batch.num_rows:  # writes of batch_rows exactly, whatever the scan's batches
-            part = batch.slice(0, batch_rows - size)
-            batch = batch.slice(part.num_rows)
-            pending.append(part)
-            size += part.num_rows
-            if size >= batch_rows:
-                flush()
+    for key in keys:
+        for batch in source.scan(_one(key)):
+            sums[key] = (sums.get(key, 0) + _row_sum(pa.Table.from_batches([batch]))
+                         ) & 0xFFFFFFFFFFFFFFFF
+            while batch.num_rows:  # writes of batch_rows exactly, whatever the scan's batches
+                part = batch.slice(0, batch_rows - size)
+                batch = batch.slice(part.num_rows)
+                pending.append(part)
+                size += part.num_rows
+                if size >= batch_rows:
+                    flush()
+        progress.series += 1
     flush()
-    return copied, digest
+    return sums
 
 
 def checksum(batches: Iterable[pa.RecordBatch]) -> int:
     """An order-free checksum of readings: the sum, modulo 2**64, of a mix of each row's
     time, value, quality, validated flag, seq and error code (vectorised; the few distinct
     texts are hashed once each)."""
-    total = 0
+    return digest(batches)[1]
+
+
+def digest(batches: Iterable[pa.RecordBatch]) -> tuple[int, int]:
+    """How many readings, and their `checksum`, from one read."""
+    rows = total = 0
     for batch in batches:
+        rows += batch.num_rows
         total = (total + _row_sum(pa.Table.from_batches([batch]))) & 0xFFFFFFFFFFFFFFFF
-    return total
+    return rows, total
 
 
 def _row_sum(table: pa.Table) -> int:
