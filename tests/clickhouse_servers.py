@@ -33,6 +33,10 @@ SINGLE_TIMEZONE = "Australia/Lord_Howe"
 CLUSTER_SHARDS = (("127.0.0.2", "Asia/Kolkata"), ("127.0.0.3", "America/New_York"))
 CLUSTER_HOSTS = tuple(host for host, _ in CLUSTER_SHARDS)
 START_TIMEOUT = 15.0
+#: a second user, with a password (every server has it): tests of stores whose URL holds a
+#: password use it. The password holds what a URL must percent-encode ('/', '@', '#').
+SECRET_USER = "meterhub_secret"
+SECRET_PASSWORD = "Zq8s3cr3t/Vw7k@Kp9m#Xy4t"
 # another worker may take a port between our bind test and the server's own bind: try again
 START_ATTEMPTS = 3
 
@@ -198,7 +202,8 @@ def launch(
     # a fresh directory per start: an earlier attempt's status file or data must not linger
     shutil.rmtree(dir, ignore_errors=True)
     (dir / "log").mkdir(parents=True)
-    (dir / "users.xml").write_text(USERS_XML)
+    (dir / "users.xml").write_text(USERS_XML.replace("{secret_user}", SECRET_USER)
+                                   .replace("{secret_password}", escape(SECRET_PASSWORD)))
     config = dir / "config.xml"
     config.write_text(
         CONFIG_XML.format(
@@ -330,6 +335,15 @@ USERS_XML = """<yandex>
       <profile>default</profile>
       <quota>default</quota>
     </default>
+    <{secret_user}>
+      <password>{secret_password}</password>
+      <networks>
+        <ip>127.0.0.0/8</ip>
+        <ip>::1</ip>
+      </networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </{secret_user}>
   </users>
   <quotas>
     <default>

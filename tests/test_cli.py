@@ -219,10 +219,13 @@ def test_config_check_names_the_bad_key(tmp_path: Path) -> None:
     assert "source[lab].login_pass: is required" in result.output
 
 
-def demo_toml(urls: dict[str, str], store: Path, climkit_meter: bool = True) -> str:
+def demo_toml(urls: dict[str, str], store: Path | str, climkit_meter: bool = True) -> str:
+    """A meterhub.toml for the emulators at ``urls``; ``store`` is a DuckDB file's path, or
+    (a str) any store URL."""
+    url = store if isinstance(store, str) else f"duckdb:///{store}"
     return f"""
 [store]
-url = "duckdb:///{store}"
+url = "{url}"
 
 [[source]]
 name = "tahmo"

@@ -10,6 +10,8 @@ import pytest
 from meterhub.config import ConfigError, load, parse
 from meterhub.errors import StoreError
 from meterhub.store import SCHEMES, open_store
+from tests.clickhouse_fixtures import MakeDatabase
+from tests.clickhouse_servers import ClickHouseServer
 
 ZENTRA = {"name": "tahmo", "type": "zentra", "base_url": "https://tahmo.zentracloud.com",
           "token": "t", "devices": ["z6-12345"]}
@@ -43,17 +45,22 @@ def test_a_zentra_source_needs_its_devices_and_is_told_why(devices: list[str] | 
 
 def test_an_unsupported_store_url_names_its_scheme_and_never_the_url() -> None:
     message = refusal({"store": {"url": "postgres://meter:s3cret@db.example/hub"}})
-    assert message == ("store.url: scheme 'postgres' is not supported; use one of duckdb "
-                       "(e.g. duckdb:///path/file.duckdb)")
+    assert message == ("store.url: scheme 'postgres' is not supported; use one of duckdb, "
+                       "clickhouse (e.g. duckdb:///path/file.duckdb)")
     assert refusal({"store": {"url": "hub.sqlite"}}) == (
-        "store.url: no scheme is not supported; use one of duckdb "
+        "store.url: no scheme is not supported; use one of duckdb, clickhouse "
         "(e.g. duckdb:///path/file.duckdb)")
     for url in ("duckdb:///data/hub.duckdb", "hub.duckdb", "duckdb:///:memory:"):
         assert parse({"store": {"url": url}}, environ={}).store.url == url
 
 
-def test_the_config_accepts_exactly_the_schemes_open_store_opens(tmp_path: Path) -> None:
-    examples = {"duckdb": f"duckdb:///{tmp_path / 'hub.duckdb'}"}
+def test_the_config_accepts_exactly_the_schemes_open_store_opens(
+        tmp_path: Path, clickhouse_single: ClickHouseServer,
+        clickhouse_database: MakeDatabase) -> None:
+    examples = {"duckdb": f"duckdb:///{tmp_path / 'hub.duckdb'}",
+                "clickhouse": f"clickhouse://{clickhouse_single.host}:"
+                              f"{clickhouse_single.http_port}/"
+                              f"{clickhouse_database(clickhouse_single)}"}
     for scheme in SCHEMES:
         open_store(examples[scheme]).close()  # a new backend needs an example here
     with pytest.raises(StoreError, match="unsupported store URL"):

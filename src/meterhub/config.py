@@ -46,6 +46,13 @@ class StoreSettings(BaseModel):
             named = f"scheme {scheme!r}" if scheme else "no scheme"
             raise ValueError(f"{named} is not supported; use one of "
                              f"{', '.join(SCHEMES)} (e.g. duckdb:///path/file.duckdb)")
+        if scheme == "clickhouse":  # read now, so that `config check` finds what is wrong
+            from meterhub.store.clickhouse_http import ClickHouseURL
+
+            try:
+                ClickHouseURL.parse(value)
+            except MeterhubError as exc:  # its messages never show the password
+                raise ValueError(str(exc)) from None
         return value
 
 

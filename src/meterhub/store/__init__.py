@@ -53,7 +53,9 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
 def shown_url(url: str) -> str:
     """A store URL as a message or log may show it: its password, if any, as ``***``."""
     scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        credentials, _, host = rest.partition("@")
+    # up to the last '@': a password left unencoded may hold '/', '?', '#' or '@' (as one
+    # interpolated from the environment may), and all of it must be hidden
+    if sep and not rest.startswith("/") and "@" in rest:
+        credentials, _, host = rest.rpartition("@")
         return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
     return url
