@@ -171,7 +171,8 @@ def report(args: argparse.Namespace, writes: dict[str, Any], answers: dict[Any, 
         "## Scale-out: DuckDB, a ClickHouse server and a two-shard cluster",
         "",
         f"Machine: {machine()}; ClickHouse 18.16.1 (Debian's clickhouse-server), data on disk.",
-        f"Command: `python bench/clickhouse.py` ({seconds:.0f} s in all). Times are median "
+        f"Command: `{' '.join(['python bench/clickhouse.py', *sys.argv[1:]])}` "
+        f"({seconds:.0f} s in all). Times are median "
         "(min-max); every backend ran in the same process on the same data.",
         "",
         "| case | backend | time | rate or ratio to DuckDB | target | met |",

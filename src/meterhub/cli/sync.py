@@ -194,8 +194,10 @@ def serve_api(hub: Hub, settings: Any, host: str | None, port: int | None,
     out.print(f"meterhub API on http://{shown}:{actual}/api/v1 (docs at /docs{pages}) over "
               f"{hub.url}; stop with Ctrl-C", soft_wrap=True, markup=False, highlight=False)
     if not any(k.active for k in hub.store.api_keys()):
-        out.print("no API keys yet: stop the server and run `meterhub keys create --name me "
-                  "--scope admin`", soft_wrap=True, markup=False, highlight=False)
+        # a shared store takes a key made by another process while this one serves
+        how = ("run" if hub.store.shared else "stop the server and run")
+        out.print(f"no API keys yet: {how} `meterhub keys create --name me --scope admin`",
+                  soft_wrap=True, markup=False, highlight=False)
     out.file.flush()
     server.run(sockets=[sock])
 

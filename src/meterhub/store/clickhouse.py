@@ -464,17 +464,16 @@ class ClickHouseStore:
                         .to_numpy(), dtype=np.int64)
         order = last_of_each_key(ids, ts)
         sid, t = ids[order], ts[order]
-        rows = table.take(pa.array(order)).select(list(_VALUE_COLUMNS))
         stored = self._stored(sid, t)
+        # sorted by key: ClickHouse sorts each part it writes, slower than a take here
+        rows = table.take(pa.array(order))
+        out = _stored_columns(rows, sid, t)
+        if not stored.num_rows:  # a backfill of new data: nothing to compare
+            self._insert("readings", out, _READING_TYPES, version)
+            return len(order), len(order), 0, 0
         existing, same = _matches(sid, t, rows, stored)
-        keep = ~same
-        out = pa.table({
-            "series_id": pa.array(sid[keep]), "ts": pa.array(t[keep]),
-            "value": rows.column("value").filter(pa.array(keep)),
-            "quality": rows.column("quality").filter(pa.array(keep)),
-            "validated": rows.column("validated").filter(pa.array(keep)).cast(pa.uint8()),
-            "seq": rows.column("seq").filter(pa.array(keep)),
-            "error_code": rows.column("error_code").filter(pa.array(keep))})
+        if same.any():  # unchanged rows stay as they are stored
+            out = out.filter(pa.array(~same))
         if out.num_rows:
             self._insert("readings", out, _READING_TYPES, version)
         written = len(order)
@@ -1040,6 +1039,15 @@ class ClickHouseStore:
             for shard in shards:
                 if shard is not self._client:
                     shard.close()
+
+
+def _stored_columns(rows: pa.Table, sid: npt.NDArray[np.int64],
+                    ts: npt.NDArray[np.int64]) -> pa.Table:
+    """A write's rows as the readings table holds them (its version is added on insert)."""
+    return pa.table({"series_id": pa.array(sid), "ts": pa.array(ts),
+                     "value": rows.column("value"), "quality": rows.column("quality"),
+                     "validated": rows.column("validated").cast(pa.uint8()),
+                     "seq": rows.column("seq"), "error_code": rows.column("error_code")})
 
 
 def reading_batch_table(table: pa.Table, item: SeriesRow) -> pa.Table:
