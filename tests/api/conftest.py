@@ -1,11 +1,14 @@
-"""An API over a real DuckDB file, keys of every scope, and a client that calls it in-process."""
+"""An API over a new store of every backend (a DuckDB file, a ClickHouse server, a two-shard
+ClickHouse cluster: `tests.clickhouse_fixtures`), keys of every scope, and a client that calls
+it in-process. tests/dsmr use the `api` fixture too, over the DuckDB `store_url` of
+tests/conftest.py."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +21,8 @@ import meterhub
 from meterhub.api import create_app
 from meterhub.hub import Hub
 from meterhub.keys import new_key
+from tests.clickhouse_fixtures import BACKENDS, NewURL
+from tests.clickhouse_servers import CLUSTER, ClickHouseServer
 
 START = pd.Timestamp("2024-10-26T00:00:00Z")
 
@@ -78,9 +83,51 @@ class Api:
     client: Client  # with the read key
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    with meterhub.open(f"duckdb:///{tmp_path / 'api.duckdb'}") as hub:
+def store_url(new_store_url: NewURL) -> str:
+    return new_store_url()
+
+
+@pytest.fixture(scope="module")
+def module_store_url(backend: str, request: pytest.FixtureRequest,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[NewURL]:
+    """`new_store_url` for module-scoped fixtures (a live server over one store for all of
+    a module's tests): the module parametrises a module-scoped ``backend`` of its own; the
+    ClickHouse databases are dropped when the module's tests of that backend are done."""
+    if backend == "duckdb":
+        folder = tmp_path_factory.mktemp("store")
+        numbers = iter(range(1_000_000))
+        yield lambda: f"duckdb:///{folder / f'store{next(numbers)}.duckdb'}"
+        return
+    if backend not in BACKENDS:
+        raise ValueError(f"no store backend {backend!r}: one of {', '.join(BACKENDS)}")
+    servers: list[ClickHouseServer] = (
+        [request.getfixturevalue("clickhouse_single")] if backend == "clickhouse"
+        else request.getfixturevalue("clickhouse_cluster"))
+    query = "" if backend == "clickhouse" else f"?cluster={CLUSTER}"
+    made: list[str] = []
+
+    def url() -> str:
+        name = f"meterhub_test_{uuid.uuid4().hex[:12]}"
+        made.append(name)
+        for server in servers:
+            server.query(f"CREATE DATABASE IF NOT EXISTS {name}")
+        return f"clickhouse://{servers[0].host}:{servers[0].http_port}/{name}{query}"
+
+    yield url
+    for name in made:
+        for server in servers:
+            server.query(f"DROP DATABASE IF EXISTS {name}")
+
+
+@pytest.fixture
+def api(store_url: str) -> Iterator[Api]:
+    with meterhub.open(store_url) as hub:
         hub.write(sample_frame(), source="lab")
         keys = {}
         for scope in ("read", "write", "admin"):

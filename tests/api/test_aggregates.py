@@ -81,9 +81,9 @@ def test_gaps_lists_what_the_store_finds(api: Api) -> None:
     kept = api.hub.readings(device="ws1", as_="arrow")
     ts = kept.column("ts").to_pandas()
     hole = (ts >= pd.Timestamp("2024-10-26T10:00Z")) & (ts < pd.Timestamp("2024-10-26T11:00Z"))
-    api.hub.store._con.execute(  # simulate readings that never arrived
-        "DELETE FROM readings WHERE ts >= '2024-10-26 10:00' AND ts < '2024-10-26 11:00' "
-        "AND series_id = (SELECT series_id FROM channels WHERE device = 'ws1')")
+    # simulate readings that never arrived (through the store, whichever its backend)
+    assert api.hub.delete(device="ws1", start="2024-10-26T10:00Z",
+                          end="2024-10-26T11:00Z") == 6
     assert int(hole.sum()) == 6
     body = api.client.get("/api/v1/gaps", params={"device": "ws1"}).json()["data"]
     kinds = {g["kind"]: g for g in body}

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from meterhub.api import create_app
 from meterhub.config import parse
 from meterhub.errors import AuthError
 from tests.api.conftest import Api, Client
+from tests.clickhouse_fixtures import NewURL
 
 
 def test_devices_and_their_source_filter(api: Api) -> None:
@@ -94,7 +93,7 @@ def test_sources_say_how_fresh_they_are_and_when_they_are_stale(api: Api) -> Non
     assert lab["stale"] is True
 
 
-def test_channel_times_are_utc_whatever_the_hosts_zone(tmp_path: Path) -> None:
+def test_channel_times_are_utc_whatever_the_hosts_zone(new_store_url: NewURL) -> None:
     # stored times are UTC; a server in Amsterdam once read them as Amsterdam times, an
     # hour off, and every source's lag with them
     import os
@@ -103,14 +102,14 @@ def test_channel_times_are_utc_whatever_the_hosts_zone(tmp_path: Path) -> None:
 
     script = """
 import sys, pandas as pd, meterhub
-with meterhub.open(f"duckdb:///{sys.argv[1]}") as hub:
+with meterhub.open(sys.argv[1]) as hub:
     hub.write(pd.DataFrame({"device": ["d"], "channel": ["c"], "unit": ["W"],
                             "ts": [pd.Timestamp("2024-10-28T23:50:00Z")], "value": [1.0],
                             "kind": ["instant"]}), source="s")
     print(hub.channels(as_="arrow").column("last_ts")[0].as_py().isoformat())
 """
     for zone in ("Europe/Amsterdam", "America/New_York", "UTC"):
-        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / f"{zone[:6]}.db")],
+        done = subprocess.run([sys.executable, "-c", script, new_store_url()],
                               env={**os.environ, "TZ": zone}, capture_output=True, text=True,
                               timeout=60, check=True)
         assert done.stdout.strip() == "2024-10-28T23:50:00+00:00", (zone, done.stdout)

@@ -5,6 +5,7 @@ what should not be there."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,8 +22,13 @@ import pytest
 import meterhub
 from meterhub.api import create_app
 from meterhub.keys import new_key
+from meterhub.model import TS_MAX, TS_MIN
+from meterhub.store.clickhouse_http import ClickHouseClient
+from meterhub.store.duckdb import path_from_url
+from meterhub.timebase import epoch_us
 from tests.api.conftest import Client, sample_frame
 from tests.api.live import served
+from tests.clickhouse_fixtures import BACKENDS, NewURL
 from tests.store.hostile import HOSTILE_TIMES, plant
 
 READS = [
@@ -58,20 +64,48 @@ class Served:
     key: str
 
 
+#: `HOSTILE_TIMES` as the ClickHouse store keeps times, in Int64 µs since the epoch (year 0,
+#: year 1, the last second of 9999, far beyond any calendar, the two instants just outside
+#: the range); the ends of Int64 stand for DuckDB's infinities
+HOSTILE_US = (-62135600400000000, epoch_us(dt.datetime(1, 1, 1, tzinfo=dt.UTC)),
+              epoch_us(dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)),
+              6000000000000000000, 2**63 - 1, -2**63, epoch_us(TS_MIN) - 1, epoch_us(TS_MAX))
+
+
+def plant_in(url: str) -> int:
+    """`plant` for a store of any backend (no process may hold a DuckDB file): one ok
+    reading per hostile time in every channel, inserted past the store's checks."""
+    if url.startswith("duckdb:"):
+        return plant(Path(path_from_url(url)))
+    with ClickHouseClient(url) as client:
+        ids = [int(row[0]) for row in client.query_rows("SELECT series_id FROM channels FINAL")]
+        rows = ", ".join(f"({series_id}, {us}, 1.0, 'ok', 0, NULL, NULL, 1)"
+                         for series_id in ids for us in HOSTILE_US)
+        # through the Distributed table on a cluster: each row to its series' shard, at once
+        client.execute("INSERT INTO readings (series_id, ts, value, quality, validated, seq, "
+                       f"error_code, version) VALUES {rows}", {"insert_distributed_sync": 1})
+    return len(ids) * len(HOSTILE_US)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """Both stores written, the rows planted while no process held the file, then each
+def live(module_store_url: NewURL) -> Iterator[Served]:
+    """Both stores written, the rows planted while no process held the store, then each
     opened again (a restart) and served by uvicorn on loopback, with the same read key."""
-    folder = tmp_path_factory.mktemp("hostile")
     record, key = new_key("reader", "read", "1000000/minute")
+    urls = {}
     for name in ("clean", "hostile"):
-        with meterhub.open(f"duckdb:///{folder / name}.duckdb") as hub:
+        urls[name] = module_store_url()
+        with meterhub.open(urls[name]) as hub:
             hub.write(sample_frame(), source="lab")
             hub.store.add_key(record)
             hub.store.record_sync("lab", "ws1", readings=1)
-    plant(folder / "hostile.duckdb")
-    with meterhub.open(f"duckdb:///{folder / 'clean.duckdb'}") as clean, \
-            meterhub.open(f"duckdb:///{folder / 'hostile.duckdb'}") as hostile, \
+    plant_in(urls["hostile"])
+    with meterhub.open(urls["clean"]) as clean, meterhub.open(urls["hostile"]) as hostile, \
             served(create_app(clean)) as clean_base, served(create_app(hostile)) as base:
         yield Served(clean_base, base, key)
 
@@ -143,12 +177,11 @@ class Admin:
 
 
 @pytest.fixture
-def admin(tmp_path: Path) -> Iterator[Admin]:
-    path = tmp_path / "api.duckdb"
-    with meterhub.open(f"duckdb:///{path}") as hub:
+def admin(store_url: str) -> Iterator[Admin]:
+    with meterhub.open(store_url) as hub:
         hub.write(sample_frame(), source="lab")
-    plant(path)
-    with meterhub.open(f"duckdb:///{path}") as hub:
+    assert plant_in(store_url) == 2 * len(HOSTILE_TIMES)
+    with meterhub.open(store_url) as hub:
         keys = {}
         for scope in ("read", "write", "admin"):
             record, text = new_key(f"{scope}-key", scope)

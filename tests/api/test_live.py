@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -15,6 +15,7 @@ from meterhub.api import create_app
 from meterhub.keys import new_key
 from meterhub.model import READING_SCHEMA
 from tests.api.live import served
+from tests.clickhouse_fixtures import BACKENDS, NewURL
 
 ROWS_PER_SERIES = 250_000
 
@@ -34,10 +35,14 @@ def million_rows() -> pa.Table:
     return pa.concat_tables(parts)
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    path: Path = tmp_path_factory.mktemp("live") / "million.duckdb"
-    with meterhub.open(f"duckdb:///{path}") as hub:
+def live(module_store_url: NewURL) -> Iterator[tuple[str, str]]:
+    with meterhub.open(module_store_url()) as hub:
         hub.write(million_rows())
         record, text = new_key("pager", "read")
         hub.store.add_key(record)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from meterhub.api import create_app
 from meterhub.keys import new_key
 from tests.api.conftest import sample_frame
 from tests.api.live import served
+from tests.clickhouse_fixtures import BACKENDS, NewURL
 
 AUTH: dict[str, str] = {}
 BASE: dict[str, str] = {}
@@ -28,10 +28,14 @@ with meterhub.open("duckdb:///:memory:") as _spec_hub:
     schema = schemathesis.openapi.from_dict(create_app(_spec_hub).openapi())
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module", autouse=True)
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    path: Path = tmp_path_factory.mktemp("openapi") / "api.duckdb"
-    with meterhub.open(f"duckdb:///{path}") as hub:
+def live_server(module_store_url: NewURL) -> Iterator[None]:
+    with meterhub.open(module_store_url()) as hub:
         hub.write(sample_frame(), source="lab")
         record, text = new_key("fuzz", "admin", "1000000/minute")
         hub.store.add_key(record)

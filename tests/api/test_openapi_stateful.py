@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +32,7 @@ from tests.api.conftest import sample_frame
 from tests.api.live import served
 from tests.api.stateful import run_seeded
 from tests.api.test_openapi import _malformed
+from tests.clickhouse_fixtures import BACKENDS, NewURL
 
 PUSH = "POST /api/v1/readings"
 SCENARIOS, STEPS, RUNS = 40, 8, 6  #: scenarios in all, steps in each, runs at most
@@ -110,11 +110,16 @@ def flatmap_case(context: Any, case: Any) -> Any:
     return st.just(case)
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module", autouse=True)
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    path: Path = tmp_path_factory.mktemp("stateful") / "api.duckdb"
-    with meterhub.open(f"duckdb:///{path}") as hub:
+def live_server(module_store_url: NewURL) -> Iterator[None]:
+    with meterhub.open(module_store_url()) as hub:
         hub.write(sample_frame(), source="lab")
+        COUNTS.update(scenarios=0, pushes=0, readings=0)  # each backend's run counts anew
         app = create_app(hub)
         SERVED.update(app=app, hub=hub)
         _new_admin_key()

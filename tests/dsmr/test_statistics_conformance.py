@@ -30,7 +30,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -203,10 +202,11 @@ class Meter:
 
 
 @pytest.fixture
-def meter(tmp_path: Path) -> Iterator[Any]:
+def meter(store_url: str) -> Iterator[Any]:
     """``meter(readings, now, **dsmr)``: a meterhub whose DSMR-reader paths tell the time by
-    a clock standing at ``now``, with the readings pushed as telegrams through v1."""
-    with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
+    a clock standing at ``now``, with the readings pushed as telegrams through v1. Its store
+    is the ``store_url`` fixture's: a DuckDB file here, every backend in tests/api."""
+    with meterhub.open(store_url) as hub:
         keys = {}
         for scope in ("read", "write"):
             record, text = new_key(f"{scope}-key", scope)
