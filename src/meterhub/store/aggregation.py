@@ -10,20 +10,102 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from meterhub.errors import InputError
 from meterhub.model import TS_TYPE, ChannelKind
-from meterhub.store.base import COUNTER_FUNCTIONS, DELTA_FUNCTIONS, INSTANT_FUNCTIONS
-from meterhub.store.buckets import GRID_US, bucket_edges, bucket_numpy, label_buckets
+from meterhub.store.base import COUNTER_FUNCTIONS, DELTA_FUNCTIONS, INSTANT_FUNCTIONS, Selection
+from meterhub.store.buckets import DAY_US, GRID_US, bucket_edges, bucket_numpy, label_buckets
 from meterhub.store.catalog import SeriesRow
-from meterhub.timebase import Every
+from meterhub.store.reads import query_range
+from meterhub.timebase import Every, offset_transitions, parse_every
 
 ERRORS = "errors"  #: the aggregate function any kind has on request: its sensor errors
+
+Transitions = list[tuple[int, int]]
+
+
+class Bucketing(Protocol):
+    """What a backend computes for `aggregate`, per kind, in its own engine."""
+
+    def _data_range(self, series: Sequence[SeriesRow]) -> tuple[int, int] | None:
+        """The first and last stored µs of these series, None when they hold nothing."""
+        ...
+
+    def _counter_buckets(self, selection: Selection, ids: Sequence[int], size: Every,
+                         transitions: Transitions) -> pa.Table:
+        """``series_id``, ``bucket``, ``consumption``, ``count`` (see `counter_sums`)."""
+        ...
+
+    def _counter_errors(self, selection: Selection, ids: Sequence[int], size: Every,
+                        transitions: Transitions) -> pa.Table:
+        """``series_id``, ``bucket``, ``errors``: sensor errors in (start, end], each in
+        the bucket of the instant before it (right-closed, as a counter's rises)."""
+        ...
+
+    def _sql_buckets(self, selection: Selection, ids: Sequence[int], kind: str, size: Every,
+                     transitions: Transitions, wanted: Sequence[str]) -> pa.Table:
+        """Instant and delta functions per (``series_id``, ``bucket``)."""
+        ...
+
+
+def aggregate(backend: Bucketing, selection: Selection, series: Sequence[SeriesRow], *,
+              every: str, tz: str, functions: Sequence[str] | None) -> pa.Table:
+    """Aggregates per bucket for every selected channel, by its kind.
+
+    - instant: mean, min, max, first, last, count of ok and estimated readings;
+    - counter: consumption, the rise of the register between the bucket's edges. Each
+      rise between two readings belongs to the bucket holding the later one, a reading
+      exactly on an edge closing the bucket before it. A fall is a reset: it counts the
+      new value when the register restarted near zero (0 <= new value <= the fall),
+      else 0, so consumption is never negative;
+    - delta: sum and count;
+    - any kind, only when asked: ``errors``, the sensor_error readings in the bucket (a
+      counter's bucket right-closed like its consumption). A bucket that holds only
+      errors is then a row whose other functions are null (count 0).
+
+    Buckets are aligned in ``tz``; rows carry ``bucket`` (UTC start) and ``bucket_end``.
+    """
+    size = parse_every(every)
+    wanted = check_functions(functions, {s.kind for s in series})
+    if not series:
+        return empty(wanted)
+    lo, hi = query_range(selection, tz, lambda: backend._data_range(series))
+    if lo is None or hi is None:
+        return empty(wanted)
+    # A day either side covers a counter's last reading before `start` and the edges.
+    transitions = offset_transitions(tz, lo - 2 * DAY_US, hi + 2 * DAY_US)
+    by_kind: dict[str, list[int]] = {}
+    for item in series:
+        by_kind.setdefault(item.kind, []).append(item.series_id)
+    parts = []
+    for kind, ids in by_kind.items():
+        if kind == ChannelKind.COUNTER:
+            counted = backend._counter_buckets(selection, ids, size, transitions)
+            if ERRORS in wanted:
+                counted = _with_errors(counted, backend._counter_errors(
+                    selection, ids, size, transitions))
+            parts.append(counted)
+        else:
+            parts.append(backend._sql_buckets(selection, ids, kind, size, transitions,
+                                              wanted))
+    return assemble(parts, series, wanted, size, tz)
+
+
+def _with_errors(counted: pa.Table, errors: pa.Table) -> pa.Table:
+    """Counter buckets with their sensor errors (a bucket of errors only: count 0)."""
+    errors = errors.cast(pa.schema([("series_id", pa.int64()),
+                                    ("bucket", pa.timestamp("us")), (ERRORS, pa.int64())]))
+    joined = counted.join(errors, ["series_id", "bucket"], join_type="full outer")
+    return joined.set_column(joined.schema.get_field_index("count"), "count",
+                             pc.fill_null(joined.column("count"), 0)).set_column(
+        joined.schema.get_field_index(ERRORS), ERRORS,
+        pc.fill_null(joined.column(ERRORS), 0))
 
 
 def check_functions(functions: Sequence[str] | None, kinds: set[str]) -> list[str]:
@@ -83,6 +165,19 @@ def order_by_series_and_time(sid: npt.NDArray[np.int64], t: npt.NDArray[np.int64
     if sorted_by_series_and_time(sid[order], t[order]):
         return np.asarray(order)
     return np.asarray(np.lexsort((t, sid)))
+
+
+def with_bases(sid: npt.NDArray[np.int64], t: npt.NDArray[np.int64],
+               value: npt.NDArray[np.float64], bases: pa.Table
+               ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Rows sorted by (series, time) with each series' base row put first: ``bases`` holds
+    (``series_id``, ``t``, ``value``) of the last reading at or before a range's start,
+    sorted by series (the reading the first rise in the range starts from)."""
+    ids = column(bases, "series_id", np.int64)
+    at = np.searchsorted(sid, ids)
+    return (np.insert(sid, at, ids), np.insert(t, at, column(bases, "t", np.int64)),
+            np.insert(value, at, np.asarray(bases.column("value").to_numpy(
+                zero_copy_only=False), dtype=np.float64)))
 
 
 def counter_sums(sid: npt.NDArray[np.int64], t: npt.NDArray[np.int64],

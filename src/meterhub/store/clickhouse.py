@@ -62,13 +62,12 @@ from meterhub.model import (
 )
 from meterhub.store.aggregation import (
     ERRORS,
-    assemble,
-    check_functions,
+    aggregate,
     column,
     counter_sums,
     order_by_series_and_time,
+    with_bases,
 )
-from meterhub.store.aggregation import empty as empty_aggregate
 from meterhub.store.base import (
     DELTA_FUNCTIONS,
     INSTANT_FUNCTIONS,
@@ -77,7 +76,7 @@ from meterhub.store.base import (
     SyncCursor,
     WriteResult,
 )
-from meterhub.store.buckets import DAY_US, bucket_arithmetic_sql
+from meterhub.store.buckets import bucket_arithmetic_sql
 from meterhub.store.catalog import (
     CatalogCache,
     SeriesRow,
@@ -103,10 +102,9 @@ from meterhub.store.reads import (
     last_of_each_key,
     page_series,
     plan_page,
-    query_range,
     reading_batch,
 )
-from meterhub.timebase import Every, epoch_us, offset_transitions, parse_every
+from meterhub.timebase import Every, epoch_us
 
 SCHEMA_VERSION = "1"
 SHORT_WRITE_ROWS = 10_000  #: writes up to this size look their channels up in the cache
@@ -886,31 +884,9 @@ class ClickHouseStore:
 
     def aggregate(self, selection: Selection, *, every: str, tz: str = "UTC",
                   functions: Sequence[str] | None = None) -> pa.Table:
-        """Aggregates per bucket for every selected channel, by its kind, as
-        `meterhub.store.duckdb.DuckDBStore.aggregate` defines them."""
-        size = parse_every(every)
-        series = self._catalog.select(selection)
-        wanted = check_functions(functions, {s.kind for s in series})
-        if not series:
-            return empty_aggregate(wanted)
-        lo, hi = query_range(selection, tz, lambda: self._data_range(series))
-        if lo is None or hi is None:
-            return empty_aggregate(wanted)
-        transitions = offset_transitions(tz, lo - 2 * DAY_US, hi + 2 * DAY_US)
-        by_kind: dict[str, list[int]] = {}
-        for item in series:
-            by_kind.setdefault(item.kind, []).append(item.series_id)
-        parts = []
-        for kind, ids in by_kind.items():
-            if kind == ChannelKind.COUNTER:
-                counted = self._counter_buckets(selection, ids, size, transitions)
-                if ERRORS in wanted:
-                    counted = self._with_errors(counted, selection, ids, size, transitions)
-                parts.append(counted)
-            else:
-                parts.append(self._sql_buckets(selection, ids, kind, size, transitions,
-                                               wanted))
-        return assemble(parts, series, wanted, size, tz)
+        """Aggregates per bucket by kind: see `meterhub.store.aggregation.aggregate`."""
+        return aggregate(self, selection, self._catalog.select(selection), every=every,
+                         tz=tz, functions=functions)
 
     def _data_range(self, series: Sequence[SeriesRow]) -> tuple[int, int] | None:
         rows = self._rows(f"SELECT min(ts), max(ts), count() FROM readings FINAL WHERE "
@@ -958,23 +934,16 @@ class ClickHouseStore:
                     empty, pa.scalar(None, pa.float64()), values))
         return table.drop_columns(["_count"])
 
-    def _with_errors(self, counted: pa.Table, selection: Selection, ids: Sequence[int],
-                     size: Every, transitions: list[tuple[int, int]]) -> pa.Table:
-        """Counter buckets with their sensor errors, right-closed as the rises are, from
-        the same readings as the rises: in (start, end]."""
+    def _counter_errors(self, selection: Selection, ids: Sequence[int],
+                        size: Every, transitions: list[tuple[int, int]]) -> pa.Table:
+        """A counter's sensor errors per bucket, right-closed as its rises are, from the
+        same readings: in (start, end]."""
         lo, hi = clamped_us(selection)
         low = f"ts > {lo}" if selection.start is not None else f"ts >= {lo}"
         inner = (f"SELECT series_id, ts - 1 AS _before FROM readings FINAL WHERE series_id IN "
                  f"({_ids(ids)}) AND {low} AND ts <= {hi} AND {_ERROR}")
-        errors = self._bucketed(inner, size, transitions, f"toInt64(count()) AS {ERRORS}",
-                                column="_before")
-        errors = errors.cast(pa.schema([("series_id", pa.int64()),
-                                        ("bucket", pa.timestamp("us")), (ERRORS, pa.int64())]))
-        joined = counted.join(errors, ["series_id", "bucket"], join_type="full outer")
-        return joined.set_column(joined.schema.get_field_index("count"), "count",
-                                 pc.fill_null(joined.column("count"), 0)).set_column(
-            joined.schema.get_field_index(ERRORS), ERRORS,
-            pc.fill_null(joined.column(ERRORS), 0))
+        return self._bucketed(inner, size, transitions, f"toInt64(count()) AS {ERRORS}",
+                              column="_before")
 
     def _counter_buckets(self, selection: Selection, ids: Sequence[int], size: Every,
                          transitions: list[tuple[int, int]]) -> pa.Table:
@@ -1004,11 +973,7 @@ class ClickHouseStore:
                 f"({_ids(ids)}) AND {_GOOD} AND {_IN_RANGE} AND "
                 f"ts <= {epoch_us(selection.start)}) GROUP BY series_id ORDER BY series_id",
                 columns=types)
-            at = np.searchsorted(sid, column(before, "series_id", np.int64))
-            sid = np.insert(sid, at, column(before, "series_id", np.int64))
-            t = np.insert(t, at, column(before, "t", np.int64))
-            value = np.insert(value, at, np.asarray(
-                before.column("value").to_numpy(zero_copy_only=False), dtype=np.float64))
+            sid, t, value = with_bases(sid, t, value, before)
         return counter_sums(sid, t, value, size, transitions)
 
     def gaps(self, selection: Selection) -> pa.Table:

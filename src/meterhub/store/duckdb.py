@@ -55,13 +55,12 @@ from meterhub.model import (
 )
 from meterhub.store.aggregation import (
     ERRORS,
-    assemble,
-    check_functions,
+    aggregate,
     column,
     counter_sums,
     sorted_by_series_and_time,
+    with_bases,
 )
-from meterhub.store.aggregation import empty as empty_aggregate
 from meterhub.store.base import (
     DELTA_FUNCTIONS,
     INSTANT_FUNCTIONS,
@@ -70,7 +69,7 @@ from meterhub.store.base import (
     SyncCursor,
     WriteResult,
 )
-from meterhub.store.buckets import DAY_US, bucket_sql
+from meterhub.store.buckets import bucket_sql
 from meterhub.store.catalog import (
     CatalogCache,
     SeriesRow,
@@ -86,15 +85,12 @@ from meterhub.store.reads import (
     last_of_each_key,
     page_series,
     plan_page,
-    query_range,
     reading_batch,
 )
 from meterhub.timebase import (
     UTC,
     Every,
     naive_utc,
-    offset_transitions,
-    parse_every,
 )
 
 SCHEMA_VERSION = "1"
@@ -938,45 +934,9 @@ class DuckDBStore:
 
     def aggregate(self, selection: Selection, *, every: str, tz: str = "UTC",
                   functions: Sequence[str] | None = None) -> pa.Table:
-        """Aggregates per bucket for every selected channel, by its kind.
-
-        - instant: mean, min, max, first, last, count of ok and estimated readings;
-        - counter: consumption, the rise of the register between the bucket's edges. Each
-          rise between two readings belongs to the bucket holding the later one, a reading
-          exactly on an edge closing the bucket before it. A fall is a reset: it counts the
-          new value when the register restarted near zero (0 <= new value <= the fall),
-          else 0, so consumption is never negative;
-        - delta: sum and count;
-        - any kind, only when asked: ``errors``, the sensor_error readings in the bucket (a
-          counter's bucket right-closed like its consumption). A bucket that holds only
-          errors is then a row whose other functions are null (count 0).
-
-        Buckets are aligned in ``tz``; rows carry ``bucket`` (UTC start) and ``bucket_end``.
-        """
-        size = parse_every(every)
-        series = self._catalog.select(selection)
-        wanted = check_functions(functions, {s.kind for s in series})
-        if not series:
-            return empty_aggregate(wanted)
-        lo, hi = query_range(selection, tz, lambda: self._data_range(series))
-        if lo is None or hi is None:
-            return empty_aggregate(wanted)
-        # A day either side covers a counter's last reading before `start` and the edges.
-        transitions = offset_transitions(tz, lo - 2 * DAY_US, hi + 2 * DAY_US)
-        by_kind: dict[str, list[int]] = {}
-        for item in series:
-            by_kind.setdefault(item.kind, []).append(item.series_id)
-        parts = []
-        for kind, ids in by_kind.items():
-            if kind == ChannelKind.COUNTER:
-                counted = self._counter_buckets(selection, ids, size, transitions)
-                if ERRORS in wanted:
-                    counted = self._with_errors(counted, selection, ids, size, transitions)
-                parts.append(counted)
-            else:
-                parts.append(self._sql_buckets(selection, ids, kind, size, transitions,
-                                               wanted))
-        return assemble(parts, series, wanted, size, tz)
+        """Aggregates per bucket by kind: see `meterhub.store.aggregation.aggregate`."""
+        return aggregate(self, selection, self._catalog.select(selection), every=every,
+                         tz=tz, functions=functions)
 
     def _sql_buckets(self, selection: Selection, ids: Sequence[int], kind: str, size: Every,
                      transitions: list[tuple[int, int]], wanted: Sequence[str]) -> pa.Table:
@@ -1001,29 +961,20 @@ class DuckDBStore:
                   WHERE series_id IN ({_in_list(ids)}) AND {time_where} AND {rows})
             GROUP BY ALL""", params=params).to_arrow_table()
 
-    def _with_errors(self, counted: pa.Table, selection: Selection, ids: Sequence[int],
-                     size: Every, transitions: list[tuple[int, int]]) -> pa.Table:
-        """Counter buckets with their sensor errors, bucketed right-closed as the rises
-        are (an error on an edge belongs to the bucket it closes), from the same readings
-        as the rises: in (start, end]."""
+    def _counter_errors(self, selection: Selection, ids: Sequence[int],
+                        size: Every, transitions: list[tuple[int, int]]) -> pa.Table:
+        """A counter's sensor errors per bucket, right-closed as its rises are (an error on
+        an edge belongs to the bucket it closes), from the same readings: in (start, end]."""
         start, end = clamped(selection)
         time_where = f"ts {'>' if selection.start is not None else '>='} ? AND ts <= ?"
         params = [naive_utc(start), naive_utc(end)]
         bucket = bucket_sql(size, transitions)
-        errors = self._con.sql(f"""
+        return self._con.sql(f"""
             SELECT series_id, {bucket} AS bucket, count(*) AS {ERRORS}
             FROM (SELECT series_id, ts - INTERVAL 1 MICROSECOND AS ts, epoch_us(ts) - 1 AS t
                   FROM readings
                   WHERE series_id IN ({_in_list(ids)}) AND {time_where} AND {_ERROR})
             GROUP BY ALL""", params=params).to_arrow_table()
-        errors = errors.cast(pa.schema([("series_id", pa.int64()),
-                                        ("bucket", pa.timestamp("us")),
-                                        (ERRORS, pa.int64())]))
-        joined = counted.join(errors, ["series_id", "bucket"], join_type="full outer")
-        return joined.set_column(joined.schema.get_field_index("count"), "count",
-                                 pc.fill_null(joined.column("count"), 0)).set_column(
-            joined.schema.get_field_index(ERRORS), ERRORS,
-            pc.fill_null(joined.column(ERRORS), 0))
 
     def _counter_buckets(self, selection: Selection, ids: Sequence[int], size: Every,
                          transitions: list[tuple[int, int]]) -> pa.Table:
@@ -1056,10 +1007,7 @@ class DuckDBStore:
                 f"AND {_IN_RANGE} AND ts <= ? "
                 "GROUP BY series_id ORDER BY series_id",
                 params=[naive_utc(selection.start)]).to_arrow_table()
-            at = np.searchsorted(sid, column(before, "series_id", np.int64))
-            sid = np.insert(sid, at, column(before, "series_id", np.int64))
-            t = np.insert(t, at, before.column("t").to_numpy().astype(np.int64))
-            value = np.insert(value, at, before.column("value").to_numpy())
+            sid, t, value = with_bases(sid, t, value, before)
         return counter_sums(sid, t, value, size, transitions)
 
 
