@@ -166,12 +166,19 @@ def test_a_value_that_overflows_its_channel_unit_is_refused(hub: meterhub.Hub) -
                                          "finite number"):
         hub.write(huge, source="s")
     assert hub.count() == 0
+    # nothing of the refused write is kept: not its device, not its channel (a store without
+    # transactions checks every row before it creates either)
+    assert hub.store.channels() == []
+    assert hub.store.devices() == []
     hub.write(huge[:1], source="s")
     assert hub.readings()["value"].tolist() == [1000.0]
-    # a known channel
+    # a known channel, beside a new one on a new device
+    beside = {"device": "n", "channel": "t", "ts": "2024-05-01T00:00Z", "value": 20.0,
+              "unit": "°C"}
     with pytest.raises(InputError, match=r"row 1: value 1\.7e\+308 MWh is inf kWh"):
-        hub.write(huge[1:], source="s")
+        hub.write([*huge[1:], beside], source="s")
     assert hub.count() == 1
+    assert [d.device for d in hub.store.devices()] == ["m"]
     # the largest value that fits is kept exactly as converted
     hub.write([{**huge[1], "value": 1e300}], source="s")
     assert hub.readings()["value"].tolist() == [1000.0, pytest.approx(1e303)]
