@@ -144,3 +144,21 @@ def test_store_used_by_another_process_is_one_clear_error(tmp_path: Path) -> Non
         assert "Traceback" not in cli.stderr
     finally:
         holder.communicate("", timeout=30)
+
+
+def test_a_store_of_thousands_of_channels_takes_writes_and_reads_of_all(hub: Hub) -> None:
+    """13,000 channels in one write and one read: a selection names every series (over the
+    256 KiB a ClickHouse query may have by default), and a write's probe for its stored
+    keys spans them all."""
+    channels = [f"c{i:05d}" for i in range(13_000)]
+    first = pd.DataFrame({"source": "s", "device": "d", "channel": channels,
+                          "ts": pd.Timestamp("2024-01-01", tz="UTC"), "value": 1.0,
+                          "unit": "kW"})
+    assert hub.write(first).new == 13_000
+    again = pd.concat([first.assign(value=2.0),
+                       first.assign(ts=pd.Timestamp("2024-01-01T00:01", tz="UTC"))])
+    result = hub.write(again)
+    assert (result.new, result.replaced, result.unchanged) == (13_000, 13_000, 0)
+    assert hub.count() == 26_000
+    assert hub.aggregate(every="1d", fn="count")["count"].sum() == 26_000
+    assert hub.readings(channel=channels[::1000])["value"].tolist() == [2.0, 1.0] * 13

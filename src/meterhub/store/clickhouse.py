@@ -110,6 +110,7 @@ SCHEMA_VERSION = "1"
 SHORT_WRITE_ROWS = 10_000  #: writes up to this size look their channels up in the cache
 _KEYS_IN_LIST = 2_000  #: a write up to this size probes its stored keys one by one
 _SERIES_TOGETHER = 200  #: a scan of up to this many series tries them in one query
+_RANGES_A_PROBE = 500  #: series ranges one probe of a large write names
 #: seconds a process keeps its copy of the catalog: other processes may change it
 CATALOG_MAX_AGE = 2.0
 _QUALITY = "Enum8(" + ", ".join(f"'{q.value}' = {i}" for i, q in enumerate(Quality, 1)) + ")"
@@ -483,19 +484,21 @@ class ClickHouseStore:
         in each series)."""
         select = ("SELECT series_id, ts, value, quality, validated, seq, error_code "
                   "FROM readings FINAL WHERE ")
+        columns = {name: _READING_TYPES[name] for name in ("series_id", "ts", *_VALUE_COLUMNS)}
         if len(sid) <= _KEYS_IN_LIST:
             keys = ", ".join(f"({s}, {x})" for s, x in zip(sid.tolist(), t.tolist(),
                                                           strict=True))
-            where = f"(series_id, ts) IN ({keys})"
-        else:
-            starts = np.r_[0, np.flatnonzero(sid[1:] != sid[:-1]) + 1]
-            ends = np.r_[starts[1:], len(sid)] - 1
-            where = " OR ".join(
-                f"(series_id = {int(sid[a])} AND ts >= {int(t[a])} AND ts <= {int(t[b])})"
-                for a, b in zip(starts, ends, strict=True))
-        return self._client.query_arrow(select + where, columns=dict(
-            (name, _READING_TYPES[name]) for name in
-            ("series_id", "ts", *_VALUE_COLUMNS)))
+            return self._client.query_arrow(f"{select}(series_id, ts) IN ({keys})",
+                                            columns=columns)
+        starts = np.r_[0, np.flatnonzero(sid[1:] != sid[:-1]) + 1]
+        ends = np.r_[starts[1:], len(sid)] - 1
+        ranges = [f"(series_id = {int(sid[a])} AND ts >= {int(t[a])} AND ts <= {int(t[b])})"
+                  for a, b in zip(starts, ends, strict=True)]
+        # a few hundred series a query: a write into thousands of channels would pass
+        # the server's limits on a query's size and elements
+        return pa.concat_tables([self._client.query_arrow(
+            select + " OR ".join(ranges[i:i + _RANGES_A_PROBE]), columns=columns)
+            for i in range(0, len(ranges), _RANGES_A_PROBE)])
 
     def delete(self, selection: Selection, *, outside_range: bool = False) -> int:
         """Delete the selected readings (bounds as given); returns how many there were.

@@ -52,6 +52,8 @@ _CLUSTER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _CODE = re.compile(rb"Code:\s*(\d+)")
 _OPTIONS = ("cluster", "secure")
 Settings = Mapping[str, str | int | float | bool]
+#: SQL longer than this (ClickHouse parses at most 256 KiB by default) raises the limit
+_LONG_SQL = 200_000
 # parameters this client sets itself, which settings must not override
 _RESERVED = frozenset({"query", "database", "user", "password", "default_format"})
 
@@ -375,6 +377,8 @@ class ClickHouseClient:
         params = _settings(settings)
         if read:
             params.setdefault("wait_end_of_query", "1")
+        if len(sql) > _LONG_SQL:  # a selection of thousands of series names every id
+            params.setdefault("max_query_size", str(len(sql) + _LONG_SQL))
         if use_database:
             params["database"] = self.url.database
         if data is not None:
