@@ -323,6 +323,10 @@ USERS_XML = """<yandex>
   <profiles>
     <default>
       <max_memory_usage>4000000000</max_memory_usage>
+      <!-- a shard connects to the other over TCP; the default 50 ms to connect failed
+           ("All connection tries failed") while a full test run loaded both cores -->
+      <connect_timeout_with_failover_ms>2000</connect_timeout_with_failover_ms>
+      <connections_with_failover_max_tries>5</connections_with_failover_max_tries>
     </default>
   </profiles>
   <users>
