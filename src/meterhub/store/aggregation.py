@@ -20,14 +20,19 @@ import pyarrow.compute as pc
 from meterhub.errors import InputError
 from meterhub.model import TS_TYPE, ChannelKind
 from meterhub.store.base import COUNTER_FUNCTIONS, DELTA_FUNCTIONS, INSTANT_FUNCTIONS, Selection
-from meterhub.store.buckets import DAY_US, GRID_US, bucket_edges, bucket_numpy, label_buckets
+from meterhub.store.buckets import (
+    DAY_US,
+    GRID_US,
+    Transitions,
+    bucket_edges,
+    bucket_numpy,
+    label_buckets,
+)
 from meterhub.store.catalog import SeriesRow
 from meterhub.store.reads import query_range
 from meterhub.timebase import Every, offset_transitions, parse_every
 
 ERRORS = "errors"  #: the aggregate function any kind has on request: its sensor errors
-
-Transitions = list[tuple[int, int]]
 
 
 class Bucketing(Protocol):

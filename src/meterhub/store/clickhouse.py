@@ -426,8 +426,7 @@ class ClickHouseStore:
                          {"device": "String", "source": "String"})
         if new:
             self._insert_channels(new)
-            self._catalog.changed()
-        elif missing:
+        if new or missing:
             self._catalog.changed()
         return table, series
 
