@@ -145,16 +145,19 @@ def offset_transitions(tz_name: str, start_us: int, end_us: int) -> list[tuple[i
         nxt = min(at + day, end_us)
         offset = _offset_us(tz, nxt)
         if offset != current:
-            lo, hi = at, nxt  # offset(lo) == current, offset(hi) != current
-            while hi - lo > MICROS:
+            # zones change offset on whole seconds: bisect seconds, offset(lo) == current
+            # and offset(hi) != current, so that hi lands on the change itself (bisecting
+            # µs from a start with a fraction stopped up to a second after it)
+            lo, hi = at // MICROS, -(-nxt // MICROS)
+            while hi - lo > 1:
                 mid = lo + (hi - lo) // 2
-                if _offset_us(tz, mid) == current:
+                if _offset_us(tz, mid * MICROS) == current:
                     lo = mid
                 else:
                     hi = mid
-            current = _offset_us(tz, hi)
-            result.append((hi, current))
-            at = hi
+            current = _offset_us(tz, hi * MICROS)
+            result.append((hi * MICROS, current))
+            at = hi * MICROS
             continue
         at = nxt
     return result

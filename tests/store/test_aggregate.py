@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import meterhub
 from meterhub.hub import Hub
+from meterhub.timebase import offset_transitions
 
 ZONES = ["Europe/Amsterdam", "America/New_York", "UTC", "Asia/Kolkata"]
 # windows that hold a DST change in Amsterdam and/or New York
@@ -214,6 +215,25 @@ def test_hourly_buckets_on_the_25_hour_day_stay_distinct(memory_hub: Hub) -> Non
     assert (result["count"] == 4).all()
     local_hours = [b.strftime("%H%z") for b in result["bucket"]]
     assert local_hours[2:4] == ["02+0200", "02+0100"]  # 02:00 twice, an hour apart
+
+
+def test_zone_offsets_change_on_the_very_second(memory_hub: Hub) -> None:
+    # Lord Howe moves from +10:30 to +11:00 at 2023-09-30 15:30:00 UTC. Readings with
+    # fractions of a second once put the change up to a second late, so a reading a quarter
+    # second after it was bucketed with the old offset (local 02:00 instead of 02:30).
+    change = 1696087800 * 1_000_000
+    transitions = offset_transitions("Australia/Lord_Howe", change - 3 * 86_400_000_000 + 500_000,
+                                     change + 86_400_000_000)
+    assert [at for at, _ in transitions[1:]] == [change]
+    assert [offset // 60_000_000 for _, offset in transitions] == [630, 660]
+    ts = pd.DatetimeIndex(["2023-09-30 15:29:59.5", "2023-09-30 15:30:00.25"], tz="UTC")
+    write_series(memory_hub, ts, np.array([1.0, 2.0]), "instant", unit="°C")
+    result = memory_hub.aggregate(every="1h", tz="Australia/Lord_Howe")
+    # local 01:59:59.5 (+10:30) is in the hour from 14:30 UTC; local 02:30:00.25 (+11) in
+    # the hour from 15:00 UTC (local 02:00, which the clocks skipped, begins it)
+    assert [b.isoformat() for b in result["bucket"].dt.tz_convert("UTC")] == [
+        "2023-09-30T14:30:00+00:00", "2023-09-30T15:00:00+00:00"]
+    assert result["mean"].tolist() == [1.0, 2.0]
 
 
 def test_counter_reset_never_counts_negative(memory_hub: Hub) -> None:
