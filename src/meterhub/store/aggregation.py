@@ -39,7 +39,8 @@ class Bucketing(Protocol):
     """What a backend computes for `aggregate`, per kind, in its own engine."""
 
     def _data_range(self, series: Sequence[SeriesRow]) -> tuple[int, int] | None:
-        """The first and last stored µs of these series, None when they hold nothing."""
+        """The first and last stored µs of these series (or a range around them: it gives
+        the zone's offsets to bucket by), None when they hold nothing."""
         ...
 
     def _counter_buckets(self, selection: Selection, ids: Sequence[int], size: Every,
@@ -236,6 +237,73 @@ def counter_sums(sid: npt.NDArray[np.int64], t: npt.NDArray[np.int64],
         "consumption": pa.array(np.add.reduceat(rise, starts)),
         "count": pa.array(np.concatenate(out_count).astype(np.int64)),
     })
+
+
+def counter_sums_of_runs(runs: pa.Table, bases: pa.Table | None) -> pa.Table | None:
+    """`counter_sums` from runs, None when the runs do not prove that they join up.
+
+    A run is rows of one series in one bucket that an engine read one after another in
+    time order (``series_id``, ``bucket``, ``n`` rows, ``rises`` summed over each row but
+    the first from the row before it, ``starts`` 1 when the first row's row before was not
+    read with it, ``unordered`` when the rows were not in order, ``t0``/``v0`` and
+    ``t1``/``v1`` the first and last row, ``dt0`` the first row's time less that of the
+    row read before it). Runs join when, per series, they do not overlap in time and a run
+    whose first row was read after another row follows the run that ends on that row; a
+    run that starts afresh gets its first rise from the run before, and a series' first
+    run starts from ``bases`` (as `with_bases`) or is the series' base (not counted).
+    """
+    if runs.num_rows and bool(pc.any(pc.not_equal(runs.column("unordered"), 0)).as_py()):
+        return None
+    sid, t0 = column(runs, "series_id", np.int64), column(runs, "t0", np.int64)
+    order = np.lexsort((t0, sid))
+    sid, t0 = sid[order], t0[order]
+
+    def take(name: str, dtype: Any) -> Any:
+        return column(runs, name, dtype)[order]
+
+    t1, v0, v1 = take("t1", np.int64), take("v0", np.float64), take("v1", np.float64)
+    starts, dt0 = take("starts", np.int64) != 0, take("dt0", np.int64)
+    n, rises = take("n", np.int64), take("rises", np.float64)
+    first = np.r_[True, sid[1:] != sid[:-1]] if len(sid) else np.zeros(0, dtype=bool)
+    later = ~first
+    if np.any(t0[1:][later[1:]] <= t1[:-1][later[1:]]):
+        return None  # runs of a series overlap: rows read twice, or interleaved
+    follows = np.zeros(len(sid), dtype=bool)
+    follows[1:] = t1[:-1] == t0[1:] - dt0[1:]
+    if np.any(~starts & (first | ~follows)):
+        return None  # a run that goes on from a row before it, but not from the run before
+    cross = np.zeros(len(sid))
+    again = starts & later  # a fresh run: its first rise is from the run before
+    previous = np.flatnonzero(again) - 1
+    cross[again] = _rises(v0[again], v1[previous])
+    if bases is not None and bases.num_rows:
+        base_ids = column(bases, "series_id", np.int64)
+        base_values = np.asarray(bases.column("value").to_numpy(zero_copy_only=False),
+                                 dtype=np.float64)
+        heads = np.flatnonzero(first)
+        at = np.searchsorted(base_ids, sid[heads])
+        found = (at < len(base_ids)) & (base_ids[np.minimum(at, len(base_ids) - 1)]
+                                        == sid[heads])
+        cross[heads[found]] = _rises(v0[heads[found]], base_values[at[found]])
+        n = n - np.isin(np.arange(len(sid)), heads[~found])
+    else:
+        n = n - first
+    bucket = take("bucket", "datetime64[us]")
+    grouped = pa.table({"series_id": sid, "bucket": bucket, "consumption": rises + cross,
+                        "count": n}).group_by(["series_id", "bucket"], use_threads=False)
+    summed = grouped.aggregate([("consumption", "sum"), ("count", "sum")])
+    summed = pa.table({"series_id": summed.column("series_id"),
+                       "bucket": summed.column("bucket"),
+                       "consumption": summed.column("consumption_sum"),
+                       "count": summed.column("count_sum")})
+    return summed.filter(pc.greater(summed.column("count"), 0))
+
+
+def _rises(new: npt.NDArray[np.float64], old: npt.NDArray[np.float64]
+           ) -> npt.NDArray[np.float64]:
+    """The rise from ``old`` to ``new`` as `counter_sums` counts it (a fall is a reset)."""
+    rise = new - old
+    return np.where(rise >= 0, rise, np.where((new >= 0) & (new <= -rise), new, 0.0))
 
 
 def _sparse_counter_sums(sid: npt.NDArray[np.int64], t: npt.NDArray[np.int64],

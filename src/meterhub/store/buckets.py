@@ -121,13 +121,22 @@ def bucket_arithmetic_sql(size: Every, transitions: Transitions,
     offsets, which may be hundreds of cases, are computed a query below the arithmetic
     that uses them a dozen times. ``intDiv`` and ``%`` truncate towards zero there, and
     every number is an Int64 (an unsigned literal would turn a negative time unsigned),
-    so each modulo is made non-negative first."""
+    so each modulo is made non-negative first, unless every local time from the first of
+    ``transitions`` on is positive (rows before it have no offset to go by anyway)."""
     local = f"({column} + toInt64({offset_sql(transitions, column)})) AS _local"
+    # From the first transition on, local times are positive when the earliest one is:
+    # then truncation is flooring, and the modulo needs no correction.
+    positive = transitions[0][0] + min(offset for _, offset in transitions) >= 0
+
+    def modulo(width: str) -> str:
+        return f"(_local % {width})" if positive else f"(((_local % {width}) + {width}) % {width})"
+
     if size.width_us is not None:
         w = f"toInt64({size.width_us})"
-        return local, [], f"({column} - (((_local % {w}) + {w}) % {w}))"
+        return local, [], f"({column} - {modulo(w)})"
     day = f"toInt64({DAY_US})"
-    steps = [f"intDiv(_local - (((_local % {day}) + {day}) % {day}), {day}) AS _days"]
+    steps = [f"intDiv(_local, {day}) AS _days" if positive
+             else f"intDiv(_local - {modulo(day)}, {day}) AS _days"]
     if size.calendar == "day":
         return local, steps, f"(_days * {day})"
     if size.calendar == "week":

@@ -4,10 +4,12 @@ Layout:
 
 - ``readings`` is a ReplacingMergeTree ordered by (series_id, ts) and partitioned by UTC
   month, with ``version`` (the write's time in µs, rising within a process) deciding which
-  row of a key survives. Every read says FINAL, so it is exact before merges have run (a
+  row of a key survives. Reads say FINAL, so they are exact before merges have run (a
   WHERE on other columns applies after FINAL's replacement; an argMax formulation would
   not do, as 18.16's argMax skips NULL values and a sensor error rewritten over a value
-  must win).
+  must win). Aggregates say it only for months held in several parts, where a key may be
+  twice (`meterhub.store.clickhouse_parts`), and sum counters on the server along runs of
+  stored order (`_counter_runs`).
 - Times are Int64 epoch µs: ClickHouse 18.16 has no DateTime64, and DateTime ends in 2106
   where readings may lie anywhere in 1800-2200. Buckets are integer arithmetic
   (`meterhub.store.buckets.bucket_arithmetic_sql`), so the server's time zone never enters.
@@ -34,8 +36,8 @@ import datetime as dt
 import hashlib
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -65,6 +67,7 @@ from meterhub.store.aggregation import (
     aggregate,
     column,
     counter_sums,
+    counter_sums_of_runs,
     order_by_series_and_time,
     with_bases,
 )
@@ -93,6 +96,7 @@ from meterhub.store.clickhouse_http import (
     ClickHouseURL,
     literal,
 )
+from meterhub.store.clickhouse_parts import PARTITION_KEY, PartsWatch
 from meterhub.store.gaps import GAPS_SCHEMA, find_gaps
 from meterhub.store.reads import (
     MAX_US,
@@ -106,7 +110,10 @@ from meterhub.store.reads import (
 )
 from meterhub.timebase import Every, epoch_us
 
-SCHEMA_VERSION = "1"
+T = TypeVar("T")
+
+#: 2: readings' partition key divides by a signed number (`PARTITION_KEY`)
+SCHEMA_VERSION = "2"
 SHORT_WRITE_ROWS = 10_000  #: writes up to this size look their channels up in the cache
 _KEYS_IN_LIST = 2_000  #: a write up to this size probes its stored keys one by one
 _SERIES_TOGETHER = 200  #: a scan of up to this many series tries them in one query
@@ -122,15 +129,17 @@ _IN_RANGE = f"ts >= {MIN_US} AND ts < {MAX_US}"
 #: DateTime functions wrap (18.16) or saturate (current) outside their range, and a key
 #: must fall in the same partition on every version: the guard keeps them out of it. (A
 #: calendar month in integer arithmetic alone made current ClickHouse 30x slower to insert.)
-_PARTITION = ("if(ts >= 0 AND ts < 4102444800000000, "
-              "toInt64(toYYYYMM(toDateTime(intDiv(ts, 1000000), 'UTC'))), "
-              "intDiv(ts, 2629746000000) - 1000000)")
+_PARTITION = PARTITION_KEY
 
 READINGS = (("series_id", "Int64"), ("ts", "Int64"), ("value", "Nullable(Float64)"),
             ("quality", _QUALITY), ("validated", "UInt8"), ("seq", "Nullable(Int64)"),
             ("error_code", "Nullable(String)"), ("version", "UInt64"))
 _READING_TYPES = dict(READINGS)
 _VALUE_COLUMNS = ("value", "quality", "validated", "seq", "error_code")
+_COUNTER_TYPES = {"series_id": "Int64", "t": "Int64", "value": "Nullable(Float64)"}
+_RUN_TYPES = {"series_id": "Int64", "bucket": "Int64", "n": "Int64", "rises": "Float64",
+              "starts": "Int64", "unordered": "UInt8", "t0": "Int64", "t1": "Int64",
+              "v0": "Float64", "v1": "Float64", "dt0": "Int64"}
 
 #: name -> (columns, ORDER BY, sharding key); every one replaces rows by key
 _TABLES: dict[str, tuple[str, str, str]] = {
@@ -203,8 +212,12 @@ class ClickHouseStore:
         self._last_version = 0
         self._catalog = CatalogCache(self._load_catalog, max_age=CATALOG_MAX_AGE)
         cluster = self._where.cluster
+        self._parts = PartsWatch(
+            self._shards if cluster else lambda: [ClickHouseClient(self._where)],
+            self._where.database, "readings_local" if cluster else "readings")
         self._insert_settings: dict[str, str | int] = (
             {"insert_distributed_sync": 1} if cluster else {})
+        self._run_settings: dict[str, str | int] = {}
         try:
             self._prepare(create)
         except BaseException:
@@ -238,9 +251,15 @@ class ClickHouseStore:
                              f"schema {found[0][0]}, this meterhub knows {SCHEMA_VERSION}")
         self._check_readings()
         names = {str(row[0]) for row in self._client.query_rows(
-            "SELECT name FROM system.settings WHERE name = 'max_partitions_per_insert_block'")}
-        if names:  # newer servers refuse a block spanning over 100 months by default
+            "SELECT name FROM system.settings WHERE name IN ("
+            "'max_partitions_per_insert_block', "
+            "'allow_deprecated_error_prone_window_functions')")}
+        if "max_partitions_per_insert_block" in names:
+            # newer servers refuse a block spanning over 100 months by default
             self._insert_settings["max_partitions_per_insert_block"] = 0
+        if "allow_deprecated_error_prone_window_functions" in names:
+            # newer servers refuse runningDifference unless asked (see _counter_runs)
+            self._run_settings["allow_deprecated_error_prone_window_functions"] = 1
 
     def _check_readings(self) -> None:
         """Refuse a database whose readings table is not this store's."""
@@ -303,6 +322,7 @@ class ClickHouseStore:
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
+        self._parts.close()
         self._client.close()
 
     def ping(self) -> None:
@@ -891,21 +911,47 @@ class ClickHouseStore:
                          tz=tz, functions=functions)
 
     def _data_range(self, series: Sequence[SeriesRow]) -> tuple[int, int] | None:
-        rows = self._rows(f"SELECT min(ts), max(ts), count() FROM readings FINAL WHERE "
-                          f"series_id IN ({_ids(series)}) AND {_IN_RANGE}")
-        if not rows or not int(rows[0][2]):
-            return None
-        return int(rows[0][0]), int(rows[0][1])
+        """The months the store holds readings in, from its parts: they hold these
+        series' readings, and asking costs one small query where the first and last time
+        of the series scanned every one of their times."""
+        return self._parts.held_range(MIN_US, MAX_US)
 
-    def _bucketed(self, inner: str, size: Every, transitions: list[tuple[int, int]],
-                  select: str, column: str = "ts") -> pa.Table:
-        """``select`` (aggregates) per (series_id, bucket) over the rows of ``inner``."""
+    def _exactly(self, selection: Selection, columns: str, where: str,
+                 query: Callable[[str], T], *, in_order: bool = False) -> T:
+        """``query(source)`` where ``source`` is SQL for ``columns`` of the readings that
+        hold ``where``, read as FINAL would give them (see `PartsWatch.exact`);
+        ``in_order``: the rows read with FINAL come sorted by (series, time), as 18.16
+        gives them anyway and current versions do not."""
+        lo, hi = clamped_us(selection)
+
+        def run(plain: str | None, final: str | None) -> T:
+            parts = []
+            if plain is not None:
+                parts.append(f"SELECT {columns} FROM readings WHERE {where} AND ({plain})")
+            if final is not None:
+                replaced = f"SELECT {columns} FROM readings FINAL WHERE {where} AND ({final})"
+                parts.append(f"SELECT * FROM ({replaced} ORDER BY series_id, ts)"
+                             if in_order else replaced)
+            return query(" UNION ALL ".join(parts))
+
+        return self._parts.exact(lo, hi + 1, run)
+
+    def _bucketed(self, selection: Selection, ids: Sequence[int], columns: str, where: str,
+                  size: Every, transitions: list[tuple[int, int]], select: str,
+                  column: str = "ts") -> pa.Table:
+        """``select`` (aggregates) per (series_id, bucket) over ``columns`` of the readings
+        of series ``ids`` that hold ``where``."""
         local, steps, bucket = bucket_arithmetic_sql(size, transitions, column)
         outer = ", ".join([*steps, f"{bucket} AS bucket"])
-        table = self._client.query_arrow(
-            f"SELECT series_id, bucket, {select} FROM ("
-            f"SELECT *, {outer} FROM (SELECT *, {local} FROM ({inner}))) "
-            "GROUP BY series_id, bucket")
+        # one series (a chart's): a key of one column groups faster
+        keys = "bucket" if len(ids) == 1 else "series_id, bucket"
+        named = f"toInt64({ids[0]}) AS series_id" if len(ids) == 1 else "series_id"
+        where = f"series_id IN ({_ids(ids)}) AND {where}"
+        table = self._exactly(selection, columns, where, lambda source: (
+            self._client.query_arrow(
+                f"SELECT {named}, bucket, {select} FROM ("
+                f"SELECT *, {outer} FROM (SELECT *, {local} FROM ({source}))) "
+                f"GROUP BY {keys}")))
         return _us_times(table, ("bucket",))
 
     def _sql_buckets(self, selection: Selection, ids: Sequence[int], kind: str, size: Every,
@@ -922,10 +968,11 @@ class ClickHouseStore:
         select = ", ".join([f"{exprs[name]} AS `{name}`" for name in chosen]
                            + [f"toInt64(countIf({_ERROR})) AS {ERRORS}"] * (ERRORS in wanted)
                            + [f"toInt64(countIf({good})) AS _count"])
-        inner = (f"SELECT series_id, ts, value, quality, {_GOOD} AS _good FROM readings FINAL "
-                 f"WHERE series_id IN ({_ids(ids)}) AND {self._time_filter(selection)} "
-                 f"AND {rows}")
-        table = self._bucketed(inner, size, transitions, select)
+        # values are not null where _good holds: the -If aggregates need no null checks
+        table = self._bucketed(
+            selection, ids, f"series_id, ts, assumeNotNull(value) AS value, quality, "
+                            f"{_GOOD} AS _good",
+            f"{self._time_filter(selection)} AND {rows}", size, transitions, select)
         # a bucket of errors only: its functions are null, not what an empty -If gives
         empty = pc.equal(table.column("_count"), 0)
         for name in chosen:
@@ -942,41 +989,75 @@ class ClickHouseStore:
         same readings: in (start, end]."""
         lo, hi = clamped_us(selection)
         low = f"ts > {lo}" if selection.start is not None else f"ts >= {lo}"
-        inner = (f"SELECT series_id, ts - 1 AS _before FROM readings FINAL WHERE series_id IN "
-                 f"({_ids(ids)}) AND {low} AND ts <= {hi} AND {_ERROR}")
-        return self._bucketed(inner, size, transitions, f"toInt64(count()) AS {ERRORS}",
-                              column="_before")
+        return self._bucketed(
+            selection, ids, "series_id, ts - 1 AS _before",
+            f"{low} AND ts <= {hi} AND {_ERROR}", size, transitions,
+            f"toInt64(count()) AS {ERRORS}", column="_before")
 
     def _counter_buckets(self, selection: Selection, ids: Sequence[int], size: Every,
                          transitions: list[tuple[int, int]]) -> pa.Table:
-        """Counter consumption, from the rows sorted by (series, time), in NumPy (sorted
-        here: 18.16 sorts an ORDER BY in full, even on the table's own order, and that took
-        most of the time)."""
-        inner = [f"series_id IN ({_ids(ids)})", _GOOD, _IN_RANGE]
+        """Counter consumption: rises summed in ClickHouse along runs of rows in stored
+        order, joined here (`counter_sums_of_runs`); from all rows in NumPy when the runs
+        do not prove their order."""
+        where = [f"series_id IN ({_ids(ids)})", _GOOD, _IN_RANGE]
         # right-closed buckets: readings in (start, end] plus the last one at/before start
         if selection.start is not None:
-            inner.append(f"ts > {epoch_us(selection.start)}")
+            where.append(f"ts > {epoch_us(selection.start)}")
         if selection.end is not None:
-            inner.append(f"ts <= {epoch_us(selection.end)}")
-        types = {"series_id": "Int64", "t": "Int64", "value": "Nullable(Float64)"}
-        rows = self._client.query_arrow(
-            f"SELECT series_id, ts AS t, value FROM readings FINAL WHERE {' AND '.join(inner)}",
-            columns=types)
-        sid, t = column(rows, "series_id", np.int64), column(rows, "t", np.int64)
-        value = np.asarray(rows.column("value").to_numpy(zero_copy_only=False),
-                           dtype=np.float64)
-        order = order_by_series_and_time(sid, t)
-        if order is not None:
-            sid, t, value = sid[order], t[order], value[order]
+            where.append(f"ts <= {epoch_us(selection.end)}")
+        bases = None
         if selection.start is not None:
-            before = self._client.query_arrow(
+            bases = self._client.query_arrow(
                 f"SELECT series_id, max(ts) AS t, argMax(value, ts) AS value FROM ("
                 f"SELECT series_id, ts, value FROM readings FINAL WHERE series_id IN "
                 f"({_ids(ids)}) AND {_GOOD} AND {_IN_RANGE} AND "
                 f"ts <= {epoch_us(selection.start)}) GROUP BY series_id ORDER BY series_id",
-                columns=types)
-            sid, t, value = with_bases(sid, t, value, before)
+                columns=_COUNTER_TYPES)
+        runs = self._exactly(selection, "series_id, ts, assumeNotNull(value) AS value",
+                             " AND ".join(where),
+                             lambda source: self._counter_runs(source, size, transitions),
+                             in_order=True)
+        summed = counter_sums_of_runs(runs, bases)
+        if summed is not None:
+            return summed
+        rows = self._client.query_arrow(
+            f"SELECT series_id, ts AS t, value FROM readings FINAL WHERE {' AND '.join(where)}",
+            columns=_COUNTER_TYPES)
+        sid, t = column(rows, "series_id", np.int64), column(rows, "t", np.int64)
+        value = np.asarray(rows.column("value").to_numpy(zero_copy_only=False),
+                           dtype=np.float64)
+        order = order_by_series_and_time(sid, t)  # sorted here: 18.16 sorts in full
+        if order is not None:
+            sid, t, value = sid[order], t[order], value[order]
+        if bases is not None:
+            sid, t, value = with_bases(sid, t, value, bases)
         return counter_sums(sid, t, value, size, transitions)
+
+    def _counter_runs(self, source: str, size: Every,
+                      transitions: list[tuple[int, int]]) -> pa.Table:
+        """The rows of ``source`` (``series_id``, ``ts``, ``value``) summed per run: rows of
+        one series in one bucket and one block of the answer (`counter_sums_of_runs` says
+        which columns). ClickHouse reads each part in stored order, (series, time), so
+        runningDifference within a block is the rise from the reading before; whatever
+        joins or splits blocks, the columns let every run be checked (order, no overlap,
+        which run comes before) before it is trusted."""
+        local, steps, bucket = bucket_arithmetic_sql(size, transitions, "_before")
+        rise = "if(_start, 0, if(_dv >= 0, _dv, if(value >= 0 AND value <= -_dv, value, 0)))"
+        # A run's rows are in order when none but the first is a start and each is later
+        # than the row before it: then any/anyLast are its first and last rows.
+        runs = self._client.query_arrow(
+            "SELECT series_id, bucket, toInt64(count()) AS n, sum(_rise) AS rises, "
+            "toInt64(any(_start)) AS starts, "
+            "toUInt8(countIf(_start OR _dt <= 0) > starts) AS unordered, "
+            "any(ts) AS t0, anyLast(ts) AS t1, any(value) AS v0, anyLast(value) AS v1, "
+            f"any(_dt) AS dt0 FROM (SELECT *, {', '.join([*steps, f'{bucket} AS bucket'])} "
+            f"FROM (SELECT *, {local} FROM (SELECT *, ts - 1 AS _before, {rise} AS _rise "
+            "FROM (SELECT *, _row = 0 OR _ds != 0 AS _start FROM ("
+            "SELECT *, blockNumber() AS _block, runningDifference(series_id) AS _ds, "
+            "runningDifference(ts) AS _dt, runningDifference(value) AS _dv, "
+            f"rowNumberInBlock() AS _row FROM ({source})))))) "
+            "GROUP BY series_id, bucket, _block", self._run_settings, columns=_RUN_TYPES)
+        return _us_times(runs, ("bucket",))
 
     def gaps(self, selection: Selection) -> pa.Table:
         """Interior gaps per channel (see `meterhub.store.gaps.find_gaps`)."""
