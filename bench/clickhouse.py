@@ -140,8 +140,8 @@ def main() -> None:
                     hub.write(part)
                 hub.compact()
                 stored = hub.count()
+                offset = 0  # minutes of filler written: each fill goes on after the last
                 for size in [stored, *args.sizes]:
-                    offset = 0
                     if size > stored:
                         for chunk in filler(size - hub.count(), offset):
                             hub.write(chunk)

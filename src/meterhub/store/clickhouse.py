@@ -120,6 +120,9 @@ _SERIES_TOGETHER = 200  #: a scan of up to this many series tries them in one qu
 _RANGES_A_PROBE = 500  #: series ranges one probe of a large write names
 #: seconds a process keeps its copy of the catalog: other processes may change it
 CATALOG_MAX_AGE = 2.0
+#: stores holding readings over at most this span (µs) bucket an aggregate without a time
+#: range by the offsets over all of it (see `_data_range`)
+HELD_RANGE_US = 3 * 366 * 86_400_000_000
 _QUALITY = "Enum8(" + ", ".join(f"'{q.value}' = {i}" for i, q in enumerate(Quality, 1)) + ")"
 _GOOD = "quality != 'sensor_error' AND isNotNull(value)"
 _ERROR = "quality = 'sensor_error'"
@@ -911,10 +914,19 @@ class ClickHouseStore:
                          tz=tz, functions=functions)
 
     def _data_range(self, series: Sequence[SeriesRow]) -> tuple[int, int] | None:
-        """The months the store holds readings in, from its parts: they hold these
-        series' readings, and asking costs one small query where the first and last time
-        of the series scanned every one of their times."""
-        return self._parts.held_range(MIN_US, MAX_US)
+        """The months the store holds readings in, from its parts (one small query, where
+        the series' own first and last time scan all their times), when they span up to
+        `HELD_RANGE_US`; else the series' own (the zone's offsets over centuries of months
+        would cost every query more than the scan)."""
+        held = self._parts.held_range(MIN_US, MAX_US)
+        if held is None or held[1] - held[0] <= HELD_RANGE_US:
+            return held
+        # no FINAL: replacing a row keeps its key, so the first and last times stand
+        rows = self._rows(f"SELECT min(ts), max(ts), count() FROM readings WHERE "
+                          f"series_id IN ({_ids(series)}) AND {_IN_RANGE}")
+        if not rows or not int(rows[0][2]):
+            return None
+        return int(rows[0][0]), int(rows[0][1])
 
     def _exactly(self, selection: Selection, columns: str, where: str,
                  query: Callable[[str], T], *, in_order: bool = False) -> T:
