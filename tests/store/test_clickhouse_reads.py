@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 from meterhub.hub import Hub
 from meterhub.store import clickhouse as clickhouse_store
 from meterhub.store.clickhouse_http import ClickHouseClient
-from meterhub.store.clickhouse_parts import PARTITION_KEY, PartsWatch, partition_of, partition_span
+from meterhub.store.clickhouse_parts import (
+    PARTITION_KEY,
+    RETRIES,
+    PartsWatch,
+    partition_of,
+    partition_span,
+)
 from meterhub.store.reads import MAX_US, MIN_US
 from tests.store.test_aggregate import reference_counter, reference_instant, write_series
 
@@ -89,6 +95,8 @@ def ours(hub: Hub, channel: str, every: str, tz: str, **window: Any) -> pd.DataF
 def test_counters_are_summed_along_stored_runs(hub: Hub, fallbacks: list[int],
                                                block_rows: int | None) -> None:
     ts, values = counters(hub, "c")
+    other = values[::-1].copy()  # a second series: runs change series inside blocks
+    write_series(hub, ts, other, "counter", channel="c2")
     hub.store.compact()
     if block_rows:  # blocks of 7 rows: a run breaks every few rows and must join again
         hub.store._run_settings["max_block_size"] = block_rows  # type: ignore[attr-defined]
@@ -98,6 +106,12 @@ def test_counters_are_summed_along_stored_runs(hub: Hub, fallbacks: list[int],
         got = ours(hub, "c", every, tz)
         pd.testing.assert_frame_equal(got, want[["consumption", "count"]], rtol=1e-9,
                                       check_names=False, check_freq=False)
+        both = hub.aggregate(device="d", channel=["c", "c2"], every=every, tz=tz,
+                             fn=["consumption", "count"])
+        second = both[both["channel"] == "c2"].set_index("bucket")[["consumption", "count"]]
+        second.index = second.index.tz_convert("UTC")
+        pd.testing.assert_frame_equal(second, reference_counter(ts, other, every, tz)[
+            ["consumption", "count"]], rtol=1e-9, check_names=False, check_freq=False)
     # with a start: the first rise comes from the reading before it
     start = pd.Timestamp("2024-03-29 06:07", tz="UTC")
     later = ts > start
@@ -110,12 +124,13 @@ def test_counters_are_summed_along_stored_runs(hub: Hub, fallbacks: list[int],
     assert fallbacks == []  # every answer came from the runs
 
 
-def test_rewrites_not_yet_merged_are_read_as_replaced(hub: Hub, fallbacks: list[int]) -> None:
+def test_rewrites_not_yet_merged_are_read_as_replaced(hub: Hub, fallbacks: list[int],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     ts, values = counters(hub, "c")
     hub.store.compact()
-    # rewrite a day in March and one in April: new parts beside the merged ones
+    # rewrite two days in March: new parts beside the merged one (April stays one part)
     rewritten = values.copy()
-    for day in ("2024-03-25", "2024-04-02"):
+    for day in ("2024-03-25", "2024-03-30"):
         picked = (ts >= pd.Timestamp(day, tz="UTC")) & (ts < pd.Timestamp(day, tz="UTC")
                                                         + pd.Timedelta(days=1))
         rewritten[picked] += 0.25
@@ -124,6 +139,17 @@ def test_rewrites_not_yet_merged_are_read_as_replaced(hub: Hub, fallbacks: list[
     write_series(hub, ts, temperatures, "instant", unit="°C", channel="t")
     write_series(hub, ts[:100], temperatures[:100] + 1.0, "instant", unit="°C", channel="t")
     temperatures[:100] += 1.0
+    reads: list[tuple[str | None, str | None]] = []
+    original = PartsWatch.exact
+
+    def exact(watch: PartsWatch, lo: int, hi: int, run: Callable[..., Any]) -> Any:
+        def seen(plain: str | None, final: str | None) -> Any:
+            reads.append((plain, final))
+            return run(plain, final)
+
+        return original(watch, lo, hi, seen)
+
+    monkeypatch.setattr(PartsWatch, "exact", exact)
     for every, tz in (("day", "Europe/Amsterdam"), ("hour", "UTC")):
         want = reference_counter(ts, rewritten, every, tz)
         pd.testing.assert_frame_equal(ours(hub, "c", every, tz),
@@ -136,7 +162,10 @@ def test_rewrites_not_yet_merged_are_read_as_replaced(hub: Hub, fallbacks: list[
             got.set_index("bucket")[["mean", "min", "max", "first", "last", "count"]],
             reference_instant(ts, temperatures, every, tz), rtol=1e-9, check_names=False,
             check_freq=False)
-    assert fallbacks == []  # the months in several parts were read with FINAL, in runs
+    assert fallbacks == []  # March, in several parts, was read with FINAL, in runs
+    assert reads  # and April plainly, in the same queries
+    assert all(plain is not None and plain != "1" and final is not None
+               for plain, final in reads)
 
 
 def test_a_write_during_a_read_makes_it_read_again(hub: Hub, monkeypatch: pytest.MonkeyPatch,
@@ -166,3 +195,36 @@ def test_a_write_during_a_read_makes_it_read_again(hub: Hub, monkeypatch: pytest
     pd.testing.assert_frame_equal(got, reference_counter(ts, rewritten, "day", "UTC")[
         ["consumption", "count"]], rtol=1e-9, check_names=False, check_freq=False)
     assert fallbacks == []
+
+
+def test_a_read_the_parts_keep_changing_under_ends_all_final(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    march_april, values = counters(hub, "c")
+    may = pd.date_range("2024-05-01", periods=200, freq="15min", tz="UTC")
+    ts = march_april.append(may)
+    rewritten = np.r_[values, values[-1] + np.arange(1, 201) * 0.5]
+    write_series(hub, may, rewritten[-200:], "counter", channel="c")
+    hub.store.compact()
+    runs: list[tuple[str | None, str | None]] = []
+    original = PartsWatch.exact
+    # each time, a write into a month read plainly: March, then April, then May
+    months = iter([slice(10, 20), slice(1500, 1510), slice(len(ts) - 50, len(ts) - 40)])
+
+    def exact(watch: PartsWatch, lo: int, hi: int, run: Callable[..., Any]) -> Any:
+        def racing(plain: str | None, final: str | None) -> Any:
+            answer = run(plain, final)
+            runs.append((plain, final))
+            picked = next(months, None)
+            if picked is not None:
+                rewritten[picked] += 1.0
+                write_series(hub, ts[picked], rewritten[picked], "counter", channel="c")
+            return answer
+
+        return original(watch, lo, hi, racing)
+
+    monkeypatch.setattr(PartsWatch, "exact", exact)
+    got = ours(hub, "c", "day", "UTC")
+    assert len(runs) == RETRIES + 1
+    assert runs[-1] == (None, "1")  # after RETRIES runs, everything with FINAL
+    pd.testing.assert_frame_equal(got, reference_counter(ts, rewritten, "day", "UTC")[
+        ["consumption", "count"]], rtol=1e-9, check_names=False, check_freq=False)

@@ -1055,12 +1055,15 @@ class ClickHouseStore:
         which run comes before) before it is trusted."""
         local, steps, bucket = bucket_arithmetic_sql(size, transitions, "_before")
         rise = "if(_start, 0, if(_dv >= 0, _dv, if(value >= 0 AND value <= -_dv, value, 0)))"
-        # A run's rows are in order when none but the first is a start and each is later
-        # than the row before it: then any/anyLast are its first and last rows.
+        # A run's rows follow each other in its block, in time order, when none but the
+        # first is a start, each is later than the row before it, and the steps from the
+        # row before add up to its span (a row differenced against one outside the run,
+        # an earlier bucket's, steps further): then any/anyLast are its first/last rows.
         runs = self._client.query_arrow(
             "SELECT series_id, bucket, toInt64(count()) AS n, sum(_rise) AS rises, "
             "toInt64(any(_start)) AS starts, "
-            "toUInt8(countIf(_start OR _dt <= 0) > starts) AS unordered, "
+            "toUInt8(countIf(_start OR _dt <= 0) > starts "
+            "OR sum(_dt) - any(_dt) != anyLast(ts) - any(ts)) AS unordered, "
             "any(ts) AS t0, anyLast(ts) AS t1, any(value) AS v0, anyLast(value) AS v1, "
             f"any(_dt) AS dt0 FROM (SELECT *, {', '.join([*steps, f'{bucket} AS bucket'])} "
             f"FROM (SELECT *, {local} FROM (SELECT *, ts - 1 AS _before, {rise} AS _rise "

@@ -99,9 +99,10 @@ class PartsWatch:
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        for shard in self._shards or []:
+        with self._lock:
+            shards, self._shards = self._shards or [], None
+        for shard in shards:
             shard.close()
-        self._shards = None
 
     def snapshot(self) -> Snapshot:
         """Every active part of the table, by partition."""
