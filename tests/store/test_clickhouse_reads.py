@@ -228,3 +228,30 @@ def test_a_read_the_parts_keep_changing_under_ends_all_final(
     assert runs[-1] == (None, "1")  # after RETRIES runs, everything with FINAL
     pd.testing.assert_frame_equal(got, reference_counter(ts, rewritten, "day", "UTC")[
         ["consumption", "count"]], rtol=1e-9, check_names=False, check_freq=False)
+
+
+def test_the_reading_before_a_start_is_found_however_far_back(hub: Hub,
+                                                             fallbacks: list[int]) -> None:
+    """A counter's first rise in a window starts from its last reading before the start:
+    an hour back, two years back (after a gap), or none (the series begins inside)."""
+    early = pd.DatetimeIndex(["2021-05-01 00:00", "2021-05-01 01:00"], tz="UTC")
+    late = pd.date_range("2024-03-01", periods=48, freq="h", tz="UTC")
+    values = np.r_[[100.0, 104.0], 110.0 + np.arange(48) * 2.0]
+    write_series(hub, early.append(late), values, "counter", channel="gap")
+    write_series(hub, late, 5.0 + np.arange(48), "counter", channel="new")
+    # (start, the index of the reading before it): 10:00 that day, or 2021's last
+    for start, base in ((pd.Timestamp("2024-03-01 10:30", tz="UTC"), 12),
+                        (pd.Timestamp("2024-02-01", tz="UTC"), 1)):
+        got = ours(hub, "gap", "day", "UTC", start=start)
+        kept = late > start
+        ts = early.append(late)
+        want = reference_counter(ts[[base, *np.flatnonzero(kept) + 2]],
+                                 np.r_[values[base], values[2:][kept]], "day", "UTC")
+        pd.testing.assert_frame_equal(got, want[["consumption", "count"]], rtol=1e-9,
+                                      check_names=False, check_freq=False)
+        # a series with nothing before the start: its first reading is its base
+        fresh = ours(hub, "new", "day", "UTC", start=pd.Timestamp("2024-02-01", tz="UTC"))
+        pd.testing.assert_frame_equal(fresh, reference_counter(
+            late, 5.0 + np.arange(48), "day", "UTC")[["consumption", "count"]], rtol=1e-9,
+            check_names=False, check_freq=False)
+    assert fallbacks == []

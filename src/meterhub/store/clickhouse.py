@@ -79,7 +79,7 @@ from meterhub.store.base import (
     SyncCursor,
     WriteResult,
 )
-from meterhub.store.buckets import bucket_arithmetic_sql
+from meterhub.store.buckets import DAY_US, bucket_arithmetic_sql
 from meterhub.store.catalog import (
     CatalogCache,
     SeriesRow,
@@ -1017,14 +1017,7 @@ class ClickHouseStore:
             where.append(f"ts > {epoch_us(selection.start)}")
         if selection.end is not None:
             where.append(f"ts <= {epoch_us(selection.end)}")
-        bases = None
-        if selection.start is not None:
-            bases = self._client.query_arrow(
-                f"SELECT series_id, max(ts) AS t, argMax(value, ts) AS value FROM ("
-                f"SELECT series_id, ts, value FROM readings FINAL WHERE series_id IN "
-                f"({_ids(ids)}) AND {_GOOD} AND {_IN_RANGE} AND "
-                f"ts <= {epoch_us(selection.start)}) GROUP BY series_id ORDER BY series_id",
-                columns=_COUNTER_TYPES)
+        bases = None if selection.start is None else self._bases(ids, selection.start)
         runs = self._exactly(selection, "series_id, ts, assumeNotNull(value) AS value",
                              " AND ".join(where),
                              lambda source: self._counter_runs(source, size, transitions),
@@ -1044,6 +1037,29 @@ class ClickHouseStore:
         if bases is not None:
             sid, t, value = with_bases(sid, t, value, bases)
         return counter_sums(sid, t, value, size, transitions)
+
+    def _bases(self, ids: Sequence[int], start: dt.datetime) -> pa.Table:
+        """The last good reading at or before ``start`` of each series (where its first
+        rise in the range starts from), sorted by series: looked for a day back, then a
+        month, a year and all time, so that a chart's window does not read years of
+        history for the reading before it."""
+        at = epoch_us(start)
+        found, wanted = [], list(ids)
+        for back in (DAY_US, 31 * DAY_US, 366 * DAY_US, None):
+            if not wanted:
+                break
+            lo = MIN_US if back is None else max(at - back, MIN_US)
+            table = self._exactly(
+                Selection(start=_aware(lo), end=_aware(at + 1)), "series_id, ts, value",
+                f"series_id IN ({_ids(wanted)}) AND {_GOOD} AND {_IN_RANGE} "
+                f"AND ts >= {lo} AND ts <= {at}",
+                lambda source: self._client.query_arrow(
+                    "SELECT series_id, max(ts) AS t, argMax(value, ts) AS value FROM "
+                    f"({source}) GROUP BY series_id", columns=_COUNTER_TYPES))
+            found.append(table)
+            have = set(column(table, "series_id", np.int64).tolist())
+            wanted = [i for i in wanted if i not in have]
+        return pa.concat_tables(found).sort_by("series_id")
 
     def _counter_runs(self, source: str, size: Every,
                       transitions: list[tuple[int, int]]) -> pa.Table:
