@@ -276,18 +276,17 @@ def counter_sums_of_runs(runs: pa.Table, bases: pa.Table | None) -> pa.Table | N
     again = starts & later  # a fresh run: its first rise is from the run before
     previous = np.flatnonzero(again) - 1
     cross[again] = _rises(v0[again], v1[previous])
+    heads = np.flatnonzero(first)
     if bases is not None and bases.num_rows:
         base_ids = column(bases, "series_id", np.int64)
         base_values = np.asarray(bases.column("value").to_numpy(zero_copy_only=False),
                                  dtype=np.float64)
-        heads = np.flatnonzero(first)
         at = np.searchsorted(base_ids, sid[heads])
         found = (at < len(base_ids)) & (base_ids[np.minimum(at, len(base_ids) - 1)]
                                         == sid[heads])
         cross[heads[found]] = _rises(v0[heads[found]], base_values[at[found]])
-        n = n - np.isin(np.arange(len(sid)), heads[~found])
-    else:
-        n = n - first
+        heads = heads[~found]
+    n[heads] -= 1  # a series' first reading with none before it is its base, not counted
     bucket = take("bucket", "datetime64[us]")
     grouped = pa.table({"series_id": sid, "bucket": bucket, "consumption": rises + cross,
                         "count": n}).group_by(["series_id", "bucket"], use_threads=False)

@@ -127,12 +127,6 @@ _QUALITY = "Enum8(" + ", ".join(f"'{q.value}' = {i}" for i, q in enumerate(Quali
 _GOOD = "quality != 'sensor_error' AND isNotNull(value)"
 _ERROR = "quality = 'sensor_error'"
 _IN_RANGE = f"ts >= {MIN_US} AND ts < {MAX_US}"
-#: Readings are partitioned by UTC month (YYYYMM) from 1970 to 2099, where DateTime holds
-#: them; before and after, by months of average length (negative ids, apart from those).
-#: DateTime functions wrap (18.16) or saturate (current) outside their range, and a key
-#: must fall in the same partition on every version: the guard keeps them out of it. (A
-#: calendar month in integer arithmetic alone made current ClickHouse 30x slower to insert.)
-_PARTITION = PARTITION_KEY
 
 READINGS = (("series_id", "Int64"), ("ts", "Int64"), ("value", "Nullable(Float64)"),
             ("quality", _QUALITY), ("validated", "UInt8"), ("seq", "Nullable(Int64)"),
@@ -300,7 +294,7 @@ class ClickHouseStore:
                 statements = [
                     f"CREATE TABLE IF NOT EXISTS readings{local} ("
                     + ", ".join(f"{n} {t}" for n, t in READINGS)
-                    + f") ENGINE = ReplacingMergeTree(version) PARTITION BY {_PARTITION}"
+                    + f") ENGINE = ReplacingMergeTree(version) PARTITION BY {PARTITION_KEY}"
                     " ORDER BY (series_id, ts)"]
                 statements += [
                     f"CREATE TABLE IF NOT EXISTS {name}{local} ({columns}, version UInt64) "
