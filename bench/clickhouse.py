@@ -224,8 +224,10 @@ def report(args: argparse.Namespace, writes: dict[str, Any], answers: dict[Any, 
         "- (b) and (c) as `bench/run.py`'s, on each backend after `compact` (OPTIMIZE FINAL on "
         "ClickHouse). ClickHouse's answers are exact before merges run: it reads months held "
         "in several parts with FINAL (none here, after `compact`; one look at system.parts "
-        "before and after each query proves it), and sums counters along runs of stored "
-        "order on the server (`meterhub.store.clickhouse`'s `_counter_runs`).",
+        "before and after each query proves it); for counters the server sends only the "
+        "readings where runs of rising readings in stored order start or end, which "
+        "meterhub joins and sums (`meterhub.store.clickhouse`'s `_run_heads`, "
+        "`meterhub.store.counters`).",
         "- (s) fills the same store with other series (1,000 devices of 5 one-minute "
         "channels) to each size, compacts, and asks (b) and (c) again.",
         "- (m) copies the 10 M-reading store of (w) and verifies every series by count and "

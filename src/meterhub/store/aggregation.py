@@ -8,7 +8,6 @@ answer every store gives.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -22,10 +21,7 @@ from meterhub.model import TS_TYPE, ChannelKind
 from meterhub.store.base import COUNTER_FUNCTIONS, DELTA_FUNCTIONS, INSTANT_FUNCTIONS, Selection
 from meterhub.store.buckets import (
     DAY_US,
-    GRID_US,
     Transitions,
-    bucket_edges,
-    bucket_numpy,
     label_buckets,
 )
 from meterhub.store.catalog import SeriesRow
@@ -171,159 +167,6 @@ def order_by_series_and_time(sid: npt.NDArray[np.int64], t: npt.NDArray[np.int64
     if sorted_by_series_and_time(sid[order], t[order]):
         return np.asarray(order)
     return np.asarray(np.lexsort((t, sid)))
-
-
-def with_bases(sid: npt.NDArray[np.int64], t: npt.NDArray[np.int64],
-               value: npt.NDArray[np.float64], bases: pa.Table
-               ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-    """Rows sorted by (series, time) with each series' base row put first: ``bases`` holds
-    (``series_id``, ``t``, ``value``) of the last reading at or before a range's start,
-    sorted by series (the reading the first rise in the range starts from)."""
-    ids = column(bases, "series_id", np.int64)
-    at = np.searchsorted(sid, ids)
-    return (np.insert(sid, at, ids), np.insert(t, at, column(bases, "t", np.int64)),
-            np.insert(value, at, np.asarray(bases.column("value").to_numpy(
-                zero_copy_only=False), dtype=np.float64)))
-
-
-def counter_sums(sid: npt.NDArray[np.int64], t: npt.NDArray[np.int64],
-                  value: npt.NDArray[np.float64], size: Every,
-                  transitions: list[tuple[int, int]]) -> pa.Table:
-    """Consumption per (series, bucket) from rows sorted by (series, t).
-
-    Rises are differenced once and summed by cumulative sums between bucket edges, so the
-    per-row work is a handful of vectorised passes; bucket edges come from a coarse grid.
-    """
-    empty = pa.table({"series_id": pa.array([], pa.int64()),
-                      "bucket": pa.array([], pa.timestamp("us")),
-                      "consumption": pa.array([], pa.float64()),
-                      "count": pa.array([], pa.int64())})
-    if len(t) < 2:
-        return empty
-    seg = np.r_[0, np.flatnonzero(sid[1:] != sid[:-1]) + 1]
-    rise = np.empty(len(t))
-    rise[0] = 0.0
-    np.subtract(value[1:], value[:-1], out=rise[1:])
-    falls = np.flatnonzero(rise < 0)
-    if falls.size:  # few: resets count the new value only if it restarted near zero
-        cur = value[falls]
-        rise[falls] = np.where((cur >= 0) & (cur <= -rise[falls]), cur, 0.0)
-    rise[seg] = 0.0  # a series' first row is its base, not a rise
-    if (int(t.max()) - int(t.min())) // GRID_US >= len(t):
-        # few rows over a long span (a reading in 1850, one in 2150): a grid of edges
-        # would outgrow the rows, so each row finds its own bucket instead
-        return _sparse_counter_sums(sid, t, rise, seg, size, transitions)
-    edges, ids = bucket_edges(int(t.min()) - 1, int(t.max()), size, transitions)
-    out_sid, out_bucket, out_start, out_count = [], [], [], []
-    bounds = np.r_[seg, len(t)]
-    for first, stop in itertools.pairwise(bounds):
-        # right-closed: bucket k holds rises ending in (edge_k, edge_k+1]
-        pos = first + np.searchsorted(t[first:stop], edges, side="right")
-        # rows in the bucket, less the series' base row if it lies there
-        number = pos[1:] - pos[:-1] - ((pos[:-1] <= first) & (first < pos[1:]))
-        keep = number > 0
-        out_sid.append(np.full(int(keep.sum()), sid[first]))
-        out_bucket.append(ids[:-1][keep])
-        out_start.append(pos[:-1][keep])
-        out_count.append(number[keep])
-    starts = np.concatenate(out_start)
-    if not starts.size:
-        return empty
-    # Non-empty buckets are disjoint and ordered; rows between them are base rows (rise 0),
-    # so one reduceat sums every bucket.
-    return pa.table({
-        "series_id": pa.array(np.concatenate(out_sid).astype(np.int64)),
-        "bucket": pa.array(np.concatenate(out_bucket).astype("datetime64[us]")),
-        "consumption": pa.array(np.add.reduceat(rise, starts)),
-        "count": pa.array(np.concatenate(out_count).astype(np.int64)),
-    })
-
-
-def counter_sums_of_runs(runs: pa.Table, bases: pa.Table | None) -> pa.Table | None:
-    """`counter_sums` from runs, None when the runs do not prove that they join up.
-
-    A run is rows of one series in one bucket that an engine read one after another in
-    time order (``series_id``, ``bucket``, ``n`` rows, ``rises`` summed over each row but
-    the first from the row before it, ``starts`` 1 when the first row's row before was not
-    read with it, ``unordered`` when the rows were not in order, ``t0``/``v0`` and
-    ``t1``/``v1`` the first and last row, ``dt0`` the first row's time less that of the
-    row read before it). Runs join when, per series, they do not overlap in time and a run
-    whose first row was read after another row follows the run that ends on that row; a
-    run that starts afresh gets its first rise from the run before, and a series' first
-    run starts from ``bases`` (as `with_bases`) or is the series' base (not counted).
-    """
-    if runs.num_rows and bool(pc.any(pc.not_equal(runs.column("unordered"), 0)).as_py()):
-        return None
-    sid, t0 = column(runs, "series_id", np.int64), column(runs, "t0", np.int64)
-    order = np.lexsort((t0, sid))
-    sid, t0 = sid[order], t0[order]
-
-    def take(name: str, dtype: Any) -> Any:
-        return column(runs, name, dtype)[order]
-
-    t1, v0, v1 = take("t1", np.int64), take("v0", np.float64), take("v1", np.float64)
-    starts, dt0 = take("starts", np.int64) != 0, take("dt0", np.int64)
-    n, rises = take("n", np.int64), take("rises", np.float64)
-    first = np.r_[True, sid[1:] != sid[:-1]] if len(sid) else np.zeros(0, dtype=bool)
-    later = ~first
-    if np.any(t0[1:][later[1:]] <= t1[:-1][later[1:]]):
-        return None  # runs of a series overlap: rows read twice, or interleaved
-    follows = np.zeros(len(sid), dtype=bool)
-    follows[1:] = t1[:-1] == t0[1:] - dt0[1:]
-    if np.any(~starts & (first | ~follows)):
-        return None  # a run that goes on from a row before it, but not from the run before
-    cross = np.zeros(len(sid))
-    again = starts & later  # a fresh run: its first rise is from the run before
-    previous = np.flatnonzero(again) - 1
-    cross[again] = _rises(v0[again], v1[previous])
-    heads = np.flatnonzero(first)
-    if bases is not None and bases.num_rows:
-        base_ids = column(bases, "series_id", np.int64)
-        base_values = np.asarray(bases.column("value").to_numpy(zero_copy_only=False),
-                                 dtype=np.float64)
-        at = np.searchsorted(base_ids, sid[heads])
-        found = (at < len(base_ids)) & (base_ids[np.minimum(at, len(base_ids) - 1)]
-                                        == sid[heads])
-        cross[heads[found]] = _rises(v0[heads[found]], base_values[at[found]])
-        heads = heads[~found]
-    n[heads] -= 1  # a series' first reading with none before it is its base, not counted
-    bucket = take("bucket", "datetime64[us]")
-    grouped = pa.table({"series_id": sid, "bucket": bucket, "consumption": rises + cross,
-                        "count": n}).group_by(["series_id", "bucket"], use_threads=False)
-    summed = grouped.aggregate([("consumption", "sum"), ("count", "sum")])
-    summed = pa.table({"series_id": summed.column("series_id"),
-                       "bucket": summed.column("bucket"),
-                       "consumption": summed.column("consumption_sum"),
-                       "count": summed.column("count_sum")})
-    return summed.filter(pc.greater(summed.column("count"), 0))
-
-
-def _rises(new: npt.NDArray[np.float64], old: npt.NDArray[np.float64]
-           ) -> npt.NDArray[np.float64]:
-    """The rise from ``old`` to ``new`` as `counter_sums` counts it (a fall is a reset)."""
-    rise = new - old
-    return np.where(rise >= 0, rise, np.where((new >= 0) & (new <= -rise), new, 0.0))
-
-
-def _sparse_counter_sums(sid: npt.NDArray[np.int64], t: npt.NDArray[np.int64],
-                         rise: npt.NDArray[np.float64], seg: npt.NDArray[np.intp],
-                         size: Every, transitions: list[tuple[int, int]]) -> pa.Table:
-    """`_counter_sums` with each row's bucket found from its own time: O(rows), whatever
-    the span. Right-closed as there: a rise ending on an edge belongs to the bucket before,
-    so a row's bucket is that of the instant just before it."""
-    bucket = bucket_numpy(t - 1, size, transitions)
-    starts = np.flatnonzero(np.r_[True, (sid[1:] != sid[:-1]) | (bucket[1:] != bucket[:-1])])
-    base = np.zeros(len(t), dtype=np.int64)
-    base[seg] = 1
-    # rows in each (series, bucket) run, less the series' base row if it lies there
-    number = np.diff(np.r_[starts, len(t)]) - np.add.reduceat(base, starts)
-    keep = number > 0
-    return pa.table({
-        "series_id": pa.array(sid[starts][keep].astype(np.int64)),
-        "bucket": pa.array(bucket[starts][keep].astype("datetime64[us]")),
-        "consumption": pa.array(np.add.reduceat(rise, starts)[keep]),
-        "count": pa.array(number[keep].astype(np.int64)),
-    })
 
 
 def agg_columns(wanted: Sequence[str]) -> list[str]:

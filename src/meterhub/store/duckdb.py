@@ -57,9 +57,7 @@ from meterhub.store.aggregation import (
     ERRORS,
     aggregate,
     column,
-    counter_sums,
     sorted_by_series_and_time,
-    with_bases,
 )
 from meterhub.store.base import (
     DELTA_FUNCTIONS,
@@ -78,6 +76,7 @@ from meterhub.store.catalog import (
     new_channels,
     to_channel_units,
 )
+from meterhub.store.counters import counter_sums, with_bases
 from meterhub.store.gaps import GAPS_SCHEMA, find_gaps
 from meterhub.store.reads import (
     Plan,
