@@ -6,17 +6,22 @@ their runs join up are refused, never summed."""
 from __future__ import annotations
 
 import itertools
-import struct
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterhub.store.buckets import bucket_numpy
-from meterhub.store.counters import counter_sums, counter_sums_of_heads, with_bases
+from meterhub.store.counters import (
+    befores_certain,
+    counter_sums,
+    counter_sums_of_heads,
+    with_bases,
+)
 from meterhub.timebase import offset_transitions, parse_every
 
 MINUTE = 60_000_000
@@ -24,10 +29,6 @@ START = 1_711_584_000_000_000  # 2024-03-28, before a DST change in Amsterdam
 
 
 Row = tuple[int, int, float]  #: (series, epoch µs, value)
-
-
-def bits(value: float) -> int:
-    return int(struct.unpack("<q", struct.pack("<d", value))[0])
 
 
 def heads_in(blocks: list[list[Row]], every: str, transitions: list[tuple[int, int]],
@@ -51,7 +52,7 @@ def heads_in(blocks: list[list[Row]], every: str, transitions: list[tuple[int, i
             end = i == len(block) - 1
             if head or end:
                 shown.append({"series_id": series, "bucket": bucket, "ts": t, "value": v,
-                              "dt": t - before_t, "before": bits(before_v),
+                              "dt": t - before_t, "before": before_v,
                               "fresh": int(fresh), "head": int(head), "ends_block": int(end),
                               "position": i,
                               "block": index if numbers is None else numbers[index]})
@@ -75,7 +76,7 @@ def blocks_of(sid: npt.NDArray[np.int64], t: npt.NDArray[np.int64],
 
 HEAD_SCHEMA = pa.schema([("series_id", pa.int64()), ("bucket", pa.int64()),
                          ("ts", pa.int64()), ("value", pa.float64()), ("dt", pa.int64()),
-                         ("before", pa.int64()), ("fresh", pa.uint8()), ("head", pa.uint8()),
+                         ("before", pa.float64()), ("fresh", pa.uint8()), ("head", pa.uint8()),
                          ("ends_block", pa.uint8()), ("position", pa.uint64()),
                          ("block", pa.uint64())])
 
@@ -221,3 +222,63 @@ def test_a_row_differenced_across_another_series_is_refused() -> None:
     transitions = offset_transitions("UTC", START - 10 * hour, START + 100 * hour)
     for every in ("1h", "1d"):
         assert counter_sums_of_heads(heads_in(blocks, every, transitions), None) is None
+
+
+def engine_befores(values: list[float], befores: list[float]) -> pa.Table:
+    """Heads whose value before was computed as the 18.16 query does: the value less
+    runningDifference's (value less the value before), in doubles."""
+    value = np.array(values, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # as the engine: inf, then nan
+        before = value - (value - np.array(befores, dtype=np.float64))
+    return pa.table({"value": value, "before": before,
+                     "position": np.ones(len(value), dtype=np.uint64),
+                     "head": np.ones(len(value), dtype=np.uint8)})
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(value=finite, before=finite | st.sampled_from([0.0, -0.0, 5e-324]))
+def test_a_before_said_certain_is_the_value_before(value: float, before: float) -> None:
+    heads = engine_befores([value], [before])
+    if befores_certain(heads):
+        assert heads.column("before")[0].as_py() == before
+
+
+@pytest.mark.parametrize(("value", "before"), [
+    (0.5, 5000.0),  # a reset to near zero
+    (1e6, 0.001), (0.001, 1e6),  # a series after one of another magnitude
+    (1.0, 0.0), (-1.0, 1.0),
+])
+def test_befores_that_differences_lose_are_not_certain(value: float, before: float) -> None:
+    assert not befores_certain(engine_befores([value], [before]))
+
+
+@pytest.mark.parametrize(("value", "before"), [
+    (1234.567, 1234.5), (0.0, 1e-300), (0.0, 123.0), (-3.0, -2.0), (1e6, 5e5 + 1),
+])
+def test_befores_near_their_values_are_certain(value: float, before: float) -> None:
+    heads = engine_befores([value], [before])
+    assert befores_certain(heads)
+    assert heads.column("before")[0].as_py() == before
+
+
+def test_a_zone_offset_of_minutes_and_seconds_counts_each_reading_in_its_own_day() -> None:
+    """Amsterdam kept +0:19:32 until 1937 (found by review: its day edges are no quarter
+    hours, and summing rises between edges on a quarter-hour grid put a reading at
+    1900-01-01 23:45Z, 00:04:32 on 2 January there, in the 1st)."""
+    t = (pd.Timestamp("1900-01-01 00:05", tz="UTC").value // 1000
+         + np.arange(4 * 288, dtype=np.int64) * 5 * MINUTE)
+    v = np.arange(len(t), dtype=np.float64)  # each reading rises by one
+    sid = np.zeros(len(t), dtype=np.int64)
+    transitions = offset_transitions("Europe/Amsterdam", int(t[0]) - 2 * 86_400 * 10**6,
+                                     int(t[-1]) + 2 * 86_400 * 10**6)
+    got = counter_sums(sid, t, v, parse_every("1d"), transitions)
+    days = pd.DatetimeIndex(t[1:] * 1000, tz="UTC").tz_convert("Europe/Amsterdam") \
+        .floor("D", ambiguous=False).tz_localize(None)  # each rise's day, the first is a base
+    want = pd.Series(1.0, index=days).groupby(level=0).sum()
+    assert got.column("consumption").to_pylist() == want.tolist()
+    assert got.column("bucket").to_numpy().astype("datetime64[us]").tolist() == \
+        want.index.to_numpy().astype("datetime64[us]").tolist()
+    same(counter_sums_of_heads(heads_of(sid, t, v, [100, 700], "1d", transitions), None), got)

@@ -31,6 +31,24 @@ def offset_sql(transitions: Transitions, column: str = "t") -> str:
     return f"CASE {' '.join(parts)} ELSE {transitions[-1][1]} END"
 
 
+def offset_steps_sql(transitions: Transitions, column: str) -> str:
+    """`offset_sql` as a sum of steps, one per transition: ``(column >= at) * change``.
+    ClickHouse evaluates a CASE branch by branch over whole columns; the sum is plain
+    arithmetic (on 18.16 half the time, where the CASE took a fifth of a year's daily
+    consumption of a hundred meters)."""
+    terms = [f"toInt64({transitions[0][1]})"] + [
+        f"({column} >= {at}) * toInt64({offset - before})"
+        for (_, before), (at, offset) in itertools.pairwise(transitions)]
+
+    def summed(terms: list[str]) -> str:  # in halves: centuries of changes, a shallow tree
+        if len(terms) == 1:
+            return terms[0]
+        half = len(terms) // 2
+        return f"({summed(terms[:half])} + {summed(terms[half:])})"
+
+    return summed(terms)
+
+
 def bucket_sql(size: Every, transitions: Transitions) -> str:
     """SQL for the bucket of a row with columns ``ts`` (TIMESTAMP) and ``t`` (epoch µs)."""
     constant = transitions[0][1] if len(transitions) == 1 else None
@@ -69,7 +87,9 @@ def bucket_numpy(t: npt.NDArray[np.int64], size: Every,
     return truncated.astype("datetime64[us]").astype(np.int64)
 
 
-GRID_US = 15 * 60 * MICROS  # every zone's offsets and bucket starts are whole quarter hours
+#: bucket starts are whole quarter hours where every offset in use is (today's zones; not
+#: local mean times before the 20th century): `bucket_edges` may step by it then
+GRID_US = 15 * 60 * MICROS
 
 
 def bucket_edges(lo: int, hi: int, size: Every,
@@ -123,7 +143,7 @@ def bucket_arithmetic_sql(size: Every, transitions: Transitions,
     every number is an Int64 (an unsigned literal would turn a negative time unsigned),
     so each modulo is made non-negative first, unless every local time from the first of
     ``transitions`` on is positive (rows before it have no offset to go by anyway)."""
-    local = f"({column} + toInt64({offset_sql(transitions, column)})) AS _local"
+    local = f"({column} + {offset_steps_sql(transitions, column)}) AS _local"
     # From the first transition on, local times are positive when the earliest one is:
     # then truncation is flooring, and the modulo needs no correction.
     positive = transitions[0][0] + min(offset for _, offset in transitions) >= 0

@@ -46,10 +46,13 @@ def counter_sums(sid: Ints, t: Ints, value: Floats, size: Every,
     base, not counted)."""
     if len(t) < 2:
         return _piece_sums(*_no_pieces())
-    if (int(t.max()) - int(t.min())) // GRID_US >= len(t):
+    if ((int(t.max()) - int(t.min())) // GRID_US >= len(t)
+            or any(offset % GRID_US for _, offset in transitions)
+            or any(at % GRID_US for at, _ in transitions[1:])):
         # few rows over a long span (a reading in 1850, one in 2150): a grid of edges
-        # would outgrow the rows, so each row finds its own bucket instead (right-closed:
-        # a row's bucket is that of the instant just before it)
+        # would outgrow the rows; and a zone's offset of minutes and seconds (local mean
+        # time, Amsterdam's +0:19:32 until 1937) puts edges off the grid. Each row finds
+        # its own bucket instead (right-closed: that of the instant just before it).
         bucket = bucket_numpy(t - 1, size, transitions)
         starts = np.flatnonzero(np.r_[True, (sid[1:] != sid[:-1])
                                       | (bucket[1:] != bucket[:-1])])
@@ -107,7 +110,7 @@ def counter_sums_of_heads(heads: pa.Table, bases: pa.Table | None) -> pa.Table |
     block, position = block[order], position[order]
     ts, dt = column(heads, "ts", np.int64)[order], column(heads, "dt", np.int64)[order]
     value = _values(heads, "value")[order]
-    before = column(heads, "before", np.int64)[order].view(np.float64)
+    before = _values(heads, "before")[order]
     head, fresh, ends = (column(heads, name, np.uint8)[order] != 0
                          for name in ("head", "fresh", "ends_block"))
     opens = np.r_[True, block[1:] != block[:-1]]
@@ -126,6 +129,22 @@ def counter_sums_of_heads(heads: pa.Table, bases: pa.Table | None) -> pa.Table |
     return _join_runs(column(heads, "series_id", np.int64)[order][at],
                       column(heads, "bucket", np.int64)[order][at], ts[at], t1, value[at],
                       v1, dt[at], before[at], fresh[at], n, bases)
+
+
+def befores_certain(heads: pa.Table) -> bool:
+    """Whether each head's ``before`` (the value of the row before it in its block) is
+    exactly that value, when an engine computed it as ``value - (value - before)``: so it
+    is where the difference was exact, which it is where ``before`` lies within a factor
+    of two of ``value`` (Sterbenz) and always where ``value`` is 0. Rounding is monotone,
+    so a ``before`` strictly within the factor two came from one within it (from outside
+    it rounds to outside); a reset to near zero, or a series after one of another
+    magnitude, is not certain."""
+    value, before = _values(heads, "value"), _values(heads, "before")
+    needed = (column(heads, "position", np.int64) > 0) & (column(heads, "head", np.uint8) != 0)
+    with np.errstate(over="ignore"):
+        near = ((np.sign(value) == np.sign(before)) & (2 * np.abs(before) > np.abs(value))
+                & (np.abs(before) < 2 * np.abs(value)))
+    return bool(np.all(~needed | near | (value == 0)))
 
 
 def _join_runs(sid: Ints, bucket: Ints, t0: Ints, t1: Ints, v0: Floats, v1: Floats,
