@@ -1106,8 +1106,11 @@ class ClickHouseStore:
         fifth more of the query's time."""
         # right-closed: a row's bucket is that of the instant before it
         local, steps, bucket = bucket_arithmetic_sql(size, transitions, "(ts - 1)")
-        rows = (f"SELECT *, {', '.join([*steps, f'{bucket} AS bucket'])} FROM ("
-                f"SELECT *, {local} FROM ({source}))")
+        if len(steps) <= 1:  # a level less where aliases expand to little (not months)
+            rows = f"SELECT *, {', '.join([local, *steps, f'{bucket} AS bucket'])} FROM ({source})"
+        else:
+            rows = (f"SELECT *, {', '.join([*steps, f'{bucket} AS bucket'])} FROM ("
+                    f"SELECT *, {local} FROM ({source}))")
         if self._heads == "windows":
             series = "PARTITION BY series_id"
             before = f"OVER ({series} ORDER BY ts ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)"
@@ -1123,9 +1126,8 @@ class ClickHouseStore:
                 f"lagInFrame(bucket, 1, bucket) {before} AS _bucket FROM ({rows})) "
                 "WHERE head + ends_block > 0")
         else:
-            # Every column a head carries takes part in the filter, so that it is computed
-            # before it, over the whole block; + where OR could skip its right side for
-            # some rows. A block is named by where it starts among all rows read.
+            # 18.x computes a subquery's columns over whole blocks before the query around
+            # it filters them (blockNumber names a block: one counter for the query).
             if exact:
                 # The bits of the value before (18.16 reinterprets a Float64 only through
                 # its bytes); as integers they order non-negative numbers as they are and
@@ -1142,9 +1144,8 @@ class ClickHouseStore:
                 earlier = ["runningDifference(value) AS _rise"]
                 fall, shown = "_rise < 0", "value - _rise"
             columns = ", ".join([
-                "rowNumberInBlock() AS position", "rowNumberInAllBlocks() AS _all",
-                "_all - position AS block",
-                "toUInt8(_all + 1 = block + blockSize()) AS ends_block",
+                "rowNumberInBlock() AS position", "blockNumber() AS block",
+                "toUInt8(position + 1 = blockSize()) AS ends_block",
                 "runningDifference(ts) AS dt", *earlier,
                 "toUInt8((position = 0) + (runningDifference(series_id) != 0) > 0) AS fresh",
                 "toUInt8(fresh + (runningDifference(bucket) != 0) + (dt <= 0) "

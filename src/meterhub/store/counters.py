@@ -92,8 +92,8 @@ def counter_sums_of_heads(heads: pa.Table, bases: pa.Table | None) -> pa.Table |
     A run is rows one after another in a block of the engine's answer, of one series and
     one bucket, each later than the row before it and not below it. Its head is its first
     row (``series_id``, ``bucket``, ``ts``, ``value``; ``dt`` its time less the block's
-    row before it, whose value's bits are ``before``; ``fresh`` when it is the block's
-    first row or the row before is of another series); each block's last row comes too
+    row before it, whose value is ``before``; ``fresh`` when it is the block's first row
+    or the row before is of another series); each block's last row comes too
     (``ends_block``); ``block`` and ``position`` say where a row was. Runs join when, per
     series, they do not overlap in time and a run whose head was read after another row of
     its series follows the run that ends on that row; a fresh run rises from the run
