@@ -132,8 +132,20 @@ def offset_transitions(tz_name: str, start_us: int, end_us: int) -> list[tuple[i
 
     The first pair starts at ``start_us``; each later one at an exact UTC instant where the
     zone's offset changes. Found by stepping a day at a time and bisecting each change to
-    the second, so a year costs a few hundred zone look-ups.
+    the second, so a year costs a few hundred zone look-ups, and a store spanning
+    centuries 80 ms: the answers of the last few ranges asked for are kept (a dashboard
+    asks the same range again and again).
     """
+    return list(_offset_transitions(tz_name, start_us, end_us))
+
+
+@functools.lru_cache(maxsize=64)
+def _offset_transitions(tz_name: str, start_us: int, end_us: int
+                        ) -> tuple[tuple[int, int], ...]:
+    return tuple(_find_transitions(tz_name, start_us, end_us))
+
+
+def _find_transitions(tz_name: str, start_us: int, end_us: int) -> list[tuple[int, int]]:
     if tz_name in FIXED_UTC:
         return [(start_us, 0)]
     tz = zone(tz_name)

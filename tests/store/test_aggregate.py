@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import meterhub
+from meterhub import timebase
 from meterhub.hub import Hub
 from meterhub.timebase import offset_transitions
 
@@ -339,3 +340,18 @@ def test_a_counters_errors_come_from_the_readings_its_consumption_does(
     assert got["bucket"].dt.hour.tolist() == [0, 1]  # nothing before the range
     assert got["errors"].tolist() == [0, 1]  # 02:00 closes hour 1
     assert got["consumption"].tolist() == [1.0, 2.0]  # 00:30->01:00, 01:00->01:30
+
+
+def test_a_zones_changes_asked_again_come_from_memory_unchanged_by_callers() -> None:
+    """The changes of a range are kept: asked again, the same answer, from memory
+    (centuries cost 80 ms to find), and a caller that alters its list alters no later
+    answer."""
+    start, end = -5_364_662_400_000_000, 7_258_118_399_999_999  # 1800 to 2200
+    first = offset_transitions("Europe/Amsterdam", start, end)
+    assert len(first) > 300
+    assert first[0] == (start, 1_172_000_000)  # +0:19:32, Amsterdam's mean time
+    first.append((end, 0))
+    hits = timebase._offset_transitions.cache_info().hits
+    again = offset_transitions("Europe/Amsterdam", start, end)
+    assert timebase._offset_transitions.cache_info().hits == hits + 1
+    assert again == first[:-1]
