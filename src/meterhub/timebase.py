@@ -142,12 +142,8 @@ def offset_transitions(tz_name: str, start_us: int, end_us: int) -> list[tuple[i
 @functools.lru_cache(maxsize=64)
 def _offset_transitions(tz_name: str, start_us: int, end_us: int
                         ) -> tuple[tuple[int, int], ...]:
-    return tuple(_find_transitions(tz_name, start_us, end_us))
-
-
-def _find_transitions(tz_name: str, start_us: int, end_us: int) -> list[tuple[int, int]]:
     if tz_name in FIXED_UTC:
-        return [(start_us, 0)]
+        return ((start_us, 0),)
     tz = zone(tz_name)
     day = 86400 * MICROS
     current = _offset_us(tz, start_us)
@@ -172,4 +168,4 @@ def _find_transitions(tz_name: str, start_us: int, end_us: int) -> list[tuple[in
             at = hi * MICROS
             continue
         at = nxt
-    return result
+    return tuple(result)

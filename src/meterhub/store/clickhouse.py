@@ -1039,6 +1039,7 @@ class ClickHouseStore:
         if selection.end is not None:
             where.append(f"ts <= {epoch_us(selection.end)}")
         bases = None if selection.start is None else self._bases(ids, selection.start)
+
         def heads(exact: bool) -> pa.Table:
             return self._exactly(
                 selection, "series_id, ts, assumeNotNull(value) AS value", " AND ".join(where),

@@ -6,9 +6,9 @@ Every path sums the same pieces: stretches of one series' readings in time order
 one bucket, that do not fall. A piece counts ``last - base``, ``base`` being the reading
 before its first (in its bucket or the one before); when its first reading fell from
 ``base``, that reading's reset rise plus ``last - first``. Telescoped so, a day of a meter
-counts its last reading less the day before's (what its display shows, not a sum of
-ninety-six rounded rises), and backends that find the pieces differently (NumPy from the
-rows, ClickHouse from the runs it read in stored order) give the same bits.
+counts its last reading less the day before's (what its display shows), and backends that
+find the pieces differently (NumPy from the rows, ClickHouse from the runs it read in
+stored order) give the same bits.
 """
 
 from __future__ import annotations
