@@ -450,6 +450,71 @@ def test_1816_error_after_the_answer_started(server_1816: ClickHouseClient) -> N
         assert caught.value.code == 395
 
 
+class Counting(httpx.BaseTransport):
+    """The real network, counting requests; ``fail_first`` answers the first request whose
+    SQL starts so with that answer instead (a shard unreachable for a moment)."""
+
+    def __init__(self, fail_first: tuple[str, httpx.Response] | None = None) -> None:
+        self.real = httpx.HTTPTransport()
+        self.fail_first = fail_first
+        self.sent: list[tuple[str, int]] = []  #: (SQL, bytes of body) of each request
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+        sql = request.url.params.get("query") or body.decode(errors="replace")
+        self.sent.append((sql, len(body)))
+        if self.fail_first is not None and sql.startswith(self.fail_first[0]):
+            answer, self.fail_first = self.fail_first[1], None
+            return answer
+        return self.real.handle_request(request)
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_1816_unreachable_shard_is_asked_again_and_its_reason_told(
+        server_1816: ClickHouseClient) -> None:
+    # a real ALL_CONNECTION_TRIES_FAILED: the server cannot reach a port nobody listens on
+    with free_port() as port:
+        transport = Counting()
+        with ClickHouseClient(server_1816.url, transport=transport,
+                              retry_delays=(0.01, 0.02)) as client:
+            with pytest.raises(ClickHouseError) as caught:
+                client.query_rows(f"SELECT * FROM remote('127.0.0.1:{port}', system.one)")
+            assert caught.value.code == 279
+            assert len(transport.sent) == 3  # the first try and one after each delay
+            message = str(caught.value)
+            # the reason the server gave under its first line, once, on the same line
+            assert message.count(f"Connection refused (127.0.0.1:{port})") == 1, message
+            assert "\n" not in message and "e.what()" not in message
+            # what no new try can mend is not tried again
+            with pytest.raises(ClickHouseError) as caught:
+                client.query_rows("SELECT * FROM no_such_table")
+            assert caught.value.code == UNKNOWN_TABLE and len(transport.sent) == 4
+            assert str(caught.value).startswith("ClickHouse: Code: 60, ")
+            assert "e.what()" not in str(caught.value)
+
+
+def test_1816_insert_asked_again_sends_its_whole_body_again(
+        server_1816: ClickHouseClient) -> None:
+    name = create(server_1816, {"a": "UInt64"})
+    with free_port() as port:
+        unreachable = httpx.post(
+            server_1816.url.http_url,
+            content=f"SELECT * FROM remote('127.0.0.1:{port}', system.one)".encode())
+    assert unreachable.status_code == 500 and unreachable.content.startswith(b"Code: 279")
+    transport = Counting(fail_first=(f"INSERT INTO {name}", httpx.Response(
+        500, content=unreachable.content)))
+    with ClickHouseClient(server_1816.url, transport=transport,
+                          retry_delays=(0.01,)) as client:
+        client.insert_arrow(name, pa.table({"a": pa.array(range(100_000), pa.uint64())}),
+                            ["UInt64"], block_rows=30_000)
+    inserts = [size for sql, size in transport.sent if sql.startswith("INSERT")]
+    assert len(inserts) == 2 and inserts[0] == inserts[1] > 800_000
+    assert server_1816.query_rows(f"SELECT count(), sum(a) FROM {name}") == [
+        (100_000, 99_999 * 50_000)]
+
+
 def test_1816_settings_and_execute(server_1816: ClickHouseClient) -> None:
     assert server_1816.query_text(
         "SELECT value FROM system.settings WHERE name = 'max_block_size'",

@@ -16,10 +16,12 @@ this module speaks the plain HTTP interface that every version has:
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -38,8 +40,10 @@ from meterhub.store.clickhouse_native import (
     unescape,
 )
 
-__all__ = ["UNKNOWN_DATABASE", "UNKNOWN_TABLE", "ClickHouseClient", "ClickHouseError",
-           "ClickHouseURL", "literal", "quote_identifier", "rows_from_tsv"]
+__all__ = ["RETRIED_CODES", "UNKNOWN_DATABASE", "UNKNOWN_TABLE", "ClickHouseClient",
+           "ClickHouseError", "ClickHouseURL", "literal", "quote_identifier", "rows_from_tsv"]
+
+log = logging.getLogger("meterhub.clickhouse")
 
 #: ClickHouse's error code for a table that does not exist
 UNKNOWN_TABLE = 60
@@ -50,6 +54,10 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 _CLUSTER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _CODE = re.compile(rb"Code:\s*(\d+)")
+_WHAT = re.compile(r",? ?e\.what\(\) = \S+$")
+#: a server could not reach another (SOCKET_TIMEOUT, NETWORK_ERROR, ALL_CONNECTION_TRIES_
+#: FAILED): the request is tried again, as every request this client makes may be
+RETRIED_CODES = frozenset({209, 210, 279})
 _OPTIONS = ("cluster", "secure")
 Settings = Mapping[str, str | int | float | bool]
 #: SQL longer than this (ClickHouse parses at most 256 KiB by default) raises the limit
@@ -253,9 +261,13 @@ class ClickHouseClient:
 
     def __init__(self, url: ClickHouseURL | str, *, timeout: float = 300.0,
                  connect_timeout: float = 10.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
-        """``transport`` replaces the network (tests answer with an in-process ClickHouse)."""
+                 transport: httpx.BaseTransport | None = None,
+                 retry_delays: Sequence[float] = (0.25, 1.0, 3.0)) -> None:
+        """``transport`` replaces the network (tests answer with an in-process ClickHouse);
+        ``retry_delays``: the seconds waited before each new try of a request that failed
+        for a connection between servers (a shard restarting, a network hiccup)."""
         self.url = url if isinstance(url, ClickHouseURL) else ClickHouseURL.parse(url)
+        self.retry_delays = tuple(retry_delays)
         self._http = httpx.Client(
             base_url=self.url.http_url,
             transport=transport,
@@ -345,9 +357,9 @@ class ClickHouseClient:
         if table.num_rows == 0:
             return
         names = ", ".join(quote_identifier(name) for name in table.column_names)
-        body = encode_native(prepared, table.num_rows, block_rows)
         self._request(f"INSERT INTO {table_name} ({names}) FORMAT Native", _native(settings),
-                      read=False, data=body)
+                      read=False,
+                      data=lambda: encode_native(prepared, table.num_rows, block_rows))
 
     # -- the server -----------------------------------------------------------------------
 
@@ -373,7 +385,12 @@ class ClickHouseClient:
     # -- plumbing -------------------------------------------------------------------------
 
     def _request(self, sql: str, settings: Settings | None, *, use_database: bool = True,
-                 read: bool = True, data: Iterator[bytes] | None = None) -> bytes:
+                 read: bool = True, data: Callable[[], Iterator[bytes]] | None = None
+                 ) -> bytes:
+        """Send one request; ``data`` makes the body (again, for each try), and the SQL then
+        goes as a parameter. A server that could not reach another (`RETRIED_CODES`) is
+        asked again after each of `retry_delays`: every statement this client sends is
+        idempotent (rows replace rows of their key, tables are created if not there)."""
         params = _settings(settings)
         if read:
             params.setdefault("wait_end_of_query", "1")
@@ -383,12 +400,17 @@ class ClickHouseClient:
             params["database"] = self.url.database
         if data is not None:
             params["query"] = sql
-            response = self._send("POST", "", params=params, content=data)
-        else:
-            response = self._send("POST", "", params=params, content=sql.encode())
-        if response.status_code != 200:
-            raise _answer_error(response)
-        return response.content
+        for delay in [*self.retry_delays, None]:
+            content = sql.encode() if data is None else data()
+            response = self._send("POST", "", params=params, content=content)
+            if response.status_code == 200:
+                return response.content
+            error = _answer_error(response)
+            if delay is None or error.code not in RETRIED_CODES:
+                raise error
+            log.warning("%s; asking again in %.2g s", error, delay)
+            time.sleep(delay)
+        raise AssertionError("unreachable")
 
     def _send(self, method: str, path: str, *, params: dict[str, str],
               content: bytes | Iterator[bytes] | None) -> httpx.Response:
@@ -422,9 +444,17 @@ def _native(settings: Settings | None) -> dict[str, str | int | float | bool]:
     return {"low_cardinality_allow_in_native_format": 0, **(settings or {})}
 
 
-def _first_line(text: bytes) -> str:
-    line = text.strip().split(b"\n", 1)[0].decode("utf-8", "replace")
-    return line if len(line) <= 2000 else line[:2000] + "..."
+def _server_message(text: bytes) -> str:
+    """The server's exception on one line, with the lines nested in it (why each
+    connection between servers failed, when a distributed query could reach no shard: the
+    whole reason), each line once, without stack traces and `e.what()` tails."""
+    lines: list[str] = []
+    for line in text.decode("utf-8", "replace").split("Stack trace", 1)[0].splitlines():
+        line = _WHAT.sub("", line).strip()
+        if line and line not in lines:
+            lines.append(line)
+    message = " / ".join(lines)
+    return message if len(message) <= 2000 else message[:2000] + "..."
 
 
 def _answer_error(response: httpx.Response) -> ClickHouseError:
@@ -432,7 +462,7 @@ def _answer_error(response: httpx.Response) -> ClickHouseError:
     header = response.headers.get("X-ClickHouse-Exception-Code", "")
     match = _CODE.search(body[:200])
     code = int(header) if header.isdigit() else int(match.group(1)) if match else None
-    message = _first_line(body) or f"HTTP {response.status_code}"
+    message = _server_message(body) or f"HTTP {response.status_code}"
     return ClickHouseError(f"ClickHouse: {message}", code=code, status=response.status_code)
 
 
@@ -447,7 +477,7 @@ def _streamed_error(body: bytes) -> ClickHouseError | None:
         except UnicodeDecodeError:
             continue
         if "Exception" in text:
-            return ClickHouseError(f"ClickHouse: {_first_line(tail)}",
+            return ClickHouseError(f"ClickHouse: {_server_message(tail)}",
                                    code=int(match.group(1)))
     return None
 
