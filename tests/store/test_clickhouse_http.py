@@ -486,11 +486,13 @@ def test_1816_unreachable_shard_is_asked_again_and_its_reason_told(
             message = str(caught.value)
             # the reason the server gave under its first line, once, on the same line
             assert message.count(f"Connection refused (127.0.0.1:{port})") == 1, message
-            assert "\n" not in message and "e.what()" not in message
+            assert "\n" not in message
+            assert "e.what()" not in message
             # what no new try can mend is not tried again
             with pytest.raises(ClickHouseError) as caught:
                 client.query_rows("SELECT * FROM no_such_table")
-            assert caught.value.code == UNKNOWN_TABLE and len(transport.sent) == 4
+            assert caught.value.code == UNKNOWN_TABLE
+            assert len(transport.sent) == 4
             assert str(caught.value).startswith("ClickHouse: Code: 60, ")
             assert "e.what()" not in str(caught.value)
 
@@ -502,7 +504,8 @@ def test_1816_insert_asked_again_sends_its_whole_body_again(
         unreachable = httpx.post(
             server_1816.url.http_url,
             content=f"SELECT * FROM remote('127.0.0.1:{port}', system.one)".encode())
-    assert unreachable.status_code == 500 and unreachable.content.startswith(b"Code: 279")
+    assert unreachable.status_code == 500
+    assert unreachable.content.startswith(b"Code: 279")
     transport = Counting(fail_first=(f"INSERT INTO {name}", httpx.Response(
         500, content=unreachable.content)))
     with ClickHouseClient(server_1816.url, transport=transport,
@@ -510,7 +513,8 @@ def test_1816_insert_asked_again_sends_its_whole_body_again(
         client.insert_arrow(name, pa.table({"a": pa.array(range(100_000), pa.uint64())}),
                             ["UInt64"], block_rows=30_000)
     inserts = [size for sql, size in transport.sent if sql.startswith("INSERT")]
-    assert len(inserts) == 2 and inserts[0] == inserts[1] > 800_000
+    assert len(inserts) == 2
+    assert inserts[0] == inserts[1] > 800_000
     assert server_1816.query_rows(f"SELECT count(), sum(a) FROM {name}") == [
         (100_000, 99_999 * 50_000)]
 

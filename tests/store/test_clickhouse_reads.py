@@ -22,6 +22,7 @@ from meterhub.hub import Hub
 from meterhub.store import clickhouse as clickhouse_store
 from meterhub.store.clickhouse_http import ClickHouseClient
 from meterhub.store.clickhouse_parts import (
+    AVERAGE_MONTH_US,
     PARTITION_KEY,
     RETRIES,
     PartsWatch,
@@ -191,12 +192,13 @@ def test_rewrites_not_yet_merged_are_read_as_replaced(hub: Hub, fallbacks: list[
     reads: list[tuple[str | None, str | None]] = []
     original = PartsWatch.exact
 
-    def exact(watch: PartsWatch, lo: int, hi: int, run: Callable[..., Any]) -> Any:
-        def seen(plain: str | None, final: str | None) -> Any:
+    def exact(watch: PartsWatch, lo: int, hi: int, run: Callable[..., Any],
+              **options: Any) -> Any:
+        def seen(plain: str | None, final: str | None, guarded: bool) -> Any:
             reads.append((plain, final))
-            return run(plain, final)
+            return run(plain, final, guarded)
 
-        return original(watch, lo, hi, seen)
+        return original(watch, lo, hi, seen, **options)
 
     monkeypatch.setattr(PartsWatch, "exact", exact)
     for every, tz in (("day", "Europe/Amsterdam"), ("hour", "UTC")):
@@ -224,18 +226,19 @@ def test_a_write_during_a_read_makes_it_read_again(hub: Hub, monkeypatch: pytest
     reads: list[list[tuple[str | None, str | None]]] = []  # the runs of each exact read
     original = PartsWatch.exact
 
-    def exact(watch: PartsWatch, lo: int, hi: int, run: Callable[..., Any]) -> Any:
+    def exact(watch: PartsWatch, lo: int, hi: int, run: Callable[..., Any],
+              **options: Any) -> Any:
         reads.append([])
 
-        def racing(plain: str | None, final: str | None) -> Any:
-            answer = run(plain, final)
+        def racing(plain: str | None, final: str | None, guarded: bool) -> Any:
+            answer = run(plain, final, guarded)
             reads[-1].append((plain, final))
             if len(reads) == len(reads[0]) == 1:  # a rewrite lands between the query and
                 write_series(hub, ts[10:20], values[10:20] + 100.0, "counter",  # the look
                              channel="c")  # after it
             return answer
 
-        return original(watch, lo, hi, racing)
+        return original(watch, lo, hi, racing, **options)
 
     monkeypatch.setattr(PartsWatch, "exact", exact)
     got = ours(hub, "c", "day", "UTC")
@@ -266,11 +269,12 @@ def test_a_read_the_parts_keep_changing_under_ends_all_final(
     # each time, a write into a month read plainly: March, then April, then May
     months = iter([slice(10, 20), slice(1500, 1510), slice(len(ts) - 50, len(ts) - 40)])
 
-    def exact(watch: PartsWatch, lo: int, hi: int, run: Callable[..., Any]) -> Any:
+    def exact(watch: PartsWatch, lo: int, hi: int, run: Callable[..., Any],
+              **options: Any) -> Any:
         reads.append([])
 
-        def racing(plain: str | None, final: str | None) -> Any:
-            answer = run(plain, final)
+        def racing(plain: str | None, final: str | None, guarded: bool) -> Any:
+            answer = run(plain, final, guarded)
             reads[-1].append((plain, final))
             picked = next(months, None)
             if picked is not None:
@@ -278,7 +282,7 @@ def test_a_read_the_parts_keep_changing_under_ends_all_final(
                 write_series(hub, ts[picked], rewritten[picked], "counter", channel="c")
             return answer
 
-        return original(watch, lo, hi, racing)
+        return original(watch, lo, hi, racing, **options)
 
     monkeypatch.setattr(PartsWatch, "exact", exact)
     got = ours(hub, "c", "day", "UTC")
@@ -286,6 +290,93 @@ def test_a_read_the_parts_keep_changing_under_ends_all_final(
     assert len(runs) == RETRIES + 1
     assert runs[-1] == (None, "1")  # after RETRIES runs, everything with FINAL
     pd.testing.assert_frame_equal(got, reference_counter(ts, rewritten, "day", "UTC")[
+        ["consumption", "count"]], rtol=1e-9, check_names=False, check_freq=False)
+
+
+def hidden_time(near: pd.Timestamp) -> int:
+    """A time in year ~102,000 whose partition number is that of ``near``'s month: the
+    parts cannot tell a reading there is not of that month."""
+    month = partition_of(near.value // 1000)
+    stray = (month + 1_000_000) * AVERAGE_MONTH_US + 5
+    assert stray > MAX_US
+    assert partition_of(stray) == month
+    return stray
+
+
+def plant_stray(hub: Hub, channel: str, ts: int, value: float) -> None:
+    """A reading of ``channel`` at epoch µs ``ts``, planted past the store's checks."""
+    client = client_of(hub)
+    (series,), = client.query_rows(
+        f"SELECT DISTINCT series_id FROM channels WHERE channel = '{channel}'")
+    client.execute(f"INSERT INTO readings (series_id, ts, value, quality, validated, version) "
+                   f"VALUES ({series}, {ts}, {value}, 'ok', 0, 1)",
+                   {"insert_distributed_sync": 1} if "cluster=" in hub.store.url else None)
+
+
+def test_the_times_a_reading_may_have_are_asked_for_only_while_one_strays(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    ts, values = counters(hub, "c")
+    write_series(hub, ts, np.sin(np.arange(len(ts)) / 50.0), "instant", unit="°C",
+                 channel="t")
+    hub.store.compact()
+    client = client_of(hub)
+    sent: list[str] = []
+    query_arrow = client.query_arrow
+    monkeypatch.setattr(client, "query_arrow",
+                        lambda sql, *a, **k: sent.append(sql) or query_arrow(sql, *a, **k))
+    want = reference_counter(ts, values, "day", "UTC")[["consumption", "count"]]
+    temperatures = hub.aggregate(device="d", channel="t", every="day", fn=["max"])
+
+    def check(guarded: bool | None) -> None:
+        sent.clear()
+        pd.testing.assert_frame_equal(ours(hub, "c", "day", "UTC"), want, rtol=1e-9,
+                                      check_names=False, check_freq=False)
+        # the same answer of the delta/instant kind: a stray never shows
+        pd.testing.assert_frame_equal(
+            hub.aggregate(device="d", channel="t", every="day", fn=["max"]), temperatures)
+        # every read of the readings named the range, or none did
+        reads = [sql for sql in sent if "FROM readings" in sql]
+        assert len(reads) >= 2
+        if guarded is not None:
+            assert all((f"ts < {MAX_US}" in sql) == guarded for sql in reads), reads
+
+    check(guarded=False)  # nothing strays: no read names the range
+    check(guarded=False)  # (proven once for these parts)
+    plant_stray(hub, "c", hidden_time(ts[0]), 1e12)
+    plant_stray(hub, "t", hidden_time(ts[-1]), 1e12)
+    # (the first read after may go without, as the parts last seen were proven: the look
+    # after it finds new ones, and it is read again)
+    check(guarded=None)
+    check(guarded=True)
+
+
+def test_a_stray_landing_during_a_read_without_the_range_makes_it_read_again(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    ts, values = counters(hub, "c")
+    hub.store.compact()
+    ours(hub, "c", "day", "UTC")  # the parts proven free of strays
+    runs: list[list[bool]] = []  #: guarded or not, each run of each exact read
+    original = PartsWatch.exact
+
+    def exact(watch: PartsWatch, lo: int, hi: int, run: Callable[..., Any],
+              **options: Any) -> Any:
+        runs.append([])
+
+        def racing(plain: str | None, final: str | None, guarded: bool) -> Any:
+            answer = run(plain, final, guarded)
+            runs[-1].append(guarded)
+            if runs == [[False]]:  # planted after the proof, seen by the look after the read,
+                # in a partition of 1799, which no read of 1800 on touches: as it might have
+                # landed before the read began, only parts all unchanged prove the answer
+                plant_stray(hub, "c", MIN_US - 10**12, -1e12)
+            return answer
+
+        return original(watch, lo, hi, racing, **options)
+
+    monkeypatch.setattr(PartsWatch, "exact", exact)
+    got = ours(hub, "c", "day", "UTC")
+    assert runs[0] == [False, True]
+    pd.testing.assert_frame_equal(got, reference_counter(ts, values, "day", "UTC")[
         ["consumption", "count"]], rtol=1e-9, check_names=False, check_freq=False)
 
 

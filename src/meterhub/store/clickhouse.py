@@ -93,7 +93,7 @@ from meterhub.store.clickhouse_http import (
     ClickHouseURL,
     literal,
 )
-from meterhub.store.clickhouse_parts import PARTITION_KEY, PartsWatch
+from meterhub.store.clickhouse_parts import PARTITION_KEY, PartsWatch, Snapshot
 from meterhub.store.counters import (
     befores_certain,
     counter_sums,
@@ -215,6 +215,7 @@ class ClickHouseStore:
         self._parts = PartsWatch(
             self._shards if cluster else lambda: [ClickHouseClient(self._where)],
             self._where.database, "readings_local" if cluster else "readings")
+        self._proven_parts: Snapshot | None = None  #: last parts `_no_strays` proved
         self._insert_settings: dict[str, str | int] = (
             {"insert_distributed_sync": 1} if cluster else {})
         self._run_settings: dict[str, str | int] = {}
@@ -935,28 +936,46 @@ class ClickHouseStore:
         return int(rows[0][0]), int(rows[0][1])
 
     def _exactly(self, selection: Selection, columns: str, where: str,
-                 query: Callable[[str], T], *, in_order: bool = False) -> T:
+                 query: Callable[[str], T], *, in_order: bool = False,
+                 in_range: bool = False) -> T:
         """``query(source)`` where ``source`` is SQL for ``columns`` of the readings that
         hold ``where``, read as FINAL would give them (see `PartsWatch.exact`);
         ``in_order``: the rows read with FINAL come sorted by (series, time), as 18.16
-        gives them anyway and current versions do not."""
+        gives them anyway and current versions do not; ``in_range``: only the rows of
+        ``where`` within the times a reading may have (`_IN_RANGE`, which is left out
+        where `_no_strays` proves it keeps nothing out: a tenth of a year's counter sums)."""
         lo, hi = clamped_us(selection)
 
-        def run(plain: str | None, final: str | None) -> T:
+        def run(plain: str | None, final: str | None, guarded: bool) -> T:
+            rows = f"{where} AND {_IN_RANGE}" if in_range and guarded else where
             parts = []
             if plain is not None:
-                parts.append(f"SELECT {columns} FROM readings WHERE {where} AND ({plain})")
+                parts.append(f"SELECT {columns} FROM readings WHERE {rows} AND ({plain})")
             if final is not None:
-                replaced = f"SELECT {columns} FROM readings FINAL WHERE {where} AND ({final})"
+                replaced = f"SELECT {columns} FROM readings FINAL WHERE {rows} AND ({final})"
                 parts.append(f"SELECT * FROM ({replaced} ORDER BY series_id, ts)"
                              if in_order else replaced)
             return query(" UNION ALL ".join(parts))
 
-        return self._parts.exact(lo, hi + 1, run)
+        return self._parts.exact(lo, hi + 1, run,
+                                 unguarded=self._no_strays if in_range else None)
+
+    def _no_strays(self, parts: Snapshot) -> bool:
+        """No reading in ``parts`` lies outside the times a reading may have (rows planted
+        past the store's checks): one count that the partitions' min/max times prune to no
+        rows at all, once per new set of parts."""
+        if self._proven_parts == parts:
+            return True
+        if int(self._rows(f"SELECT count() FROM readings WHERE NOT ({_IN_RANGE})")[0][0]):
+            return False
+        # the count saw every row of these parts (merges and deletes move or drop rows,
+        # never make them) and maybe more: none of them strays
+        self._proven_parts = parts
+        return True
 
     def _bucketed(self, selection: Selection, ids: Sequence[int], columns: str, where: str,
                   size: Every, transitions: list[tuple[int, int]], select: str,
-                  column: str = "ts") -> pa.Table:
+                  column: str = "ts", in_range: bool = False) -> pa.Table:
         """``select`` (aggregates) per (series_id, bucket) over ``columns`` of the readings
         of series ``ids`` that hold ``where``."""
         local, steps, bucket = bucket_arithmetic_sql(size, transitions, column)
@@ -969,7 +988,7 @@ class ClickHouseStore:
             self._client.query_arrow(
                 f"SELECT {keys}, {select} FROM ("
                 f"SELECT *, {outer} FROM (SELECT *, {local} FROM ({source}))) "
-                f"GROUP BY {keys}")))
+                f"GROUP BY {keys}")), in_range=in_range)
         if len(ids) == 1:
             table = table.add_column(0, "series_id",
                                      pa.array(np.full(table.num_rows, ids[0], dtype=np.int64)))
@@ -1001,9 +1020,12 @@ class ClickHouseStore:
                            + [f"toInt64(countIf({_ERROR})) AS {ERRORS}",
                               f"{exprs['count']} AS _count"] * errors)
         # values are not null where _good holds: the -If aggregates need no null checks
-        table = self._bucketed(selection, ids, columns,
-                               f"{self._time_filter(selection)} AND {rows}", size, transitions,
-                               select)
+        # the selection's bounds, and the times a reading may have (proven, or asked for)
+        bounds = [f"ts >= {epoch_us(selection.start)}"] if selection.start is not None else []
+        if selection.end is not None:
+            bounds.append(f"ts < {epoch_us(selection.end)}")
+        table = self._bucketed(selection, ids, columns, " AND ".join([*bounds, f"({rows})"]),
+                               size, transitions, select, in_range=True)
         if not errors:
             return table  # every bucket holds a good reading
         # a bucket of errors only: its functions are null, not what an empty -If gives
@@ -1032,7 +1054,7 @@ class ClickHouseStore:
         """Counter consumption: runs of rows in stored order found in ClickHouse,
         joined here (`counter_sums_of_heads`); from all rows in NumPy when the runs
         do not prove their order."""
-        where = [f"series_id IN ({_ids(ids)})", _GOOD, _IN_RANGE]
+        where = [f"series_id IN ({_ids(ids)})", _GOOD]
         # right-closed buckets: readings in (start, end] plus the last one at/before start
         if selection.start is not None:
             where.append(f"ts > {epoch_us(selection.start)}")
@@ -1043,7 +1065,8 @@ class ClickHouseStore:
         def heads(exact: bool) -> pa.Table:
             return self._exactly(
                 selection, "series_id, ts, assumeNotNull(value) AS value", " AND ".join(where),
-                lambda source: self._run_heads(source, size, transitions, exact), in_order=True)
+                lambda source: self._run_heads(source, size, transitions, exact), in_order=True,
+                in_range=True)
 
         # the values before heads that differences do not pin down (a reset, a series that
         # follows one of another magnitude) come exact from a second query
@@ -1055,8 +1078,8 @@ class ClickHouseStore:
             if summed is not None:
                 return summed
         rows = self._client.query_arrow(
-            f"SELECT series_id, ts AS t, value FROM readings FINAL WHERE {' AND '.join(where)}",
-            columns=_COUNTER_TYPES)
+            f"SELECT series_id, ts AS t, value FROM readings FINAL WHERE {' AND '.join(where)} "
+            f"AND {_IN_RANGE}", columns=_COUNTER_TYPES)
         sid, t = column(rows, "series_id", np.int64), column(rows, "t", np.int64)
         value = np.asarray(rows.column("value").to_numpy(zero_copy_only=False),
                            dtype=np.float64)

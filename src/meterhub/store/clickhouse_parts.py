@@ -42,7 +42,8 @@ RETRIES = 3  #: runs of a query the parts changed under, before all of it says F
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 Snapshot = dict[int, frozenset[tuple[int, str]]]  #: partition -> (shard, part name) pairs
-Run = Callable[[str | None, str | None], T]  #: (plain, final) conditions -> answer
+#: (plain, final conditions, guarded) -> answer; see `PartsWatch.exact`
+Run = Callable[[str | None, str | None, bool], T]
 
 
 def partition_of(ts: int) -> int:
@@ -130,10 +131,15 @@ class PartsWatch:
             return None
         return min(start for start, _ in spans), max(end for _, end in spans) - 1
 
-    def exact(self, lo: int, hi: int, run: Run[T]) -> T:
-        """``run(plain, final)`` over readings with ts in [lo, hi): rows where ``plain`` holds
-        are to be read without FINAL, those where ``final`` holds with it (None: no rows
-        there); run again until the parts it read were the parts there are."""
+    def exact(self, lo: int, hi: int, run: Run[T], *,
+              unguarded: Callable[[Snapshot], bool] | None = None) -> T:
+        """``run(plain, final, guarded)`` over readings with ts in [lo, hi): rows where
+        ``plain`` holds are to be read without FINAL, those where ``final`` holds with it
+        (None: no rows there); run again until the parts it read were the parts there are.
+
+        ``guarded`` is False where ``unguarded(parts)`` proves that the run's guard (a
+        condition that keeps rows out) would keep none out of these parts: the run may then
+        leave it out, and counts only if no part at all changed meanwhile."""
         before = self._seen if self._seen is not None else self.snapshot()
         for _ in range(RETRIES):
             spans = {p: partition_span(p) for p in before}
@@ -141,14 +147,18 @@ class PartsWatch:
             several = {p for p in touched if _several_parts(before[p])}
             final = ts_ranges_sql([spans[p] for p in several]) or None
             plain = "1" if final is None else f"NOT ({final})"
-            answer = run(plain, final)
+            guarded = unguarded is None or not unguarded(before)
+            answer = run(plain, final, guarded)
             after = self.snapshot()
             self._seen = after
             read_plainly = {p for p in after if p not in several and _overlaps(p, lo, hi)}
-            if all(after.get(p) == before.get(p) for p in read_plainly | (touched - several)):
+            if guarded and all(after.get(p) == before.get(p)
+                               for p in read_plainly | (touched - several)):
+                return answer
+            if not guarded and after == before:
                 return answer
             before = after
-        return run(None, "1")
+        return run(None, "1", True)
 
 
 def _several_parts(names: frozenset[tuple[int, str]]) -> bool:
