@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from meterhub.clock import Clock, RealClock
-from meterhub.errors import AuthError, MeterhubError
+from meterhub.errors import AuthError, MeterhubError, StoreError
 from meterhub.hub import Hub
 from meterhub.model import Channel
 from meterhub.sources.base import SourceConfig, connector_class
@@ -182,6 +182,19 @@ async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
                 await connector.aclose()
 
 
+async def _round(hub: Hub, config: SourceConfig, clock: Clock, connector: Any
+                 ) -> SourceProgress:
+    """One source's sync in a schedule: a store that fails (a server restarting, a network
+    hiccup) fails this round, not the schedule. Each device's cursor holds where it got
+    to, so the next round goes on from there."""
+    try:
+        return await sync_source(hub, config, clock=clock, connector=connector)
+    except StoreError as exc:
+        log.warning("source %s: the store failed this round: %s", config.name, exc)
+        return SourceProgress(config.name, config.type, started=clock.now(), now=clock.now(),
+                              error=f"source {config.name}: the store failed: {exc}")
+
+
 def quota_state(source: str) -> str:
     """The store state key of what ``source``'s vendor last told of its rate limits."""
     return f"sync.quota.{source}"
@@ -291,7 +304,8 @@ async def run_forever(hub: Hub, sources: Sequence[SourceConfig], *, every: float
     respect. Rounds start ``every`` seconds of elapsed time apart (a round that takes
     longer is followed at once): the period is timed by the clock's sleep, never by
     differences of its readings, so a wall clock set back or forward between rounds
-    neither delays nor hurries the next one. Returns the number of rounds run.
+    neither delays nor hurries the next one. A round in which the store fails is reported
+    (the source's ``error``) and the schedule goes on. Returns the number of rounds run.
     """
     clock = clock or RealClock()
     connectors = {s.name: connector_class(s.type)(s, clock=clock,
@@ -304,8 +318,7 @@ async def run_forever(hub: Hub, sources: Sequence[SourceConfig], *, every: float
             # the next round's start, timed from this one's on the sleep's own time line
             period = asyncio.ensure_future(clock.sleep(every))
             results = list(await asyncio.gather(*(
-                sync_source(hub, s, clock=clock, connector=connectors[s.name])
-                for s in sources)))
+                _round(hub, s, clock, connectors[s.name]) for s in sources)))
             done += 1
             if on_round is not None:
                 on_round(done, results)
