@@ -51,9 +51,9 @@ def heads_in(blocks: list[list[Row]], every: str, transitions: list[tuple[int, i
             head = fresh or bucket != before_bucket or v - before_v < 0 or t - before_t <= 0
             end = i == len(block) - 1
             if head or end:
-                shown.append({"series_id": series, "bucket": bucket, "ts": t, "value": v,
+                shown.append({"series_id": series, "ts": t, "value": v,
                               "dt": t - before_t, "before": before_v,
-                              "fresh": int(fresh), "head": int(head), "ends_block": int(end),
+                              "flags": int(fresh) + 2 * int(head) + 4 * int(end),
                               "position": i,
                               "block": index if numbers is None else numbers[index]})
     return pa.Table.from_pylist(shown, schema=HEAD_SCHEMA)
@@ -74,11 +74,15 @@ def blocks_of(sid: npt.NDArray[np.int64], t: npt.NDArray[np.int64],
     return [rows[a:b] for a, b in itertools.pairwise(edges) if b > a]
 
 
-HEAD_SCHEMA = pa.schema([("series_id", pa.int64()), ("bucket", pa.int64()),
-                         ("ts", pa.int64()), ("value", pa.float64()), ("dt", pa.int64()),
-                         ("before", pa.float64()), ("fresh", pa.uint8()), ("head", pa.uint8()),
-                         ("ends_block", pa.uint8()), ("position", pa.uint64()),
+HEAD_SCHEMA = pa.schema([("series_id", pa.int64()), ("ts", pa.int64()),
+                         ("value", pa.float64()), ("dt", pa.int64()), ("before", pa.float64()),
+                         ("flags", pa.uint8()), ("position", pa.uint64()),
                          ("block", pa.uint64())])
+
+
+def sums(heads: pa.Table, every: str, transitions: list[tuple[int, int]],
+         bases: pa.Table | None = None) -> pa.Table | None:
+    return counter_sums_of_heads(heads, bases, parse_every(every), transitions)
 
 
 VALUES = [0.0, 0.1, 0.5, 2.5, 7.3, 100.0, 1234.567, 1e6, 1e6 + 0.001]
@@ -126,7 +130,7 @@ def test_runs_sum_to_the_rows_sums(drawn: list[tuple[int, int, float]], cuts: li
     want_sid, want_t, want_v = sid, t, v
     if bases is not None:
         want_sid, want_t, want_v = with_bases(sid, t, v, bases)
-    same(counter_sums_of_heads(heads, bases), counter_sums(
+    same(sums(heads, every, transitions, bases), counter_sums(
         want_sid, want_t, want_v, parse_every(every), transitions))
 
 
@@ -142,8 +146,7 @@ def test_a_day_of_a_meter_is_its_last_reading_less_the_day_before() -> None:
     day_ends = v[[95, 191, 287]]
     assert got.column("consumption").to_pylist() == [
         v[95] - v[0], day_ends[1] - day_ends[0], day_ends[2] - day_ends[1]]
-    same(counter_sums_of_heads(heads_of(sid, t, v, [50, 100, 250], "1d", transitions), None),
-         got)
+    same(sums(heads_of(sid, t, v, [50, 100, 250], "1d", transitions), "1d", transitions), got)
 
 
 def test_heads_that_do_not_prove_their_runs_are_refused() -> None:
@@ -152,25 +155,31 @@ def test_heads_that_do_not_prove_their_runs_are_refused() -> None:
     v = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     transitions = offset_transitions("UTC", START, START + 86_400 * 10**6)
     blocks = blocks_of(sid, t, v, [3])
-    assert counter_sums_of_heads(heads_in(blocks, "15min", transitions), None) is not None
+    assert sums(heads_in(blocks, "15min", transitions), "15min", transitions) is not None
     # a row read twice (an unmerged rewrite): two runs overlap
     twice = heads_in([*blocks, blocks[0][:1]], "15min", transitions)
-    assert counter_sums_of_heads(twice, None) is None
+    assert sums(twice, "15min", transitions) is None
     # two blocks under one number: their rows cannot be told apart
     one_number = heads_in(blocks, "15min", transitions, numbers=[4, 4])
-    assert counter_sums_of_heads(one_number, None) is None
+    assert sums(one_number, "15min", transitions) is None
     # a block's end not shown: its last rows are not accounted for
     heads = heads_in(blocks, "15min", transitions)
-    ends = heads.column("ends_block").to_pylist()
-    assert counter_sums_of_heads(heads.filter(pa.array([not e for e in ends])), None) is None
+    ends = [flags & 4 for flags in heads.column("flags").to_pylist()]
+    assert sums(heads.filter(pa.array([not e for e in ends])), "15min", transitions) is None
+    # a fresh row not said to be a head: the flags contradict themselves
+    flags = heads.column("flags").to_pylist()
+    assert flags[0] == 3
+    unheaded = heads.set_column(heads.schema.get_field_index("flags"), "flags",
+                                pa.array([1, *flags[1:]], pa.uint8()))
+    assert sums(unheaded, "15min", transitions) is None
     # a run read on from a row two runs back (a block that held rows 1-2 and 5-6, with
     # rows 3-4 in another)
     rows = blocks_of(sid, t, v, [])[0]
     interleaved = heads_in([rows[:2] + rows[4:], rows[2:4]], "1d", transitions)
-    assert counter_sums_of_heads(interleaved, None) is None
+    assert sums(interleaved, "1d", transitions) is None
     # rows out of order within a block
     swapped = heads_in([[rows[0], rows[2], rows[1], *rows[3:]]], "1d", transitions)
-    assert counter_sums_of_heads(swapped, None) is None
+    assert sums(swapped, "1d", transitions) is None
 
 
 @pytest.mark.parametrize("cuts", [[], [1], [2, 4], [3]])
@@ -179,7 +188,7 @@ def test_a_reset_across_blocks_counts_as_within_one(cuts: list[int]) -> None:
     t = START + np.arange(1, 6, dtype=np.int64) * MINUTE
     v = np.array([10.0, 12.0, 15.0, 1.0, 3.0])  # 2 + 3, a restart at 1, + 2
     transitions = offset_transitions("UTC", START, START + 86_400 * 10**6)
-    summed = counter_sums_of_heads(heads_of(sid, t, v, cuts, "1d", transitions), None)
+    summed = sums(heads_of(sid, t, v, cuts, "1d", transitions), "1d", transitions)
     assert summed is not None
     assert summed.column("consumption").to_pylist() == [8.0]
     assert summed.column("count").to_pylist() == [4]
@@ -207,7 +216,7 @@ def test_heads_of_any_block_layout_are_right_or_refused(
             blocks.append(list(piece))
     numbers = data.draw(st.lists(st.integers(0, 3), min_size=len(blocks),
                                  max_size=len(blocks)) | st.just(list(range(len(blocks)))))
-    got = counter_sums_of_heads(heads_in(blocks, every, amsterdam(), numbers), None)
+    got = sums(heads_in(blocks, every, amsterdam(), numbers), every, amsterdam())
     if got is not None:
         same(got, counter_sums(sid, t, v, parse_every(every), amsterdam()))
 
@@ -221,7 +230,7 @@ def test_a_row_differenced_across_another_series_is_refused() -> None:
                                 (1, START + hour // 2, 0.0), (1, START + 27 * hour // 10, 11.0)]]
     transitions = offset_transitions("UTC", START - 10 * hour, START + 100 * hour)
     for every in ("1h", "1d"):
-        assert counter_sums_of_heads(heads_in(blocks, every, transitions), None) is None
+        assert sums(heads_in(blocks, every, transitions), every, transitions) is None
 
 
 def engine_befores(values: list[float], befores: list[float]) -> pa.Table:
@@ -232,7 +241,7 @@ def engine_befores(values: list[float], befores: list[float]) -> pa.Table:
         before = value - (value - np.array(befores, dtype=np.float64))
     return pa.table({"value": value, "before": before,
                      "position": np.ones(len(value), dtype=np.uint64),
-                     "head": np.ones(len(value), dtype=np.uint8)})
+                     "flags": np.full(len(value), 2, dtype=np.uint8)})
 
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
@@ -281,4 +290,4 @@ def test_a_zone_offset_of_minutes_and_seconds_counts_each_reading_in_its_own_day
     assert got.column("consumption").to_pylist() == want.tolist()
     assert got.column("bucket").to_numpy().astype("datetime64[us]").tolist() == \
         want.index.to_numpy().astype("datetime64[us]").tolist()
-    same(counter_sums_of_heads(heads_of(sid, t, v, [100, 700], "1d", transitions), None), got)
+    same(sums(heads_of(sid, t, v, [100, 700], "1d", transitions), "1d", transitions), got)

@@ -137,9 +137,11 @@ READINGS = (("series_id", "Int64"), ("ts", "Int64"), ("value", "Nullable(Float64
 _READING_TYPES = dict(READINGS)
 _VALUE_COLUMNS = ("value", "quality", "validated", "seq", "error_code")
 _COUNTER_TYPES = {"series_id": "Int64", "t": "Int64", "value": "Nullable(Float64)"}
-_HEAD_TYPES = {"series_id": "Int64", "bucket": "Int64", "ts": "Int64", "value": "Float64",
-               "dt": "Int64", "before": "Float64", "fresh": "UInt8", "head": "UInt8",
-               "ends_block": "UInt8", "position": "UInt64", "block": "UInt64"}
+#: the heads of runs (`counter_sums_of_heads`): 18.16 numbers blocks and rows in them in
+#: UInt32 (a fifth fewer bytes to send than UInt64); window functions number rows of a series
+_HEAD_TYPES = {"series_id": "Int64", "ts": "Int64", "value": "Float64", "dt": "Int64",
+               "before": "Float64", "flags": "UInt8", "position": "UInt32", "block": "UInt32"}
+_WINDOW_HEAD_TYPES = {**_HEAD_TYPES, "position": "UInt64", "block": "UInt64"}
 
 #: name -> (columns, ORDER BY, sharding key); every one replaces rows by key
 _TABLES: dict[str, tuple[str, str, str]] = {
@@ -1074,7 +1076,7 @@ class ClickHouseStore:
             found = heads(self._heads == "windows")
             if self._heads == "blocks" and not befores_certain(found):
                 found = heads(True)
-            summed = counter_sums_of_heads(found, bases)
+            summed = counter_sums_of_heads(found, bases, size, transitions)
             if summed is not None:
                 return summed
         rows = self._client.query_arrow(
@@ -1135,20 +1137,23 @@ class ClickHouseStore:
         else:
             rows = (f"SELECT *, {', '.join([*steps, f'{bucket} AS bucket'])} FROM ("
                     f"SELECT *, {local} FROM ({source}))")
+        # a bucket is found here, but sent by the time it is of (one column less)
+        flags = "toUInt8(fresh + 2 * head + 4 * ends_block) AS flags"
         if self._heads == "windows":
             series = "PARTITION BY series_id"
             before = f"OVER ({series} ORDER BY ts ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)"
             sql = (
-                "SELECT series_id, bucket, ts, value, ts - _ts AS dt, _value AS before, "
-                "toUInt8(position = 0) AS fresh, "
-                "toUInt8(position = 0 OR _bucket != bucket OR value < _value OR dt <= 0) "
-                "AS head, toUInt8(position + 1 = _rows) AS ends_block, position, "
+                f"SELECT series_id, ts, value, dt, _value AS before, {flags}, position, "
                 "reinterpretAsUInt64(series_id) AS block FROM ("
+                "SELECT *, ts - _ts AS dt, toUInt8(position = 0) AS fresh, "
+                "toUInt8(position = 0 OR _bucket != bucket OR value < _value OR dt <= 0) "
+                "AS head, toUInt8(position + 1 = _rows) AS ends_block FROM ("
                 f"SELECT *, toUInt64(row_number() OVER ({series} ORDER BY ts) - 1) AS position, "
                 f"count() OVER ({series}) AS _rows, lagInFrame(ts, 1, ts) {before} AS _ts, "
                 f"lagInFrame(value, 1, value) {before} AS _value, "
-                f"lagInFrame(bucket, 1, bucket) {before} AS _bucket FROM ({rows})) "
+                f"lagInFrame(bucket, 1, bucket) {before} AS _bucket FROM ({rows}))) "
                 "WHERE head + ends_block > 0")
+            types = _WINDOW_HEAD_TYPES
         else:
             # 18.x computes a subquery's columns over whole blocks before the query around
             # it filters them (blockNumber names a block: one counter for the query).
@@ -1168,19 +1173,20 @@ class ClickHouseStore:
                 earlier = ["runningDifference(value) AS _rise"]
                 fall, shown = "_rise < 0", "value - _rise"
             columns = ", ".join([
-                "rowNumberInBlock() AS position", "blockNumber() AS block",
-                "toUInt8(position + 1 = blockSize()) AS ends_block",
+                "rowNumberInBlock() AS _position", "blockNumber() AS _block",
+                "toUInt8(_position + 1 = blockSize()) AS ends_block",
                 "runningDifference(ts) AS dt", *earlier,
-                "toUInt8((position = 0) + (runningDifference(series_id) != 0) > 0) AS fresh",
+                "toUInt8((_position = 0) + (runningDifference(series_id) != 0) > 0) AS fresh",
                 "toUInt8(fresh + (runningDifference(bucket) != 0) + (dt <= 0) "
                 f"+ ({fall}) > 0) AS head"])
-            named = [f"{shown} AS before" if name == "before" else name for name in _HEAD_TYPES]
-            sql = (f"SELECT {', '.join(named)} FROM (SELECT *, {columns} FROM ({rows})) "
-                   "WHERE head + ends_block > 0")
+            sql = (f"SELECT series_id, ts, value, dt, {shown} AS before, {flags}, "
+                   "toUInt32(_position) AS position, toUInt32(_block) AS block FROM ("
+                   f"SELECT *, {columns} FROM ({rows})) WHERE head + ends_block > 0")
+            types = _HEAD_TYPES
         # sorted, the answer comes in one block of Native, not one per block read (a
         # tenth of the time went to decoding a hundred small ones)
         return self._client.query_arrow(f"{sql} ORDER BY block, position", self._run_settings,
-                                        columns=_HEAD_TYPES)
+                                        columns=types)
 
     def gaps(self, selection: Selection) -> pa.Table:
         """Interior gaps per channel (see `meterhub.store.gaps.find_gaps`)."""

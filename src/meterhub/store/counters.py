@@ -85,16 +85,18 @@ def _row_pieces(sid: Ints, value: Floats, starts: Ints, buckets: Ints) -> pa.Tab
                        np.isin(first, falls, assume_unique=True), last - first + 1 - own)
 
 
-def counter_sums_of_heads(heads: pa.Table, bases: pa.Table | None) -> pa.Table | None:
+def counter_sums_of_heads(heads: pa.Table, bases: pa.Table | None, size: Every,
+                          transitions: Transitions) -> pa.Table | None:
     """`counter_sums` from the heads of the runs an engine read, None when they do not
     prove that the runs hold every row read once, in order.
 
     A run is rows one after another in a block of the engine's answer, of one series and
-    one bucket, each later than the row before it and not below it. Its head is its first
-    row (``series_id``, ``bucket``, ``ts``, ``value``; ``dt`` its time less the block's
-    row before it, whose value is ``before``; ``fresh`` when it is the block's first row
-    or the row before is of another series); each block's last row comes too
-    (``ends_block``); ``block`` and ``position`` say where a row was. Runs join when, per
+    one bucket (right-closed, as `bucket_numpy` of the instant before), each later than the
+    row before it and not below it. Its head is its first row (``series_id``, ``ts``,
+    ``value``; ``dt`` its time less the block's row before it, whose value is ``before``);
+    each block's last row comes too. ``flags`` says what a row is: 1 fresh (the block's
+    first row, or the row before is of another series), 2 a head (a fresh row is one), 4
+    the block's last; ``block`` and ``position`` say where it was. Runs join when, per
     series, they do not overlap in time and a run whose head was read after another row of
     its series follows the run that ends on that row; a fresh run rises from the run
     before it, and a series' first run from ``bases`` (as `with_bases`) or from itself.
@@ -111,13 +113,13 @@ def counter_sums_of_heads(heads: pa.Table, bases: pa.Table | None) -> pa.Table |
     ts, dt = column(heads, "ts", np.int64)[order], column(heads, "dt", np.int64)[order]
     value = _values(heads, "value")[order]
     before = _values(heads, "before")[order]
-    head, fresh, ends = (column(heads, name, np.uint8)[order] != 0
-                         for name in ("head", "fresh", "ends_block"))
+    flags = column(heads, "flags", np.uint8)[order]
+    fresh, head, ends = (flags & bit != 0 for bit in (1, 2, 4))
     opens = np.r_[True, block[1:] != block[:-1]]
     closes = np.r_[opens[1:], True]
     if (np.any(~opens[1:] & (position[1:] <= position[:-1]))  # a block number twice
             or np.any(position[opens] != 0) or not np.all(fresh[opens])
-            or np.any(ends != closes) or np.any(~head & ~ends)):
+            or np.any(ends != closes) or np.any(~head & ~ends) or np.any(fresh & ~head)):
         return None  # not every block whole: its rows are not all accounted for
     at = np.flatnonzero(head)
     after = np.minimum(at + 1, len(head) - 1)  # the next row shown of the block
@@ -127,7 +129,7 @@ def counter_sums_of_heads(heads: pa.Table, bases: pa.Table | None) -> pa.Table |
     v1 = np.where(alone, value[at], np.where(cut, before[after], value[after]))
     n = np.where(alone, 1, position[after] - position[at] + ~cut)
     return _join_runs(column(heads, "series_id", np.int64)[order][at],
-                      column(heads, "bucket", np.int64)[order][at], ts[at], t1, value[at],
+                      bucket_numpy(ts[at] - 1, size, transitions), ts[at], t1, value[at],
                       v1, dt[at], before[at], fresh[at], n, bases)
 
 
@@ -140,7 +142,7 @@ def befores_certain(heads: pa.Table) -> bool:
     it rounds to outside); a reset to near zero, or a series after one of another
     magnitude, is not certain."""
     value, before = _values(heads, "value"), _values(heads, "before")
-    needed = (column(heads, "position", np.int64) > 0) & (column(heads, "head", np.uint8) != 0)
+    needed = (column(heads, "position", np.int64) > 0) & (column(heads, "flags", np.uint8) & 2 != 0)
     with np.errstate(over="ignore"):
         near = ((np.sign(value) == np.sign(before)) & (2 * np.abs(before) > np.abs(value))
                 & (np.abs(before) < 2 * np.abs(value)))
