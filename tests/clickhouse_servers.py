@@ -115,17 +115,6 @@ class ClickHouseServer:
             raise ClickHouseError(answer.text)
         return answer.text.strip("\n")
 
-    def crash(self) -> None:
-        """Kill the server, keeping its data, config and ports for `start_again`."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-
-    def start_again(self) -> ClickHouseServer:
-        """Start the server `crash` killed, on its ports, with its data."""
-        self.process = spawn(self.dir.resolve())
-        return self.wait_ready()
-
     def stop(self) -> None:
         """Kill the server and drop its data (config and logs stay for a post-mortem).
 
@@ -227,15 +216,10 @@ def launch(
             instance=instance,
         )
     )
-    return spawn(dir)
-
-
-def spawn(dir: Path) -> subprocess.Popen[bytes]:
-    """Run the server configured under `dir` (as `launch` wrote it)."""
     main = threading.main_thread()
-    with (dir / "log" / "console.log").open("ab") as console:
+    with (dir / "log" / "console.log").open("wb") as console:
         return subprocess.Popen(
-            [str(SERVER), f"--config-file={dir / 'config.xml'}"],
+            [str(SERVER), f"--config-file={config}"],
             cwd=dir,
             stdin=subprocess.DEVNULL,
             stdout=console,

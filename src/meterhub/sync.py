@@ -132,6 +132,8 @@ async def sync_source(hub: Hub, config: SourceConfig, *, clock: Clock,
                     readings += added
                     progress.readings += added
                     tell()
+            except StoreError:
+                raise  # the store itself failed: no row of it can be kept now either
             except AuthError as exc:
                 # this device's own row: refused, after what it did; the source stops
                 recorded.add(device)
@@ -187,12 +189,16 @@ async def _round(hub: Hub, config: SourceConfig, clock: Clock, connector: Any
     """One source's sync in a schedule: a store that fails (a server restarting, a network
     hiccup) fails this round, not the schedule. Each device's cursor holds where it got
     to, so the next round goes on from there."""
+    failed: BaseException | None = None
     try:
         return await sync_source(hub, config, clock=clock, connector=connector)
-    except StoreError as exc:
-        log.warning("source %s: the store failed this round: %s", config.name, exc)
-        return SourceProgress(config.name, config.type, started=clock.now(), now=clock.now(),
-                              error=f"source {config.name}: the store failed: {exc}")
+    except* StoreError as group:  # (raised by devices synced at once, it comes in a group)
+        failed = group
+        while isinstance(failed, BaseExceptionGroup):
+            failed = failed.exceptions[0]
+    log.warning("source %s: the store failed this round: %s", config.name, failed)
+    return SourceProgress(config.name, config.type, started=clock.now(), now=clock.now(),
+                          error=f"source {config.name}: the store failed: {failed}")
 
 
 def quota_state(source: str) -> str:

@@ -321,9 +321,12 @@ def test_the_times_a_reading_may_have_are_asked_for_only_while_one_strays(
     hub.store.compact()
     client = client_of(hub)
     sent: list[str] = []
-    query_arrow = client.query_arrow
+    query_arrow, query_rows = client.query_arrow, client.query_rows
     monkeypatch.setattr(client, "query_arrow",
                         lambda sql, *a, **k: sent.append(sql) or query_arrow(sql, *a, **k))
+    counted: list[str] = []  # the counts that look for strays
+    monkeypatch.setattr(client, "query_rows", lambda sql, *a, **k: (
+        counted.append(sql) if "NOT (ts >=" in sql else None) or query_rows(sql, *a, **k))
     want = reference_counter(ts, values, "day", "UTC")[["consumption", "count"]]
     temperatures = hub.aggregate(device="d", channel="t", every="day", fn=["max"])
 
@@ -341,7 +344,9 @@ def test_the_times_a_reading_may_have_are_asked_for_only_while_one_strays(
             assert all((f"ts < {MAX_US}" in sql) == guarded for sql in reads), reads
 
     check(guarded=False)  # nothing strays: no read names the range
+    assert len(counted) == 1
     check(guarded=False)  # (proven once for these parts)
+    assert len(counted) == 1
     plant_stray(hub, "c", hidden_time(ts[0]), 1e12)
     plant_stray(hub, "t", hidden_time(ts[-1]), 1e12)
     # (the first read after may go without, as the parts last seen were proven: the look
@@ -376,6 +381,41 @@ def test_a_stray_landing_during_a_read_without_the_range_makes_it_read_again(
     monkeypatch.setattr(PartsWatch, "exact", exact)
     got = ours(hub, "c", "day", "UTC")
     assert runs[0] == [False, True]
+    pd.testing.assert_frame_equal(got, reference_counter(ts, values, "day", "UTC")[
+        ["consumption", "count"]], rtol=1e-9, check_names=False, check_freq=False)
+
+
+def test_a_merge_during_a_read_without_the_range_is_no_reason_to_read_again(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    ts, values = counters(hub, "c")  # March and April, each in two parts (two writes)
+    ours(hub, "c", "day", "UTC")  # the parts proven free of strays
+    store = hub.store
+    cluster = "cluster=" in store.url
+    runs: list[list[bool]] = []
+    original = PartsWatch.exact
+
+    def exact(watch: PartsWatch, lo: int, hi: int, run: Callable[..., Any],
+              **options: Any) -> Any:
+        runs.append([])
+
+        def racing(plain: str | None, final: str | None, guarded: bool) -> Any:
+            answer = run(plain, final, guarded)
+            runs[-1].append(guarded)
+            if runs == [[False]]:  # March's parts merge meanwhile: new parts, no new rows
+                for shard in store._shards():  # type: ignore[attr-defined]
+                    shard.execute(f"OPTIMIZE TABLE {'readings_local' if cluster else 'readings'}"
+                                  " PARTITION 202403 FINAL")
+                    if shard is not client_of(hub):
+                        shard.close()
+            return answer
+
+        return original(watch, lo, hi, racing, **options)
+
+    monkeypatch.setattr(PartsWatch, "exact", exact)
+    before = store._parts.snapshot()  # type: ignore[attr-defined]
+    got = ours(hub, "c", "day", "UTC")
+    assert store._parts.snapshot()[202403] != before[202403]  # type: ignore[attr-defined]
+    assert runs[0] == [False]
     pd.testing.assert_frame_equal(got, reference_counter(ts, values, "day", "UTC")[
         ["consumption", "count"]], rtol=1e-9, check_names=False, check_freq=False)
 

@@ -55,9 +55,10 @@ _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 _CLUSTER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _CODE = re.compile(rb"Code:\s*(\d+)")
 _WHAT = re.compile(r",? ?e\.what\(\) = \S+$")
-#: a server could not reach another (SOCKET_TIMEOUT, NETWORK_ERROR, ALL_CONNECTION_TRIES_
-#: FAILED): the request is tried again, as every request this client makes may be
-RETRIED_CODES = frozenset({209, 210, 279})
+#: a server could not reach another (NETWORK_ERROR, ALL_CONNECTION_TRIES_FAILED): the
+#: request is tried again. (Not SOCKET_TIMEOUT: that one comes after the receive timeout,
+#: five minutes by default, which each try would wait again.)
+RETRIED_CODES = frozenset({210, 279})
 _OPTIONS = ("cluster", "secure")
 Settings = Mapping[str, str | int | float | bool]
 #: SQL longer than this (ClickHouse parses at most 256 KiB by default) raises the limit
@@ -389,8 +390,9 @@ class ClickHouseClient:
                  ) -> bytes:
         """Send one request; ``data`` makes the body (again, for each try), and the SQL then
         goes as a parameter. A server that could not reach another (`RETRIED_CODES`) is
-        asked again after each of `retry_delays`: every statement this client sends is
-        idempotent (rows replace rows of their key, tables are created if not there)."""
+        asked again after each of `retry_delays`: every statement the store sends is
+        idempotent (rows replace rows of their key, tables are created if not there; those
+        errors come only from reads and inserts that span servers)."""
         params = _settings(settings)
         if read:
             params.setdefault("wait_end_of_query", "1")

@@ -17,6 +17,7 @@ after one query is the look before the next, so a quiet store costs one small qu
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -39,6 +40,8 @@ PARTITION_KEY = (f"if(ts >= 0 AND ts < {MONTHS_UNTIL_US}, "
                  "toInt64(toYYYYMM(toDateTime(intDiv(ts, 1000000), 'UTC'))), "
                  f"intDiv(ts, toInt64({AVERAGE_MONTH_US})) - 1000000)")
 RETRIES = 3  #: runs of a query the parts changed under, before all of it says FINAL
+#: a part's name: partition id, first and last block number, level (and mutation)
+_PART_BLOCKS = re.compile(r"[^_]+_(\d+)_(\d+)_\d+(?:_\d+)?")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 Snapshot = dict[int, frozenset[tuple[int, str]]]  #: partition -> (shard, part name) pairs
@@ -139,7 +142,8 @@ class PartsWatch:
 
         ``guarded`` is False where ``unguarded(parts)`` proves that the run's guard (a
         condition that keeps rows out) would keep none out of these parts: the run may then
-        leave it out, and counts only if no part at all changed meanwhile."""
+        leave it out, and counts only if no part came meanwhile with rows those did not
+        hold (merges and mutations may run)."""
         before = self._seen if self._seen is not None else self.snapshot()
         for _ in range(RETRIES):
             spans = {p: partition_span(p) for p in before}
@@ -152,13 +156,31 @@ class PartsWatch:
             after = self.snapshot()
             self._seen = after
             read_plainly = {p for p in after if p not in several and _overlaps(p, lo, hi)}
-            if guarded and all(after.get(p) == before.get(p)
-                               for p in read_plainly | (touched - several)):
-                return answer
-            if not guarded and after == before:
+            if all(after.get(p) == before.get(p) for p in read_plainly | (touched - several)
+                   ) and (guarded or _no_new_rows(before, after)):
                 return answer
             before = after
         return run(None, "1", True)
+
+
+def _no_new_rows(before: Snapshot, after: Snapshot) -> bool:
+    """Whether every part in ``after`` holds only rows the parts in ``before`` held: a merge
+    or a mutation is named by the block numbers of the parts it replaced, while an insert
+    (or an attached part) takes a number past every one its shard had (one count per
+    table on each server)."""
+    newest: dict[int, int] = {}
+    for names in before.values():
+        for shard, name in names:
+            numbers = _PART_BLOCKS.fullmatch(name)
+            if numbers is None:
+                return False
+            newest[shard] = max(newest.get(shard, -1), int(numbers[2]))
+    for partition, names in after.items():
+        for shard, name in names - before.get(partition, frozenset()):
+            numbers = _PART_BLOCKS.fullmatch(name)
+            if numbers is None or int(numbers[2]) > newest.get(shard, -1):
+                return False
+    return True
 
 
 def _several_parts(names: frozenset[tuple[int, str]]) -> bool:
