@@ -355,12 +355,11 @@ def test_the_times_a_reading_may_have_are_asked_for_only_while_one_strays(
     check(guarded=True)
 
 
-def test_a_stray_landing_during_a_read_without_the_range_makes_it_read_again(
-        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
-    ts, values = counters(hub, "c")
-    hub.store.compact()
-    ours(hub, "c", "day", "UTC")  # the parts proven free of strays
-    runs: list[list[bool]] = []  #: guarded or not, each run of each exact read
+def guarded_runs(monkeypatch: pytest.MonkeyPatch, after_first: Callable[[], None]
+                 ) -> list[list[bool]]:
+    """Whether each run of each exact read named the range (filled in as reads run);
+    ``after_first`` runs once, after the first run of the first read."""
+    runs: list[list[bool]] = []
     original = PartsWatch.exact
 
     def exact(watch: PartsWatch, lo: int, hi: int, run: Callable[..., Any],
@@ -370,15 +369,25 @@ def test_a_stray_landing_during_a_read_without_the_range_makes_it_read_again(
         def racing(plain: str | None, final: str | None, guarded: bool) -> Any:
             answer = run(plain, final, guarded)
             runs[-1].append(guarded)
-            if runs == [[False]]:  # planted after the proof, seen by the look after the read,
-                # in a partition of 1799, which no read of 1800 on touches: as it might have
-                # landed before the read began, only parts all unchanged prove the answer
-                plant_stray(hub, "c", MIN_US - 10**12, -1e12)
+            if len(runs) == len(runs[0]) == 1:
+                after_first()
             return answer
 
         return original(watch, lo, hi, racing, **options)
 
     monkeypatch.setattr(PartsWatch, "exact", exact)
+    return runs
+
+
+def test_a_stray_landing_during_a_read_without_the_range_makes_it_read_again(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    ts, values = counters(hub, "c")
+    hub.store.compact()
+    ours(hub, "c", "day", "UTC")  # the parts proven free of strays
+    # planted after the proof, seen by the look after the read, in a partition of 1799,
+    # which no read of 1800 on touches: as it might have landed before the read began, only
+    # parts that hold no new rows prove the answer
+    runs = guarded_runs(monkeypatch, lambda: plant_stray(hub, "c", MIN_US - 10**12, -1e12))
     got = ours(hub, "c", "day", "UTC")
     assert runs[0] == [False, True]
     pd.testing.assert_frame_equal(got, reference_counter(ts, values, "day", "UTC")[
@@ -390,28 +399,15 @@ def test_a_merge_during_a_read_without_the_range_is_no_reason_to_read_again(
     ts, values = counters(hub, "c")  # March and April, each in two parts (two writes)
     ours(hub, "c", "day", "UTC")  # the parts proven free of strays
     store = hub.store
-    cluster = "cluster=" in store.url
-    runs: list[list[bool]] = []
-    original = PartsWatch.exact
+    table = "readings_local" if "cluster=" in store.url else "readings"
 
-    def exact(watch: PartsWatch, lo: int, hi: int, run: Callable[..., Any],
-              **options: Any) -> Any:
-        runs.append([])
+    def merge_march() -> None:  # meanwhile: new parts, no new rows
+        for shard in store._shards():  # type: ignore[attr-defined]
+            shard.execute(f"OPTIMIZE TABLE {table} PARTITION 202403 FINAL")
+            if shard is not client_of(hub):
+                shard.close()
 
-        def racing(plain: str | None, final: str | None, guarded: bool) -> Any:
-            answer = run(plain, final, guarded)
-            runs[-1].append(guarded)
-            if runs == [[False]]:  # March's parts merge meanwhile: new parts, no new rows
-                for shard in store._shards():  # type: ignore[attr-defined]
-                    shard.execute(f"OPTIMIZE TABLE {'readings_local' if cluster else 'readings'}"
-                                  " PARTITION 202403 FINAL")
-                    if shard is not client_of(hub):
-                        shard.close()
-            return answer
-
-        return original(watch, lo, hi, racing, **options)
-
-    monkeypatch.setattr(PartsWatch, "exact", exact)
+    runs = guarded_runs(monkeypatch, merge_march)
     before = store._parts.snapshot()  # type: ignore[attr-defined]
     got = ours(hub, "c", "day", "UTC")
     assert store._parts.snapshot()[202403] != before[202403]  # type: ignore[attr-defined]
