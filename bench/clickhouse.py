@@ -16,8 +16,6 @@ itself (one server, and two on 127.0.0.2/.3 as a cluster), with data on disk.
 from __future__ import annotations
 
 import argparse
-import gc
-import statistics
 import sys
 import tempfile
 import time
@@ -39,7 +37,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT))
 from tests.clickhouse_servers import CLUSTER, start_cluster, start_single, stop_all  # noqa: E402
 
-from run import fmt_time, machine, readings_table, timed  # noqa: E402
+from run import fmt_time, machine, readings_table, timed, timed_in_turn  # noqa: E402
 from sections import replace_section  # noqa: E402
 
 BACKENDS = ("DuckDB", "ClickHouse, one server", "ClickHouse, two shards")
@@ -92,23 +90,6 @@ def filler(rows: int, offset: int) -> Iterator[pa.Table]:
         ts = table.column("ts").cast(pa.int64()).to_numpy() + shift
         yield table.set_column(3, "ts", pa.array(ts, pa.timestamp("us", tz="UTC")))
         done += table.num_rows
-
-
-def timed_in_turn(calls: dict[str, Callable[[], Any]], repeat: int
-                  ) -> dict[str, tuple[float, float, float, Any]]:
-    """`timed` of each call, the calls taking turns (each round runs every one once): what
-    else the machine does meanwhile (a merge, a neighbour on the host) falls on all alike,
-    where timing one backend's repeats after another's put a slow minute on one only."""
-    times: dict[str, list[float]] = {key: [] for key in calls}
-    results: dict[str, Any] = {}
-    for _ in range(repeat):
-        for key, call in calls.items():
-            gc.collect()
-            begun = time.perf_counter()
-            results[key] = call()
-            times[key].append(time.perf_counter() - begun)
-    return {key: (statistics.median(spent), min(spent), max(spent), results[key])
-            for key, spent in times.items()}
 
 
 def queries(hub: meterhub.Hub) -> dict[str, Callable[[], Any]]:

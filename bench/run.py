@@ -42,13 +42,24 @@ YEAR_START = np.datetime64("2023-01-01T00:00:00", "us")
 
 def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float, float, Any]:
     """median, min, max seconds over ``repeat`` runs, and the last result."""
-    times, result = [], None
+    return timed_in_turn({"": fn}, repeat)[""]
+
+
+def timed_in_turn(calls: dict[str, Callable[[], Any]], repeat: int
+                  ) -> dict[str, tuple[float, float, float, Any]]:
+    """`timed` of each call, the calls taking turns (each round runs every one once): what
+    else the machine does meanwhile (a merge, a neighbour on the host) falls on all alike,
+    where timing one's repeats after another's put a slow minute on one only."""
+    times: dict[str, list[float]] = {key: [] for key in calls}
+    results: dict[str, Any] = {}
     for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times), max(times), result
+        for key, call in calls.items():
+            gc.collect()
+            begun = time.perf_counter()
+            results[key] = call()
+            times[key].append(time.perf_counter() - begun)
+    return {key: (statistics.median(spent), min(spent), max(spent), results[key])
+            for key, spent in times.items()}
 
 
 def readings_table(devices: int, channels: int, steps: int, step_us: int,

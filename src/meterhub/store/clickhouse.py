@@ -559,13 +559,18 @@ class ClickHouseStore:
         return number
 
     @staticmethod
-    def _as_given(selection: Selection, series: Sequence[SeriesRow],
-                  outside_range: bool) -> str:
-        clauses = [f"series_id IN ({_ids(series)})"]
-        if selection.start is not None:
-            clauses.append(f"ts >= {epoch_us(selection.start)}")
+    def _bounds(selection: Selection) -> list[str]:
+        """The selection's [start, end) as given (not clamped to the times a reading may
+        have)."""
+        clauses = [] if selection.start is None else [f"ts >= {epoch_us(selection.start)}"]
         if selection.end is not None:
             clauses.append(f"ts < {epoch_us(selection.end)}")
+        return clauses
+
+    @classmethod
+    def _as_given(cls, selection: Selection, series: Sequence[SeriesRow],
+                  outside_range: bool) -> str:
+        clauses = [f"series_id IN ({_ids(series)})", *cls._bounds(selection)]
         if outside_range:
             clauses.append(f"NOT ({_IN_RANGE})")
         return " AND ".join(clauses)
@@ -1023,10 +1028,8 @@ class ClickHouseStore:
                               f"{exprs['count']} AS _count"] * errors)
         # values are not null where _good holds: the -If aggregates need no null checks
         # the selection's bounds, and the times a reading may have (proven, or asked for)
-        bounds = [f"ts >= {epoch_us(selection.start)}"] if selection.start is not None else []
-        if selection.end is not None:
-            bounds.append(f"ts < {epoch_us(selection.end)}")
-        table = self._bucketed(selection, ids, columns, " AND ".join([*bounds, f"({rows})"]),
+        table = self._bucketed(selection, ids, columns,
+                               " AND ".join([*self._bounds(selection), f"({rows})"]),
                                size, transitions, select, in_range=True)
         if not errors:
             return table  # every bucket holds a good reading
@@ -1146,7 +1149,7 @@ class ClickHouseStore:
                 f"SELECT series_id, ts, value, dt, _value AS before, {flags}, position, "
                 "reinterpretAsUInt64(series_id) AS block FROM ("
                 "SELECT *, ts - _ts AS dt, toUInt8(position = 0) AS fresh, "
-                "toUInt8(position = 0 OR _bucket != bucket OR value < _value OR dt <= 0) "
+                "toUInt8(fresh OR _bucket != bucket OR value < _value OR dt <= 0) "
                 "AS head, toUInt8(position + 1 = _rows) AS ends_block FROM ("
                 f"SELECT *, toUInt64(row_number() OVER ({series} ORDER BY ts) - 1) AS position, "
                 f"count() OVER ({series}) AS _rows, lagInFrame(ts, 1, ts) {before} AS _ts, "
