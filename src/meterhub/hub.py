@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from meterhub.answers import AnswerCache
 from meterhub.errors import InputError
 from meterhub.model import READING_SCHEMA, Channel, ChannelKind, Device, Site, catalog_rows
 from meterhub.store import PageKey, Selection, Store, SyncCursor, WriteResult, open_store
@@ -76,6 +77,13 @@ class Hub:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        #: answers kept for repeated reads (the API's), None when other processes may change
+        #: the store unseen: only this process's writes tell which answers they change
+        self.answers: AnswerCache | None = None if store.shared else AnswerCache()
+
+    def _changed(self, keys: pa.Table | None) -> None:
+        if self.answers is not None:
+            self.answers.changed(keys)
 
     @property
     def url(self) -> str:
@@ -108,21 +116,36 @@ class Hub:
         `get_state`) are committed with the rows; ``data`` may be None. The result counts
         the keys written as ``new``, ``replaced`` and ``unchanged``.
         """
-        return self.store.write(data, source=source, cursors=cursors, origin=origin,
-                                state=state)
+        result = self.store.write(data, source=source, cursors=cursors, origin=origin,
+                                  state=state)
+        if result.keys is not None:
+            self._changed(result.keys)
+        return result
 
     def get_state(self, key: str) -> str | None:
         """A value written with `write`'s ``state``: kept across restarts, None if never set."""
         return self.store.get_state(key)
 
+    # catalog changes and deletes are rare: every kept answer goes (try/finally: a
+    # failure part-way may have changed something)
+
     def add_sites(self, sites: Sequence[Site]) -> None:
-        self.store.upsert_sites(sites)
+        try:
+            self.store.upsert_sites(sites)
+        finally:
+            self._changed(None)
 
     def add_devices(self, devices: Sequence[Device]) -> None:
-        self.store.upsert_devices(devices)
+        try:
+            self.store.upsert_devices(devices)
+        finally:
+            self._changed(None)
 
     def add_channels(self, channels: Sequence[Channel]) -> None:
-        self.store.upsert_channels(channels)
+        try:
+            self.store.upsert_channels(channels)
+        finally:
+            self._changed(None)
 
     def set_kind(self, device: str, channel: str, kind: str | ChannelKind) -> ChannelKind:
         """Change a channel's kind: ``instant`` (a level), ``counter`` (a meter register)
@@ -133,7 +156,10 @@ class Hub:
         kind: one whose ``kind`` column contradicts the stored kind is refused.
         `InputError` for an unknown kind, `NotFoundError` for an unknown channel.
         """
-        return self.store.set_kind(device, channel, kind)
+        try:
+            return self.store.set_kind(device, channel, kind)
+        finally:
+            self._changed(None)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -262,7 +288,10 @@ class Hub:
         if tz is not None:
             zone(tz)
         selection = self.selection(device, channel, start, end, source, tz=tz, any_time=True)
-        return self.store.delete(selection, outside_range=outside_range)
+        try:
+            return self.store.delete(selection, outside_range=outside_range)
+        finally:
+            self._changed(None)
 
     def count_outside_range(self, *, device: Names = None, channel: Names = None,
                             source: Names = None) -> int:

@@ -91,3 +91,62 @@ def test_gaps_lists_what_the_store_finds(api: Api) -> None:
     assert kinds["interval"]["end"] == "2024-10-26T11:00:00Z"
     assert kinds["interval"]["missing"] == 6
     assert kinds["seq"]["missing"] == 6
+
+
+# -- late data: a repeated question (answered from memory where the store allows it) must
+#    see every write into its range
+
+DAY_26 = {"device": "ws1", "every": "1d", "fn": ["max", "count"],
+          "start": "2024-10-26T00:00:00Z", "end": "2024-10-27T00:00:00Z"}
+
+
+def test_a_late_reading_changes_a_repeated_aggregate(api: Api) -> None:
+    before = api.client.get("/api/v1/aggregates", params=DAY_26).json()["data"]
+    assert api.client.get("/api/v1/aggregates", params=DAY_26).json()["data"] == before
+    assert before[0]["count"] == 144
+    assert before[0]["max"] < 12
+    late = [{"device": "ws1", "channel": "temp", "ts": "2024-10-26T00:05:00Z",
+             "value": 30.5, "unit": "degC", "source": "lab"}]
+    assert api.client.post("/api/v1/readings", json=late, key=api.keys["write"]
+                           ).status_code == 200
+    after = api.client.get("/api/v1/aggregates", params=DAY_26).json()["data"]
+    assert (after[0]["max"], after[0]["count"]) == (30.5, 145)
+    # a stored reading replaced: the same key, another value
+    late[0]["value"] = 20.25
+    api.client.post("/api/v1/readings", json=late, key=api.keys["write"])
+    again = api.client.get("/api/v1/aggregates", params=DAY_26).json()["data"]
+    assert (again[0]["max"], again[0]["count"]) == (20.25, 145)
+
+
+def test_a_reading_before_the_range_changes_a_counters_first_bucket(api: Api) -> None:
+    # the day of 27 Oct in Amsterdam starts at 22:00Z on the 26th, where the reading
+    # 1000 + 0.25 * 88 = 1022 is the base of the day's first rise
+    params = {"device": "m1", "every": "1d", "tz": "Europe/Amsterdam",
+              "start": "2024-10-27", "end": "2024-10-28"}
+    assert api.client.get("/api/v1/aggregates", params=params).json()["data"][0][
+        "consumption"] == pytest.approx(25.0)
+    base = [{"device": "m1", "channel": "energy", "ts": "2024-10-26T22:00:00Z",
+             "value": 1020.0, "unit": "kWh", "source": "lab"}]
+    assert api.client.post("/api/v1/readings", json=base, key=api.keys["write"]
+                           ).status_code == 200
+    # the first rise is now 1022.25 - 1020
+    assert api.client.get("/api/v1/aggregates", params=params).json()["data"][0][
+        "consumption"] == pytest.approx(27.0)
+
+
+def test_deleted_readings_and_a_changed_kind_change_a_repeated_aggregate(api: Api) -> None:
+    params = {"device": "m1", "every": "1d", "start": "2024-10-26T00:00:00Z",
+              "end": "2024-10-27T00:00:00Z"}
+    first = api.client.get("/api/v1/aggregates", params=params).json()["data"][0]
+    # readings in (start, end]: 00:15 to 00:00 the next day, 96 rises of 0.25
+    assert (first["consumption"], first["count"]) == (pytest.approx(24.0), 96)
+    assert api.client.delete("/api/v1/readings", params={
+        "device": "m1", "start": "2024-10-26T12:00:00Z", "end": "2024-10-27T00:00:00Z"},
+        key=api.keys["admin"]).json() == {"deleted": 48}
+    half = api.client.get("/api/v1/aggregates", params=params).json()["data"][0]
+    # 47 readings to 11:45 and the one at the end: the same rise in 48 steps
+    assert (half["consumption"], half["count"]) == (pytest.approx(24.0), 48)
+    api.hub.set_kind("m1", "energy", "instant")
+    instant = api.client.get("/api/v1/aggregates", params=params).json()["data"][0]
+    assert instant["kind"] == "instant"
+    assert instant["min"] == 1000.0

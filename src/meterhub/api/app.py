@@ -3,7 +3,8 @@
 Query contract, as in the CLI and the Python API: ``device, channel, start, end, every,
 tz, fn, unit, format``. Handlers that touch the store are plain ``def`` functions, so they
 run in the thread pool (the store gives each thread its own cursor) and the event loop
-stays free for the sync that `meterhub run` hosts beside the API.
+stays free for the sync that `meterhub run` hosts beside the API. An answer kept in
+memory (`meterhub.answers`) is sent from the event loop: no thread, no store.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import binascii
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -26,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from meterhub import __version__, encode
+from meterhub.answers import AnswerScope
 from meterhub.api import docs, dsmr_reader, energy, links, login, schemas
 from meterhub.api.problems import Problem, install, problems
 from meterhub.api.push import PUSH_LIMITS, item_problem, read_push
@@ -110,13 +112,23 @@ def decode_cursor(text: str | None) -> PageKey | None:
     return PageKey(device, channel, ts_us)
 
 
+def _chunks(table: pa.Table | pa.RecordBatchReader, fmt: encode.Format,
+            tail: Callable[[], dict[str, Any]] | None = None) -> Iterator[bytes | memoryview]:
+    return (encode.stream_json(table, key="data", tail=tail) if fmt == "json"
+            else encode.stream_binary(table, fmt))
+
+
+def _body(table: pa.Table, fmt: encode.Format) -> bytes:
+    """A small table's whole answer."""
+    return b"".join(_chunks(table, fmt))
+
+
 def _table_response(table: pa.Table | pa.RecordBatchReader, fmt: encode.Format,
                     headers: dict[str, str] | None = None,
                     tail: Callable[[], dict[str, Any]] | None = None) -> Response:
     """Stream a reader; answer a small table in one piece (a stream costs a thread hop
     per chunk, which dominated small requests)."""
-    body = (encode.stream_json(table, key="data", tail=tail) if fmt == "json"
-            else encode.stream_binary(table, fmt))
+    body = _chunks(table, fmt, tail)
     if isinstance(table, pa.Table) and table.num_rows <= SMALL_ROWS:
         return Response(b"".join(body), media_type=encode.MEDIA_TYPES[fmt], headers=headers)
     return StreamingResponse(body, media_type=encode.MEDIA_TYPES[fmt], headers=headers)
@@ -230,26 +242,46 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
         data = reader.read_all() if limit <= SMALL_ROWS else reader
         return _table_response(data, fmt, headers, tail=lambda: {"next": next_url})
 
+    answers = hub.answers
+
     @app.get(f"{v1}/aggregates", tags=["readings"], response_model=None, dependencies=[read],
              responses={200: {"model": schemas.Aggregates, "content": TABLE_CONTENT},
                         **READ_ERRORS})
-    def aggregates(request: Request, device: DeviceQ = None, channel: ChannelQ = None,
-                   source: SourceQ = None, start: StartQ = None, end: EndQ = None,
-                   every: Annotated[str, Query(
-                       description="Bucket size: 15min, 1h, 1d, 1w, 1mo, 1y ...")] = "1h",
-                   tz: TzQ = "UTC",
-                   fn: Annotated[list[str] | None, Query(
-                       description="mean, min, max, first, last, count (instant), "
-                                   "consumption (counter), sum (delta); errors (any kind: "
-                                   "its sensor_error readings, only when asked); repeat "
-                                   "for several. Default: all that apply but errors.")
-                   ] = None,
-                   unit: UnitQ = None, format: FormatQ = None) -> Response:
-        """Per-kind aggregates per bucket, buckets aligned and labelled in ``tz``."""
+    async def aggregates(request: Request, device: DeviceQ = None, channel: ChannelQ = None,
+                         source: SourceQ = None, start: StartQ = None, end: EndQ = None,
+                         every: Annotated[str, Query(
+                             description="Bucket size: 15min, 1h, 1d, 1w, 1mo, 1y ...")] = "1h",
+                         tz: TzQ = "UTC",
+                         fn: Annotated[list[str] | None, Query(
+                             description="mean, min, max, first, last, count (instant), "
+                                         "consumption (counter), sum (delta); errors (any "
+                                         "kind: its sensor_error readings, only when asked); "
+                                         "repeat for several. Default: all that apply but "
+                                         "errors.")] = None,
+                         unit: UnitQ = None, format: FormatQ = None) -> Response:
+        """Per-kind aggregates per bucket, buckets aligned and labelled in ``tz``.
+
+        A repeated question is answered from memory until a write changes its answer
+        (a reading of its channels not later than its end, a delete or a catalog change).
+        """
         fmt = negotiate(request, format)
-        table = hub.aggregate(device=device, channel=channel, source=source, start=start,
-                              end=end, every=every, tz=tz, fn=fn, unit=unit, as_="arrow")
-        return _table_response(table, fmt)
+        key = ("aggregates", fmt, request.url.query)
+        body = answers.get(key) if answers is not None else None
+        if body is not None:  # on the event loop: no thread, no store
+            return Response(body, media_type=encode.MEDIA_TYPES[fmt])
+
+        def compute() -> Response:
+            token = answers.token() if answers is not None else 0
+            table = hub.aggregate(device=device, channel=channel, source=source, start=start,
+                                  end=end, every=every, tz=tz, fn=fn, unit=unit, as_="arrow")
+            if answers is None or table.num_rows > SMALL_ROWS:
+                return _table_response(table, fmt)
+            body = _body(table, fmt)
+            scope = AnswerScope.of(hub.selection(device, channel, start, end, source, tz=tz))
+            answers.put(key, body, scope, token, len(body))
+            return Response(body, media_type=encode.MEDIA_TYPES[fmt])
+
+        return await run_in_threadpool(compute)
 
     @app.get(f"{v1}/gaps", tags=["readings"], response_model=None, dependencies=[read],
              responses={200: {"model": schemas.Gaps}, **READ_ERRORS})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
@@ -34,7 +34,9 @@ class WriteResult:
     ``written`` splits into ``new`` (keys not stored before), ``replaced`` (keys stored
     before with a different value, quality, error_code, seq or validated) and
     ``unchanged`` (keys stored before with identical content; two NULL values are
-    equal): ``new + replaced + unchanged == written``.
+    equal): ``new + replaced + unchanged == written``. ``keys`` holds the ``device``,
+    ``channel`` and ``ts`` of the rows received (None when there were none): what the
+    write may have changed, for answers kept in memory (`meterhub.answers`).
     """
 
     rows: int
@@ -43,6 +45,12 @@ class WriteResult:
     new: int = 0
     replaced: int = 0
     unchanged: int = 0
+    keys: pa.Table | None = field(default=None, repr=False, compare=False)
+
+
+def keys_of(table: pa.Table) -> pa.Table | None:
+    """A write's `WriteResult.keys`: its rows' device, channel and ts (no copy)."""
+    return table.select(["device", "channel", "ts"]) if table.num_rows else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,7 @@ from meterhub.store.base import (
     Selection,
     SyncCursor,
     WriteResult,
+    keys_of,
 )
 from meterhub.store.buckets import DAY_US, bucket_arithmetic_sql
 from meterhub.store.catalog import (
@@ -413,7 +414,7 @@ class ClickHouseStore:
                     {"key": "String", "value": "String", "updated_at": "Int64"})
         written, new, replaced, unchanged = counts
         return WriteResult(rows=table.num_rows, written=written, batch_id=version, new=new,
-                           replaced=replaced, unchanged=unchanged)
+                           replaced=replaced, unchanged=unchanged, keys=keys_of(table))
 
     def _ids_of(self, table: pa.Table, series: pa.Table) -> npt.NDArray[np.int64]:
         """Each row's series id, from the (device, channel, series_id) of its channels."""

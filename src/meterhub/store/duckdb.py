@@ -66,6 +66,7 @@ from meterhub.store.base import (
     Selection,
     SyncCursor,
     WriteResult,
+    keys_of,
 )
 from meterhub.store.buckets import bucket_sql
 from meterhub.store.catalog import (
@@ -389,7 +390,7 @@ class DuckDBStore:
                 con.execute("INSERT INTO state VALUES (?, ?, ?)", [key, value, now])
         return WriteResult(rows=table.num_rows, written=counts.written, batch_id=batch_id,
                            new=counts.new, replaced=counts.replaced,
-                           unchanged=counts.unchanged), grew, newest
+                           unchanged=counts.unchanged, keys=keys_of(table)), grew, newest
 
     def _append_rows(self, table: pa.Table, series_ids: npt.NDArray[np.int64],
                      batch_id: int) -> tuple[_Counts, dict[int, _Newest | None]]:

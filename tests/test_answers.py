@@ -1,0 +1,122 @@
+"""meterhub.answers: which writes drop which kept answers, reads in flight, the bounds."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+from meterhub.answers import AnswerCache, AnswerScope
+from meterhub.model import TS_TYPE
+from meterhub.store import Selection
+
+END = dt.datetime(2024, 3, 2, tzinfo=dt.UTC)
+
+
+def rows(*items: tuple[str, str, dt.datetime]) -> pa.Table:
+    return pa.table({"device": [d for d, _, _ in items], "channel": [c for _, c, _ in items],
+                     "ts": pa.array([t for _, _, t in items], TS_TYPE)})
+
+
+def scope(devices: list[str] | None = None, channels: list[str] | None = None,
+          end: dt.datetime | None = END) -> AnswerScope:
+    return AnswerScope.of(Selection(devices=devices, channels=channels,
+                                    start=END - dt.timedelta(days=1), end=end))
+
+
+def kept(cache: AnswerCache, key: str, answer_scope: AnswerScope) -> AnswerCache:
+    assert cache.put(key, key.encode(), answer_scope, cache.token(), 10)
+    return cache
+
+
+@pytest.mark.parametrize(("written", "dropped"), [
+    (("m1", "energy", END - dt.timedelta(days=30)), True),  # before the range: a base
+    (("m1", "energy", END - dt.timedelta(hours=1)), True),
+    (("m1", "energy", END), True),  # at the end: closes a counter's last bucket
+    (("m1", "energy", END + dt.timedelta(microseconds=1)), False),
+    (("m1", "power", END - dt.timedelta(hours=1)), False),  # another channel
+    (("m2", "energy", END - dt.timedelta(hours=1)), False),  # another device
+])
+def test_a_write_drops_the_answers_whose_channels_and_range_it_touches(
+        written: tuple[str, str, dt.datetime], dropped: bool) -> None:
+    cache = kept(AnswerCache(), "a", scope(["m1"], ["energy"]))
+    cache.changed(rows(written))
+    assert (cache.get("a") is None) is dropped
+
+
+def test_answers_without_filters_or_end_are_dropped_by_any_write_of_theirs() -> None:
+    cache = AnswerCache()
+    kept(cache, "all", scope(None, None, None))
+    kept(cache, "m2", scope(["m2"], None, None))
+    kept(cache, "power", scope(None, ["power"], END))
+    cache.changed(rows(("m1", "energy", dt.datetime(2100, 1, 1, tzinfo=dt.UTC))))
+    assert cache.get("all") is None
+    assert cache.get("m2") == b"m2"
+    assert cache.get("power") == b"power"
+    cache.changed(rows(("m9", "power", END)))
+    assert cache.get("power") is None
+    assert cache.get("m2") == b"m2"
+
+
+def test_one_write_of_many_channels_drops_only_what_it_touches() -> None:
+    cache = AnswerCache()
+    for device in ("m1", "m2", "m3"):
+        kept(cache, device, scope([device], ["energy"]))
+    cache.changed(rows(("m1", "power", END), ("m2", "energy", END + dt.timedelta(hours=1)),
+                       ("m3", "energy", END + dt.timedelta(hours=1)),
+                       ("m3", "energy", END - dt.timedelta(hours=5))))
+    assert [cache.get(d) for d in ("m1", "m2", "m3")] == [b"m1", b"m2", None]
+
+
+def test_a_delete_or_catalog_change_drops_everything() -> None:
+    cache = kept(kept(AnswerCache(), "a", scope(["m1"])), "b", scope(["m2"]))
+    cache.changed(None)
+    assert len(cache) == 0
+    assert cache.get("a") is None
+    assert cache.get("b") is None
+
+
+def test_an_answer_read_while_a_write_touching_it_committed_is_not_kept() -> None:
+    cache = AnswerCache()
+    token = cache.token()  # the read begins
+    cache.changed(rows(("m1", "energy", END - dt.timedelta(hours=1))))  # a write commits
+    assert not cache.put("a", b"stale", scope(["m1"]), token, 5)
+    assert cache.get("a") is None
+    # a write elsewhere meanwhile does not spoil it
+    token = cache.token()
+    cache.changed(rows(("m2", "energy", END - dt.timedelta(hours=1))))
+    assert cache.put("a", b"fresh", scope(["m1"]), token, 5)
+    assert cache.get("a") == b"fresh"
+    # nor does one of its channels after its end
+    token = cache.token()
+    cache.changed(rows(("m1", "energy", END + dt.timedelta(seconds=1))))
+    assert cache.put("b", b"fresh", scope(["m1"]), token, 5)
+    # a delete meanwhile does
+    token = cache.token()
+    cache.changed(None)
+    assert not cache.put("c", b"stale", scope(["m9"]), token, 5)
+
+
+def test_a_read_older_than_the_changes_remembered_is_not_kept() -> None:
+    cache = AnswerCache()
+    token = cache.token()
+    for _ in range(300):  # more than the log holds, none touching the answer
+        cache.changed(rows(("m2", "energy", END)))
+    assert not cache.put("a", b"x", scope(["m1"]), token, 1)
+    assert cache.put("a", b"x", scope(["m1"]), cache.token(), 1)
+
+
+def test_the_least_recently_used_answers_go_first_within_the_bounds() -> None:
+    cache = AnswerCache(max_bytes=100, max_answers=3)
+    for key in "abc":
+        kept(cache, key, scope())
+    assert cache.get("a") == b"a"  # now the most recently used
+    kept(cache, "d", scope())
+    assert cache.get("b") is None
+    assert [cache.get(k) for k in "acd"] == [b"a", b"c", b"d"]
+    assert cache.put("big", b"x", scope(), cache.token(), 95)  # pushes out all but itself
+    assert len(cache) == 1
+    assert cache.get("big") == b"x"
+    assert not cache.put("huge", b"x", scope(), cache.token(), 101)
+    assert cache.get("big") == b"x"
