@@ -118,6 +118,29 @@ def wrk(url: str, key: str | None, *, connections: int = 16, seconds: int = 10,
     return rps, float(p99) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+#: a new question each request (a day starting a minute later than the last one's), so
+#: that none is answered from memory: the cost of computing an aggregate
+DISTINCT_DAYS = """
+local n = 0
+local first = 1672531200 -- 2023-01-01T00:00:00Z
+request = function()
+  n = n + 1
+  local start = first + (n % 8640) * 60
+  local path = string.format(
+    "%s&start=%s&end=%s", PREFIX, os.date("!%Y-%m-%dT%H:%M:%SZ", start),
+    os.date("!%Y-%m-%dT%H:%M:%SZ", start + 86400))
+  return wrk.format("GET", path)
+end
+"""
+
+
+def distinct_days(prefix: str, folder: Path) -> Path:
+    """A wrk script asking ``prefix`` for a different day on each request."""
+    script = folder / "distinct.lua"
+    script.write_text(f'local PREFIX = "{prefix}"\n' + DISTINCT_DAYS)
+    return script
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-write", action="store_true", help="print, do not update "
@@ -130,7 +153,8 @@ def main() -> None:
         auth = {"X-API-Key": key}
         bulk = "/api/v1/readings?device=bulk&limit=1000000"
         day = "start=2023-01-03T00:00:00Z&end=2023-01-04T00:00:00Z"
-        small = f"/api/v1/aggregates?device=small&every=1h&fn=mean&fn=min&fn=max&fn=count&{day}"
+        hourly = "/api/v1/aggregates?device=small&every=1h&fn=mean&fn=min&fn=max&fn=count"
+        small = f"{hourly}&{day}"
         results: dict[str, tuple[float, int]] = {}
         loads: dict[str, tuple[float, float]] = {}
         have_wrk = shutil.which("wrk") is not None
@@ -141,6 +165,8 @@ def main() -> None:
                 print(fmt, results[fmt], flush=True)
             if have_wrk:
                 loads["aggregate"] = wrk(f"{base}{small}", key)
+                loads["aggregate-distinct"] = wrk(f"{base}{small}", key,
+                                                  script=distinct_days(hourly, Path(tmp)))
                 loads["page-json"] = wrk(f"{base}/api/v1/readings?device=small&limit=1000", key)
                 loads["page-arrow"] = wrk(
                     f"{base}/api/v1/readings?device=small&limit=1000&format=arrow", key)
@@ -152,6 +178,9 @@ def main() -> None:
             if have_wrk:
                 loads["naive-aggregate"] = wrk(f"{base}/aggregates?device=small&"
                                                f"{day.replace('Z', '')}", None)
+                loads["naive-aggregate-distinct"] = wrk(
+                    f"{base}/aggregates?device=small&{day.replace('Z', '')}", None,
+                    script=distinct_days("/aggregates?device=small", Path(tmp)))
                 loads["naive-page"] = wrk(f"{base}/readings?device=small&limit=1000", None)
                 print(loads, flush=True)
     rate = {name: ROWS / seconds for name, (seconds, _) in results.items()}
@@ -194,8 +223,12 @@ def main() -> None:
     if have_wrk:
         lines += ["| request | requests/s | p99 latency | reference | reference requests/s "
                   "| reference p99 | ratio |", "|---|---|---|---|---|---|---|"]
-        pairs = [("hourly mean/min/max/count of one channel over one day (24 buckets), JSON",
+        pairs = [("hourly mean/min/max/count of one channel over one day (24 buckets), JSON, "
+                  "the same day each time (answered from memory)",
                   "aggregate", "naive hand-written GROUP BY, stdlib JSON", "naive-aggregate"),
+                 ("the same, a different day each time (computed)", "aggregate-distinct",
+                  "the same naive endpoint, a different day each time",
+                  "naive-aggregate-distinct"),
                  ("/readings, a page of 1,000, JSON", "page-json",
                   "naive fetch + stdlib JSON", "naive-page"),
                  ("/readings, a page of 1,000, Arrow", "page-arrow",

@@ -43,7 +43,8 @@ def create(db: str) -> FastAPI:
                    avg(r.value), min(r.value), max(r.value), count(*)
             FROM readings r JOIN channels c USING (series_id)
             WHERE c.device = ? AND r.ts >= ?::TIMESTAMP AND r.ts < ?::TIMESTAMP
-            GROUP BY ALL ORDER BY ALL""", [device, start, end]).fetchall()
+            GROUP BY ALL ORDER BY ALL""", [device, start.removesuffix("Z"),
+                                           end.removesuffix("Z")]).fetchall()
         data = [{"device": d, "channel": c, "bucket": b.isoformat() + "Z", "mean": mean,
                  "min": lo, "max": hi, "count": n} for d, c, b, mean, lo, hi, n in rows]
         return Response(json.dumps({"data": data}), media_type="application/json")

@@ -15,7 +15,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"meterhub.errors", "meterhub.units", "meterhub.model", "meterhub.timebase",
                     "meterhub.clock", "meterhub.keys", "meterhub.encode", "meterhub.display"}),
     ("store", {"meterhub.store"}),
-    ("hub", {"meterhub", "meterhub.hub", "meterhub.ingest", "meterhub.fileio",
+    ("hub", {"meterhub", "meterhub.hub", "meterhub.answers", "meterhub.ingest", "meterhub.fileio",
              "meterhub.http", "meterhub.migrate"}),
     ("dsmr", {"meterhub.dsmr"}),
     ("sources", {"meterhub.sources", "meterhub.emulators", "meterhub.demo"}),

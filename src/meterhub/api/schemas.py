@@ -80,6 +80,8 @@ class ChannelOut(BaseModel):
     first_ts: str | None
     last_ts: str | None = Field(description="newest measurement time (not arrival)")
     written_at: str | None = Field(description="when the newest batch was stored")
+    last_value: float | None = Field(description="the newest reading's value (null for a "
+                                     "sensor error)")
 
 
 class Channels(BaseModel):

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -703,12 +704,16 @@ class ClickHouseStore:
             catalog = {(s.device, s.channel): s for s in self._catalog.rows()}
             items = [(catalog.get(key), channel) for key, channel in channels.items()]
         known = [(item, channel) for item, channel in items if item is not None]
-        stats: dict[int, tuple[int, int, int, int]] = {}
+        stats: dict[int, tuple[int, int, int, int, float | None]] = {}
         if known:
             ids = _ids([item.series_id for item, _ in known])
-            stats = {int(s): (int(n), int(a), int(b), int(w)) for s, n, a, b, w in self._rows(
-                f"SELECT series_id, count(), min(ts), max(ts), max(version) FROM readings "
-                f"FINAL WHERE series_id IN ({ids}) AND {_IN_RANGE} GROUP BY series_id")}
+            # the newest row's value, a sensor error's NULL as NaN (no stored value is
+            # one): argMax passes over NULLs, and 18.16's shards garble a Nullable in a tuple
+            stats = {int(s): (int(n), int(a), int(b), int(w), None if math.isnan(v) else v)
+                     for s, n, a, b, w, v in self._rows(
+                         f"SELECT series_id, count(), min(ts), max(ts), max(version), "
+                         f"argMax(ifNull(value, nan), ts) FROM readings FINAL "
+                         f"WHERE series_id IN ({ids}) AND {_IN_RANGE} GROUP BY series_id")}
         utc = pa.timestamp("us", tz="UTC")
 
         def times(position: int) -> pa.Array:
@@ -725,7 +730,9 @@ class ClickHouseStore:
             "unit": pa.array([item.unit for item, _ in known], pa.string()),
             "readings": pa.array([stats.get(item.series_id, (0,))[0] for item, _ in known],
                                  pa.int64()),
-            "first_ts": times(1), "last_ts": times(2), "written_at": times(3)})
+            "first_ts": times(1), "last_ts": times(2), "written_at": times(3),
+            "last_value": pa.array([stats[item.series_id][4] if item.series_id in stats
+                                    else None for item, _ in known], pa.float64())})
 
     # -- sync cursors, state, keys ---------------------------------------------------------
 

@@ -112,6 +112,11 @@ _DDL = [
         series_id INTEGER NOT NULL, ts TIMESTAMP NOT NULL, value DOUBLE,
         quality quality NOT NULL, validated BOOLEAN NOT NULL, seq BIGINT,
         error_code VARCHAR, batch_id INTEGER NOT NULL)""",
+    # each series' count, first and newest time, newest value and last write, kept by
+    # every write in its transaction: "newest per channel" without a scan of the readings
+    """CREATE TABLE IF NOT EXISTS series_stats (
+        series_id INTEGER PRIMARY KEY, readings BIGINT NOT NULL, first_ts TIMESTAMP,
+        last_ts TIMESTAMP, last_value DOUBLE, written_at TIMESTAMP)""",
     """CREATE TABLE IF NOT EXISTS batches (
         batch_id INTEGER PRIMARY KEY, origin VARCHAR, written_at TIMESTAMP NOT NULL,
         rows BIGINT NOT NULL)""",
@@ -170,6 +175,24 @@ class _Newest(NamedTuple):
 
     ts: int
     values: tuple[Any, ...] | None
+
+
+def _stats_delta(sid: npt.NDArray[np.int64], t: npt.NDArray[np.int64],
+                 value: pa.ChunkedArray,
+                 deleted: Mapping[int, int]) -> pa.Table:
+    """`DuckDBStore._add_stats`'s rows for inserted rows sorted by (series, time): per
+    series the count less the ``deleted`` rows they replace, first and last time, and the
+    value at the last."""
+    starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
+    ends = np.r_[starts[1:], len(sid)] - 1
+    series = sid[starts]
+    added = np.diff(np.r_[starts, len(sid)]) - np.array(
+        [deleted.get(int(s), 0) for s in series], dtype=np.int64)
+    return pa.table({"series_id": pa.array(series, pa.int32()),
+                     "added": pa.array(added, pa.int64()),
+                     "first_ts": pa.array(t[starts], pa.timestamp("us")),
+                     "last_ts": pa.array(t[ends], pa.timestamp("us")),
+                     "last_value": value.take(pa.array(ends))})
 
 
 def _values(rows: pa.Table, index: int) -> tuple[Any, ...]:
@@ -287,6 +310,12 @@ class DuckDBStore:
                 self._main.execute(statement)
             self._main.execute("INSERT INTO meta VALUES ('schema_version', ?) "
                                "ON CONFLICT DO NOTHING", [SCHEMA_VERSION])
+            if not _first(self._main.execute(
+                    "SELECT 1 FROM meta WHERE key = 'series_stats'")):
+                self._main.execute("BEGIN TRANSACTION")
+                self._count_stats()
+                self._main.execute("INSERT INTO meta VALUES ('series_stats', '1')")
+                self._main.execute("COMMIT")
         except duckdb.Error as exc:
             self._main.close()
             raise StoreError(f"cannot prepare store {self.path}: "
@@ -366,17 +395,17 @@ class DuckDBStore:
         batch_id = self._next_batch
         counts, grew = _Counts(0, 0, 0, 0), False
         newest: dict[int, _Newest | None] = {}
+        now = naive_utc(dt.datetime.now(UTC))
         if table.num_rows:
             series_ids = (known_series(table, self._catalog.index())
                           if table.num_rows <= SHORT_WRITE_ROWS else None)
             if series_ids is not None:
-                counts, newest = self._append_rows(table, series_ids, batch_id)
+                counts, newest = self._append_rows(table, series_ids, batch_id, now)
             else:
                 series, grew, all_new = self._ensure_catalog(table)
                 table = to_channel_units(table, series)
-                counts = self._upsert_rows(table, series, batch_id, all_new=all_new)
+                counts = self._upsert_rows(table, series, batch_id, now, all_new=all_new)
                 newest = dict.fromkeys(series.column("series_id").to_pylist())
-        now = naive_utc(dt.datetime.now(UTC))
         con.execute("INSERT INTO batches VALUES (?, ?, ?, ?)",
                     [batch_id, origin, now, table.num_rows])
         for cursor in cursors:
@@ -393,7 +422,8 @@ class DuckDBStore:
                            unchanged=counts.unchanged, keys=keys_of(table)), grew, newest
 
     def _append_rows(self, table: pa.Table, series_ids: npt.NDArray[np.int64],
-                     batch_id: int) -> tuple[_Counts, dict[int, _Newest | None]]:
+                     batch_id: int, now: dt.datetime
+                     ) -> tuple[_Counts, dict[int, _Newest | None]]:
         """The short write path: returns (keys written, each series' newest row after it).
 
         Rows newer than their series' newest stored row are appended as they are (new keys).
@@ -423,6 +453,7 @@ class DuckDBStore:
             existing = unchanged = len(keep) - int(np.count_nonzero(keep))
             stale = stale[keep[stale]]
         probed = True  # whether the probe told which stale keys are stored, and how
+        deleted: dict[int, int] = {}  # stored rows this write replaces, by series
         if len(stale):  # rows at or before their series' newest: delete only those stored
             found = self._stored(sid[stale], t[stale])
             if found is None:
@@ -453,11 +484,13 @@ class DuckDBStore:
                 con.register("_stale", stale_rows)
                 if not probed:  # too many stored rows to probe: count in SQL
                     same, params = _same_as(stale_rows)
-                    row = _first(con.execute(
-                        f"SELECT count(*), count(*) FILTER (WHERE {same}) FROM readings r "
-                        "JOIN _stale s ON r.series_id = s.series_id AND r.ts = s.ts", params))
-                    assert row is not None
-                    existing, unchanged = existing + int(row[0]), unchanged + int(row[1])
+                    for series_id, stored, same_count in con.execute(
+                            f"SELECT s.series_id, count(*), count(*) FILTER (WHERE {same}) "
+                            "FROM readings r JOIN _stale s "
+                            "ON r.series_id = s.series_id AND r.ts = s.ts "
+                            "GROUP BY s.series_id", params).fetchall():
+                        deleted[int(series_id)] = int(stored)
+                        existing, unchanged = existing + int(stored), unchanged + int(same_count)
                 con.execute("DELETE FROM readings r USING _stale s "
                             "WHERE r.series_id = s.series_id AND r.ts = s.ts")
                 con.unregister("_stale")
@@ -469,9 +502,49 @@ class DuckDBStore:
                     FROM _rows""")
         finally:
             con.unregister("_rows")
+        if probed:
+            deleted = {int(s): int(n) for s, n in zip(
+                *np.unique(sid[stale], return_counts=True), strict=True)}
+        if rows.num_rows:
+            self._add_stats(_stats_delta(sid[keep], t[keep], rows.column("value"), deleted),
+                            now)
         written = len(order)
         return _Counts(written, written - existing, existing - unchanged, unchanged), \
             dict(newest)
+
+    def _add_stats(self, delta: pa.Table, now: dt.datetime) -> None:
+        """Fold a write's rows into `series_stats`: ``delta`` holds per series the rows it
+        added (inserted less those it replaced), its first and newest time, and the value at
+        the newest."""
+        con = self._con
+        con.register("_delta", delta)
+        try:
+            con.execute("""
+                INSERT INTO series_stats
+                SELECT series_id, added, first_ts, last_ts, last_value, ? FROM _delta
+                ON CONFLICT (series_id) DO UPDATE SET
+                    readings = readings + excluded.readings,
+                    first_ts = least(first_ts, excluded.first_ts),
+                    last_value = CASE WHEN last_ts IS NULL OR excluded.last_ts >= last_ts
+                                      THEN excluded.last_value ELSE last_value END,
+                    last_ts = greatest(last_ts, excluded.last_ts),
+                    written_at = excluded.written_at""", [now])
+        finally:
+            con.unregister("_delta")
+
+    def _count_stats(self, series: Sequence[int] | None = None) -> None:
+        """Count `series_stats` from the readings again: of ``series``, or of all (a store
+        made before the table was)."""
+        con = self._con
+        only = "" if series is None else f"AND series_id IN ({_in_list(series)})"
+        con.execute("DELETE FROM series_stats" + (
+            "" if series is None else f" WHERE series_id IN ({_in_list(series)})"))
+        con.execute(f"""
+            INSERT INTO series_stats
+            SELECT series_id, count(*), min(ts), max(ts), arg_max_null(value, ts),
+                   max(b.written_at)
+            FROM readings JOIN batches b USING (batch_id)
+            WHERE {_IN_RANGE} {only} GROUP BY series_id""")
 
     def _stored(self, series_ids: npt.NDArray[np.int64], ts: npt.NDArray[np.int64]
                 ) -> dict[tuple[int, int], tuple[Any, ...]] | None:
@@ -543,8 +616,8 @@ class DuckDBStore:
             [[next_id + i, c.device, c.channel, c.quantity, c.unit, c.kind.value, c.interval_s]
              for i, c in enumerate(channels)])
 
-    def _upsert_rows(self, table: pa.Table, series: pa.Table, batch_id: int, *,
-                     all_new: bool = False) -> _Counts:
+    def _upsert_rows(self, table: pa.Table, series: pa.Table, batch_id: int,
+                     now: dt.datetime, *, all_new: bool = False) -> _Counts:
         """The general write path. ``all_new``: no key of the table's channels can be
         stored yet (every channel was created by this write), so nothing is looked up.
 
@@ -573,13 +646,16 @@ class DuckDBStore:
                     QUALIFY row_number() OVER (PARTITION BY series_id, ts
                                                ORDER BY _row DESC) = 1""")
             existing = unchanged = 0
+            deleted: dict[int, int] = {}  # stored rows this write replaces, by series
             if not all_new:
                 same, params = _same_as(incoming)
-                found = _first(con.execute(
-                    f"SELECT count(*), count(*) FILTER (WHERE {same}) FROM readings r "
-                    "JOIN _staged s ON r.series_id = s.series_id AND r.ts = s.ts", params))
-                assert found is not None
-                existing, unchanged = int(found[0]), int(found[1])
+                for series_id, stored, same_count in con.execute(
+                        f"SELECT s.series_id, count(*), count(*) FILTER (WHERE {same}) "
+                        "FROM readings r JOIN _staged s "
+                        "ON r.series_id = s.series_id AND r.ts = s.ts "
+                        "GROUP BY s.series_id", params).fetchall():
+                    deleted[int(series_id)] = int(stored)
+                    existing, unchanged = existing + int(stored), unchanged + int(same_count)
             if existing:
                 con.execute("DELETE FROM readings r USING _staged s "
                             "WHERE r.series_id = s.series_id AND r.ts = s.ts")
@@ -587,10 +663,18 @@ class DuckDBStore:
                 INSERT INTO readings
                 SELECT series_id, ts, value, quality, validated, seq, error_code, {batch_id}
                 FROM _staged ORDER BY series_id, ts""")
-            count = _first(con.execute("SELECT count(*) FROM _staged"))
-            assert count is not None
+            delta = con.sql("""
+                SELECT series_id, count(*) AS added, min(ts) AS first_ts, max(ts) AS last_ts,
+                       arg_max_null(value, ts) AS last_value
+                FROM _staged GROUP BY series_id""").to_arrow_table()
             con.execute("DROP TABLE _staged")
-            written = int(count[0])
+            written = pc.sum(delta.column("added")).as_py() or 0
+            if deleted:
+                replaced = pa.array([deleted.get(s, 0) for s in
+                                     delta.column("series_id").to_pylist()], pa.int64())
+                delta = delta.set_column(1, "added", pc.subtract(delta.column("added"),
+                                                                 replaced))
+            self._add_stats(delta, now)
             return _Counts(written, written - existing, existing - unchanged, unchanged)
         finally:
             con.unregister("_incoming")
@@ -612,6 +696,7 @@ class DuckDBStore:
         con.execute("BEGIN TRANSACTION")
         try:
             row = _first(con.execute(f"DELETE FROM readings WHERE {where}", params))
+            self._count_stats([s[0] for s in series])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -732,13 +817,9 @@ class DuckDBStore:
                    coalesce(s.readings, 0) AS readings,
                    timezone('UTC', s.first_ts) AS first_ts,
                    timezone('UTC', s.last_ts) AS last_ts,
-                   timezone('UTC', s.written_at) AS written_at
+                   timezone('UTC', s.written_at) AS written_at, s.last_value
             FROM channels c JOIN devices d USING (device)
-            LEFT JOIN (SELECT series_id, count(*) AS readings, min(ts) AS first_ts,
-                              max(ts) AS last_ts, max(b.written_at) AS written_at
-                       FROM readings JOIN batches b USING (batch_id)
-                       WHERE {_IN_RANGE}
-                       GROUP BY series_id) s USING (series_id)
+            LEFT JOIN series_stats s USING (series_id)
             WHERE {where} ORDER BY c.device, c.channel""", params=params).to_arrow_table()
         # stored times are UTC: read as such (a bare cast would take the host's zone) and
         # labelled UTC, whatever zone DuckDB shows TIMESTAMPTZ in
