@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from meterhub.model import TS_TYPE
 from meterhub.timebase import MICROS, Every
@@ -112,19 +113,21 @@ def bucket_edges(lo: int, hi: int, size: Every,
 def label_buckets(bucket: pa.Array | pa.ChunkedArray, size: Every,
                   tz: str) -> tuple[pa.Array, pa.Array]:
     """UTC start and end instants of each bucket id."""
+    if size.width_us is not None:  # the id is the UTC start
+        if isinstance(bucket, pa.ChunkedArray):
+            bucket = bucket.combine_chunks()
+        start = bucket.cast(pa.timestamp("us")).cast(pa.int64())
+        return (start.cast(TS_TYPE),
+                pc.add(start, pa.scalar(size.width_us, pa.int64())).cast(TS_TYPE))
     starts = pd.DatetimeIndex(np.asarray(bucket.cast(pa.timestamp("us")).to_numpy(
         zero_copy_only=False), dtype="datetime64[us]"))
-    if size.width_us is not None:
-        utc_start = starts.tz_localize("UTC")
-        utc_end = utc_start + pd.Timedelta(microseconds=size.width_us)
-    else:
-        step = {"day": pd.DateOffset(days=1), "week": pd.DateOffset(weeks=1),
-                "month": pd.DateOffset(months=1), "year": pd.DateOffset(years=1)}
-        earliest = np.ones(len(starts), dtype=bool)  # a local midnight seen twice: the first
-        utc_start = starts.tz_localize(tz, ambiguous=earliest,
-                                       nonexistent="shift_forward").tz_convert("UTC")
-        utc_end = (starts + step[str(size.calendar)]).tz_localize(
-            tz, ambiguous=earliest, nonexistent="shift_forward").tz_convert("UTC")
+    step = {"day": pd.DateOffset(days=1), "week": pd.DateOffset(weeks=1),
+            "month": pd.DateOffset(months=1), "year": pd.DateOffset(years=1)}
+    earliest = np.ones(len(starts), dtype=bool)  # a local midnight seen twice: the first
+    utc_start = starts.tz_localize(tz, ambiguous=earliest,
+                                   nonexistent="shift_forward").tz_convert("UTC")
+    utc_end = (starts + step[str(size.calendar)]).tz_localize(
+        tz, ambiguous=earliest, nonexistent="shift_forward").tz_convert("UTC")
     return pa.array(utc_start, TS_TYPE), pa.array(utc_end, TS_TYPE)
 
 
