@@ -1,12 +1,14 @@
-"""Repeated aggregates answered from memory (DuckDB: one process sees every write), and
-never an answer a write has changed (tests/api/test_aggregates.py checks late data on every
-backend; here: that the memory is used, and against an app that never keeps answers)."""
+"""Repeated aggregates and pages answered from memory (DuckDB: one process sees every
+write), and never an answer a write has changed (tests/api/test_aggregates.py checks late
+data on every backend; here: that the memory is used, and against an app that never keeps
+answers)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
+import httpx
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -60,17 +62,75 @@ def test_a_write_after_the_end_or_to_another_channel_keeps_the_answer(api: Api) 
     assert answers.hits == hits + 1
 
 
+PAGE = {"device": "ws1", "channel": "temp", "limit": 10}
+
+
+def test_a_repeated_page_is_answered_from_memory_until_a_write_changes_it(api: Api) -> None:
+    answers = api.hub.answers
+    assert answers is not None
+    first = api.client.get("/api/v1/readings", params=PAGE)
+    assert first.json()["data"][-1]["ts"] == "2024-10-26T01:30:00Z"  # 10 minutes apart
+    hits = answers.hits
+    again = api.client.get("/api/v1/readings", params=PAGE)
+    assert answers.hits == hits + 1
+    assert again.content == first.content
+    assert again.headers["link"] == first.headers["link"]
+    # a reading after the page's last one belongs to a later page: the page stays
+    later = {"device": "ws1", "channel": "temp", "ts": "2024-10-26T01:35:00Z", "value": 1.0,
+             "unit": "degC", "source": "lab"}
+    api.client.post("/api/v1/readings", json=[later], key=api.keys["write"])
+    assert api.client.get("/api/v1/readings", params=PAGE).content == first.content
+    assert answers.hits == hits + 2
+    # one inside it changes it: it comes in, the last one goes to the next page
+    inside = {**later, "ts": "2024-10-26T00:05:00Z", "value": 42.0}
+    api.client.post("/api/v1/readings", json=[inside], key=api.keys["write"])
+    page = api.client.get("/api/v1/readings", params=PAGE).json()
+    assert page["data"][1]["value"] == 42.0
+    assert page["data"][-1]["ts"] == "2024-10-26T01:20:00Z"
+    # the same page asked of another host name names that host in its next link
+    other = api.client.get("/api/v1/readings", params=PAGE, headers={"Host": "other.test"})
+    assert other.json()["next"].startswith("http://other.test/")
+
+
+def test_a_page_changes_with_its_last_reading_and_with_any_of_a_channel_it_holds_whole(
+        api: Api) -> None:
+    page = api.client.get("/api/v1/readings", params=PAGE).json()
+    last = {"device": "ws1", "channel": "temp", "ts": page["data"][-1]["ts"], "value": -5.0,
+            "unit": "degC", "source": "lab"}
+    api.client.post("/api/v1/readings", json=[last], key=api.keys["write"])
+    assert api.client.get("/api/v1/readings", params=PAGE).json()["data"][-1]["value"] == -5.0
+    # m1 (288 readings) comes whole before ws1's first 12: a reading of m1 later than the
+    # page's last (a ws1 reading) still lands in the page
+    both = {"device": ["m1", "ws1"], "limit": 300}
+    before = api.client.get("/api/v1/readings", params=both).json()
+    assert before["data"][-1]["ts"] == "2024-10-26T01:50:00Z"
+    late = {"device": "m1", "channel": "energy", "ts": "2024-10-29T00:00:00Z",
+            "value": 1072.0, "unit": "kWh", "source": "lab"}
+    api.client.post("/api/v1/readings", json=[late], key=api.keys["write"])
+    after = api.client.get("/api/v1/readings", params=both).json()
+    assert after["data"][288] == {**before["data"][287], "ts": "2024-10-29T00:00:00Z",
+                                  "value": 1072.0, "seq": None}
+    assert after["data"][-1]["ts"] == "2024-10-26T01:40:00Z"
+
+
 # -- a property: whatever the writes, the app that keeps answers says what one that never
 #    keeps them says
 
-QUESTIONS = [
-    {"device": "ws1", "every": "1h", "start": "2024-10-26T00:00:00Z",
-     "end": "2024-10-26T06:00:00Z"},
-    {"device": "m1", "every": "1d", "tz": "Europe/Amsterdam", "start": "2024-10-26",
-     "end": "2024-10-28"},
-    {"device": "m1", "every": "1d", "fn": ["consumption", "errors"]},  # no bounds
-    {"channel": "temp", "every": "1d", "start": "2024-10-26T00:00:00Z",
-     "end": "2024-10-27T00:00:00Z", "format": "csv"},
+AGGREGATES, READINGS = "/api/v1/aggregates", "/api/v1/readings"
+QUESTIONS: list[tuple[str, dict[str, Any]]] = [
+    (AGGREGATES, {"device": "ws1", "every": "1h", "start": "2024-10-26T00:00:00Z",
+                  "end": "2024-10-26T06:00:00Z"}),
+    (AGGREGATES, {"device": "m1", "every": "1d", "tz": "Europe/Amsterdam",
+                  "start": "2024-10-26", "end": "2024-10-28"}),
+    (AGGREGATES, {"device": "m1", "every": "1d", "fn": ["consumption", "errors"]}),
+    (AGGREGATES, {"channel": "temp", "every": "1d", "start": "2024-10-26T00:00:00Z",
+                  "end": "2024-10-27T00:00:00Z", "format": "csv"}),
+    # a full page of one channel (kept up to its last reading), and of two devices
+    (READINGS, {"device": "m1", "channel": "energy", "limit": 50}),
+    (READINGS, {"device": "m1", "channel": "energy", "limit": 50,
+                "start": "2024-10-27T00:00:00Z", "end": "2024-10-27T12:00:00Z"}),
+    (READINGS, {"device": ["m1", "ws1"], "limit": 400, "format": "arrow"}),
+    (READINGS, {"limit": 20, "start": "2024-10-28T23:00:00Z"}),  # the last page
 ]
 MINUTES = 4 * 24 * 60  # writes fall anywhere in the 26th to the 29th
 
@@ -112,10 +172,19 @@ def test_kept_answers_always_equal_fresh_ones(api: Api, steps: list[Any]) -> Non
                 "device": "m1", "start": start.isoformat(),
                 "end": (start + dt.timedelta(hours=3)).isoformat()}, key=api.keys["admin"])
         else:
-            question = QUESTIONS[arg]
-            kept = api.client.get("/api/v1/aggregates", params=question)
+            path, question = QUESTIONS[arg]
+            kept = api.client.get(path, params=question)
             assert kept.status_code == 200, (question, kept.text)
-            assert kept.content == fresh.get("/api/v1/aggregates", params=question).content
-    for question in QUESTIONS:  # and at the end, every question
-        assert (api.client.get("/api/v1/aggregates", params=question).content
-                == fresh.get("/api/v1/aggregates", params=question).content)
+            answer = fresh.get(path, params=question)
+            assert content(kept) == content(answer)
+            assert kept.headers.get("link") == answer.headers.get("link")
+    for path, question in QUESTIONS:  # and at the end, every question
+        assert (content(api.client.get(path, params=question))
+                == content(fresh.get(path, params=question)))
+
+
+def content(response: httpx.Response) -> Any:
+    """The answer's content (Arrow: its rows; the stream's batches may be cut otherwise)."""
+    if response.headers["content-type"] == "application/vnd.apache.arrow.stream":
+        return pa.ipc.open_stream(response.content).read_all().to_pylist()
+    return response.content

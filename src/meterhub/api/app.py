@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -31,6 +32,7 @@ from meterhub.answers import AnswerScope
 from meterhub.api import docs, dsmr_reader, energy, links, login, schemas
 from meterhub.api.problems import Problem, install, problems
 from meterhub.api.push import PUSH_LIMITS, item_problem, read_push
+from meterhub.api.reads import ReadThreads
 from meterhub.api.security import KeyLimits, KeyRing, RateLimitHeaders, require
 from meterhub.api.session import DEFAULT_HOURS, Sessions
 from meterhub.api.timing import ServerTiming
@@ -40,7 +42,7 @@ from meterhub.errors import InputError
 from meterhub.hub import Hub
 from meterhub.keys import ApiKey, RateLimit, Scope, new_key
 from meterhub.model import TS_RANGE_TEXT
-from meterhub.store import PageKey
+from meterhub.store import PageKey, Selection
 from meterhub.sync import quota_state
 from meterhub.timebase import zone
 
@@ -138,6 +140,18 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
+def page_scope(selection: Selection, next_key: PageKey | None) -> AnswerScope:
+    """What a page read: its selection's channels up to its end; a full page of one named
+    channel only up to its last reading (a later one would be on a later page)."""
+    scope = AnswerScope.of(selection)
+    one = (selection.devices is not None and len(set(selection.devices)) == 1
+           and selection.channels is not None and len(set(selection.channels)) == 1)
+    if next_key is None or not one:
+        return scope
+    end = next_key.ts_us if scope.end_us is None else min(scope.end_us, next_key.ts_us)
+    return dataclasses.replace(scope, end_us=end)
+
+
 def _key_out(key: ApiKey, limits: KeyLimits) -> dict[str, Any]:
     return {"key_id": key.key_id, "name": key.name, "scope": key.scope.value,
             "rate_limit": str(limits.limit_of(key)), "created_at": key.created_at.isoformat(),
@@ -212,37 +226,68 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
                           ) from None
         return _json({"status": "ok", "version": __version__, "store": "ok"})
 
+    answers = hub.answers
+    reads = ReadThreads()
+
+    def held(key: tuple[str, ...], fmt: encode.Format) -> Response | None:
+        """The kept answer to this question, if any."""
+        found = answers.get(key) if answers is not None else None
+        if found is None:
+            return None
+        body, headers = found
+        return Response(body, media_type=encode.MEDIA_TYPES[fmt], headers=headers)
+
+    def keep(key: tuple[str, ...], token: int, scope: AnswerScope, body: bytes,
+             fmt: encode.Format, headers: dict[str, str] | None = None) -> Response:
+        """Answer with ``body``, and keep it for the same question (see `meterhub.answers`)."""
+        if answers is not None:
+            answers.put(key, (body, headers), scope, token, len(body))
+        return Response(body, media_type=encode.MEDIA_TYPES[fmt], headers=headers)
+
     @app.get(f"{v1}/readings", tags=["readings"], response_model=None, dependencies=[read],
              responses={200: {"model": schemas.ReadingsPage, "content": TABLE_CONTENT,
                               "headers": {"Link": {"schema": {"type": "string"},
                                                    "description": "rel=next page"}}},
                         **READ_ERRORS})
-    def readings(request: Request, device: DeviceQ = None, channel: ChannelQ = None,
-                 source: SourceQ = None, start: StartQ = None, end: EndQ = None,
-                 tz: TzQ = "UTC", unit: UnitQ = None,
-                 limit: Annotated[int, Query(ge=1, le=MAX_LIMIT,
-                                             description="Readings per page.")] = DEFAULT_LIMIT,
-                 cursor: Annotated[str | None, Query(
-                     description="Where a page starts: from the previous page's next link."
-                 )] = None,
-                 format: FormatQ = None) -> Response:
+    async def readings(request: Request, device: DeviceQ = None, channel: ChannelQ = None,
+                       source: SourceQ = None, start: StartQ = None, end: EndQ = None,
+                       tz: TzQ = "UTC", unit: UnitQ = None,
+                       limit: Annotated[int, Query(
+                           ge=1, le=MAX_LIMIT, description="Readings per page.")
+                       ] = DEFAULT_LIMIT,
+                       cursor: Annotated[str | None, Query(
+                           description="Where a page starts: from the previous page's next "
+                                       "link.")] = None,
+                       format: FormatQ = None) -> Response:
         """Readings in (device, channel, ts) order, a page at a time (keyset paging).
 
         Follow ``next`` (JSON body) or the ``Link: rel="next"`` header until there is none.
-        Times are UTC. Every format streams, so a page of millions of rows is fine.
+        Times are UTC. Every format streams, so a page of millions of rows is fine. A
+        repeated page of up to 20,000 readings is answered from memory until a write
+        changes it.
         """
         fmt = negotiate(request, format)
         after = decode_cursor(cursor)
-        reader, next_key = hub.page(device=device, channel=channel, source=source,
-                                    start=start, end=end, tz=tz, unit=unit, after=after,
-                                    limit=limit)
-        next_url = (str(request.url.include_query_params(cursor=encode_cursor(next_key)))
-                    if next_key is not None else None)
-        headers = {"Link": f'<{next_url}>; rel="next"'} if next_url else {}
-        data = reader.read_all() if limit <= SMALL_ROWS else reader
-        return _table_response(data, fmt, headers, tail=lambda: {"next": next_url})
+        # the next link names this server as the request did
+        key = ("readings", fmt, str(request.base_url), request.url.query)
+        if limit <= SMALL_ROWS and (found := held(key, fmt)) is not None:
+            return found
 
-    answers = hub.answers
+        def compute() -> Response:
+            token = answers.token() if answers is not None else 0
+            reader, next_key = hub.page(device=device, channel=channel, source=source,
+                                        start=start, end=end, tz=tz, unit=unit, after=after,
+                                        limit=limit)
+            next_url = (str(request.url.include_query_params(cursor=encode_cursor(next_key)))
+                        if next_key is not None else None)
+            headers = {"Link": f'<{next_url}>; rel="next"'} if next_url else {}
+            if limit > SMALL_ROWS:
+                return _table_response(reader, fmt, headers, tail=lambda: {"next": next_url})
+            body = b"".join(_chunks(reader.read_all(), fmt, tail=lambda: {"next": next_url}))
+            selection = hub.selection(device, channel, start, end, source, tz=tz)
+            return keep(key, token, page_scope(selection, next_key), body, fmt, headers)
+
+        return await reads.run(compute)
 
     @app.get(f"{v1}/aggregates", tags=["readings"], response_model=None, dependencies=[read],
              responses={200: {"model": schemas.Aggregates, "content": TABLE_CONTENT},
@@ -266,22 +311,19 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
         """
         fmt = negotiate(request, format)
         key = ("aggregates", fmt, request.url.query)
-        body = answers.get(key) if answers is not None else None
-        if body is not None:  # on the event loop: no thread, no store
-            return Response(body, media_type=encode.MEDIA_TYPES[fmt])
+        if (found := held(key, fmt)) is not None:  # on the event loop: no thread, no store
+            return found
 
         def compute() -> Response:
             token = answers.token() if answers is not None else 0
             table = hub.aggregate(device=device, channel=channel, source=source, start=start,
                                   end=end, every=every, tz=tz, fn=fn, unit=unit, as_="arrow")
-            if answers is None or table.num_rows > SMALL_ROWS:
+            if table.num_rows > SMALL_ROWS:
                 return _table_response(table, fmt)
-            body = _body(table, fmt)
             scope = AnswerScope.of(hub.selection(device, channel, start, end, source, tz=tz))
-            answers.put(key, body, scope, token, len(body))
-            return Response(body, media_type=encode.MEDIA_TYPES[fmt])
+            return keep(key, token, scope, _body(table, fmt), fmt)
 
-        return await run_in_threadpool(compute)
+        return await reads.run(compute)
 
     @app.get(f"{v1}/gaps", tags=["readings"], response_model=None, dependencies=[read],
              responses={200: {"model": schemas.Gaps}, **READ_ERRORS})

@@ -136,6 +136,7 @@ _DDL = [
 ]
 
 SHORT_WRITE_ROWS = 10_000  #: writes up to this size may take the short path (see above)
+SMALL_PAGE = 20_000  #: a page of one series up to this size is read in one statement
 _PROBE_ROWS = 50_000  #: stored rows a short write reads to find which of its keys exist
 _VALUE_COLUMNS = ("ts", "value", "quality", "validated", "seq", "error_code")
 def _same_as(incoming: pa.Table) -> tuple[str, list[Any]]:
@@ -969,6 +970,8 @@ class DuckDBStore:
         where, params = self._time_filter(selection)
         skip = "".join(f" AND (series_id <> {sid} OR ts > make_timestamp({us}))"
                        for sid, us in first_after.items())
+        if len(series) == 1 and limit <= SMALL_PAGE:
+            return self._small_page(series[0], f"{where}{skip}", params, limit)
         con = self._snapshot()
 
         def nth(series_id: int, offset: int, n: int) -> list[int]:
@@ -988,6 +991,22 @@ class DuckDBStore:
             con.close()
             raise
         return self._stream(plan, selection, batch_size, con), next_key
+
+    def _small_page(self, item: SeriesRow, where: str, params: list[Any], limit: int
+                    ) -> tuple[pa.RecordBatchReader, PageKey | None]:
+        """A page of one series in one statement (so from one snapshot): its rows and the
+        one after them, which tells whether a next page follows."""
+        rows = self._con.sql(f"""
+            SELECT ts, value, quality::VARCHAR AS quality, seq, error_code, validated
+            FROM readings WHERE series_id = {item.series_id} AND {where}
+            ORDER BY ts LIMIT {limit + 1}""", params=params).to_arrow_table()
+        next_key = None
+        if rows.num_rows > limit:
+            rows = rows.slice(0, limit)
+            last = rows.column("ts")[limit - 1].cast(pa.timestamp("us")).cast(pa.int64())
+            next_key = PageKey(item.device, item.channel, last.as_py())
+        batches = [reading_batch(batch, item) for batch in rows.to_batches()]
+        return pa.RecordBatchReader.from_batches(READING_SCHEMA, iter(batches)), next_key
 
     def _stream(self, plan: Plan, selection: Selection, batch_size: int,
                 cursor: duckdb.DuckDBPyConnection) -> pa.RecordBatchReader:
