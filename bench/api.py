@@ -103,14 +103,22 @@ def download(url: str, headers: dict[str, str]) -> tuple[float, int]:
 
 
 def wrk(url: str, key: str | None, *, connections: int = 16, seconds: int = 10,
-        script: Path | None = None) -> tuple[float, float]:
-    """requests/s and p99 latency in ms from one wrk run (any non-2xx answer fails it)."""
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
-    if key:
-        command[1:1] = ["-H", f"X-API-Key: {key}"]
-    if script:
-        command[1:1] = ["-s", str(script)]
-    text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        script: Path | None = None, warm: bool = True) -> tuple[float, float]:
+    """requests/s and p99 latency in ms from one wrk run (any non-2xx answer fails it),
+    after a second of the same load to warm up (threads, caches, a server's first
+    request) unless not ``warm``."""
+    def command(duration: int, start: int) -> list[str]:
+        args = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+        if key:
+            args += ["-H", f"X-API-Key: {key}"]
+        if script:
+            args += ["-s", str(script)]
+        return [*args, url, *(["--", str(start)] if script else [])]
+
+    if warm:
+        subprocess.run(command(1, 50_000), capture_output=True, check=True)
+    text = subprocess.run(command(seconds, 0), capture_output=True, text=True,
+                          check=True).stdout
     if "Non-2xx" in text:
         raise RuntimeError(f"wrk saw errors on {url}:\n{text}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
@@ -118,26 +126,33 @@ def wrk(url: str, key: str | None, *, connections: int = 16, seconds: int = 10,
     return rps, float(p99) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-#: a new question each request (a day starting a minute later than the last one's), so
-#: that none is answered from memory: the cost of computing an aggregate
-DISTINCT_DAYS = """
+#: a new question each request (a range starting 7 s later than the last one's, 74,000
+#: of them in the six days), so that none is answered from memory: the cost of computing
+#: it; the script's argument is where to begin (the warm-up begins far from the run)
+DISTINCT = """
 local n = 0
 local first = 1672531200 -- 2023-01-01T00:00:00Z
+init = function(args)
+  n = tonumber(args[1] or "0")
+end
 request = function()
   n = n + 1
-  local start = first + (n % 8640) * 60
-  local path = string.format(
-    "%s&start=%s&end=%s", PREFIX, os.date("!%Y-%m-%dT%H:%M:%SZ", start),
-    os.date("!%Y-%m-%dT%H:%M:%SZ", start + 86400))
+  local start = first + (n % 74000) * 7
+  local path = PREFIX .. "&start=" .. os.date("!%Y-%m-%dT%H:%M:%SZ", start)
+  if DAY then
+    path = path .. "&end=" .. os.date("!%Y-%m-%dT%H:%M:%SZ", start + 86400)
+  end
   return wrk.format("GET", path)
 end
 """
 
 
-def distinct_days(prefix: str, folder: Path) -> Path:
-    """A wrk script asking ``prefix`` for a different day on each request."""
-    script = folder / "distinct.lua"
-    script.write_text(f'local PREFIX = "{prefix}"\n' + DISTINCT_DAYS)
+def distinct(prefix: str, folder: Path, *, day: bool) -> Path:
+    """A wrk script asking ``prefix`` from a different start on each request (``day``:
+    for one day from it)."""
+    script = folder / f"distinct-{abs(hash((prefix, day)))}.lua"
+    script.write_text(f'local PREFIX = "{prefix}"\nlocal DAY = {str(day).lower()}\n'
+                      + DISTINCT)
     return script
 
 
@@ -165,11 +180,14 @@ def main() -> None:
                 print(fmt, results[fmt], flush=True)
             if have_wrk:
                 loads["aggregate"] = wrk(f"{base}{small}", key)
-                loads["aggregate-distinct"] = wrk(f"{base}{small}", key,
-                                                  script=distinct_days(hourly, Path(tmp)))
-                loads["page-json"] = wrk(f"{base}/api/v1/readings?device=small&limit=1000", key)
-                loads["page-arrow"] = wrk(
-                    f"{base}/api/v1/readings?device=small&limit=1000&format=arrow", key)
+                loads["aggregate-distinct"] = wrk(
+                    f"{base}{small}", key, script=distinct(hourly, Path(tmp), day=True))
+                page = "/api/v1/readings?device=small&limit=1000"
+                for fmt in ("json", "arrow"):
+                    loads[f"page-{fmt}"] = wrk(f"{base}{page}&format={fmt}", key)
+                    loads[f"page-{fmt}-distinct"] = wrk(
+                        f"{base}{page}", key,
+                        script=distinct(f"{page}&format={fmt}", Path(tmp), day=False))
                 print(loads, flush=True)
         with server([sys.executable, str(ROOT / "bench" / "naive_api.py"), "--db", str(db),
                      "--port", "0"]) as base:
@@ -180,7 +198,7 @@ def main() -> None:
                                                f"{day.replace('Z', '')}", None)
                 loads["naive-aggregate-distinct"] = wrk(
                     f"{base}/aggregates?device=small&{day.replace('Z', '')}", None,
-                    script=distinct_days("/aggregates?device=small", Path(tmp)))
+                    script=distinct("/aggregates?device=small", Path(tmp), day=True))
                 loads["naive-page"] = wrk(f"{base}/readings?device=small&limit=1000", None)
                 print(loads, flush=True)
     rate = {name: ROWS / seconds for name, (seconds, _) in results.items()}
@@ -229,10 +247,14 @@ def main() -> None:
                  ("the same, a different day each time (computed)", "aggregate-distinct",
                   "the same naive endpoint, a different day each time",
                   "naive-aggregate-distinct"),
-                 ("/readings, a page of 1,000, JSON", "page-json",
-                  "naive fetch + stdlib JSON", "naive-page"),
-                 ("/readings, a page of 1,000, Arrow", "page-arrow",
-                  "naive fetch + stdlib JSON", "naive-page")]
+                 ("/readings, a page of 1,000, JSON, the same page each time (from memory)",
+                  "page-json", "naive fetch + stdlib JSON", "naive-page"),
+                 ("the same, a page from another start each time (computed)",
+                  "page-json-distinct", "naive fetch + stdlib JSON", "naive-page"),
+                 ("/readings, a page of 1,000, Arrow, the same page each time (from memory)",
+                  "page-arrow", "naive fetch + stdlib JSON", "naive-page"),
+                 ("the same, a page from another start each time (computed)",
+                  "page-arrow-distinct", "naive fetch + stdlib JSON", "naive-page")]
         for label, name, ref_label, ref in pairs:
             (rps, p99), (ref_rps, ref_p99) = loads[name], loads[ref]
             lines.append(f"| {label} | {rps:,.0f} | {p99:.1f} ms | {ref_label} | "

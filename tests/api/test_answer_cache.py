@@ -5,6 +5,7 @@ answers)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -45,6 +46,38 @@ def test_a_repeated_aggregate_is_answered_from_memory(api: Api) -> None:
     assert pa.ipc.open_stream(arrow.content).read_all().num_rows == 24
     # a key is still needed
     assert api.client.get("/api/v1/aggregates", params=DAY, key="wrong").status_code == 401
+
+
+def ask_at_once(api: Api, params: dict[str, Any], n: int) -> list[httpx.Response]:
+    """``n`` requests of the aggregate in flight together."""
+    async def ask() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=api.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://meterhub.test",
+                                     headers={"X-API-Key": api.keys["read"]}) as client:
+            return list(await asyncio.gather(*(client.get("/api/v1/aggregates", params=params)
+                                               for _ in range(n))))
+
+    return asyncio.run(ask())
+
+
+def test_a_question_asked_many_times_at_once_is_computed_once(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    computed: list[int] = []
+    aggregate = api.hub.aggregate
+
+    def counted(**kwargs: Any) -> Any:
+        computed.append(1)
+        return aggregate(**kwargs)
+
+    monkeypatch.setattr(api.hub, "aggregate", counted)
+
+    answers = ask_at_once(api, DAY, 12)
+    assert len(computed) == 1
+    assert {a.status_code for a in answers} == {200}
+    assert len({a.content for a in answers}) == 1
+    assert len(answers[0].json()["data"]) == 24
+    # a question that fails is not kept: each asker hears why
+    assert {a.status_code for a in ask_at_once(api, {**DAY, "every": "7h"}, 4)} == {400}
 
 
 def test_a_write_after_the_end_or_to_another_channel_keeps_the_answer(api: Api) -> None:

@@ -32,7 +32,7 @@ from meterhub.answers import AnswerScope
 from meterhub.api import docs, dsmr_reader, energy, links, login, schemas
 from meterhub.api.problems import Problem, install, problems
 from meterhub.api.push import PUSH_LIMITS, item_problem, read_push
-from meterhub.api.reads import ReadThreads
+from meterhub.api.reads import Answering
 from meterhub.api.security import KeyLimits, KeyRing, RateLimitHeaders, require
 from meterhub.api.session import DEFAULT_HOURS, Sessions
 from meterhub.api.timing import ServerTiming
@@ -226,23 +226,7 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
                           ) from None
         return _json({"status": "ok", "version": __version__, "store": "ok"})
 
-    answers = hub.answers
-    reads = ReadThreads()
-
-    def held(key: tuple[str, ...], fmt: encode.Format) -> Response | None:
-        """The kept answer to this question, if any."""
-        found = answers.get(key) if answers is not None else None
-        if found is None:
-            return None
-        body, headers = found
-        return Response(body, media_type=encode.MEDIA_TYPES[fmt], headers=headers)
-
-    def keep(key: tuple[str, ...], token: int, scope: AnswerScope, body: bytes,
-             fmt: encode.Format, headers: dict[str, str] | None = None) -> Response:
-        """Answer with ``body``, and keep it for the same question (see `meterhub.answers`)."""
-        if answers is not None:
-            answers.put(key, (body, headers), scope, token, len(body))
-        return Response(body, media_type=encode.MEDIA_TYPES[fmt], headers=headers)
+    answering = Answering(hub.answers)
 
     @app.get(f"{v1}/readings", tags=["readings"], response_model=None, dependencies=[read],
              responses={200: {"model": schemas.ReadingsPage, "content": TABLE_CONTENT,
@@ -270,11 +254,9 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
         after = decode_cursor(cursor)
         # the next link names this server as the request did
         key = ("readings", fmt, str(request.base_url), request.url.query)
-        if limit <= SMALL_ROWS and (found := held(key, fmt)) is not None:
-            return found
 
         def compute() -> Response:
-            token = answers.token() if answers is not None else 0
+            token = answering.token()
             reader, next_key = hub.page(device=device, channel=channel, source=source,
                                         start=start, end=end, tz=tz, unit=unit, after=after,
                                         limit=limit)
@@ -285,9 +267,12 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
                 return _table_response(reader, fmt, headers, tail=lambda: {"next": next_url})
             body = b"".join(_chunks(reader.read_all(), fmt, tail=lambda: {"next": next_url}))
             selection = hub.selection(device, channel, start, end, source, tz=tz)
-            return keep(key, token, page_scope(selection, next_key), body, fmt, headers)
+            return answering.keep(key, token, page_scope(selection, next_key), body, fmt,
+                                  headers)
 
-        return await reads.run(compute)
+        if limit > SMALL_ROWS:  # streamed, never kept
+            return await answering.threads.run(compute)
+        return await answering.answer(key, fmt, compute)
 
     @app.get(f"{v1}/aggregates", tags=["readings"], response_model=None, dependencies=[read],
              responses={200: {"model": schemas.Aggregates, "content": TABLE_CONTENT},
@@ -311,19 +296,18 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
         """
         fmt = negotiate(request, format)
         key = ("aggregates", fmt, request.url.query)
-        if (found := held(key, fmt)) is not None:  # on the event loop: no thread, no store
-            return found
 
         def compute() -> Response:
-            token = answers.token() if answers is not None else 0
+            token = answering.token()
             table = hub.aggregate(device=device, channel=channel, source=source, start=start,
                                   end=end, every=every, tz=tz, fn=fn, unit=unit, as_="arrow")
             if table.num_rows > SMALL_ROWS:
                 return _table_response(table, fmt)
             scope = AnswerScope.of(hub.selection(device, channel, start, end, source, tz=tz))
-            return keep(key, token, scope, _body(table, fmt), fmt)
+            return answering.keep(key, token, scope, _body(table, fmt), fmt)
 
-        return await reads.run(compute)
+        # a kept answer goes out from the event loop: no thread, no store
+        return await answering.answer(key, fmt, compute)
 
     @app.get(f"{v1}/gaps", tags=["readings"], response_model=None, dependencies=[read],
              responses={200: {"model": schemas.Gaps}, **READ_ERRORS})

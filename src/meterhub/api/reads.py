@@ -1,20 +1,31 @@
-"""Store reads of the API in a few threads, not the thread pool's forty.
+"""How the API reads the store: in a few threads, once per question, from memory if it can.
 
-A small answer is mostly Python and pyarrow calls, each of which lets go of the GIL and
-must win it back: sixteen requests in sixteen threads spend their time queueing for it
-(measured: 24 hourly buckets, wrk -c16, 2 cores: 368 requests/s in the pool, 541 in
-three threads). Reads run in at most a core's worth of threads plus one (so one may wait
-on the store while the others compute); the rest wait their turn on the event loop.
+Threads: a small answer is mostly Python and pyarrow calls, each of which lets go of the
+GIL and must win it back: sixteen requests in sixteen threads spend their time queueing for
+it (measured: 24 hourly buckets, wrk -c16, 2 cores: 368 requests/s in the thread pool's
+forty threads, 541 in three). Reads run in at most a core's worth of threads plus one (so
+one may wait on the store while the others compute); the rest wait their turn on the event
+loop.
+
+Memory: a repeated question is answered from `meterhub.answers` on the event loop, with no
+thread and no store call; questions asked at once while it is being computed wait for that
+one computation instead of each making their own (a dashboard opened by several people, a
+server just started under load).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import TypeVar
 
 import anyio
 import anyio.to_thread
+from starlette.responses import Response
+
+from meterhub import encode
+from meterhub.answers import AnswerCache, AnswerScope
 
 T = TypeVar("T")
 
@@ -33,3 +44,53 @@ class ReadThreads:
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.size)
         return await anyio.to_thread.run_sync(func, limiter=self._limiter)
+
+
+class Answering:
+    """Questions of the API answered in `ReadThreads`, kept in ``answers`` (None: the store
+    is shared, nothing is kept) and given again from there."""
+
+    def __init__(self, answers: AnswerCache | None, threads: ReadThreads | None = None
+                 ) -> None:
+        self.answers = answers
+        self.threads = threads or ReadThreads()
+        self._computing: dict[Hashable, asyncio.Event] = {}
+
+    def held(self, key: Hashable, fmt: encode.Format) -> Response | None:
+        """The kept answer to this question, if any."""
+        found = self.answers.get(key) if self.answers is not None else None
+        if found is None:
+            return None
+        body, headers = found
+        return Response(body, media_type=encode.MEDIA_TYPES[fmt], headers=headers)
+
+    def keep(self, key: Hashable, token: int, scope: AnswerScope, body: bytes,
+             fmt: encode.Format, headers: dict[str, str] | None = None) -> Response:
+        """Answer with ``body``, kept for the same question (in the thread that made it)."""
+        if self.answers is not None:
+            self.answers.put(key, (body, headers), scope, token, len(body))
+        return Response(body, media_type=encode.MEDIA_TYPES[fmt], headers=headers)
+
+    def token(self) -> int:
+        return self.answers.token() if self.answers is not None else 0
+
+    async def answer(self, key: Hashable, fmt: encode.Format,
+                     compute: Callable[[], Response]) -> Response:
+        """The kept answer, else ``compute()`` in a read thread (it calls `keep`); a
+        question already being computed waits for that, then looks again."""
+        if self.answers is None:
+            return await self.threads.run(compute)
+        found = self.held(key, fmt)
+        if found is not None:
+            return found
+        computing = self._computing.get(key)
+        if computing is not None:
+            await computing.wait()
+            found = self.held(key, fmt)  # not kept (too large, a write meanwhile): compute
+            return found if found is not None else await self.threads.run(compute)
+        done = self._computing[key] = asyncio.Event()
+        try:
+            return await self.threads.run(compute)
+        finally:
+            del self._computing[key]
+            done.set()
