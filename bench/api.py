@@ -64,9 +64,12 @@ def build_store(path: Path) -> str:
 
 
 @contextmanager
-def server(command: list[str]) -> Iterator[str]:
+def server(command: list[str], pids: list[int] | None = None) -> Iterator[str]:
+    """The base URL of a server started by ``command`` (its pid appended to ``pids``)."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                text=True, cwd=ROOT)
+    if pids is not None:
+        pids.append(process.pid)
     try:
         assert process.stdout is not None
         line = process.stdout.readline()

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import itertools
 import re
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -137,6 +139,7 @@ _DDL = [
 
 SHORT_WRITE_ROWS = 10_000  #: writes up to this size may take the short path (see above)
 SMALL_PAGE = 20_000  #: a page of one series up to this size is read in one statement
+COMPACT_PIECE_ROWS = 20_000_000  #: readings compact sorts at once (about 1.3 GB unspilled)
 _PROBE_ROWS = 50_000  #: stored rows a short write reads to find which of its keys exist
 _VALUE_COLUMNS = ("ts", "value", "quality", "validated", "seq", "error_code")
 def _same_as(incoming: pa.Table) -> tuple[str, list[Any]]:
@@ -200,6 +203,13 @@ def _values(rows: pa.Table, index: int) -> tuple[Any, ...]:
     """A row's values after ts, as `_Newest.values` holds them."""
     return tuple(rows.column(name)[index].as_py() for name in _VALUE_COLUMNS[1:])
 
+#: DuckDB's memory for its buffers, sorts and joins unless the store URL says otherwise.
+#: DuckDB's own default is 80 % of the machine's RAM, which a long-running writer grows
+#: into (4 GB seen) as its buffer pool keeps every block it read. 1 GB leaves a small home
+#: server (a Raspberry Pi with 2-4 GB) room for the system and the rest of meterhub; every
+#: query meterhub makes, a compact included, works within it (a sort spills to disk).
+MEMORY_LIMIT = "1GB"
+_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB|%)", re.I)
 _LOCK_PID = re.compile(r"PID (\d+)")
 _USES_T = re.compile(r"\bt\b")  # a bucket expression that needs epoch µs as column t
 _GOOD = "quality <> 'sensor_error' AND value IS NOT NULL"
@@ -216,7 +226,7 @@ def path_from_url(url: str) -> str:
     """The file path of a ``duckdb:///path`` URL (``duckdb:///:memory:`` for memory)."""
     if not url.startswith("duckdb://"):
         raise StoreError(f"not a DuckDB URL: {url!r}: use duckdb:///path/file.duckdb")
-    path = url[len("duckdb://"):]
+    path = url[len("duckdb://"):].partition("?")[0]
     if path.startswith("/") and not path.startswith("//"):
         path = path[1:]  # duckdb:///rel/file -> rel/file; duckdb:////abs/file -> /abs/file
     elif path.startswith("//"):
@@ -224,6 +234,22 @@ def path_from_url(url: str) -> str:
     if not path:
         raise StoreError(f"no file in store URL {url!r}: use duckdb:///path/file.duckdb")
     return path
+
+
+def memory_limit_of(url: str) -> str:
+    """The ``memory_limit`` of a store URL (``duckdb:///f.duckdb?memory_limit=2GB``), else
+    `MEMORY_LIMIT`; any other parameter is refused."""
+    query = url.partition("?")[2]
+    limit = MEMORY_LIMIT
+    for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        if name != "memory_limit":
+            raise StoreError(f"unknown parameter {name!r} in store URL: a DuckDB store takes "
+                             "memory_limit (e.g. duckdb:///meterhub.duckdb?memory_limit=2GB)")
+        if not _SIZE.fullmatch(value.strip()):
+            raise StoreError(f"memory_limit {value!r} is not a size: give one like 512MB, "
+                             "2GB or 80%")
+        limit = value.strip()
+    return limit
 
 
 def _connect(path: str) -> duckdb.DuckDBPyConnection:
@@ -242,6 +268,16 @@ def _connect(path: str) -> duckdb.DuckDBPyConnection:
         raise StoreError(f"cannot open store {path}: {text.splitlines()[0]}") from None
     except duckdb.Error as exc:
         raise StoreError(f"cannot open store {path}: {str(exc).splitlines()[0]}") from None
+
+
+def _quoted(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _quoted_name(name: str) -> str:
+    """A SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _first(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
@@ -297,6 +333,7 @@ class DuckDBStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.path = path_from_url(url)
+        self.memory_limit = memory_limit_of(url)
         self._main = _connect(self.path)
         self._owner = threading.get_ident()
         self._local = threading.local()
@@ -307,6 +344,7 @@ class DuckDBStore:
         self._newest: dict[int, _Newest] = {}  #: series id -> where its stored rows end
         self._next_batch: int | None = None
         try:
+            self._main.execute(f"SET memory_limit = '{self.memory_limit}'")
             for statement in _DDL:
                 self._main.execute(statement)
             self._main.execute("INSERT INTO meta VALUES ('schema_version', ?) "
@@ -1140,6 +1178,88 @@ class DuckDBStore:
 
     @_exclusive
     def compact(self) -> None:
+        """Rewrite the store with its readings in (series, time) order, into a new file
+        that then takes the old one's place.
+
+        Sorting in place held the whole table in memory (66 bytes a reading) and left the
+        file twice its size for good (DuckDB reuses freed blocks but never gives them
+        back). The copy sorts `COMPACT_PIECE_ROWS` readings at a time (a piece of series),
+        within the store's memory limit, and is as large as its rows. Killed at any moment
+        the store is untouched: the copy only replaces it, in one rename, once complete;
+        a copy left by a killed compact is removed by the next.
+        """
+        if self.path == ":memory:":
+            self._sort_in_place()
+            return
+        if self._cursors:
+            raise StoreError("compact needs the store to itself: other threads of this "
+                             "process are reading it")
+        copy = Path(f"{self.path}.compacting")
+        for stale in (copy, Path(f"{copy}.wal")):
+            stale.unlink(missing_ok=True)
+        con = self._main
+        con.execute("CHECKPOINT")
+        original = str(_first(con.execute("SELECT current_database()"))[0])  # type: ignore[index]
+        con.execute(f"ATTACH {_quoted(str(copy))} AS compacting")
+        try:
+            con.execute("USE compacting")
+            for statement in _DDL:
+                con.execute(statement)
+            con.execute(f"USE {_quoted_name(original)}")
+            for (table,) in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE database_name = ? "
+                    "AND schema_name = 'main' AND table_name <> 'readings'",
+                    [original]).fetchall():
+                con.execute(f"INSERT INTO compacting.main.{_quoted_name(table)} "
+                            f"SELECT * FROM {_quoted_name(table)}")
+            for low, high in self._pieces():
+                where = " AND ".join(
+                    [f"series_id >= {low}"] * (low is not None)
+                    + [f"series_id < {high}"] * (high is not None)) or "TRUE"
+                con.execute(f"INSERT INTO compacting.main.readings SELECT * FROM readings "
+                            f"WHERE {where} ORDER BY series_id, ts")
+            con.execute("CHECKPOINT compacting")
+        except BaseException:
+            con.execute(f"USE {_quoted_name(original)}")
+            con.execute("DETACH compacting")
+            copy.unlink(missing_ok=True)
+            raise
+        con.execute("DETACH compacting")
+        self.close()
+        # the old file's log is checkpointed (nothing was written since): it must not
+        # be replayed into the new file
+        Path(f"{self.path}.wal").unlink(missing_ok=True)
+        copy.replace(self.path)
+        self._reopen()
+
+    def _pieces(self) -> list[tuple[int | None, int | None]]:
+        """Ranges [low, high) of series ids of about `COMPACT_PIECE_ROWS` readings each (by
+        `series_stats`); the first open below, the last open above, so that every row is
+        in one (rows outside the kept times too)."""
+        counts = self._main.execute(
+            "SELECT c.series_id, coalesce(s.readings, 0) FROM channels c "
+            "LEFT JOIN series_stats s USING (series_id) ORDER BY c.series_id").fetchall()
+        bounds: list[int] = []
+        held = 0
+        for series_id, readings in counts:
+            if held and held + readings > COMPACT_PIECE_ROWS:
+                bounds.append(int(series_id))
+                held = 0
+            held += int(readings)
+        edges: list[int | None] = [None, *bounds, None]
+        return list(itertools.pairwise(edges))
+
+    def _reopen(self) -> None:
+        """Open the file again in this thread after `close` (compact's new file)."""
+        self._main = _connect(self.path)
+        self._main.execute(f"SET memory_limit = '{self.memory_limit}'")
+        self._owner = threading.get_ident()
+        self._local = threading.local()
+        self._catalog.changed()
+        self._newest.clear()
+
+    def _sort_in_place(self) -> None:
+        """compact for a store in memory: there is no file to replace."""
         con = self._con
         con.execute("BEGIN TRANSACTION")
         try:
@@ -1152,4 +1272,3 @@ class DuckDBStore:
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        con.execute("CHECKPOINT")
