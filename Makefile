@@ -55,6 +55,7 @@ bench: install $(CHROMIUM) $(CLICKHOUSE)
 	$(BIN)/python bench/sync.py
 	$(BIN)/python bench/api.py   # load figures need wrk (apt-get install wrk)
 	$(BIN)/python bench/profile_reads.py   # wrk, and py-spy (a dev dependency)
+	$(BIN)/python bench/scale.py   # 1 M to 300 M readings: about 15 minutes, 5 GB of disk
 	$(BIN)/python bench/dsmr.py
 	$(BIN)/python bench/push_memory.py   # prints; BENCHMARKS.md keeps the before/after by hand
 	$(BIN)/python bench/soak.py   # 10 minutes of real time

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
+import time
 
 import pyarrow as pa
 import pytest
@@ -26,8 +28,15 @@ def scope(devices: list[str] | None = None, channels: list[str] | None = None,
 
 
 def kept(cache: AnswerCache, key: str, answer_scope: AnswerScope) -> AnswerCache:
-    assert cache.put(key, key.encode(), answer_scope, cache.token(), 10)
+    with cache.reading() as token:
+        assert cache.put(key, key.encode(), answer_scope, token, 10)
     return cache
+
+
+def put(cache: AnswerCache, key: str, answer_scope: AnswerScope, size: int = 1) -> bool:
+    """An answer read and kept with no write meanwhile."""
+    with cache.reading() as token:
+        return cache.put(key, b"x", answer_scope, token, size)
 
 
 @pytest.mark.parametrize(("written", "dropped"), [
@@ -79,32 +88,68 @@ def test_a_delete_or_catalog_change_drops_everything() -> None:
 
 def test_an_answer_read_while_a_write_touching_it_committed_is_not_kept() -> None:
     cache = AnswerCache()
-    token = cache.token()  # the read begins
-    cache.changed(rows(("m1", "energy", END - dt.timedelta(hours=1))))  # a write commits
-    assert not cache.put("a", b"stale", scope(["m1"]), token, 5)
+    with cache.reading() as token:  # the read begins
+        cache.changed(rows(("m1", "energy", END - dt.timedelta(hours=1))))  # a write commits
+        assert not cache.put("a", b"stale", scope(["m1"]), token, 5)
     assert cache.get("a") is None
     # a write elsewhere meanwhile does not spoil it
-    token = cache.token()
-    cache.changed(rows(("m2", "energy", END - dt.timedelta(hours=1))))
-    assert cache.put("a", b"fresh", scope(["m1"]), token, 5)
+    with cache.reading() as token:
+        cache.changed(rows(("m2", "energy", END - dt.timedelta(hours=1))))
+        assert cache.put("a", b"fresh", scope(["m1"]), token, 5)
     assert cache.get("a") == b"fresh"
     # nor does one of its channels after its end
-    token = cache.token()
-    cache.changed(rows(("m1", "energy", END + dt.timedelta(seconds=1))))
-    assert cache.put("b", b"fresh", scope(["m1"]), token, 5)
+    with cache.reading() as token:
+        cache.changed(rows(("m1", "energy", END + dt.timedelta(seconds=1))))
+        assert cache.put("b", b"fresh", scope(["m1"]), token, 5)
     # a delete meanwhile does
-    token = cache.token()
-    cache.changed(None)
-    assert not cache.put("c", b"stale", scope(["m9"]), token, 5)
+    with cache.reading() as token:
+        cache.changed(None)
+        assert not cache.put("c", b"stale", scope(["m9"]), token, 5)
+    # nor is an answer kept whose read overlapped a write with another read still going
+    with cache.reading() as first:
+        with cache.reading() as second:
+            cache.changed(rows(("m1", "energy", END)))
+        assert not cache.put("d", b"stale", scope(["m1"]), first, 5)
+        assert not cache.put("d", b"stale", scope(["m1"]), second, 5)
 
 
 def test_a_read_older_than_the_changes_remembered_is_not_kept() -> None:
     cache = AnswerCache()
-    token = cache.token()
-    for _ in range(300):  # more than the log holds, none touching the answer
-        cache.changed(rows(("m2", "energy", END)))
-    assert not cache.put("a", b"x", scope(["m1"]), token, 1)
-    assert cache.put("a", b"x", scope(["m1"]), cache.token(), 1)
+    with cache.reading() as token:
+        for _ in range(300):  # more than the log holds, none touching the answer
+            cache.changed(rows(("m2", "energy", END)))
+        assert not cache.put("a", b"x", scope(["m1"]), token, 1)
+    assert put(cache, "a", scope(["m1"]))
+
+
+def test_writes_are_not_held_on_to_once_no_read_needs_them() -> None:
+    cache = AnswerCache()
+    kept(cache, "a", scope(["m1"]))
+    pool = pa.proxy_memory_pool(pa.default_memory_pool())  # counts only these writes
+
+    def write() -> pa.Table:  # 3 MB of Arrow buffers of its own
+        n = 200_000
+        return pa.table({"device": pa.array(["m2"] * n, memory_pool=pool),
+                         "channel": pa.array(["energy"] * n, memory_pool=pool),
+                         "ts": pa.array(range(n), TS_TYPE, memory_pool=pool)})
+
+    def released() -> bool:
+        """Every write's buffers freed (Arrow's group-by threads may let go a moment late)."""
+        deadline = time.monotonic() + 2
+        while pool.bytes_allocated() and time.monotonic() < deadline:
+            gc.collect()
+            time.sleep(0.01)
+        return pool.bytes_allocated() == 0
+
+    for _ in range(20):  # no read in flight: nothing remembered
+        cache.changed(write())
+    assert released()
+    with cache.reading() as token:  # a read in flight: each change kept only as its channels'
+        for _ in range(20):  # first times
+            cache.changed(write())
+        assert released()
+        assert cache.put("b", b"x", scope(["m1"]), token, 1)  # m2's changes do not touch it
+    assert cache.get("a") == b"a"
 
 
 def test_the_least_recently_used_answers_go_first_within_the_bounds() -> None:
@@ -115,8 +160,8 @@ def test_the_least_recently_used_answers_go_first_within_the_bounds() -> None:
     kept(cache, "d", scope())
     assert cache.get("b") is None
     assert [cache.get(k) for k in "acd"] == [b"a", b"c", b"d"]
-    assert cache.put("big", b"x", scope(), cache.token(), 95)  # pushes out all but itself
+    assert put(cache, "big", scope(), 95)  # pushes out all but itself
     assert len(cache) == 1
     assert cache.get("big") == b"x"
-    assert not cache.put("huge", b"x", scope(), cache.token(), 101)
+    assert not put(cache, "huge", scope(), 101)
     assert cache.get("big") == b"x"

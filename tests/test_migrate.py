@@ -153,6 +153,12 @@ def test_the_command_copies_verifies_and_resumes(urls: dict[str, str], tmp_path:
     same = run("--from", urls["duckdb"], "--to", urls["duckdb"])
     assert same.returncode == 1
     assert "name the same store" in same.stderr
+    # the same file by another spelling of its URL: a parameter, a bare path
+    bare = urls["duckdb"].removeprefix("duckdb:///")
+    for other in (f"{urls['duckdb']}?memory_limit=2GB", bare):
+        same = run("--from", urls["duckdb"], "--to", other)
+        assert same.returncode == 1
+        assert "name the same store" in same.stderr
     missing = run("--from", f"duckdb:///{tmp_path / 'none.duckdb'}", "--to", urls["clickhouse"])
     assert missing.returncode == 1
     assert "no store at" in missing.stderr

@@ -12,15 +12,19 @@ count (a counter's consumption starts from the reading before the range); rows e
 the end count (a counter's buckets are right-closed). Deletes and catalog changes drop
 everything.
 
-A read that was computing while a write committed must not keep its answer: `token` is
-taken before the read, and `put` refuses the answer when a change since then touches it.
+A read that was computing while a write committed must not keep its answer: a read runs
+inside `reading`, whose token is the generation it began at, and `put` refuses the answer
+when a change since then touches it. Changes are remembered only while reads are in flight
+(a write's rows are not held on to otherwise), and each is reduced to its channels'
+earliest times outside the lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -32,7 +36,7 @@ from meterhub.store.base import Selection
 from meterhub.timebase import epoch_us
 
 MAX_BYTES = 64 * 1024 * 1024  #: answers kept at most, in bytes
-MAX_ANSWER_BYTES = 1024 * 1024  #: a larger answer is not kept (bulk reads stream)
+MAX_ANSWER_BYTES = 4 * 1024 * 1024  #: a larger answer is not kept (a JSON page of 20,000)
 MAX_ANSWERS = 2_048
 _LOG = 256  #: changes remembered for reads in flight; an older read's answer is refused
 
@@ -64,12 +68,13 @@ class AnswerScope:
 
 
 class Change:
-    """The rows one committed write wrote (``device``, ``channel``, ``ts``); None: anything
-    may have changed (a delete, a catalog change)."""
+    """What one committed write changed: its rows (``device``, ``channel``, ``ts``), or
+    anything (a delete, a catalog change)."""
 
-    __slots__ = ("__dict__", "rows")
+    __slots__ = ("__dict__", "anything", "rows")
 
     def __init__(self, rows: pa.Table | None) -> None:
+        self.anything = rows is None
         self.rows = rows
 
     @cached_property
@@ -90,7 +95,7 @@ class Change:
         return out
 
     def touches(self, scope: AnswerScope) -> bool:
-        return self.rows is None or scope.touched_by(self)
+        return self.anything or scope.touched_by(self)
 
 
 class AnswerCache:
@@ -103,15 +108,38 @@ class AnswerCache:
         self._answers: OrderedDict[Hashable, tuple[Any, AnswerScope, int]] = OrderedDict()
         self._bytes = 0
         self._generation = 0
+        self._reads = 0  #: reads in flight
         self._log: deque[tuple[int, Change]] = deque(maxlen=_LOG)
+        self._forgotten = 0  #: the newest generation no longer in the log
         self.hits = self.misses = 0
 
     def __len__(self) -> int:
         return len(self._answers)
 
-    def token(self) -> int:
-        """Take before reading; give to `put` with the answer."""
+    @property
+    def generation(self) -> int:
+        """How many changes there have been: a read's answer is as new as the changes it
+        began after."""
         return self._generation
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[int]:
+        """Around a read whose answer may be kept: its token for `put`."""
+        with self._lock:
+            self._reads += 1
+            token = self._generation
+        try:
+            yield token
+        finally:
+            with self._lock:
+                self._reads -= 1
+                if not self._reads:  # no read left that began before these changes
+                    self._forget()
+
+    def _forget(self) -> None:
+        if self._log:
+            self._forgotten = self._log[-1][0]
+            self._log.clear()
 
     def get(self, key: Hashable) -> Any:
         with self._lock:
@@ -123,18 +151,27 @@ class AnswerCache:
             self.hits += 1
             return held[0]
 
+    def unchanged(self, scope: AnswerScope, token: int) -> bool:
+        """Whether no change since ``token`` touches ``scope`` (inside `reading`)."""
+        with self._lock:
+            return self._unchanged(scope, token)
+
+    def _unchanged(self, scope: AnswerScope, token: int) -> bool:
+        if self._generation == token:
+            return True
+        if self._forgotten > token:
+            return False  # changes since the read began are no longer known
+        return not any(change.touches(scope) for generation, change in self._log
+                       if generation > token)
+
     def put(self, key: Hashable, answer: Any, scope: AnswerScope, token: int, size: int) -> bool:
         """Keep ``answer`` (``size`` bytes) unless a change since ``token`` touches it;
-        whether it was kept."""
+        whether it was kept. Call it inside the `reading` that gave the token."""
         if size > MAX_ANSWER_BYTES or size > self.max_bytes:
             return False
         with self._lock:
-            if self._generation != token:
-                if not self._log or self._log[0][0] > token + 1:
-                    return False  # changes since the read began are no longer known
-                if any(change.touches(scope) for generation, change in self._log
-                       if generation > token):
-                    return False
+            if not self._unchanged(scope, token):
+                return False
             held = self._answers.pop(key, None)
             if held is not None:
                 self._bytes -= held[2]
@@ -150,8 +187,18 @@ class AnswerCache:
         it touches."""
         change = Change(rows)
         with self._lock:
+            needed = bool(self._answers) or self._reads > 0
+        if needed:
+            change.firsts  # noqa: B018 (a group-by of the write: not under the lock)
+            change.rows = None  # only its channels' earliest times are kept
+        with self._lock:
             self._generation += 1
-            self._log.append((self._generation, change))
+            if self._reads:
+                if len(self._log) == self._log.maxlen:
+                    self._forgotten = self._log[0][0]
+                self._log.append((self._generation, change))
+            else:
+                self._forget()
             if not self._answers:
                 return
             if rows is None:

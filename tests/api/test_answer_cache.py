@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from typing import Any
 
 import httpx
@@ -144,6 +145,24 @@ def test_a_page_changes_with_its_last_reading_and_with_any_of_a_channel_it_holds
     assert after["data"][288] == {**before["data"][287], "ts": "2024-10-29T00:00:00Z",
                                   "value": 1072.0, "seq": None}
     assert after["data"][-1]["ts"] == "2024-10-26T01:40:00Z"
+
+
+def test_an_answer_whose_range_depends_on_when_it_is_read_is_never_kept(api: Api) -> None:
+    """"now", "today" and a time of day alone mean another time at each request."""
+    now = dt.datetime.now(dt.UTC)
+    params = {"device": "ws1", "every": "1d", "fn": "count",
+              "start": (now - dt.timedelta(days=1)).isoformat(), "end": "now"}
+    assert api.client.get("/api/v1/aggregates", params=params).json()["data"] == []
+    soon = now + dt.timedelta(seconds=2)  # after the first answer's end, before the next's
+    api.client.post("/api/v1/readings", key=api.keys["write"], json=[
+        {"device": "ws1", "channel": "temp", "ts": soon.isoformat(), "value": 1.0,
+         "unit": "degC", "source": "lab"}])
+    time.sleep(max(0.0, (soon - dt.datetime.now(dt.UTC)).total_seconds()) + 0.05)
+    assert [r["count"] for r in api.client.get("/api/v1/aggregates", params=params).json()[
+        "data"]] == [1]
+    page = {"device": "ws1", "start": (now - dt.timedelta(hours=1)).isoformat(),
+            "end": "now"}
+    assert len(api.client.get("/api/v1/readings", params=page).json()["data"]) == 1
 
 
 # -- a property: whatever the writes, the app that keeps answers says what one that never

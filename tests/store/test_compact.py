@@ -119,7 +119,10 @@ def test_a_killed_compact_leaves_the_store_as_it_was(tmp_path: Path) -> None:
     url = f"duckdb:///{path}"
     fill(url, days=60, devices=40)  # 690,000 readings: a copy of a second or so
     before = everything(url)
+    # in pieces of 10,000 readings: a copy of many steps, long enough to be killed in
     child = subprocess.Popen([sys.executable, "-c", "import sys, meterhub\n"
+                              "import meterhub.store.duckdb as store\n"
+                              "store.COMPACT_PIECE_ROWS = 10_000\n"
                               "with meterhub.open(sys.argv[1]) as hub: hub.compact()", url])
     copy = Path(f"{path}.compacting")
     deadline = time.monotonic() + 60
@@ -160,6 +163,7 @@ def test_the_memory_limit_comes_from_the_url_or_the_default(tmp_path: Path) -> N
     assert limit(f"duckdb:///{path}") == "953.6 MiB"  # 1 GB, DuckDB shows it in MiB
     assert limit(f"duckdb:///{path}?memory_limit=256MB") == "244.1 MiB"
     for bad, message in (("memory_limit=lots", "is not a size"),
+                         ("memory_limit=0B", "too small"), ("memory_limit=1000%25", "1% to 100%"),
                          ("threads=4", "unknown parameter 'threads'")):
         other = tmp_path / "other.duckdb"
         with pytest.raises(StoreError, match=message):

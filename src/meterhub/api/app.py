@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Annotated, Any, Literal
 
@@ -140,6 +141,17 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
+#: a time that means the same whenever it is read: it begins with a whole date (pandas
+#: also reads "now", "today", and a time of day alone as one on today's date)
+_ABSOLUTE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def keepable(start: str | None, end: str | None) -> bool:
+    """Whether an answer over [start, end) may be kept for the same question: only when
+    neither bound depends on when it is read."""
+    return all(bound is None or _ABSOLUTE.match(bound.strip()) for bound in (start, end))
+
+
 def page_scope(selection: Selection, next_key: PageKey | None) -> AnswerScope:
     """What a page read: its selection's channels up to its end; a full page of one named
     channel only up to its last reading (a later one would be on a later page)."""
@@ -256,22 +268,27 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
         key = ("readings", fmt, str(request.base_url), request.url.query)
 
         def compute() -> Response:
-            token = answering.token()
-            reader, next_key = hub.page(device=device, channel=channel, source=source,
-                                        start=start, end=end, tz=tz, unit=unit, after=after,
-                                        limit=limit)
-            next_url = (str(request.url.include_query_params(cursor=encode_cursor(next_key)))
-                        if next_key is not None else None)
-            headers = {"Link": f'<{next_url}>; rel="next"'} if next_url else {}
-            if limit > SMALL_ROWS:
-                return _table_response(reader, fmt, headers, tail=lambda: {"next": next_url})
-            body = b"".join(_chunks(reader.read_all(), fmt, tail=lambda: {"next": next_url}))
-            selection = hub.selection(device, channel, start, end, source, tz=tz)
-            return answering.keep(key, token, page_scope(selection, next_key), body, fmt,
-                                  headers)
+            with answering.reading() as token:
+                reader, next_key = hub.page(device=device, channel=channel, source=source,
+                                            start=start, end=end, tz=tz, unit=unit,
+                                            after=after, limit=limit)
+                next_url = (str(request.url.include_query_params(
+                    cursor=encode_cursor(next_key))) if next_key is not None else None)
+                headers = {"Link": f'<{next_url}>; rel="next"'} if next_url else {}
+                if limit > SMALL_ROWS:
+                    return _table_response(reader, fmt, headers,
+                                           tail=lambda: {"next": next_url})
+                body = b"".join(_chunks(reader.read_all(), fmt,
+                                        tail=lambda: {"next": next_url}))
+                selection = hub.selection(device, channel, start, end, source, tz=tz)
+                if not keepable(start, end):
+                    return Response(body, media_type=encode.MEDIA_TYPES[fmt],
+                                    headers=headers)
+                return answering.keep(key, token, page_scope(selection, next_key), body, fmt,
+                                      headers)
 
         if limit > SMALL_ROWS:  # streamed, never kept
-            return await answering.threads.run(compute)
+            return await answering.run(compute)
         return await answering.answer(key, fmt, compute)
 
     @app.get(f"{v1}/aggregates", tags=["readings"], response_model=None, dependencies=[read],
@@ -298,13 +315,15 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
         key = ("aggregates", fmt, request.url.query)
 
         def compute() -> Response:
-            token = answering.token()
-            table = hub.aggregate(device=device, channel=channel, source=source, start=start,
-                                  end=end, every=every, tz=tz, fn=fn, unit=unit, as_="arrow")
-            if table.num_rows > SMALL_ROWS:
-                return _table_response(table, fmt)
-            scope = AnswerScope.of(hub.selection(device, channel, start, end, source, tz=tz))
-            return answering.keep(key, token, scope, _body(table, fmt), fmt)
+            with answering.reading() as token:
+                table = hub.aggregate(device=device, channel=channel, source=source,
+                                      start=start, end=end, every=every, tz=tz, fn=fn,
+                                      unit=unit, as_="arrow")
+                if table.num_rows > SMALL_ROWS or not keepable(start, end):
+                    return _table_response(table, fmt)
+                scope = AnswerScope.of(hub.selection(device, channel, start, end, source,
+                                                     tz=tz))
+                return answering.keep(key, token, scope, _body(table, fmt), fmt)
 
         # a kept answer goes out from the event loop: no thread, no store
         return await answering.answer(key, fmt, compute)

@@ -16,12 +16,14 @@ server just started under load).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Callable, Hashable
 from typing import TypeVar
 
 import anyio
 import anyio.to_thread
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from meterhub import encode
@@ -46,51 +48,81 @@ class ReadThreads:
         return await anyio.to_thread.run_sync(func, limiter=self._limiter)
 
 
+class _Computing:
+    """A question being computed: askers wait for ``done``; ``answer`` is what the
+    computation made of it (body, headers) and ``token`` the generation it read at."""
+
+    __slots__ = ("answer", "done", "token")
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.answer: tuple[bytes, dict[str, str] | None] | None = None
+        self.token = -1
+
+
 class Answering:
     """Questions of the API answered in `ReadThreads`, kept in ``answers`` (None: the store
-    is shared, nothing is kept) and given again from there."""
+    is shared, nothing is kept, and reads go to the thread pool: they wait on the network,
+    not the GIL) and given again from there."""
 
     def __init__(self, answers: AnswerCache | None, threads: ReadThreads | None = None
                  ) -> None:
         self.answers = answers
         self.threads = threads or ReadThreads()
-        self._computing: dict[Hashable, asyncio.Event] = {}
+        self._computing: dict[Hashable, _Computing] = {}
 
     def held(self, key: Hashable, fmt: encode.Format) -> Response | None:
         """The kept answer to this question, if any."""
         found = self.answers.get(key) if self.answers is not None else None
-        if found is None:
-            return None
-        body, headers = found
-        return Response(body, media_type=encode.MEDIA_TYPES[fmt], headers=headers)
+        return None if found is None else _response(found, fmt)
+
+    def reading(self) -> contextlib.AbstractContextManager[int]:
+        """Around a computation whose answer may be kept: its token for `keep`."""
+        return self.answers.reading() if self.answers is not None else contextlib.nullcontext(0)
 
     def keep(self, key: Hashable, token: int, scope: AnswerScope, body: bytes,
              fmt: encode.Format, headers: dict[str, str] | None = None) -> Response:
-        """Answer with ``body``, kept for the same question (in the thread that made it)."""
+        """Answer with ``body``, kept for the same question (in the thread that made it,
+        inside `reading`); those who asked meanwhile are given it too."""
         if self.answers is not None:
             self.answers.put(key, (body, headers), scope, token, len(body))
-        return Response(body, media_type=encode.MEDIA_TYPES[fmt], headers=headers)
+            computing = self._computing.get(key)
+            if computing is not None:
+                computing.answer, computing.token = (body, headers), token
+        return _response((body, headers), fmt)
 
-    def token(self) -> int:
-        return self.answers.token() if self.answers is not None else 0
+    async def run(self, compute: Callable[[], T]) -> T:
+        if self.answers is None:
+            return await run_in_threadpool(compute)
+        return await self.threads.run(compute)
 
     async def answer(self, key: Hashable, fmt: encode.Format,
                      compute: Callable[[], Response]) -> Response:
-        """The kept answer, else ``compute()`` in a read thread (it calls `keep`); a
-        question already being computed waits for that, then looks again."""
+        """The kept answer, else ``compute()`` in a read thread (it calls `keep`). A
+        question already being computed waits for that computation and takes its answer
+        when nothing changed since it began (so the answer is as new as the question); if
+        something did, it computes its own."""
         if self.answers is None:
-            return await self.threads.run(compute)
+            return await self.run(compute)
         found = self.held(key, fmt)
         if found is not None:
             return found
         computing = self._computing.get(key)
         if computing is not None:
-            await computing.wait()
-            found = self.held(key, fmt)  # not kept (too large, a write meanwhile): compute
-            return found if found is not None else await self.threads.run(compute)
-        done = self._computing[key] = asyncio.Event()
+            arrived = self.answers.generation
+            await computing.done.wait()
+            if computing.answer is not None and computing.token == arrived:
+                return _response(computing.answer, fmt)
+            found = self.held(key, fmt)
+            return found if found is not None else await self.run(compute)
+        computing = self._computing[key] = _Computing()
         try:
-            return await self.threads.run(compute)
+            return await self.run(compute)
         finally:
             del self._computing[key]
-            done.set()
+            computing.done.set()
+
+
+def _response(answer: tuple[bytes, dict[str, str] | None], fmt: encode.Format) -> Response:
+    body, headers = answer
+    return Response(body, media_type=encode.MEDIA_TYPES[fmt], headers=headers)

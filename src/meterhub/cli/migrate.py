@@ -11,7 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from meterhub.cli.common import OptionalConfig, app, err, fail, opened, out, store_url
 from meterhub.migrate import Progress as Done
 from meterhub.migrate import migrate
-from meterhub.store import shown_url
+from meterhub.store import same_store, shown_url
 
 
 @app.command("migrate")
@@ -29,7 +29,7 @@ def migrate_(
     progress bar. Run it again after an interruption: series already copied are verified
     and skipped. Every series is checked by count and checksum in the target."""
     source_url = store_url(from_, config)
-    if shown_url(source_url) == shown_url(to):
+    if same_store(source_url, to):
         raise fail(f"--from and --to name the same store ({shown_url(to)})")
     started = time.perf_counter()
     with opened(source_url, create=False) as source, opened(to, create=True) as target:

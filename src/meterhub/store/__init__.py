@@ -12,7 +12,7 @@ DEFAULT_URL = "duckdb:///meterhub.duckdb"
 SCHEMES: tuple[str, ...] = ("duckdb", "clickhouse")
 
 __all__ = ["DEFAULT_URL", "SCHEMES", "PageKey", "Selection", "Store", "SyncCursor",
-           "WriteResult", "open_store", "scheme_of", "shown_url"]
+           "WriteResult", "open_store", "same_store", "scheme_of", "shown_url"]
 
 
 def scheme_of(url: str) -> str:
@@ -48,6 +48,18 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
         return ClickHouseStore(url, create=create)
     raise StoreError(f"unsupported store URL {shown_url(url)!r}: use "
                      "duckdb:///path/file.duckdb or clickhouse://host:port/database")
+
+
+def same_store(first: str, second: str) -> bool:
+    """Whether two URLs name one store: DuckDB files by their resolved paths (whatever the
+    URL's parameters), others by their URLs."""
+    if scheme_of(first) == scheme_of(second) == "duckdb":
+        from meterhub.store.duckdb import path_from_url
+
+        paths = [path_from_url(url if "://" in url else "duckdb:///" + url)
+                 for url in (first, second)]
+        return ":memory:" not in paths and Path(paths[0]).resolve() == Path(paths[1]).resolve()
+    return shown_url(first) == shown_url(second)
 
 
 def shown_url(url: str) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import itertools
+import os
 import re
 import threading
 import urllib.parse
@@ -209,7 +210,10 @@ def _values(rows: pa.Table, index: int) -> tuple[Any, ...]:
 #: server (a Raspberry Pi with 2-4 GB) room for the system and the rest of meterhub; every
 #: query meterhub makes, a compact included, works within it (a sort spills to disk).
 MEMORY_LIMIT = "1GB"
-_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB|%)", re.I)
+_SIZE = re.compile(r"(\d+(\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB|%)", re.I)
+_UNIT_BYTES = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KIB": 2**10,
+               "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+MIN_MEMORY = 64e6  #: below this DuckDB cannot even prepare the store
 _LOCK_PID = re.compile(r"PID (\d+)")
 _USES_T = re.compile(r"\bt\b")  # a bucket expression that needs epoch µs as column t
 _GOOD = "quality <> 'sensor_error' AND value IS NOT NULL"
@@ -245,10 +249,18 @@ def memory_limit_of(url: str) -> str:
         if name != "memory_limit":
             raise StoreError(f"unknown parameter {name!r} in store URL: a DuckDB store takes "
                              "memory_limit (e.g. duckdb:///meterhub.duckdb?memory_limit=2GB)")
-        if not _SIZE.fullmatch(value.strip()):
-            raise StoreError(f"memory_limit {value!r} is not a size: give one like 512MB, "
-                             "2GB or 80%")
         limit = value.strip()
+        size = _SIZE.fullmatch(limit)
+        if not size:
+            raise StoreError(f"memory_limit {value!r} is not a size: give one like 512MB, "
+                             "2GB or 50%")
+        amount, unit = float(size.group(1)), size.group(3).upper()
+        if unit == "%":
+            if not 1 <= amount <= 100:
+                raise StoreError(f"memory_limit {value!r}: a share of the memory is 1% to "
+                                 "100%")
+        elif amount * _UNIT_BYTES[unit] < MIN_MEMORY:
+            raise StoreError(f"memory_limit {value!r} is too small: give 64MB or more")
     return limit
 
 
@@ -268,6 +280,18 @@ def _connect(path: str) -> duckdb.DuckDBPyConnection:
         raise StoreError(f"cannot open store {path}: {text.splitlines()[0]}") from None
     except duckdb.Error as exc:
         raise StoreError(f"cannot open store {path}: {str(exc).splitlines()[0]}") from None
+
+
+_COPY = "meterhub_compact_copy"  #: compact's name for the copy it writes
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (its entry, not only the file's blocks)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _quoted(text: str) -> str:
@@ -349,11 +373,10 @@ class DuckDBStore:
                 self._main.execute(statement)
             self._main.execute("INSERT INTO meta VALUES ('schema_version', ?) "
                                "ON CONFLICT DO NOTHING", [SCHEMA_VERSION])
-            if not _first(self._main.execute(
-                    "SELECT 1 FROM meta WHERE key = 'series_stats'")):
+            if not self._stats_hold():
                 self._main.execute("BEGIN TRANSACTION")
                 self._count_stats()
-                self._main.execute("INSERT INTO meta VALUES ('series_stats', '1')")
+                self._main.execute("INSERT OR REPLACE INTO meta VALUES ('series_stats', '1')")
                 self._main.execute("COMMIT")
         except duckdb.Error as exc:
             self._main.close()
@@ -570,6 +593,19 @@ class DuckDBStore:
                     written_at = excluded.written_at""", [now])
         finally:
             con.unregister("_delta")
+
+    def _stats_hold(self) -> bool:
+        """Whether `series_stats` was kept by this meterhub's writes and still adds up to
+        the readings (an older meterhub writing to the store would not have kept it): the
+        count of all rows comes from the table's metadata, that of rows outside the kept
+        times from the few row groups whose zone maps reach there."""
+        if not _first(self._main.execute("SELECT 1 FROM meta WHERE key = 'series_stats'")):
+            return False
+        row = _first(self._main.execute(
+            f"SELECT (SELECT count(*) FROM readings), "
+            f"(SELECT count(*) FROM readings WHERE NOT ({_IN_RANGE})), "
+            f"(SELECT coalesce(sum(readings), 0) FROM series_stats)"))
+        return row is not None and int(row[0]) - int(row[1]) == int(row[2])
 
     def _count_stats(self, series: Sequence[int] | None = None) -> None:
         """Count `series_stats` from the readings again: of ``series``, or of all (a store
@@ -1195,14 +1231,15 @@ class DuckDBStore:
             raise StoreError("compact needs the store to itself: other threads of this "
                              "process are reading it")
         copy = Path(f"{self.path}.compacting")
-        for stale in (copy, Path(f"{copy}.wal")):
+        leftovers = (copy, Path(f"{copy}.wal"))
+        for stale in leftovers:
             stale.unlink(missing_ok=True)
         con = self._main
         con.execute("CHECKPOINT")
         original = str(_first(con.execute("SELECT current_database()"))[0])  # type: ignore[index]
-        con.execute(f"ATTACH {_quoted(str(copy))} AS compacting")
+        con.execute(f"ATTACH {_quoted(str(copy))} AS {_COPY}")
         try:
-            con.execute("USE compacting")
+            con.execute(f"USE {_COPY}")
             for statement in _DDL:
                 con.execute(statement)
             con.execute(f"USE {_quoted_name(original)}")
@@ -1210,27 +1247,31 @@ class DuckDBStore:
                     "SELECT table_name FROM duckdb_tables() WHERE database_name = ? "
                     "AND schema_name = 'main' AND table_name <> 'readings'",
                     [original]).fetchall():
-                con.execute(f"INSERT INTO compacting.main.{_quoted_name(table)} "
+                con.execute(f"INSERT INTO {_COPY}.main.{_quoted_name(table)} "
                             f"SELECT * FROM {_quoted_name(table)}")
             for low, high in self._pieces():
                 where = " AND ".join(
                     [f"series_id >= {low}"] * (low is not None)
                     + [f"series_id < {high}"] * (high is not None)) or "TRUE"
-                con.execute(f"INSERT INTO compacting.main.readings SELECT * FROM readings "
+                con.execute(f"INSERT INTO {_COPY}.main.readings SELECT * FROM readings "
                             f"WHERE {where} ORDER BY series_id, ts")
-            con.execute("CHECKPOINT compacting")
+            con.execute(f"CHECKPOINT {_COPY}")
         except BaseException:
             con.execute(f"USE {_quoted_name(original)}")
-            con.execute("DETACH compacting")
-            copy.unlink(missing_ok=True)
+            con.execute(f"DETACH {_COPY}")
+            for stale in leftovers:
+                stale.unlink(missing_ok=True)
             raise
-        con.execute("DETACH compacting")
+        con.execute(f"DETACH {_COPY}")
         self.close()
-        # the old file's log is checkpointed (nothing was written since): it must not
-        # be replayed into the new file
-        Path(f"{self.path}.wal").unlink(missing_ok=True)
-        copy.replace(self.path)
-        self._reopen()
+        try:
+            # the old file's log is checkpointed (nothing was written since): it must not
+            # be replayed into the new file
+            Path(f"{self.path}.wal").unlink(missing_ok=True)
+            copy.replace(self.path)
+            _sync_folder(Path(self.path).parent)
+        finally:
+            self._reopen()  # the new file, or the old one if the rename failed
 
     def _pieces(self) -> list[tuple[int | None, int | None]]:
         """Ranges [low, high) of series ids of about `COMPACT_PIECE_ROWS` readings each (by
