@@ -28,7 +28,9 @@ from sections import replace_section  # noqa: E402
 
 #: (part, the path fragments of a frame that put a sample there), innermost frame first
 PARTS: list[tuple[str, tuple[str, ...]]] = [
-    ("DuckDB: the query (parse, plan, run, fetch)", ("/duckdb/",)),
+    # DuckDB's calls are C: their time shows in the store line that made them
+    ("DuckDB: the store's queries (parse, plan, run, fetch) and their SQL text",
+     ("/duckdb/", "meterhub/store/duckdb.py")),
     ("a read thread waiting for work", ("queue.py",)),
     ("event loop waiting for the network", ("asyncio/runners.py", "uvloop")),
     ("aggregation: per-kind columns, assembly, bucket labels",
@@ -38,7 +40,7 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("JSON / Arrow encoding", ("meterhub/encode.py",)),
     ("answers kept in memory", ("meterhub/answers.py", "meterhub/api/reads.py")),
     ("key check and rate limit", ("meterhub/api/security.py",)),
-    ("store: catalog, SQL text", ("meterhub/store/",)),
+    ("store: catalog, selection", ("meterhub/store/",)),
     ("hub: selection, units", ("meterhub/hub.py", "meterhub/timebase.py")),
     ("HTTP: uvicorn, Starlette, FastAPI, meterhub's middleware",
      ("uvicorn/", "starlette/", "fastapi/", "anyio/", "meterhub/api/")),

@@ -151,11 +151,6 @@ class AnswerCache:
             self.hits += 1
             return held[0]
 
-    def unchanged(self, scope: AnswerScope, token: int) -> bool:
-        """Whether no change since ``token`` touches ``scope`` (inside `reading`)."""
-        with self._lock:
-            return self._unchanged(scope, token)
-
     def _unchanged(self, scope: AnswerScope, token: int) -> bool:
         if self._generation == token:
             return True

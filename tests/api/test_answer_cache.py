@@ -152,7 +152,10 @@ def test_an_answer_whose_range_depends_on_when_it_is_read_is_never_kept(api: Api
     now = dt.datetime.now(dt.UTC)
     params = {"device": "ws1", "every": "1d", "fn": "count",
               "start": (now - dt.timedelta(days=1)).isoformat(), "end": "now"}
+    page = {"device": "ws1", "start": (now - dt.timedelta(hours=1)).isoformat(),
+            "end": "now"}
     assert api.client.get("/api/v1/aggregates", params=params).json()["data"] == []
+    assert api.client.get("/api/v1/readings", params=page).json()["data"] == []
     soon = now + dt.timedelta(seconds=2)  # after the first answer's end, before the next's
     api.client.post("/api/v1/readings", key=api.keys["write"], json=[
         {"device": "ws1", "channel": "temp", "ts": soon.isoformat(), "value": 1.0,
@@ -160,8 +163,6 @@ def test_an_answer_whose_range_depends_on_when_it_is_read_is_never_kept(api: Api
     time.sleep(max(0.0, (soon - dt.datetime.now(dt.UTC)).total_seconds()) + 0.05)
     assert [r["count"] for r in api.client.get("/api/v1/aggregates", params=params).json()[
         "data"]] == [1]
-    page = {"device": "ws1", "start": (now - dt.timedelta(hours=1)).isoformat(),
-            "end": "now"}
     assert len(api.client.get("/api/v1/readings", params=page).json()["data"]) == 1
 
 

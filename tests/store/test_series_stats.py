@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 import meterhub
 from meterhub.hub import Hub
+from meterhub.store import duckdb as duckdb_store
 from tests.store.conftest import GENERAL, OVERFLOWING, SHORT, take_path
 
 T0 = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
@@ -72,12 +73,7 @@ step = st.one_of(
     st.tuples(st.integers(0, 12), st.integers(1, 6), st.sampled_from(["a", None])))
 
 
-@settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(steps=st.lists(step, min_size=1, max_size=8))
-def test_channel_stats_follow_any_writes_and_deletes(
-        steps: list[Any], path: str, hub: Hub, new_device: Callable[[], str]) -> None:
-    device = new_device()  # the examples share the test's store, each with its own device
+def follow(steps: list[Any], hub: Hub, device: str) -> None:
     for item in steps:
         if isinstance(item, list):
             hub.write(rows_of(item, device))
@@ -89,6 +85,25 @@ def test_channel_stats_follow_any_writes_and_deletes(
                            start=T0 + dt.timedelta(minutes=start),
                            end=T0 + dt.timedelta(minutes=start + minutes))
         assert stats(hub, device) == expected_stats(hub, device)
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(step, min_size=1, max_size=8))
+def test_channel_stats_follow_any_writes_and_deletes(
+        steps: list[Any], path: str, hub: Hub, new_device: Callable[[], str]) -> None:
+    follow(steps, hub, new_device())  # the examples share the store, each its own device
+
+
+@pytest.mark.parametrize("backend", ["duckdb"])
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(step, min_size=1, max_size=8))
+def test_duckdb_stats_folded_every_other_batch_follow_too(
+        steps: list[Any], path: str, hub: Hub, new_device: Callable[[], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(duckdb_store, "FOLD_BATCHES", 2)  # batches carry, then fold in
+    follow(steps, hub, new_device())
 
 
 def test_the_newest_value_is_the_newest_readings_even_a_sensor_errors(hub: Hub) -> None:
@@ -116,6 +131,38 @@ def test_duckdb_answers_without_reading_the_readings(store_url: str) -> None:
 
 
 @pytest.mark.parametrize("backend", ["duckdb"])
+def test_stats_carried_by_batches_survive_a_restart_and_fold_in(
+        store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(duckdb_store, "FOLD_BATCHES", 4)
+    with meterhub.open(store_url) as hub:
+        for minute in range(6):  # a fold after the fourth write, two batches after it
+            hub.write(rows_of([("a", minute, float(minute)), ("b", minute, None)], "m"))
+        expected = stats(hub, "m")
+    with meterhub.open(store_url) as hub:
+        assert stats(hub, "m") == expected == expected_stats(hub, "m")
+        assert expected["a"][0] == 6
+        assert expected["a"][3] == 5.0
+        hub.write(rows_of([("a", 2, 7.0)], "m"))  # replaced: the count stays
+        assert stats(hub, "m")["a"][0] == 6
+        hub.write(rows_of([("a", 5, 8.0)], "m"))  # the newest replaced: its value changes
+        assert stats(hub, "m") == expected_stats(hub, "m")
+        assert stats(hub, "m")["a"][3] == 8.0
+
+
+@pytest.mark.parametrize("backend", ["duckdb"])
+def test_a_fold_in_a_write_that_fails_goes_with_it(
+        store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(duckdb_store, "FOLD_BATCHES", 2)
+    with meterhub.open(store_url) as hub:
+        hub.write(rows_of([("a", 0, 1.0)], "m"))
+        with pytest.raises(Exception, match="NOT NULL"):  # folds, then fails: rolled back
+            hub.write(rows_of([("a", 1, 2.0)], "m"), state={"k": None})  # type: ignore[dict-item]
+        hub.write(rows_of([("a", 2, 3.0)], "m"))
+        assert stats(hub, "m") == expected_stats(hub, "m")
+        assert stats(hub, "m")["a"][0] == 2
+
+
+@pytest.mark.parametrize("backend", ["duckdb"])
 def test_a_store_made_before_the_stats_were_kept_counts_them_once(store_url: str) -> None:
     with meterhub.open(store_url) as hub:
         hub.write(rows_of([("a", m, float(m)) for m in range(10)] + [("b", 4, None)], "m"))
@@ -123,7 +170,8 @@ def test_a_store_made_before_the_stats_were_kept_counts_them_once(store_url: str
     path = store_url.removeprefix("duckdb:///")
     with duckdb.connect(path) as con:  # as an older meterhub left it
         con.execute("DROP TABLE series_stats")
-        con.execute("DELETE FROM meta WHERE key = 'series_stats'")
+        con.execute("ALTER TABLE batches DROP COLUMN stats")
+        con.execute("DELETE FROM meta WHERE key LIKE 'series_stats%'")
     with meterhub.open(store_url) as hub:
         assert hub.channels(as_="arrow").equals(expected)
         assert expected.column("readings").to_pylist() == [10, 1]

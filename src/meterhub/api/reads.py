@@ -100,8 +100,8 @@ class Answering:
                      compute: Callable[[], Response]) -> Response:
         """The kept answer, else ``compute()`` in a read thread (it calls `keep`). A
         question already being computed waits for that computation and takes its answer
-        when nothing changed since it began (so the answer is as new as the question); if
-        something did, it computes its own."""
+        when its read began after the question was asked (so the answer is as new as the
+        question); else it computes its own."""
         if self.answers is None:
             return await self.run(compute)
         found = self.held(key, fmt)
@@ -111,7 +111,8 @@ class Answering:
         if computing is not None:
             arrived = self.answers.generation
             await computing.done.wait()
-            if computing.answer is not None and computing.token == arrived:
+            # its read began after every change this asker could know of
+            if computing.answer is not None and computing.token >= arrived:
                 return _response(computing.answer, fmt)
             found = self.held(key, fmt)
             return found if found is not None else await self.run(compute)

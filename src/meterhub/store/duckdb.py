@@ -19,6 +19,7 @@ Layout follows what PERF.md measured on this machine kind:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import itertools
@@ -98,6 +99,9 @@ from meterhub.timebase import (
 
 SCHEMA_VERSION = "1"
 
+#: what one batch adds to `series_stats`, per series
+_STATS_TYPE = ("STRUCT(series_id INTEGER, added BIGINT, first_ts TIMESTAMP, last_ts TIMESTAMP, "
+               "last_value DOUBLE)[]")
 _DDL = [
     f"CREATE TYPE IF NOT EXISTS quality AS ENUM ({', '.join(repr(q.value) for q in Quality)})",
     "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
@@ -115,14 +119,15 @@ _DDL = [
         series_id INTEGER NOT NULL, ts TIMESTAMP NOT NULL, value DOUBLE,
         quality quality NOT NULL, validated BOOLEAN NOT NULL, seq BIGINT,
         error_code VARCHAR, batch_id INTEGER NOT NULL)""",
-    # each series' count, first and newest time, newest value and last write, kept by
-    # every write in its transaction: "newest per channel" without a scan of the readings
+    # each series' count, first and newest time, newest value and last write, as of the
+    # batch `meta.series_stats_batch`; each later batch carries what it adds (`stats`), in
+    # its write's transaction: "newest per channel" without a scan of the readings
     """CREATE TABLE IF NOT EXISTS series_stats (
         series_id INTEGER PRIMARY KEY, readings BIGINT NOT NULL, first_ts TIMESTAMP,
         last_ts TIMESTAMP, last_value DOUBLE, written_at TIMESTAMP)""",
-    """CREATE TABLE IF NOT EXISTS batches (
+    f"""CREATE TABLE IF NOT EXISTS batches (
         batch_id INTEGER PRIMARY KEY, origin VARCHAR, written_at TIMESTAMP NOT NULL,
-        rows BIGINT NOT NULL)""",
+        rows BIGINT NOT NULL, stats {_STATS_TYPE})""",
     """CREATE TABLE IF NOT EXISTS sync_status (
         source VARCHAR NOT NULL, device VARCHAR NOT NULL, last_attempt TIMESTAMP,
         last_success TIMESTAMP, last_error_class VARCHAR, last_error VARCHAR,
@@ -140,6 +145,7 @@ _DDL = [
 
 SHORT_WRITE_ROWS = 10_000  #: writes up to this size may take the short path (see above)
 SMALL_PAGE = 20_000  #: a page of one series up to this size is read in one statement
+FOLD_BATCHES = 500  #: batches whose stats are folded into series_stats at once
 COMPACT_PIECE_ROWS = 20_000_000  #: readings compact sorts at once (about 1.3 GB unspilled)
 _PROBE_ROWS = 50_000  #: stored rows a short write reads to find which of its keys exist
 _VALUE_COLUMNS = ("ts", "value", "quality", "validated", "seq", "error_code")
@@ -183,21 +189,25 @@ class _Newest(NamedTuple):
 
 
 def _stats_delta(sid: npt.NDArray[np.int64], t: npt.NDArray[np.int64],
-                 value: pa.ChunkedArray,
-                 deleted: Mapping[int, int]) -> pa.Table:
-    """`DuckDBStore._add_stats`'s rows for inserted rows sorted by (series, time): per
-    series the count less the ``deleted`` rows they replace, first and last time, and the
-    value at the last."""
+                 value: pa.ChunkedArray, deleted: Mapping[int, int]) -> list[dict[str, Any]]:
+    """A batch's `stats` for inserted rows sorted by (series, time): per series the count
+    less the ``deleted`` rows they replace, first and last time, and the value at the
+    last."""
     starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
     ends = np.r_[starts[1:], len(sid)] - 1
-    series = sid[starts]
-    added = np.diff(np.r_[starts, len(sid)]) - np.array(
-        [deleted.get(int(s), 0) for s in series], dtype=np.int64)
-    return pa.table({"series_id": pa.array(series, pa.int32()),
-                     "added": pa.array(added, pa.int64()),
-                     "first_ts": pa.array(t[starts], pa.timestamp("us")),
-                     "last_ts": pa.array(t[ends], pa.timestamp("us")),
-                     "last_value": value.take(pa.array(ends))})
+    counts = np.diff(np.r_[starts, len(sid)])
+    values = value.take(pa.array(ends)).to_pylist()
+    return [{"series_id": int(series), "added": int(n) - deleted.get(int(series), 0),
+             "first_ts": _naive(int(first)), "last_ts": _naive(int(last)), "last_value": v}
+            for series, n, first, last, v in zip(sid[starts], counts, t[starts], t[ends],
+                                                 values, strict=True)]
+
+
+def _naive(us: int) -> dt.datetime:
+    return _EPOCH_NAIVE + dt.timedelta(microseconds=us)
+
+
+_EPOCH_NAIVE = dt.datetime(1970, 1, 1, tzinfo=UTC).replace(tzinfo=None)
 
 
 def _values(rows: pa.Table, index: int) -> tuple[Any, ...]:
@@ -287,11 +297,12 @@ _COPY = "meterhub_compact_copy"  #: compact's name for the copy it writes
 
 def _sync_folder(folder: Path) -> None:
     """Make a rename in ``folder`` durable (its entry, not only the file's blocks)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with contextlib.suppress(OSError):  # a folder cannot be opened so everywhere (Windows)
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _quoted(text: str) -> str:
@@ -367,12 +378,18 @@ class DuckDBStore:
         self._catalog = CatalogCache(self._load_catalog)
         self._newest: dict[int, _Newest] = {}  #: series id -> where its stored rows end
         self._next_batch: int | None = None
+        self._stats_batch = 0  #: the batch series_stats is as of (meta.series_stats_batch)
         try:
             self._main.execute(f"SET memory_limit = '{self.memory_limit}'")
             for statement in _DDL:
                 self._main.execute(statement)
             self._main.execute("INSERT INTO meta VALUES ('schema_version', ?) "
                                "ON CONFLICT DO NOTHING", [SCHEMA_VERSION])
+            if not _first(self._main.execute(
+                    "SELECT 1 FROM duckdb_columns() WHERE database_name = current_database() "
+                    "AND table_name = 'batches' AND column_name = 'stats'")):
+                self._main.execute(f"ALTER TABLE batches ADD COLUMN stats {_STATS_TYPE}")
+            self._load_stats_batch()
             if not self._stats_hold():
                 self._main.execute("BEGIN TRANSACTION")
                 self._count_stats()
@@ -434,6 +451,7 @@ class DuckDBStore:
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
+            self._load_stats_batch()  # a fold in the write went with it
             raise
         self._next_batch = result.batch_id + 1
         for series_id, row in newest.items():  # only now: a rolled-back write changes nothing
@@ -457,19 +475,24 @@ class DuckDBStore:
         batch_id = self._next_batch
         counts, grew = _Counts(0, 0, 0, 0), False
         newest: dict[int, _Newest | None] = {}
+        stats: list[dict[str, Any]] | None = None
         now = naive_utc(dt.datetime.now(UTC))
         if table.num_rows:
             series_ids = (known_series(table, self._catalog.index())
                           if table.num_rows <= SHORT_WRITE_ROWS else None)
             if series_ids is not None:
-                counts, newest = self._append_rows(table, series_ids, batch_id, now)
+                counts, newest, stats = self._append_rows(table, series_ids, batch_id)
             else:
                 series, grew, all_new = self._ensure_catalog(table)
                 table = to_channel_units(table, series)
-                counts = self._upsert_rows(table, series, batch_id, now, all_new=all_new)
+                counts, stats = self._upsert_rows(table, series, batch_id, all_new=all_new)
                 newest = dict.fromkeys(series.column("series_id").to_pylist())
-        con.execute("INSERT INTO batches VALUES (?, ?, ?, ?)",
-                    [batch_id, origin, now, table.num_rows])
+        # the batch carries what it adds to series_stats: a parameter of a statement made
+        # anyway, where an upsert of series_stats cost a commit's worth (3 ms) per write
+        con.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?)",
+                    [batch_id, origin, now, table.num_rows, stats or None])
+        if batch_id - self._stats_batch >= FOLD_BATCHES:
+            self._fold_stats(batch_id)
         for cursor in cursors:
             con.execute("INSERT OR REPLACE INTO sync_cursors VALUES (?, ?, ?, ?)",
                         [cursor.source, cursor.device, cursor.value, now])
@@ -484,8 +507,8 @@ class DuckDBStore:
                            unchanged=counts.unchanged, keys=keys_of(table)), grew, newest
 
     def _append_rows(self, table: pa.Table, series_ids: npt.NDArray[np.int64],
-                     batch_id: int, now: dt.datetime
-                     ) -> tuple[_Counts, dict[int, _Newest | None]]:
+                     batch_id: int
+                     ) -> tuple[_Counts, dict[int, _Newest | None], list[dict[str, Any]]]:
         """The short write path: returns (keys written, each series' newest row after it).
 
         Rows newer than their series' newest stored row are appended as they are (new keys).
@@ -567,32 +590,50 @@ class DuckDBStore:
         if probed:
             deleted = {int(s): int(n) for s, n in zip(
                 *np.unique(sid[stale], return_counts=True), strict=True)}
-        if rows.num_rows:
-            self._add_stats(_stats_delta(sid[keep], t[keep], rows.column("value"), deleted),
-                            now)
+        stats = _stats_delta(sid[keep], t[keep], rows.column("value"), deleted) \
+            if rows.num_rows else []
         written = len(order)
         return _Counts(written, written - existing, existing - unchanged, unchanged), \
-            dict(newest)
+            dict(newest), stats
 
-    def _add_stats(self, delta: pa.Table, now: dt.datetime) -> None:
-        """Fold a write's rows into `series_stats`: ``delta`` holds per series the rows it
-        added (inserted less those it replaced), its first and newest time, and the value at
-        the newest."""
+    def _merged_stats(self) -> str:
+        """SQL of each series' stats: `series_stats` with what the batches since add."""
+        return f"""
+            SELECT series_id, sum(added) AS readings, min(first_ts) AS first_ts,
+                   max(last_ts) AS last_ts,
+                   arg_max_null(last_value, (coalesce(last_ts, TIMESTAMP '0001-01-01'),
+                                             batch_id)) AS last_value,
+                   max(written_at) AS written_at
+            FROM (SELECT series_id, readings AS added, first_ts, last_ts, last_value,
+                         written_at, -1 AS batch_id FROM series_stats
+                  UNION ALL
+                  SELECT s.series_id, s.added, s.first_ts, s.last_ts, s.last_value,
+                         written_at, batch_id
+                  FROM (SELECT batch_id, written_at, unnest(stats) AS s FROM batches
+                        WHERE batch_id > {self._stats_batch} AND stats IS NOT NULL))
+            GROUP BY series_id"""
+
+    def _fold_stats(self, batch_id: int) -> None:
+        """Fold the batches up to ``batch_id`` into `series_stats` (in the caller's
+        transaction): every `FOLD_BATCHES` writes, and before a delete counts again."""
         con = self._con
-        con.register("_delta", delta)
-        try:
-            con.execute("""
-                INSERT INTO series_stats
-                SELECT series_id, added, first_ts, last_ts, last_value, ? FROM _delta
-                ON CONFLICT (series_id) DO UPDATE SET
-                    readings = readings + excluded.readings,
-                    first_ts = least(first_ts, excluded.first_ts),
-                    last_value = CASE WHEN last_ts IS NULL OR excluded.last_ts >= last_ts
-                                      THEN excluded.last_value ELSE last_value END,
-                    last_ts = greatest(last_ts, excluded.last_ts),
-                    written_at = excluded.written_at""", [now])
-        finally:
-            con.unregister("_delta")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _folded AS {self._merged_stats()}")
+        con.execute("DELETE FROM series_stats")
+        con.execute("INSERT INTO series_stats SELECT series_id, readings, first_ts, last_ts, "
+                    "last_value, written_at FROM _folded")
+        con.execute("DROP TABLE _folded")
+        self._set_stats_batch(batch_id)
+
+    def _load_stats_batch(self) -> None:
+        """The batch `series_stats` is as of, from the store (after a rollback too)."""
+        held = _first(self._con.execute(
+            "SELECT value FROM meta WHERE key = 'series_stats_batch'"))
+        self._stats_batch = int(held[0]) if held else 0
+
+    def _set_stats_batch(self, batch_id: int) -> None:
+        self._con.execute("INSERT OR REPLACE INTO meta VALUES ('series_stats_batch', ?)",
+                          [str(batch_id)])
+        self._stats_batch = batch_id
 
     def _stats_hold(self) -> bool:
         """Whether `series_stats` was kept by this meterhub's writes and still adds up to
@@ -604,13 +645,19 @@ class DuckDBStore:
         row = _first(self._main.execute(
             f"SELECT (SELECT count(*) FROM readings), "
             f"(SELECT count(*) FROM readings WHERE NOT ({_IN_RANGE})), "
-            f"(SELECT coalesce(sum(readings), 0) FROM series_stats)"))
+            f"(SELECT coalesce(sum(readings), 0) FROM ({self._merged_stats()}))"))
         return row is not None and int(row[0]) - int(row[1]) == int(row[2])
 
     def _count_stats(self, series: Sequence[int] | None = None) -> None:
-        """Count `series_stats` from the readings again: of ``series``, or of all (a store
-        made before the table was)."""
+        """Count `series_stats` from the readings again: of ``series`` (after folding the
+        batches in), or of all (a store made before the table was)."""
         con = self._con
+        last = _first(con.execute("SELECT coalesce(max(batch_id), 0) FROM batches"))
+        assert last is not None
+        if series is not None:
+            self._fold_stats(int(last[0]))
+        else:
+            self._set_stats_batch(int(last[0]))
         only = "" if series is None else f"AND series_id IN ({_in_list(series)})"
         con.execute("DELETE FROM series_stats" + (
             "" if series is None else f" WHERE series_id IN ({_in_list(series)})"))
@@ -691,8 +738,8 @@ class DuckDBStore:
             [[next_id + i, c.device, c.channel, c.quantity, c.unit, c.kind.value, c.interval_s]
              for i, c in enumerate(channels)])
 
-    def _upsert_rows(self, table: pa.Table, series: pa.Table, batch_id: int,
-                     now: dt.datetime, *, all_new: bool = False) -> _Counts:
+    def _upsert_rows(self, table: pa.Table, series: pa.Table, batch_id: int, *,
+                     all_new: bool = False) -> tuple[_Counts, list[dict[str, Any]]]:
         """The general write path. ``all_new``: no key of the table's channels can be
         stored yet (every channel was created by this write), so nothing is looked up.
 
@@ -743,14 +790,12 @@ class DuckDBStore:
                        arg_max_null(value, ts) AS last_value
                 FROM _staged GROUP BY series_id""").to_arrow_table()
             con.execute("DROP TABLE _staged")
-            written = pc.sum(delta.column("added")).as_py() or 0
-            if deleted:
-                replaced = pa.array([deleted.get(s, 0) for s in
-                                     delta.column("series_id").to_pylist()], pa.int64())
-                delta = delta.set_column(1, "added", pc.subtract(delta.column("added"),
-                                                                 replaced))
-            self._add_stats(delta, now)
-            return _Counts(written, written - existing, existing - unchanged, unchanged)
+            stats = delta.to_pylist()
+            written = sum(item["added"] for item in stats)
+            for item in stats:
+                item["added"] -= deleted.get(item["series_id"], 0)
+            return _Counts(written, written - existing, existing - unchanged,
+                           unchanged), stats
         finally:
             con.unregister("_incoming")
             con.unregister("_series")
@@ -775,6 +820,7 @@ class DuckDBStore:
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
+            self._load_stats_batch()
             raise
         finally:
             # where each series ends may have gone with the rows: learn it again
@@ -894,7 +940,7 @@ class DuckDBStore:
                    timezone('UTC', s.last_ts) AS last_ts,
                    timezone('UTC', s.written_at) AS written_at, s.last_value
             FROM channels c JOIN devices d USING (device)
-            LEFT JOIN series_stats s USING (series_id)
+            LEFT JOIN ({self._merged_stats()}) s USING (series_id)
             WHERE {where} ORDER BY c.device, c.channel""", params=params).to_arrow_table()
         # stored times are UTC: read as such (a bare cast would take the host's zone) and
         # labelled UTC, whatever zone DuckDB shows TIMESTAMPTZ in
@@ -1257,29 +1303,31 @@ class DuckDBStore:
                             f"WHERE {where} ORDER BY series_id, ts")
             con.execute(f"CHECKPOINT {_COPY}")
         except BaseException:
-            con.execute(f"USE {_quoted_name(original)}")
-            con.execute(f"DETACH {_COPY}")
+            with contextlib.suppress(duckdb.Error):  # the first error is the one to tell
+                con.execute(f"USE {_quoted_name(original)}")
+                con.execute(f"DETACH {_COPY}")
             for stale in leftovers:
                 stale.unlink(missing_ok=True)
             raise
         con.execute(f"DETACH {_COPY}")
-        self.close()
         try:
+            self.close()
             # the old file's log is checkpointed (nothing was written since): it must not
             # be replayed into the new file
             Path(f"{self.path}.wal").unlink(missing_ok=True)
             copy.replace(self.path)
             _sync_folder(Path(self.path).parent)
         finally:
-            self._reopen()  # the new file, or the old one if the rename failed
+            self._reopen()  # the new file, or the old one if closing or the rename failed
 
     def _pieces(self) -> list[tuple[int | None, int | None]]:
         """Ranges [low, high) of series ids of about `COMPACT_PIECE_ROWS` readings each (by
         `series_stats`); the first open below, the last open above, so that every row is
         in one (rows outside the kept times too)."""
         counts = self._main.execute(
-            "SELECT c.series_id, coalesce(s.readings, 0) FROM channels c "
-            "LEFT JOIN series_stats s USING (series_id) ORDER BY c.series_id").fetchall()
+            f"SELECT c.series_id, coalesce(s.readings, 0) FROM channels c "
+            f"LEFT JOIN ({self._merged_stats()}) s USING (series_id) "
+            f"ORDER BY c.series_id").fetchall()
         bounds: list[int] = []
         held = 0
         for series_id, readings in counts:
