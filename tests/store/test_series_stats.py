@@ -60,6 +60,7 @@ def expected_stats(hub: Hub, device: str) -> dict[str, tuple[int, Any, Any, Any]
 
 def stats(hub: Hub, device: str) -> dict[str, tuple[int, Any, Any, Any]]:
     table = hub.channels(device=device)
+    assert str(table["readings"].dtype) == "int64"  # as JSON and every frame expect
     if table.empty:
         return {}
     return {row.channel: (row.readings, row.first_ts, row.last_ts,

@@ -599,7 +599,7 @@ class DuckDBStore:
     def _merged_stats(self) -> str:
         """SQL of each series' stats: `series_stats` with what the batches since add."""
         return f"""
-            SELECT series_id, sum(added) AS readings, min(first_ts) AS first_ts,
+            SELECT series_id, sum(added)::BIGINT AS readings, min(first_ts) AS first_ts,
                    max(last_ts) AS last_ts,
                    arg_max_null(last_value, (coalesce(last_ts, TIMESTAMP '0001-01-01'),
                                              batch_id)) AS last_value,
