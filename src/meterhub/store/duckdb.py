@@ -816,7 +816,8 @@ class DuckDBStore:
         con.execute("BEGIN TRANSACTION")
         try:
             row = _first(con.execute(f"DELETE FROM readings WHERE {where}", params))
-            self._count_stats([s[0] for s in series])
+            if row and row[0]:  # a delete of nothing changes nothing
+                self._count_stats([s[0] for s in series])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
