@@ -266,9 +266,10 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
         after = decode_cursor(cursor)
         # the next link names this server as the request did
         key = ("readings", fmt, str(request.base_url), request.url.query)
+        kept = limit <= SMALL_ROWS and keepable(start, end)
 
         def compute() -> Response:
-            with answering.reading() as token:
+            with answering.reading(kept) as token:
                 reader, next_key = hub.page(device=device, channel=channel, source=source,
                                             start=start, end=end, tz=tz, unit=unit,
                                             after=after, limit=limit)
@@ -278,18 +279,17 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
                 if limit > SMALL_ROWS:
                     return _table_response(reader, fmt, headers,
                                            tail=lambda: {"next": next_url})
+                if not kept:  # streamed, or over times that move
+                    return _table_response(reader.read_all() if limit <= SMALL_ROWS
+                                           else reader, fmt, headers,
+                                           tail=lambda: {"next": next_url})
                 body = b"".join(_chunks(reader.read_all(), fmt,
                                         tail=lambda: {"next": next_url}))
                 selection = hub.selection(device, channel, start, end, source, tz=tz)
-                if not keepable(start, end):
-                    return Response(body, media_type=encode.MEDIA_TYPES[fmt],
-                                    headers=headers)
                 return answering.keep(key, token, page_scope(selection, next_key), body, fmt,
                                       headers)
 
-        if limit > SMALL_ROWS:  # streamed, never kept
-            return await answering.run(compute)
-        return await answering.answer(key, fmt, compute)
+        return await (answering.answer(key, fmt, compute) if kept else answering.run(compute))
 
     @app.get(f"{v1}/aggregates", tags=["readings"], response_model=None, dependencies=[read],
              responses={200: {"model": schemas.Aggregates, "content": TABLE_CONTENT},
@@ -313,20 +313,21 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
         """
         fmt = negotiate(request, format)
         key = ("aggregates", fmt, request.url.query)
+        kept = keepable(start, end)
 
         def compute() -> Response:
-            with answering.reading() as token:
+            with answering.reading(kept) as token:
                 table = hub.aggregate(device=device, channel=channel, source=source,
                                       start=start, end=end, every=every, tz=tz, fn=fn,
                                       unit=unit, as_="arrow")
-                if table.num_rows > SMALL_ROWS or not keepable(start, end):
+                if table.num_rows > SMALL_ROWS or not kept:
                     return _table_response(table, fmt)
                 scope = AnswerScope.of(hub.selection(device, channel, start, end, source,
                                                      tz=tz))
                 return answering.keep(key, token, scope, _body(table, fmt), fmt)
 
         # a kept answer goes out from the event loop: no thread, no store
-        return await answering.answer(key, fmt, compute)
+        return await (answering.answer(key, fmt, compute) if kept else answering.run(compute))
 
     @app.get(f"{v1}/gaps", tags=["readings"], response_model=None, dependencies=[read],
              responses={200: {"model": schemas.Gaps}, **READ_ERRORS})

@@ -76,9 +76,12 @@ class Answering:
         found = self.answers.get(key) if self.answers is not None else None
         return None if found is None else _response(found, fmt)
 
-    def reading(self) -> contextlib.AbstractContextManager[int]:
-        """Around a computation whose answer may be kept: its token for `keep`."""
-        return self.answers.reading() if self.answers is not None else contextlib.nullcontext(0)
+    def reading(self, kept: bool = True) -> contextlib.AbstractContextManager[int]:
+        """Around a computation whose answer may be ``kept``: its token for `keep` (one that
+        will not be kept does not make writes meanwhile remember what they changed)."""
+        if self.answers is None or not kept:
+            return contextlib.nullcontext(0)
+        return self.answers.reading()
 
     def keep(self, key: Hashable, token: int, scope: AnswerScope, body: bytes,
              fmt: encode.Format, headers: dict[str, str] | None = None) -> Response:

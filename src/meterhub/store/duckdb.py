@@ -393,7 +393,6 @@ class DuckDBStore:
             if not self._stats_hold():
                 self._main.execute("BEGIN TRANSACTION")
                 self._count_stats()
-                self._main.execute("INSERT OR REPLACE INTO meta VALUES ('series_stats', '1')")
                 self._main.execute("COMMIT")
         except duckdb.Error as exc:
             self._main.close()
@@ -569,13 +568,8 @@ class DuckDBStore:
                 con.register("_stale", stale_rows)
                 if not probed:  # too many stored rows to probe: count in SQL
                     same, params = _same_as(stale_rows)
-                    for series_id, stored, same_count in con.execute(
-                            f"SELECT s.series_id, count(*), count(*) FILTER (WHERE {same}) "
-                            "FROM readings r JOIN _stale s "
-                            "ON r.series_id = s.series_id AND r.ts = s.ts "
-                            "GROUP BY s.series_id", params).fetchall():
-                        deleted[int(series_id)] = int(stored)
-                        existing, unchanged = existing + int(stored), unchanged + int(same_count)
+                    deleted, stored, same_count = self._stored_keys("_stale", same, params)
+                    existing, unchanged = existing + stored, unchanged + same_count
                 con.execute("DELETE FROM readings r USING _stale s "
                             "WHERE r.series_id = s.series_id AND r.ts = s.ts")
                 con.unregister("_stale")
@@ -595,6 +589,19 @@ class DuckDBStore:
         written = len(order)
         return _Counts(written, written - existing, existing - unchanged, unchanged), \
             dict(newest), stats
+
+    def _stored_keys(self, staged: str, same: str, params: list[Any]
+                     ) -> tuple[dict[int, int], int, int]:
+        """Of the keys in table ``staged``: how many are stored, by series; how many in
+        all; and how many of those hold the same content (``same``, see `_same_as`)."""
+        by_series, stored, unchanged = {}, 0, 0
+        for series_id, count, same_count in self._con.execute(
+                f"SELECT s.series_id, count(*), count(*) FILTER (WHERE {same}) "
+                f"FROM readings r JOIN {staged} s ON r.series_id = s.series_id "
+                f"AND r.ts = s.ts GROUP BY s.series_id", params).fetchall():
+            by_series[int(series_id)] = int(count)
+            stored, unchanged = stored + int(count), unchanged + int(same_count)
+        return by_series, stored, unchanged
 
     def _merged_stats(self) -> str:
         """SQL of each series' stats: `series_stats` with what the batches since add."""
@@ -640,7 +647,8 @@ class DuckDBStore:
         the readings (an older meterhub writing to the store would not have kept it): the
         count of all rows comes from the table's metadata, that of rows outside the kept
         times from the few row groups whose zone maps reach there."""
-        if not _first(self._main.execute("SELECT 1 FROM meta WHERE key = 'series_stats'")):
+        if not _first(self._main.execute(
+                "SELECT 1 FROM meta WHERE key = 'series_stats_batch'")):
             return False
         row = _first(self._main.execute(
             f"SELECT (SELECT count(*) FROM readings), "
@@ -771,13 +779,7 @@ class DuckDBStore:
             deleted: dict[int, int] = {}  # stored rows this write replaces, by series
             if not all_new:
                 same, params = _same_as(incoming)
-                for series_id, stored, same_count in con.execute(
-                        f"SELECT s.series_id, count(*), count(*) FILTER (WHERE {same}) "
-                        "FROM readings r JOIN _staged s "
-                        "ON r.series_id = s.series_id AND r.ts = s.ts "
-                        "GROUP BY s.series_id", params).fetchall():
-                    deleted[int(series_id)] = int(stored)
-                    existing, unchanged = existing + int(stored), unchanged + int(same_count)
+                deleted, existing, unchanged = self._stored_keys("_staged", same, params)
             if existing:
                 con.execute("DELETE FROM readings r USING _staged s "
                             "WHERE r.series_id = s.series_id AND r.ts = s.ts")
