@@ -122,6 +122,31 @@ class Hub:
             self._changed(result.keys)
         return result
 
+    def write_soon(self, data: Any, *, origin: str = "python",
+                   state: Mapping[str, str] | None = None, checked: bool = False) -> bool:
+        """`write` for many small pushes: stored (durable, and seen by every read) when it
+        returns, but by the store's journal where it has one (a DuckDB file), folded into
+        the store with other such writes in one commit later (`fold_journal`). A journal
+        append and sync cost a fraction of a commit. True when a fold is due; elsewhere,
+        and for writes the journal does not take (new channels), this is `write`.
+        ``checked``: an Arrow table a meterhub parser made in reading form (see
+        `meterhub.store.duckdb.DuckDBStore.journal_write`)."""
+        journal_write = getattr(self.store, "journal_write", None)
+        done = None if journal_write is None else journal_write(
+            data, origin=origin, state=state, checked=checked)
+        if done is None:
+            self.write(data, origin=origin, state=state)
+            return False
+        if done.keys is not None:
+            self._changed(done.keys)
+        return bool(done.fold_due)
+
+    def fold_journal(self) -> None:
+        """Fold the writes `write_soon` journaled into the store (reads do it first)."""
+        fold = getattr(self.store, "fold_journal", None)
+        if fold is not None:
+            fold()
+
     def get_state(self, key: str) -> str | None:
         """A value written with `write`'s ``state``: kept across restarts, None if never set."""
         return self.store.get_state(key)

@@ -3,13 +3,15 @@
 Telegrams arrive every few seconds per meter, and from many clients at once; a commit
 each would cap ingest at a few hundred per second (PERF.md: 56-561 commits/s). Tables
 submitted close together are written together, and each submitter resumes only after
-the commit that holds its rows, so a 201 always means stored.
+the write that holds its rows is durable, so a 201 always means stored: a DuckDB file
+takes them into its journal (`Hub.write_soon`), folded into the store in larger commits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
@@ -17,10 +19,16 @@ import pyarrow as pa
 
 from meterhub.hub import Hub
 
+log = logging.getLogger("meterhub.ingest")
+#: seconds after a write by which what the journal holds is folded into the store, when
+#: no read and no full journal did it sooner
+FOLD_AFTER = 2.0
+
 
 class Joinable(Protocol):
     """Rows that become one Arrow table with others of their kind more cheaply than a table
-    each (a telegram's 19 readings: a table of them costs more than parsing them)."""
+    each (a telegram's 19 readings: a table of them costs more than parsing them). A class
+    whose ``in_reading_form`` is true joins them as `meterhub.model.to_readings` would."""
 
     @staticmethod
     def join(items: Sequence[Any]) -> pa.Table: ...
@@ -32,12 +40,13 @@ Data: TypeAlias = pa.Table | Joinable | None
 class GroupWriter:
     """Writes what was submitted meanwhile in one transaction.
 
-    A commit costs about 5.5 ms however few rows it holds (bench/dsmr.py), so the group
-    size decides the rate. A group is written once it is as large as the last one (whose
-    writers are likely back: clients that wait for their answer come back together) and
-    no request says a write is on its way (`arriving`, while its telegram is parsed), or
-    after ``window`` seconds at most. One meter pushing alone is written at once; under
-    load each write takes everything that arrived meanwhile. Measured on two cores, a
+    A store commit costs about 5.5 ms however few rows it holds (bench/dsmr.py), a journal
+    append about a tenth of it; either way the group size bounds the rate. A group is
+    written once it is as large as the last one (whose writers are likely back: clients
+    that wait for their answer come back together) and no request says a write is on its
+    way (`arriving`, while its telegram is parsed), or after ``window`` seconds at most.
+    One meter pushing alone is written at once; under load each write takes everything
+    that arrived meanwhile. Measured on two cores, a
     window of 5 ms gave more than 2 or 10 ms, and flushing as soon as nothing was
     arriving made groups of one and half the rate with 8 clients.
 
@@ -58,6 +67,7 @@ class GroupWriter:
         self._arriving = 0
         self._expected = 1  #: the size of the last group
         self._gathered: asyncio.Event | None = None
+        self._folder: asyncio.Task[None] | None = None  #: the fold `FOLD_AFTER` a write
 
     @contextlib.contextmanager
     def arriving(self) -> Iterator[None]:
@@ -100,7 +110,7 @@ class GroupWriter:
             batch, self._pending = self._pending, []
             self._expected = len(batch)
             try:
-                await asyncio.to_thread(self._write, [(t, s) for t, s, _ in batch])
+                due = await asyncio.to_thread(self._write, [(t, s) for t, s, _ in batch])
             except Exception:  # noqa: BLE001 - settled per submission below
                 # one bad table must fail only its own request: write them one by one
                 for table, state, future in batch:
@@ -114,22 +124,42 @@ class GroupWriter:
                 for _, _, future in batch:
                     if not future.done():
                         future.set_result(None)
+                if due:  # while the next group gathers
+                    await self._fold()
+            if self._folder is None or self._folder.done():
+                self._folder = asyncio.create_task(self._fold_later())
 
-    def _write(self, items: list[tuple[Data, Mapping[str, str] | None]]) -> Any:
+    async def _fold_later(self) -> None:
+        await asyncio.sleep(FOLD_AFTER)
+        await self._fold()
+
+    async def _fold(self) -> None:
+        """Fold the journal into the store; a failure is told, and the journal keeps what
+        it holds for the next fold (every read tries again)."""
+        try:
+            await asyncio.to_thread(self.hub.fold_journal)
+        except Exception:
+            log.exception("could not fold the journal into the store")
+
+    def _write(self, items: list[tuple[Data, Mapping[str, str] | None]]) -> bool:
+        """Write a group; True when the journal is due to be folded."""
         tables: list[pa.Table] = []
         joins: dict[Callable[[Sequence[Any]], pa.Table], list[Any]] = {}
+        checked = True  # only rows a parser made in reading form (`Joinable`)
         for data, _ in items:
             if isinstance(data, pa.Table):
                 if data.num_rows:
                     tables.append(data)
+                    checked = False
             elif data is not None:
                 joins.setdefault(type(data).join, []).append(data)
+                checked = checked and getattr(data, "in_reading_form", False)
         tables += [join(group) for join, group in joins.items()]
         state: dict[str, str] = {}
         for _, values in items:
             state.update(values or {})
-        result = self.hub.write(pa.concat_tables(tables, promote_options="permissive")
-                                if len(tables) > 1 else tables[0] if tables else None,
-                                origin=self.origin, state=state)
+        due = self.hub.write_soon(pa.concat_tables(tables, promote_options="permissive")
+                                  if len(tables) > 1 else tables[0] if tables else None,
+                                  origin=self.origin, state=state, checked=checked)
         self.commits += 1
-        return result
+        return due

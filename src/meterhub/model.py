@@ -497,6 +497,16 @@ def _normalize_units(column: pa.ChunkedArray, first_row: int) -> pa.ChunkedArray
     return pa.chunked_array([pa.array(canonical).take(encoded.indices)])
 
 
+def in_reading_form(table: pa.Table) -> bool:
+    """Whether ``table`` has `to_readings`' columns and types, in its order (any channel
+    hints after them): the shape of readings a meterhub parser made. Its values are not
+    checked here."""
+    names = READING_SCHEMA.names
+    return table.schema.names[:len(names)] == names and all(
+        table.schema.field(name).type == READING_SCHEMA.field(name).type for name in names
+    ) and set(table.schema.names[len(names):]) <= set(CHANNEL_HINT_COLUMNS)
+
+
 def to_readings(data: Any, *, source: str | None = None, first_row: int = 1,
                 keep_hints: bool = False) -> pa.Table:
     """Validate and cast readings into `READING_SCHEMA`, or raise `InputError` naming the row.

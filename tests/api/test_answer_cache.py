@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -94,6 +95,21 @@ def test_a_write_after_the_end_or_to_another_channel_keeps_the_answer(api: Api) 
     hits = answers.hits
     assert api.client.get("/api/v1/aggregates", params=DAY).content == first
     assert answers.hits == hits + 1
+
+
+def test_a_journaled_write_drops_the_answer_before_it_is_acknowledged(api: Api) -> None:
+    """A push the store only journaled (folded in later) is read by the next request: the
+    kept answer goes when the journal takes the write, not when it is folded in."""
+    first = api.client.get("/api/v1/aggregates", params=DAY).json()
+    stored = api.hub.readings(device="ws1", channel="temp", as_="arrow")
+    late = stored.slice(0, 1).set_column(
+        stored.schema.get_field_index("value"), "value", pa.array([1000.0]))
+    assert api.hub.write_soon(late, origin="push") is False
+    store = Path(api.hub.url.removeprefix("duckdb:///"))
+    assert list(store.parent.glob(f"{store.name}.journal.*"))  # held, not folded in yet
+    again = api.client.get("/api/v1/aggregates", params=DAY).json()
+    assert again != first
+    assert max(row["max"] for row in again["data"] if row["channel"] == "temp") == 1000.0
 
 
 PAGE = {"device": "ws1", "channel": "temp", "limit": 10}

@@ -10,7 +10,8 @@ import pytest
 
 from meterhub.dsmr import meter_log
 from meterhub.dsmr.meter_log import MeterLog
-from meterhub.dsmr.telegram import TelegramError, parse_telegram, read_telegram
+from meterhub.dsmr.telegram import Telegram, TelegramError, parse_telegram, read_telegram
+from meterhub.model import in_reading_form, to_readings
 from tests.dsmr.telegrams import belgium, luxembourg, seal, v4, v5, v22
 
 NOW = dt.datetime(2024, 11, 1, 12, 0, tzinfo=dt.UTC)
@@ -96,6 +97,22 @@ def test_channels_have_the_right_kinds_and_units() -> None:
     assert kinds["phase_voltage_l1"] == ("instant", "V")
     assert kinds["phase_power_current_l1"] == ("instant", "A")
     assert kinds["extra_device_delivered"] == ("counter", "m³")
+
+
+@pytest.mark.parametrize(("text", "dialect"), [
+    (v5(), "5"), (v4(), "4"), (belgium(), "belgium"), (v22(), "2.2"),
+    (luxembourg(), "luxembourg")])
+def test_joined_readings_are_what_the_store_checks_them_into(text: str, dialect: str) -> None:
+    """A journaled push skips the store's check of these readings (`in_reading_form`):
+    the check must have nothing to change in them, for any dialect."""
+    telegrams = [read_telegram(text, dialect=dialect, device=device, now=NOW)
+                 for device in ("p1", "meter-2")]
+    joined = Telegram.join(telegrams)
+    assert in_reading_form(joined)
+    checked = to_readings(joined, keep_hints=True)
+    assert checked.column_names == joined.column_names
+    assert checked.to_pylist() == joined.to_pylist()
+    assert joined.num_rows == 2 * len(telegrams[0].found)
 
 
 def _bad_crc() -> str:

@@ -33,7 +33,7 @@ from meterhub.dsmr.fields import (
 from meterhub.dsmr.line_index import LineIndexParser
 from meterhub.dsmr.meter_log import meter_status
 from meterhub.errors import InputError
-from meterhub.model import Device
+from meterhub.model import READING_SCHEMA, Device, Quality
 
 #: DSMR versions and dialects, as `--dsmr-version` and meterhub.toml name them
 DIALECTS: dict[str, Any] = {
@@ -180,6 +180,9 @@ class Telegram:
     def readings(self) -> pa.Table:
         return readings_table([self])
 
+    #: `join` makes readings as `meterhub.model.to_readings` would (a test holds it to that)
+    in_reading_form = True
+
     @staticmethod
     def join(telegrams: Sequence[Telegram]) -> pa.Table:
         """The readings of ``telegrams`` as one table (for `meterhub.ingest.GroupWriter`)."""
@@ -236,15 +239,17 @@ def read_telegram(text: str, *, dialect: str = "5", device: str = "p1",
                     _serial(telegram))
 
 
-_READINGS = pa.schema([("source", pa.string()), ("device", pa.string()),
-                       ("channel", pa.string()), ("ts", pa.timestamp("us", "UTC")),
-                       ("value", pa.float64()), ("unit", pa.string()),
-                       ("quantity", pa.string()), ("kind", pa.string())])
+#: the readings' columns with the channels' quantity and kind (for a meter new to the store)
+_READINGS = READING_SCHEMA.append(pa.field("quantity", pa.string())).append(
+    pa.field("kind", pa.string()))
 
 
 def readings_table(telegrams: Sequence[Telegram]) -> pa.Table:
     """The readings of ``telegrams``, built column-wise and once for all of them (a table
-    costs more than parsing a telegram's 19 readings)."""
+    costs more than parsing a telegram's 19 readings), in reading form: a journaled push
+    skips checking them again (`meterhub.store.duckdb.DuckDBStore.journal_write`). The
+    parser made them valid: finite values, meter times in this century, known channels in
+    canonical units."""
     devices, channels, ts, values = [], [], [], []
     for telegram in telegrams:
         devices += [telegram.device] * len(telegram.found)
@@ -253,10 +258,13 @@ def readings_table(telegrams: Sequence[Telegram]) -> pa.Table:
             ts.append(at)
             values.append(value)
     fields = [FIELD_OF[channel] for channel in channels]
+    n = len(channels)
     return pa.table({
-        "source": [SOURCE] * len(channels), "device": devices, "channel": channels,
+        "source": [SOURCE] * n, "device": devices, "channel": channels,
         "ts": pa.array(ts, pa.int64()).cast(pa.timestamp("us", "UTC")), "value": values,
-        "unit": [f.unit for f in fields], "quantity": [f.quantity for f in fields],
+        "unit": [f.unit for f in fields], "quality": [Quality.OK.value] * n,
+        "seq": pa.nulls(n, pa.int64()), "error_code": pa.nulls(n, pa.string()),
+        "validated": [False] * n, "quantity": [f.quantity for f in fields],
         "kind": [f.kind.value for f in fields],
     }, schema=_READINGS)
 

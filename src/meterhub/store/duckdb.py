@@ -23,7 +23,7 @@ import contextlib
 import datetime as dt
 import functools
 import itertools
-import os
+import logging
 import re
 import threading
 import urllib.parse
@@ -55,6 +55,7 @@ from meterhub.model import (
     Quality,
     Site,
     check_catalog,
+    in_reading_form,
     to_readings,
 )
 from meterhub.store.aggregation import (
@@ -83,6 +84,7 @@ from meterhub.store.catalog import (
 )
 from meterhub.store.counters import counter_sums, with_bases
 from meterhub.store.gaps import GAPS_SCHEMA, find_gaps
+from meterhub.store.journal import Journal, Journaled, Record, encode, sync_folder
 from meterhub.store.reads import (
     Plan,
     clamped,
@@ -97,6 +99,7 @@ from meterhub.timebase import (
     naive_utc,
 )
 
+log = logging.getLogger("meterhub.store")
 SCHEMA_VERSION = "1"
 
 #: what one batch adds to `series_stats`, per series
@@ -146,6 +149,9 @@ _DDL = [
 SHORT_WRITE_ROWS = 10_000  #: writes up to this size may take the short path (see above)
 SMALL_PAGE = 20_000  #: a page of one series up to this size is read in one statement
 FOLD_BATCHES = 500  #: batches whose stats are folded into series_stats at once
+#: journaled readings folded into the store at once (a fold is due; reads fold sooner)
+FOLD_ROWS = 8_000
+_FOLDED = "journal.folded"  #: state key: the last journal record in the store
 COMPACT_PIECE_ROWS = 20_000_000  #: readings compact sorts at once (about 1.3 GB unspilled)
 _PROBE_ROWS = 50_000  #: stored rows a short write reads to find which of its keys exist
 _VALUE_COLUMNS = ("ts", "value", "quality", "validated", "seq", "error_code")
@@ -295,16 +301,6 @@ def _connect(path: str) -> duckdb.DuckDBPyConnection:
 _COPY = "meterhub_compact_copy"  #: compact's name for the copy it writes
 
 
-def _sync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (its entry, not only the file's blocks)."""
-    with contextlib.suppress(OSError):  # a folder cannot be opened so everywhere (Windows)
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _quoted(text: str) -> str:
     """A SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
@@ -379,6 +375,17 @@ class DuckDBStore:
         self._newest: dict[int, _Newest] = {}  #: series id -> where its stored rows end
         self._next_batch: int | None = None
         self._stats_batch = 0  #: the batch series_stats is as of (meta.series_stats_batch)
+        # writes acknowledged from the journal (`journal_write`), not yet folded in: every
+        # statement (`_con`) folds them in first, so every read sees them
+        self._journal = None if self.path == ":memory:" else Journal(
+            Path(f"{self.path}.journal"))
+        self._held: list[Record] = []
+        self._held_rows = 0
+        self._folding = False  #: a fold is writing (set before what it folds leaves _held)
+        self._seq = 0  #: the last journal record's sequence number
+        #: appends to the journal and _held: not the store's lock, which a fold holds while
+        #: it writes (appends go on meanwhile, into the journal's next segment)
+        self._journal_lock = threading.Lock()
         try:
             self._main.execute(f"SET memory_limit = '{self.memory_limit}'")
             for statement in _DDL:
@@ -398,10 +405,14 @@ class DuckDBStore:
             self._main.close()
             raise StoreError(f"cannot prepare store {self.path}: "
                              f"{str(exc).splitlines()[0]}") from None
+        self._replay()
 
     @property
     def _con(self) -> duckdb.DuckDBPyConnection:
-        """This thread's connection: the main one for the opening thread, else a cursor."""
+        """This thread's connection: the main one for the opening thread, else a cursor;
+        journaled writes are folded in first (`fold_journal`)."""
+        if self._held or self._folding:
+            self.fold_journal()
         if threading.get_ident() == self._owner:
             return self._main
         con: duckdb.DuckDBPyConnection | None = getattr(self._local, "con", None)
@@ -416,10 +427,18 @@ class DuckDBStore:
 
     def close(self) -> None:
         with self._lock:
-            for con in self._cursors:
-                con.close()
-            self._cursors.clear()
-            self._main.close()
+            try:
+                self.fold_journal()
+            finally:
+                for con in self._cursors:
+                    con.close()
+                self._cursors.clear()
+                self._main.close()
+                if self._journal is not None:
+                    if self._held:  # the fold failed: the next open replays them
+                        self._journal.close()
+                    else:
+                        self._journal.remove()
 
     def ping(self) -> None:
         _first(self._con.execute("SELECT 1"))
@@ -461,6 +480,112 @@ class DuckDBStore:
         if grew:  # only a write that added channels changes the cached catalog
             self._catalog.changed()
         return result
+
+    def journal_write(self, data: Any, *, origin: str = "api",
+                      state: Mapping[str, str] | None = None,
+                      checked: bool = False) -> Journaled | None:
+        """Store readings of known channels, and ``state`` values, by the journal: durable
+        when this returns and seen by every read from then on, folded into the store with
+        other journaled writes in one commit later (`fold_journal`; reads fold first).
+
+        None, with nothing written, when the write cannot go by the journal (a store in
+        memory, a new channel or unit, more than `SHORT_WRITE_ROWS` rows): `write` it.
+        Readings are checked here as `write` checks them, so a fold cannot refuse them;
+        ``checked`` says a meterhub parser made them in reading form (`Telegram.join`),
+        which then costs no second check (a fold checks again, and leaves out what fails).
+        """
+        if self._journal is None or self._journal.broken:
+            return None
+        if data is None:
+            table = READING_SCHEMA.empty_table()
+        elif checked and isinstance(data, pa.Table) and in_reading_form(data):
+            table = data
+        else:
+            table = to_readings(data, keep_hints=True)
+        if table.num_rows > SHORT_WRITE_ROWS:
+            return None
+        index = self._catalog.index()  # not under the journal's lock: loading it may fold
+        with self._journal_lock:
+            if table.num_rows:
+                if known_series(table, index) is None:
+                    return None
+                # the channels are known: kind and quantity hints only describe new ones
+                table = table.select(READING_SCHEMA.names)
+            self._seq += 1
+            values = dict(state or {})
+            self._journal.append(encode(self._seq, table, origin, values))
+            self._held.append(Record(self._seq, table, origin, values))
+            self._held_rows += table.num_rows
+            due = self._held_rows >= FOLD_ROWS
+        return Journaled(keys=keys_of(table), fold_due=due)
+
+    def fold_journal(self) -> None:
+        """Write the journaled writes not yet in the store in one commit and drop them from
+        the journal; in another thread's fold, wait for it."""
+        with self._lock:
+            if self._held and not self._folding:
+                self._fold()
+
+    def _fold(self) -> None:
+        assert self._journal is not None
+        self._folding = True  # first: a reader that finds nothing held waits for the fold
+        with self._journal_lock:
+            held, self._held, self._held_rows = self._held, [], 0
+            through = self._journal.rotate()
+        try:
+            tables = [record.table for record in held if record.table.num_rows]
+            state: dict[str, str] = {}
+            for record in held:
+                state.update(record.state)
+            state[_FOLDED] = str(held[-1].seq)
+            origins = {record.origin for record in held}
+            try:
+                self.write(pa.concat_tables(tables) if tables else None,
+                           origin=origins.pop() if len(origins) == 1 else "journal",
+                           state=state)
+            except InputError:  # checked when journaled: only a bug or a changed file
+                self._fold_one_by_one(held)
+        except BaseException:  # the journal keeps them: the next read or open folds again
+            with self._journal_lock:
+                self._held = held + self._held
+                self._held_rows = sum(record.table.num_rows for record in self._held)
+            raise
+        finally:
+            self._folding = False
+        self._journal.drop_through(through)
+
+    def _fold_one_by_one(self, held: Sequence[Record]) -> None:
+        """Fold each record alone; one the store refuses is told and left out, so that
+        reads are not refused for good."""
+        for record in held:
+            try:
+                self.write(record.table if record.table.num_rows else None,
+                           origin=record.origin,
+                           state={**record.state, _FOLDED: str(record.seq)})
+            except InputError as exc:
+                log.error("a journaled write (%d readings, %s) was refused and left out: "
+                          "%s", record.table.num_rows, record.origin, exc)
+
+    def _replay(self) -> None:
+        """Fold in what the journal kept of a process that ended without folding it."""
+        if self._journal is None:
+            return
+        folded = int(self.get_state(_FOLDED) or 0)
+        records = [record for record in self._journal.records() if record.seq > folded]
+        self._seq = max([folded, *(record.seq for record in records)])
+        if records:
+            log.warning("replaying %d journaled write(s) into %s", len(records), self.path)
+            with self._lock:
+                self._held = records
+                try:
+                    self._fold()
+                except (duckdb.Error, OSError) as exc:
+                    self._main.close()
+                    raise StoreError(f"cannot replay the journal {self._journal.base}.* "
+                                     f"into {self.path}: {str(exc).splitlines()[0]}"
+                                     ) from None
+        else:
+            self._journal.drop_through(self._journal.current)
 
     def _write(self, table: pa.Table, cursors: Sequence[SyncCursor], origin: str,
                state: Mapping[str, str]) -> tuple[WriteResult, bool, dict[int, _Newest | None]]:
@@ -1276,6 +1401,7 @@ class DuckDBStore:
         if self.path == ":memory:":
             self._sort_in_place()
             return
+        self.fold_journal()
         if self._cursors:
             raise StoreError("compact needs the store to itself: other threads of this "
                              "process are reading it")
@@ -1319,7 +1445,7 @@ class DuckDBStore:
             # be replayed into the new file
             Path(f"{self.path}.wal").unlink(missing_ok=True)
             copy.replace(self.path)
-            _sync_folder(Path(self.path).parent)
+            sync_folder(Path(self.path).parent)
         finally:
             self._reopen()  # the new file, or the old one if closing or the rename failed
 
