@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -26,19 +27,24 @@ def telegram(n: int) -> tuple[str, dt.datetime]:
               gas_stamp=p1_stamp(START)), at
 
 
-def test_every_acknowledged_telegram_is_read_back_and_survives_a_kill(tmp_path: Path) -> None:
-    store = tmp_path / "p1.duckdb"
+def serve(store: Path) -> tuple[subprocess.Popen[str], str, str]:
+    """A `meterhub serve` process over ``store``, its base URL and a write key."""
     with meterhub.open(f"duckdb:///{store}") as hub:
         record, key = new_key("logger", "write", "100000/minute")
         hub.store.add_key(record)
     process = subprocess.Popen([sys.executable, "-m", "meterhub.cli", "serve", "--store",
                                 f"duckdb:///{store}", "--port", "0"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                               stderr=subprocess.PIPE, text=True, cwd=store.parent)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert "meterhub API on http://127.0.0.1:" in line, line
+    return process, line.split()[3].removesuffix("/api/v1"), key
+
+
+def test_every_acknowledged_telegram_is_read_back_and_survives_a_kill(tmp_path: Path) -> None:
+    store = tmp_path / "p1.duckdb"
+    process, base, key = serve(store)
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert "meterhub API on http://127.0.0.1:" in line, line
-        base = line.split()[3].removesuffix("/api/v1")
         headers = {"X-AUTHKEY": key}
         with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
             for n in range(12):  # each read right after its push answers with it
@@ -68,3 +74,27 @@ def test_every_acknowledged_telegram_is_read_back_and_survives_a_kill(tmp_path: 
         assert len(stored) == 40
         assert list(stored["value"]) == [1000 + n / 1000 for n in range(40)]
     assert not list(tmp_path.glob("p1.duckdb.journal.*"))
+
+
+def test_a_server_stopped_by_a_signal_folds_the_journal_first(tmp_path: Path) -> None:
+    store = tmp_path / "p1.duckdb"
+    process, base, key = serve(store)
+    try:
+        with httpx.Client(base_url=base, headers={"X-AUTHKEY": key}, timeout=30) as client:
+            for n in range(10):
+                push = client.post("/api/v1/datalogger/dsmrreading",
+                                   data={"telegram": telegram(n)[0]})
+                assert push.status_code == 201, push.text
+        # past the meter status's save (1 s), which is journaled too, before the fold due
+        # 2 s after the pushes: only the shutdown folds now
+        time.sleep(1.3)
+        assert list(tmp_path.glob("p1.duckdb.journal.*"))
+        process.terminate()
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=30)
+    assert not list(tmp_path.glob("p1.duckdb.journal.*"))  # nothing left to replay
+    with meterhub.open(f"duckdb:///{store}") as hub:
+        assert hub.count(device="p1", channel="electricity_delivered_1") == 10

@@ -36,9 +36,9 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings | None, *,
             clock: Clock | None = None) -> Callable[[], Awaitable[None]]:
     """Add every DSMR-reader path to ``app`` (for the meter ``settings`` describe, else the
     defaults), pushes committed in groups; the coroutine function to await at shutdown (it
-    stops the parse helpers and stores the meter's status if one is held back). The
-    statistics tell "today" and which minutes are over by ``clock`` (the wall clock by
-    default)."""
+    stops the parse helpers, stores the meter's status if one is held back and folds the
+    journaled pushes into the store). The statistics tell "today" and which minutes are
+    over by ``clock`` (the wall clock by default)."""
     settings = settings or DsmrSettings()
     writer = GroupWriter(hub, origin="dsmr")
     app.state.dsmr_telegrams = telegrams = TelegramReader(settings)
@@ -54,5 +54,8 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings | None, *,
         held_back = counters.unsaved_state()
         if held_back:  # the meter's latest status, held back less than a second
             await run_in_threadpool(hub.write, None, origin="dsmr", state=held_back)
+        # the journaled pushes into the store now: a server stopped by a signal may end
+        # before the store is closed (the next open would replay them, but need not)
+        await run_in_threadpool(hub.fold_journal)
 
     return close

@@ -91,13 +91,18 @@ def readings_page(hub: Hub, settings: DsmrSettings, *, start: dt.datetime | None
     until = end + dt.timedelta(microseconds=1) if end is not None else None
     try:
         stamps = hub.readings(device=device, channel="electricity_delivered_1", start=start,
-                              end=until, as_="arrow").column("ts").to_pylist()
+                              end=until, as_="arrow").column("ts")
     except NotFoundError:
         return 0, []
-    ordered = stamps[::-1] if descending else stamps
-    chosen = ordered[offset:offset + limit]
-    if not chosen:
-        return len(stamps), []
+    # only the page's times become Python objects: a month of telegrams a minute apart
+    # made 43,000 of them per request (4 requests a second at most)
+    count = len(stamps)
+    first, last = offset, min(offset + limit, count)
+    if first >= last:
+        return count, []
+    positions = range(count - 1 - first, count - 1 - last, -1) if descending else \
+        range(first, last)
+    chosen = stamps.take(pa.array(positions, pa.int64())).to_pylist()
     low, high = min(chosen), max(chosen)
     rows = hub.readings(device=device, start=low, end=high + dt.timedelta(microseconds=1),
                         as_="arrow").to_pylist()
