@@ -112,6 +112,31 @@ def test_a_journaled_write_drops_the_answer_before_it_is_acknowledged(api: Api) 
     assert max(row["max"] for row in again["data"] if row["channel"] == "temp") == 1000.0
 
 
+def test_channels_are_answered_from_memory_until_a_write_to_their_devices(api: Api) -> None:
+    answers = api.hub.answers
+    assert answers is not None
+    first = api.client.get("/api/v1/channels")
+    api.client.get("/api/v1/channels", params={"device": "ws1"})
+    hits = answers.hits
+    again = api.client.get("/api/v1/channels")
+    assert answers.hits == hits + 1
+    assert again.content == first.content
+    assert again.headers["content-type"] == "application/json"
+    # a write to another device keeps ws1's answer and drops the whole list's
+    other = [{"device": "m1", "channel": "energy", "ts": "2024-11-05T00:00:00Z",
+              "value": 2010.0, "unit": "kWh", "source": "lab"}]
+    assert api.client.post("/api/v1/readings", json=other, key=api.keys["write"]
+                           ).status_code == 200
+    hits = answers.hits
+    api.client.get("/api/v1/channels", params={"device": "ws1"})
+    assert answers.hits == hits + 1
+    everything = api.client.get("/api/v1/channels").json()["data"]
+    assert answers.hits == hits + 1  # computed again
+    energy = next(c for c in everything if c["device"] == "m1" and c["channel"] == "energy")
+    assert energy["last_ts"].startswith("2024-11-05T00:00:00")
+    assert energy["last_value"] == 2010.0
+
+
 PAGE = {"device": "ws1", "channel": "temp", "limit": 10}
 
 

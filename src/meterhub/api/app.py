@@ -406,15 +406,28 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
 
     @app.get(f"{v1}/channels", tags=["catalog"], response_model=None, dependencies=[read],
              responses={200: {"model": schemas.Channels}, **CATALOG_ERRORS})
-    def channels(source: SourceQ = None, device: DeviceQ = None,
-                 quantity: Annotated[list[str] | None, Query(
-                     description="Quantity, e.g. temperature, energy; repeat for several."
-                 )] = None) -> Response:
-        """Channels with kind, unit, reading count, first and newest measurement time."""
-        table = hub.channels(device=device, source=source, as_="arrow")
-        if quantity:
-            table = table.filter(pc.is_in(table.column("quantity"), pa.array(quantity)))
-        return _table_response(table, "json")
+    async def channels(request: Request, source: SourceQ = None, device: DeviceQ = None,
+                       quantity: Annotated[list[str] | None, Query(
+                           description="Quantity, e.g. temperature, energy; repeat for "
+                                       "several.")] = None) -> Response:
+        """Channels with kind, unit, reading count, first and newest measurement time.
+
+        Asked again (the dashboard's overview polls it), answered from memory until a
+        write to the devices asked about, or a catalog change."""
+        key = ("channels", request.url.query)
+
+        def compute() -> Response:
+            with answering.reading() as token:
+                table = hub.channels(device=device, source=source, as_="arrow")
+                if quantity:
+                    table = table.filter(pc.is_in(table.column("quantity"),
+                                                  pa.array(quantity)))
+                # any write to a device changes its channels' counts and newest readings
+                scope = AnswerScope(None if device is None else frozenset(device), None,
+                                    None)
+                return answering.keep(key, token, scope, _body(table, "json"), "json")
+
+        return await answering.answer(key, "json", compute)
 
     @app.get(f"{v1}/sources", tags=["catalog"], response_model=None, dependencies=[read],
              responses={200: {"model": schemas.Sources}, **CATALOG_ERRORS})
