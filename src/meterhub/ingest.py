@@ -68,6 +68,7 @@ class GroupWriter:
         self._expected = 1  #: the size of the last group
         self._gathered: asyncio.Event | None = None
         self._folder: asyncio.Task[None] | None = None  #: the fold `FOLD_AFTER` a write
+        self._due: asyncio.Task[None] | None = None  #: a fold of a full journal
 
     @contextlib.contextmanager
     def arriving(self) -> Iterator[None]:
@@ -124,10 +125,17 @@ class GroupWriter:
                 for _, _, future in batch:
                     if not future.done():
                         future.set_result(None)
-                if due:  # while the next group gathers
-                    await self._fold()
+                if due and (self._due is None or self._due.done()):
+                    # beside the next groups: they go on into the journal meanwhile
+                    self._due = asyncio.create_task(self._fold())
             if self._folder is None or self._folder.done():
                 self._folder = asyncio.create_task(self._fold_later())
+
+    def close(self) -> None:
+        """Stop the folds still to come (the store folds what is left when it closes)."""
+        for task in (self._folder, self._due):
+            if task is not None:
+                task.cancel()
 
     async def _fold_later(self) -> None:
         await asyncio.sleep(FOLD_AFTER)

@@ -135,6 +135,25 @@ def test_channels_are_answered_from_memory_until_a_write_to_their_devices(api: A
     energy = next(c for c in everything if c["device"] == "m1" and c["channel"] == "energy")
     assert energy["last_ts"].startswith("2024-11-05T00:00:00")
     assert energy["last_value"] == 2010.0
+    # a push the journal took drops ws1's answer before it is acknowledged
+    stored = api.hub.readings(device="ws1", channel="temp", as_="arrow")
+    late = stored.slice(stored.num_rows - 1, 1)
+    late = late.set_column(late.schema.get_field_index("ts"), "ts", pa.array(
+        [dt.datetime(2024, 11, 6, tzinfo=dt.UTC)], late.schema.field("ts").type))
+    api.hub.write_soon(late, origin="push")
+    hits = answers.hits
+    temp = next(c for c in api.client.get("/api/v1/channels", params={"device": "ws1"}
+                                          ).json()["data"] if c["channel"] == "temp")
+    assert answers.hits == hits
+    assert temp["last_ts"].startswith("2024-11-06T00:00:00")
+    # so does a catalog change
+    api.client.get("/api/v1/channels", params={"device": "ws1"})
+    api.hub.set_kind("ws1", "temp", "delta")
+    hits = answers.hits
+    temp = next(c for c in api.client.get("/api/v1/channels", params={"device": "ws1"}
+                                          ).json()["data"] if c["channel"] == "temp")
+    assert answers.hits == hits
+    assert temp["kind"] == "delta"
 
 
 PAGE = {"device": "ws1", "channel": "temp", "limit": 10}

@@ -222,3 +222,59 @@ def test_a_journaled_write_a_fold_refuses_is_left_out_and_reads_go_on(
         assert "was refused and left out" in caplog.text
         assert segments(store) == []
         assert hub.count(device="m") == 9
+
+
+def test_a_push_journaled_during_another_write_waits_for_that_write_to_commit(
+        tmp_path: Path) -> None:
+    """A fold never starts inside a write's transaction (it would commit or roll back
+    the write's rows with its own): the write commits, then reads fold the push in."""
+    store = tmp_path / "both.duckdb"
+    with meterhub.open(f"duckdb:///{store}") as hub:
+        hub.write(rows(0))
+        duck = hub.store
+        insert = duck._insert_channels
+        pushed: list[threading.Thread] = []
+
+        def insert_then_push(*args: Any, **kwargs: Any) -> Any:
+            done = insert(*args, **kwargs)
+            push = threading.Thread(target=hub.write_soon, args=(rows(3),),
+                                    kwargs={"origin": "push"})
+            push.start()  # the journal does not wait for the store's lock
+            push.join(10)
+            pushed.append(push)
+            return done
+
+        duck._insert_channels = insert_then_push  # type: ignore[method-assign]
+        hub.write(rows(0, device="new"), origin="sync")  # makes a channel: the long path
+        duck._insert_channels = insert  # type: ignore[method-assign]
+        assert pushed
+        assert not pushed[0].is_alive()
+        assert hub.count(device="new") == 3
+        assert hub.count(device="m") == 6
+    assert batches(store) == 3  # the first write, the new device's, the fold of the push
+
+
+def test_a_push_during_a_compact_is_written_to_the_compacted_store(tmp_path: Path) -> None:
+    store = tmp_path / "compact.duckdb"
+    with meterhub.open(f"duckdb:///{store}") as hub:
+        hub.write(rows(0))
+        hub.write_soon(rows(3), origin="push")
+        duck = hub.store
+        pieces = duck._pieces
+        pushes: list[threading.Thread] = []
+
+        def push_while_copying() -> Any:
+            push = threading.Thread(target=hub.write_soon, args=(rows(6),),
+                                    kwargs={"origin": "push"})
+            push.start()  # not journaled now: it waits for the compact, then writes
+            pushes.append(push)
+            return pieces()
+
+        duck._pieces = push_while_copying  # type: ignore[method-assign]
+        hub.compact()
+        pushes[0].join(30)
+        assert not pushes[0].is_alive()
+        assert hub.count(device="m") == 9
+    with meterhub.open(f"duckdb:///{store}") as hub:
+        assert hub.count(device="m") == 9
+        assert list(hub.readings(device="m")["value"]) == [float(v) for v in range(9)]

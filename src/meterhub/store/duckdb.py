@@ -341,12 +341,21 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _exclusive(method: _F) -> _F:
-    """Run a writing method under the store's lock: one writer at a time, any thread."""
+    """Run a writing method under the store's lock: one writer at a time, any thread.
+    What the journal acknowledged is folded in first, never inside the method (in its
+    transaction)."""
 
     @functools.wraps(method)
     def locked(self: DuckDBStore, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
-            return method(self, *args, **kwargs)
+            depth = getattr(self._writing, "depth", 0)
+            if not depth and self._stored_seq < self._acked_seq and not self._folding:
+                self._fold()
+            self._writing.depth = depth + 1
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self._writing.depth = depth
 
     return locked  # type: ignore[return-value]
 
@@ -381,8 +390,13 @@ class DuckDBStore:
             Path(f"{self.path}.journal"))
         self._held: list[Record] = []
         self._held_rows = 0
-        self._folding = False  #: a fold is writing (set before what it folds leaves _held)
+        self._folding = False  #: a fold is writing
         self._seq = 0  #: the last journal record's sequence number
+        self._acked_seq = 0  #: the last record appended and synced (so acknowledged)
+        self._stored_seq = 0  #: the last record a fold committed to the store
+        self._writing = threading.local()  #: how deep this thread is in writing methods
+        self._closed = False  #: the journal takes nothing more (the store closed)
+        self._compacting = False  #: the journal takes nothing while compact copies
         #: appends to the journal and _held: not the store's lock, which a fold holds while
         #: it writes (appends go on meanwhile, into the journal's next segment)
         self._journal_lock = threading.Lock()
@@ -410,8 +424,10 @@ class DuckDBStore:
     @property
     def _con(self) -> duckdb.DuckDBPyConnection:
         """This thread's connection: the main one for the opening thread, else a cursor;
-        journaled writes are folded in first (`fold_journal`)."""
-        if self._held or self._folding:
+        journaled writes are folded in first (`fold_journal`), except inside a writing
+        method (its transaction), which folded them before it began."""
+        # _stored_seq before _acked_seq: a fold completing in between only makes this fold again
+        if self._stored_seq < self._acked_seq and not getattr(self._writing, "depth", 0):
             self.fold_journal()
         if threading.get_ident() == self._owner:
             return self._main
@@ -430,12 +446,15 @@ class DuckDBStore:
             try:
                 self.fold_journal()
             finally:
+                with self._journal_lock:  # nothing is journaled after this
+                    self._closed = True
+                    left = bool(self._held)  # a failed fold: the next open replays them
                 for con in self._cursors:
                     con.close()
                 self._cursors.clear()
                 self._main.close()
                 if self._journal is not None:
-                    if self._held:  # the fold failed: the next open replays them
+                    if left:
                         self._journal.close()
                     else:
                         self._journal.remove()
@@ -489,7 +508,9 @@ class DuckDBStore:
         other journaled writes in one commit later (`fold_journal`; reads fold first).
 
         None, with nothing written, when the write cannot go by the journal (a store in
-        memory, a new channel or unit, more than `SHORT_WRITE_ROWS` rows): `write` it.
+        memory, a new channel or unit, more than `SHORT_WRITE_ROWS` rows, a journal whose
+        last append failed and could not be taken back, a compact copying the store, a
+        closed store): `write` it.
         Readings are checked here as `write` checks them, so a fold cannot refuse them;
         ``checked`` says a meterhub parser made them in reading form (`Telegram.join`),
         which then costs no second check (a fold checks again, and leaves out what fails).
@@ -506,6 +527,8 @@ class DuckDBStore:
             return None
         index = self._catalog.index()  # not under the journal's lock: loading it may fold
         with self._journal_lock:
+            if self._closed or self._compacting:
+                return None
             if table.num_rows:
                 if known_series(table, index) is None:
                     return None
@@ -516,6 +539,7 @@ class DuckDBStore:
             self._journal.append(encode(self._seq, table, origin, values))
             self._held.append(Record(self._seq, table, origin, values))
             self._held_rows += table.num_rows
+            self._acked_seq = self._seq  # after _held has it: a read that sees it folds it
             due = self._held_rows >= FOLD_ROWS
         return Journaled(keys=keys_of(table), fold_due=due)
 
@@ -528,7 +552,9 @@ class DuckDBStore:
 
     def _fold(self) -> None:
         assert self._journal is not None
-        self._folding = True  # first: a reader that finds nothing held waits for the fold
+        if not self._held:
+            return
+        self._folding = True
         with self._journal_lock:
             held, self._held, self._held_rows = self._held, [], 0
             through = self._journal.rotate()
@@ -540,11 +566,13 @@ class DuckDBStore:
             state[_FOLDED] = str(held[-1].seq)
             origins = {record.origin for record in held}
             try:
-                self.write(pa.concat_tables(tables) if tables else None,
+                self.write(pa.concat_tables(tables, promote_options="permissive")
+                           if tables else None,
                            origin=origins.pop() if len(origins) == 1 else "journal",
                            state=state)
-            except InputError:  # checked when journaled: only a bug or a changed file
+            except (InputError, pa.ArrowException):  # checked when journaled: a bug
                 self._fold_one_by_one(held)
+            self._stored_seq = max(self._stored_seq, held[-1].seq)
         except BaseException:  # the journal keeps them: the next read or open folds again
             with self._journal_lock:
                 self._held = held + self._held
@@ -562,7 +590,7 @@ class DuckDBStore:
                 self.write(record.table if record.table.num_rows else None,
                            origin=record.origin,
                            state={**record.state, _FOLDED: str(record.seq)})
-            except InputError as exc:
+            except (InputError, pa.ArrowException) as exc:
                 log.error("a journaled write (%d readings, %s) was refused and left out: "
                           "%s", record.table.num_rows, record.origin, exc)
 
@@ -572,14 +600,15 @@ class DuckDBStore:
             return
         folded = int(self.get_state(_FOLDED) or 0)
         records = [record for record in self._journal.records() if record.seq > folded]
-        self._seq = max([folded, *(record.seq for record in records)])
+        self._seq = self._stored_seq = max([folded, *(record.seq for record in records)])
         if records:
             log.warning("replaying %d journaled write(s) into %s", len(records), self.path)
             with self._lock:
                 self._held = records
+                self._held_rows = sum(record.table.num_rows for record in records)
                 try:
                     self._fold()
-                except (duckdb.Error, OSError) as exc:
+                except Exception as exc:  # noqa: BLE001 - any of them: the store won't open
                     self._main.close()
                     raise StoreError(f"cannot replay the journal {self._journal.base}.* "
                                      f"into {self.path}: {str(exc).splitlines()[0]}"
@@ -1401,6 +1430,15 @@ class DuckDBStore:
         if self.path == ":memory:":
             self._sort_in_place()
             return
+        with self._journal_lock:  # pushes meanwhile are written after it, to the new file
+            self._compacting = True
+        try:
+            self._compact()
+        finally:
+            with self._journal_lock:
+                self._compacting = False
+
+    def _compact(self) -> None:
         self.fold_journal()
         if self._cursors:
             raise StoreError("compact needs the store to itself: other threads of this "
@@ -1473,6 +1511,8 @@ class DuckDBStore:
         self._main.execute(f"SET memory_limit = '{self.memory_limit}'")
         self._owner = threading.get_ident()
         self._local = threading.local()
+        with self._journal_lock:
+            self._closed = False
         self._catalog.changed()
         self._newest.clear()
 

@@ -9,7 +9,7 @@ replays what a crash left in it when it opens (`meterhub.store.duckdb`).
 A record is a header (magic, sequence number, payload length, CRC-32 of the payload) and
 the payload: the rows as an Arrow IPC stream whose schema metadata carries the write's
 origin and state values. A record is acknowledged only once it is synced, so a torn or
-corrupt tail (a crash mid-append) was never acknowledged and ends the replay.
+corrupt tail (a crash mid-append) was never acknowledged and ends its segment's replay.
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ class Journal:
         """Start a new segment; the number of the last one written before it."""
         self.close()
         self.current += 1
+        self.broken = False  # a torn record stays behind in the old segment
         return self.current - 1
 
     def drop_through(self, number: int) -> None:

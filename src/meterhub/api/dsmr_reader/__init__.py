@@ -51,6 +51,7 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings | None, *,
 
     async def close() -> None:
         telegrams.close()
+        writer.close()
         held_back = counters.unsaved_state()
         if held_back:  # the meter's latest status, held back less than a second
             await run_in_threadpool(hub.write, None, origin="dsmr", state=held_back)
