@@ -18,6 +18,7 @@ import pytest
 
 import meterhub
 from meterhub.model import READING_SCHEMA, to_readings
+from meterhub.store.duckdb import DuckDBStore
 from meterhub.store.journal import Journal, decode, encode
 
 START = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
@@ -33,6 +34,14 @@ def rows(first: int, count: int = 3, *, device: str = "m") -> pa.Table:
 
 def segments(store: Path) -> list[Path]:
     return sorted(store.parent.glob(f"{store.name}.journal.*"))
+
+
+def push_in_thread(hub: meterhub.Hub, first: int) -> threading.Thread:
+    """`write_soon` of ``rows(first)`` from another thread, started."""
+    push = threading.Thread(target=hub.write_soon, args=(rows(first),),
+                            kwargs={"origin": "push"})
+    push.start()
+    return push
 
 
 def batches(store: Path) -> int:
@@ -179,6 +188,7 @@ def test_writes_go_on_into_the_journal_while_a_fold_writes(tmp_path: Path) -> No
         hub.write(rows(0))
         hub.write_soon(rows(3), origin="push")
         duck = hub.store
+        assert isinstance(duck, DuckDBStore)
         entered, release = threading.Event(), threading.Event()
         write = duck.write
 
@@ -191,9 +201,7 @@ def test_writes_go_on_into_the_journal_while_a_fold_writes(tmp_path: Path) -> No
         folding = threading.Thread(target=hub.fold_journal)
         folding.start()
         assert entered.wait(30)
-        appended = threading.Thread(target=hub.write_soon, args=(rows(6),),
-                                    kwargs={"origin": "push"})
-        appended.start()
+        appended = push_in_thread(hub, 6)
         appended.join(10)
         assert not appended.is_alive()  # not held up by the fold
         assert len(segments(store)) == 2  # the fold's segment and the new one
@@ -232,14 +240,13 @@ def test_a_push_journaled_during_another_write_waits_for_that_write_to_commit(
     with meterhub.open(f"duckdb:///{store}") as hub:
         hub.write(rows(0))
         duck = hub.store
+        assert isinstance(duck, DuckDBStore)
         insert = duck._insert_channels
         pushed: list[threading.Thread] = []
 
         def insert_then_push(*args: Any, **kwargs: Any) -> Any:
             done = insert(*args, **kwargs)
-            push = threading.Thread(target=hub.write_soon, args=(rows(3),),
-                                    kwargs={"origin": "push"})
-            push.start()  # the journal does not wait for the store's lock
+            push = push_in_thread(hub, 3)  # the journal does not wait for the store's lock
             push.join(10)
             pushed.append(push)
             return done
@@ -260,14 +267,13 @@ def test_a_push_during_a_compact_is_written_to_the_compacted_store(tmp_path: Pat
         hub.write(rows(0))
         hub.write_soon(rows(3), origin="push")
         duck = hub.store
+        assert isinstance(duck, DuckDBStore)
         pieces = duck._pieces
         pushes: list[threading.Thread] = []
 
         def push_while_copying() -> Any:
-            push = threading.Thread(target=hub.write_soon, args=(rows(6),),
-                                    kwargs={"origin": "push"})
-            push.start()  # not journaled now: it waits for the compact, then writes
-            pushes.append(push)
+            # not journaled now: it waits for the compact, then writes
+            pushes.append(push_in_thread(hub, 6))
             return pieces()
 
         duck._pieces = push_while_copying  # type: ignore[method-assign]
