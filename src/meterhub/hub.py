@@ -151,6 +151,11 @@ class Hub:
         """A value written with `write`'s ``state``: kept across restarts, None if never set."""
         return self.store.get_state(key)
 
+    def drop_answers(self) -> None:
+        """Drop every kept answer: for a change the store's rows do not show (a meter's
+        prices, kept as a `write` state value, change every cost)."""
+        self._changed(None)
+
     # catalog changes and deletes are rare: every kept answer goes (try/finally: a
     # failure part-way may have changed something)
 

@@ -207,6 +207,8 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
     app.state.settings = settings
     app.state.keys = KeyRing(hub.store)
     app.state.limits = KeyLimits(RateLimit.parse(rate_limit))
+    # reads answered once per question, kept until a write changes them: the DSMR paths' too
+    answering = app.state.answering = Answering(hub.answers)
     install(app)
     docs.install(app)
     if settings is None or settings.api.dashboard:
@@ -237,8 +239,6 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
             raise Problem(503, "the store does not answer; the server log has the details"
                           ) from None
         return _json({"status": "ok", "version": __version__, "store": "ok"})
-
-    answering = Answering(hub.answers)
 
     @app.get(f"{v1}/readings", tags=["readings"], response_model=None, dependencies=[read],
              responses={200: {"model": schemas.ReadingsPage, "content": TABLE_CONTENT,

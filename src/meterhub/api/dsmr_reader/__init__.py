@@ -25,6 +25,8 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from meterhub.api.dsmr_reader import meter, openapi, prices, readings, statistics, telegram_push
+from meterhub.api.dsmr_reader.kept import MeterAnswers
+from meterhub.api.reads import Answering
 from meterhub.clock import Clock
 from meterhub.dsmr.parse_helper import TelegramReader
 from meterhub.dsmr.settings import DsmrSettings
@@ -43,10 +45,12 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings | None, *,
     writer = GroupWriter(hub, origin="dsmr")
     app.state.dsmr_telegrams = telegrams = TelegramReader(settings)
     counters = telegram_push.install(app, settings, writer, telegrams)
-    readings.install(app, hub, settings, writer)
-    statistics.install(app, hub, settings, clock)
+    kept = MeterAnswers(hub, settings.device, settings.timezone,
+                        getattr(app.state, "answering", None) or Answering(hub.answers))
+    readings.install(app, hub, settings, writer, kept)
+    statistics.install(app, hub, settings, kept, clock)
     prices.install(app, hub, settings, writer)
-    meter.install(app, hub, settings, writer)
+    meter.install(app, hub, settings, writer, kept)
     openapi.install(app, settings)
 
     async def close() -> None:

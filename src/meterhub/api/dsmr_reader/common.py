@@ -358,8 +358,9 @@ def _page_links(request: Request, count: int, limit: int, offset: int
     return following, previous
 
 
-def today(tz: str) -> dt.date:
-    return dt.datetime.now(zone(tz)).date()
+def local_day(moment: dt.datetime, tz: str) -> dt.date:
+    """The date in zone ``tz`` at ``moment`` (aware)."""
+    return moment.astimezone(zone(tz)).date()
 
 
 def page_of(request: Request, items: list[Any], key: str) -> tuple[list[Any], int, int]:

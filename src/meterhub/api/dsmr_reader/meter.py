@@ -30,7 +30,6 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi import FastAPI, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from meterhub.api.dsmr_reader.common import (
@@ -40,11 +39,12 @@ from meterhub.api.dsmr_reader.common import (
     guarded,
     is_json,
     json_response,
+    local_day,
     local_time,
     money,
     request_data,
-    today,
 )
+from meterhub.api.dsmr_reader.kept import MeterAnswers
 from meterhub.dsmr.fields import GAS
 from meterhub.dsmr.meter_log import INT_MAX, INT_MIN, STATUS_FIELDS, MeterLog
 from meterhub.dsmr.prices import contracts, day_prices, live_cost, round2
@@ -212,7 +212,7 @@ def electricity_live(hub: Hub, settings: DsmrSettings, now: dt.datetime,
     # the prices of the meter's local day (DSMR-reader takes the UTC date, which is the
     # day before for the first hour or two after local midnight)
     cost = live_cost(delivered, returned, tariff,
-                     day_prices(today(tz), contracts(hub, settings)))
+                     day_prices(local_day(now, tz), contracts(hub, settings)))
     # a meter clock running ahead is not shown ahead of the server's
     return {"timestamp": local_time(min(moment, now), tz),
             "currently_delivered": _watts(delivered),
@@ -240,13 +240,14 @@ def gas_live(hub: Hub, settings: DsmrSettings, now: dt.datetime) -> dict[str, An
         moment -= dt.timedelta(hours=1)
     out: dict[str, Any] = {"timestamp": local_time(moment, tz),
                            "currently_delivered": float(rise)}
-    prices = day_prices(today(tz), contracts(hub, settings))
+    prices = day_prices(local_day(now, tz), contracts(hub, settings))
     if prices is not None:
         out["cost_per_interval"] = money(round2(rise * prices["gas_price"]), 2)
     return out
 
 
-def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter) -> None:
+def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter,
+            kept: MeterAnswers) -> None:
     tz = settings.timezone
 
     @get_route(app, METER_PATH)
@@ -288,12 +289,15 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
     @get_route(app, "/api/v2/consumption/electricity-live")
     @guarded(Scope.READ)
     async def live_electricity(request: Request) -> Response:
-        return json_response(await run_in_threadpool(
-            electricity_live, hub, settings, dt.datetime.now(dt.UTC),
-            request.app.state.dsmr_counters.status or {}))
+        moment, status = dt.datetime.now(dt.UTC), request.app.state.dsmr_counters.status or {}
+        return await kept.answer(
+            request, moment,
+            lambda: json_response(electricity_live(hub, settings, moment, status)),
+            also=status.get("electricity_tariff"))  # its tariff name and cost
 
     @get_route(app, "/api/v2/consumption/gas-live")
     @guarded(Scope.READ)
     async def live_gas(request: Request) -> Response:
-        return json_response(await run_in_threadpool(
-            gas_live, hub, settings, dt.datetime.now(dt.UTC)))
+        moment = dt.datetime.now(dt.UTC)
+        return await kept.answer(request, moment,
+                                 lambda: json_response(gas_live(hub, settings, moment)))

@@ -153,6 +153,7 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
             kept, added = (await stored()).add(contract)
             answer = json_response(price_json(added), 201)  # before the write: it stands
             await writer.write(None, {state_key: kept.dumps()})
+            hub.drop_answers()  # every cost the kept answers hold
         return answer
 
     @app.delete(PATH + "/{price_id}", include_in_schema=False)
@@ -166,6 +167,7 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
             kept = None if number is None else (await stored()).without(number)
             if kept is not None:
                 await writer.write(None, {state_key: kept.dumps()})
+                hub.drop_answers()  # every cost the kept answers hold
                 return Response(status_code=204)
         if number is not None and 1 <= number <= len(settings.prices):
             return json_response({"detail": f"Contract {number} is configured in "

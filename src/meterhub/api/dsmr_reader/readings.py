@@ -25,7 +25,6 @@ from typing import Any
 
 import pyarrow as pa
 from fastapi import FastAPI, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from meterhub.api.dsmr_reader.common import (
@@ -42,6 +41,7 @@ from meterhub.api.dsmr_reader.common import (
     request_data,
     time_filters,
 )
+from meterhub.api.dsmr_reader.kept import MeterAnswers
 from meterhub.dsmr.fields import CURRENT_MAX, DECIMAL_LIMITS, FIELDS, GAS, SOURCE
 from meterhub.dsmr.settings import DsmrSettings
 from meterhub.dsmr.telegram import FUTURE_LIMIT, too_far_ahead
@@ -197,7 +197,8 @@ def reading_table(clean: dict[str, Any], device: str) -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
-def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter) -> None:
+def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter,
+            kept: MeterAnswers) -> None:
     tz = settings.timezone
 
     @get_route(app, "/api/v2/datalogger/dsmrreading")
@@ -210,11 +211,14 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, writer: GroupWriter)
         limit, offset = limit_offset(request)
         if start is not None and end is not None and start > end:
             return paginated(request, 0, limit, offset, [])  # no time is both
-        count, results = await run_in_threadpool(
-            readings_page, hub, settings, start=start, end=end,
-            descending=request.query_params.get("ordering") == "-timestamp",
-            offset=offset, limit=limit)
-        return paginated(request, count, limit, offset, results)
+        descending = request.query_params.get("ordering") == "-timestamp"
+
+        def compute() -> Response:
+            count, results = readings_page(hub, settings, start=start, end=end,
+                                           descending=descending, offset=offset, limit=limit)
+            return paginated(request, count, limit, offset, results)
+
+        return await kept.answer(request, dt.datetime.now(dt.UTC), compute)
 
     @app.post("/api/v2/datalogger/dsmrreading", include_in_schema=False)
     @guarded(Scope.WRITE)

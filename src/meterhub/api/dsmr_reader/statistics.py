@@ -8,7 +8,6 @@ import datetime as dt
 from typing import Any
 
 from fastapi import FastAPI, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from meterhub.api.dsmr_reader.common import (
@@ -16,6 +15,7 @@ from meterhub.api.dsmr_reader.common import (
     get_route,
     guarded,
     json_response,
+    local_day,
     local_time,
     money,
     page_of,
@@ -23,6 +23,7 @@ from meterhub.api.dsmr_reader.common import (
     time_filters,
     within,
 )
+from meterhub.api.dsmr_reader.kept import MeterAnswers
 from meterhub.clock import Clock, RealClock
 from meterhub.dsmr.prices import contracts
 from meterhub.dsmr.settings import DsmrSettings
@@ -42,7 +43,7 @@ from meterhub.timebase import zone
 def _stat_days(hub: Hub, settings: DsmrSettings, now: dt.datetime) -> list[dt.date]:
     """Local days before today with electricity consumption rows (DSMR-reader makes a
     day's statistics once the day has passed)."""
-    today = now.astimezone(zone(settings.timezone)).date()
+    today = local_day(now, settings.timezone)
     return [day for day in statistics_days(hub, settings.device, settings.timezone,
                                            gas_shift=gas_shift(settings),
                                            by_minute=by_minute(settings), now=now)
@@ -76,8 +77,34 @@ def day_json(stats: dict[str, Any], tz: str) -> dict[str, Any]:
     return out
 
 
-def install(app: FastAPI, hub: Hub, settings: DsmrSettings, clock: Clock | None = None
-            ) -> None:
+def today_json(stats: dict[str, Any], day: dt.date) -> Response:
+    """``consumption/today`` from today's statistics so far."""
+    price = stats["prices"]
+    out: dict[str, Any] = {"day": day.isoformat()}
+    for name in ("electricity1", "electricity2", "electricity1_returned",
+                 "electricity2_returned"):
+        out[name] = float(stats[name])
+    out["electricity_merged"] = float(stats["electricity1"] + stats["electricity2"])
+    out["electricity_returned_merged"] = float(stats["electricity1_returned"]
+                                               + stats["electricity2_returned"])
+    for name in ("electricity1_cost", "electricity2_cost", "total_cost"):
+        out[name] = float(stats[name])
+    # today's gas is the day's last minus first gas reading, as its cost is; a past
+    # day's statistics sum their hours instead (DSMR-reader 5.10+)
+    out["gas"] = float(stats["gas_span"])
+    for name in ("gas_cost", "fixed_cost"):
+        out[name] = float(stats[name])
+    for name in ("electricity_delivered_1", "electricity_delivered_2",
+                 "electricity_returned_1", "electricity_returned_2", "gas"):
+        value = price[f"{name}_price"]
+        out[f"energy_supplier_price_{name}"] = float(value) if value else 0
+    fixed = price["fixed_daily_cost"]
+    out["energy_supplier_price_fixed_daily_cost"] = float(fixed) if fixed else 0
+    return json_response(out)
+
+
+def install(app: FastAPI, hub: Hub, settings: DsmrSettings, kept: MeterAnswers,
+            clock: Clock | None = None) -> None:
     tz = settings.timezone
     rules = {"gas_shift": gas_shift(settings), "by_minute": by_minute(settings)}
     clock = clock or RealClock()
@@ -93,8 +120,9 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, clock: Clock | None 
         if errors:
             return json_response(errors, 400)
 
-        def compute() -> tuple[int, int, int, list[dict[str, Any]]]:
-            moment = now()
+        moment = now()
+
+        def compute() -> Response:
             days = [d for d in _stat_days(hub, settings, moment)
                     if within(d, bounds["day__gte"], bounds["day__lte"])
                     and within(d, bounds["day"], bounds["day"])]
@@ -103,9 +131,9 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, clock: Clock | None 
             made = {stats["day"]: stats for stats in days_statistics(
                 hub, settings.device, tz, chosen, every, **rules, now=moment)}
             rows = [day_json(made[day], tz) for day in chosen if day in made]  # its order
-            return len(days), limit, offset, rows
+            return paginated(request, len(days), limit, offset, rows)
 
-        return paginated(request, *await run_in_threadpool(compute))
+        return await kept.answer(request, moment, compute)
 
     @get_route(app, "/api/v2/statistics/hour")
     @guarded(Scope.READ)
@@ -115,8 +143,10 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, clock: Clock | None 
         if errors:
             return json_response(errors, 400)
 
-        def compute() -> tuple[int, int, int, list[dict[str, Any]]]:
-            local, moment = zone(tz), now()
+        moment = now()
+
+        def compute() -> Response:
+            local = zone(tz)
             days = [d for d in _stat_days(hub, settings, moment)
                     if within(d, low and low.astimezone(local).date(),
                               high and high.astimezone(local).date())]
@@ -129,42 +159,21 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings, clock: Clock | None 
                     **{name: money(r[name], 3) for name in (
                         "electricity1", "electricity2", "electricity1_returned",
                         "electricity2_returned", "gas")}} for r in chosen]
-            return len(rows), limit, offset, out
+            return paginated(request, len(rows), limit, offset, out)
 
-        return paginated(request, *await run_in_threadpool(compute))
+        return await kept.answer(request, moment, compute)
 
     @get_route(app, "/api/v2/consumption/today")
     @guarded(Scope.READ)
     async def consumption_today(request: Request) -> Response:
         moment = now()
-        day = moment.astimezone(zone(tz)).date()
+        day = local_day(moment, tz)
 
-        def compute() -> dict[str, Any] | None:
-            return day_statistics(hub, settings.device, tz, day, contracts(hub, settings),
-                                  **rules, now=moment)
+        def compute() -> Response:
+            stats = day_statistics(hub, settings.device, tz, day, contracts(hub, settings),
+                                   **rules, now=moment)
+            if stats is None:
+                return json_response(f"No electricity readings found for: {day.isoformat()}")
+            return today_json(stats, day)
 
-        stats = await run_in_threadpool(compute)
-        if stats is None:
-            return json_response(f"No electricity readings found for: {day.isoformat()}")
-        price = stats["prices"]
-        out: dict[str, Any] = {"day": day.isoformat()}
-        for name in ("electricity1", "electricity2", "electricity1_returned",
-                     "electricity2_returned"):
-            out[name] = float(stats[name])
-        out["electricity_merged"] = float(stats["electricity1"] + stats["electricity2"])
-        out["electricity_returned_merged"] = float(stats["electricity1_returned"]
-                                                   + stats["electricity2_returned"])
-        for name in ("electricity1_cost", "electricity2_cost", "total_cost"):
-            out[name] = float(stats[name])
-        # today's gas is the day's last minus first gas reading, as its cost is; a past
-        # day's statistics sum their hours instead (DSMR-reader 5.10+)
-        out["gas"] = float(stats["gas_span"])
-        for name in ("gas_cost", "fixed_cost"):
-            out[name] = float(stats[name])
-        for name in ("electricity_delivered_1", "electricity_delivered_2",
-                     "electricity_returned_1", "electricity_returned_2", "gas"):
-            value = price[f"{name}_price"]
-            out[f"energy_supplier_price_{name}"] = float(value) if value else 0
-        fixed = price["fixed_daily_cost"]
-        out["energy_supplier_price_fixed_daily_cost"] = float(fixed) if fixed else 0
-        return json_response(out)
+        return await kept.answer(request, moment, compute)
