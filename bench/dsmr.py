@@ -15,18 +15,23 @@ Run: ``make bench`` or ``python bench/dsmr.py``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 from dsmr_parser import telegram_specifications
 from dsmr_parser.parsers import TelegramParser
 
@@ -38,7 +43,7 @@ from meterhub.keys import new_key
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from tests.dsmr.telegrams import v5  # noqa: E402
+from tests.dsmr.telegrams import p1_stamp, v5  # noqa: E402
 
 from api import server, wrk  # noqa: E402
 from sections import replace_section  # noqa: E402
@@ -189,21 +194,79 @@ def meter_history(days: int, end: dt.datetime) -> pa.Table:
     return pa.concat_tables(tables)
 
 
-def v2_reads(workdir: Path, days: int = 40) -> dict[str, tuple[float, float]]:
+def v2_reads(workdir: Path, days: int = 40
+             ) -> dict[str, tuple[tuple[float, float], tuple[float, float]]]:
     """req/s and p99 ms of each of `V2_READS` with 8 keep-alive clients (wrk, 10 s after a
     second's warm-up) from `meterhub serve` over a store of ``days`` of a meter's
-    readings, one telegram a minute, up to now."""
+    readings, one telegram a minute, up to now: with the meter quiet, and while it sends
+    a telegram a second (each drops every kept answer of the meter)."""
     store = workdir / "v2.duckdb"
+    history = meter_history(days, dt.datetime.now(dt.UTC))
     with meterhub.open(f"duckdb:///{store}") as hub:
-        hub.write(meter_history(days, dt.datetime.now(dt.UTC)), origin="bench")
+        hub.write(history, origin="bench")
         record, key = new_key("bench", "read", "100000000/minute")
         hub.store.add_key(record)
-    found = {}
+        record, write_key = new_key("bench-meter", "write", "100000000/minute")
+        hub.store.add_key(record)
+    quiet, live = {}, {}
     with server([sys.executable, "-m", "meterhub.cli", "serve", "--store",
                  f"duckdb:///{store}", "--port", "0"]) as base:
         for name, path in V2_READS.items():
-            found[name] = wrk(f"{base}{path}", key, connections=8, header="X-AUTHKEY")
-    return found
+            quiet[name] = wrk(f"{base}{path}", key, connections=8, header="X-AUTHKEY")
+        with sending(base, write_key, history):
+            for name, path in V2_READS.items():
+                live[name] = wrk(f"{base}{path}", key, connections=8, header="X-AUTHKEY")
+    return {name: (quiet[name], live[name]) for name in V2_READS}
+
+
+@contextlib.contextmanager
+def sending(base: str, key: str, history: pa.Table) -> Iterator[None]:
+    """A meter pushing a telegram a second to ``base``, its registers going on from the
+    newest of ``history``, until the block ends."""
+    newest = {channel: history.filter(pc.equal(history.column("channel"), channel))
+              .column("value")[-1].as_py()
+              for channel in ("electricity_delivered_1", "electricity_delivered_2",
+                              "electricity_returned_1", "electricity_returned_2",
+                              GAS.channel)}
+    stop = threading.Event()
+    failed: list[BaseException] = []
+    sent = 0
+
+    def send() -> None:
+        nonlocal sent
+        step = 0
+        while not stop.wait(1.0):
+            step += 1
+            now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+            telegram = v5(stamp=p1_stamp(now),
+                          t1=f"{newest['electricity_delivered_1'] + step / 1000:010.3f}",
+                          t2=f"{newest['electricity_delivered_2']:010.3f}",
+                          r1=f"{newest['electricity_returned_1']:010.3f}",
+                          r2=f"{newest['electricity_returned_2']:010.3f}",
+                          gas_stamp=p1_stamp(now.replace(minute=now.minute // 5 * 5,
+                                                         second=0)),
+                          gas=f"{newest[GAS.channel]:09.3f}")
+            request = urllib.request.Request(
+                f"{base}/api/v1/datalogger/dsmrreading",
+                data=urllib.parse.urlencode({"telegram": telegram}).encode(),
+                headers={"X-AUTHKEY": key})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:
+                    sent += answer.status == 201
+            except OSError as error:  # urllib's HTTPError too: told when the block ends
+                failed.append(error)
+                return
+
+    thread = threading.Thread(target=send, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    if failed or sent < (time.monotonic() - started) * 0.9 - 1:
+        raise RuntimeError(f"the meter sent {sent} telegrams, not one a second: {failed}")
 
 
 def median_run(telegrams: list[str], workdir: Path, clients: int) -> tuple[float, float]:
@@ -252,15 +315,20 @@ def main() -> None:
         "122 with eight. Issue 19's target: 8 clients >= 1,220/s (10x).",
         "",
         "DSMR-reader's v2 reads over 40 days of a meter's telegrams a minute apart (1.1 M "
-        "readings), 8 keep-alive clients (wrk, 10 s). DSMR-reader measured only the first "
-        f"(the newest reading: {DSMR_READER_LATEST:.0f} req/s with 8 clients over 11,470 "
-        "readings); it is the anchor of all four (target 10x).",
+        "readings), 8 keep-alive clients (wrk, 10 s): with the meter quiet, and while it "
+        "sends a telegram a second (each drops every answer kept for the meter, so a "
+        "question is computed again up to once a second). DSMR-reader measured only the "
+        f"first (the newest reading: {DSMR_READER_LATEST:.0f} req/s with 8 clients over "
+        "11,470 readings); it is the anchor of all four (target 10x).",
         "",
-        "| request | req/s | p99 ms | vs DSMR-reader's newest reading | met |",
-        "|---|---|---|---|---|",
-        *[f"| {name} | {rate_:,.1f} | {p99:,.0f} | {rate_ / DSMR_READER_LATEST:.2f}x | "
-          f"{'yes' if rate_ >= 10 * DSMR_READER_LATEST else 'no'} |"
-          for name, (rate_, p99) in reads.items()],
+        "| request | quiet: req/s | p99 ms | vs DSMR-reader | met | a telegram a second: "
+        "req/s | p99 ms | vs DSMR-reader | met |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *[f"| {name} | " + " | ".join(
+            f"{rate_:,.1f} | {p99:,.0f} | {rate_ / DSMR_READER_LATEST:.1f}x | "
+            f"{'yes' if rate_ >= 10 * DSMR_READER_LATEST else 'no'}"
+            for rate_, p99 in runs) + " |"
+          for name, runs in reads.items()],
         "",
         *ANALYSIS,
     ]

@@ -13,6 +13,7 @@ import pytest
 from meterhub.api import create_app
 from meterhub.clock import VirtualClock
 from meterhub.config import parse
+from meterhub.dsmr import statistics
 from tests.api.conftest import Api, Client
 from tests.dsmr.telegrams import p1_stamp, v5
 from tests.dsmr.test_statistics import PRICES, fill
@@ -51,11 +52,13 @@ def with_settings(api: Api, clock: VirtualClock | None = None, **dsmr: Any) -> A
 
 
 def from_memory(api: Api, path: str) -> tuple[bool, httpx.Response]:
-    """Whether ``path`` was answered from memory, and its answer."""
-    assert api.hub.answers is not None
-    hits = api.hub.answers.hits
+    """Whether ``path`` was answered from memory (a kept answer found, none looked for in
+    vain: a computed answer misses, whatever parts of it were kept), and its answer."""
+    answers = api.hub.answers
+    assert answers is not None
+    hits, misses = answers.hits, answers.misses
     response = get(api, path)
-    return api.hub.answers.hits > hits, response
+    return answers.hits > hits and answers.misses == misses, response
 
 
 def test_past_days_are_answered_from_memory_until_a_late_telegram(api: Api) -> None:
@@ -139,3 +142,35 @@ def test_an_answer_that_depends_on_the_clock_is_not_kept(api: Api) -> None:
     assert get(app, TODAY).json()["electricity1"] == pytest.approx(0.1)
     # now every reading is older than the clock: kept until a write
     assert from_memory(app, TODAY)[0]
+
+
+def test_past_days_are_computed_once_while_the_meter_sends_telegrams(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    fill(api)  # the 26th and 27th are made; the 28th waits for its day to end
+    app = with_settings(api, prices=[PRICES])
+    # telegrams of the 28th, after fill's last (the first makes the meter's device)
+    push(app, v5(stamp="241028020000W", t1="001002.000", t2="002004.000", r1="000100.200",
+                 r2="000000.000", gas_stamp="241028010000W", gas="00055.100"))
+    first = get(app, DAYS).json()
+    assert [day["day"] for day in first["results"]] == ["2024-10-26", "2024-10-27"]
+    reads: list[Any] = []
+    read = statistics._Span.read
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        reads.append(args[2:4])
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(statistics._Span, "read", staticmethod(counted))
+    push(app, v5(stamp="241028021500W", t1="001002.010", t2="002004.020", r1="000100.201",
+                 r2="000000.000", gas_stamp="241028010000W", gas="00055.100"))
+    kept, again = from_memory(app, DAYS)
+    assert not kept  # the answer was computed again ...
+    assert again.json() == first
+    assert reads == []  # ... from the days' statistics kept, not from their readings
+    # a telegram late into the 27th drops that day's (its registers now end higher)
+    push(app, v5(stamp="241027235000W", t1="001001.990", t2="002003.985", r1="000100.199",
+                 r2="000000.000", gas_stamp="241027230000W", gas="00054.900"))
+    later = get(app, DAYS).json()["results"]
+    assert later[0] == first["results"][0]
+    assert len(reads) == 1
+    assert later[1]["electricity1"] != first["results"][1]["electricity1"]

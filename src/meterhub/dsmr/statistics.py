@@ -29,6 +29,7 @@ and a day's statistics once made).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,11 +39,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from meterhub.answers import AnswerScope
 from meterhub.dsmr.fields import GAS
 from meterhub.dsmr.prices import WIDE, Prices, prices_for, round2
 from meterhub.dsmr.settings import DsmrSettings
 from meterhub.errors import NotFoundError
 from meterhub.hub import Hub
+from meterhub.timebase import epoch_us
 
 REGISTERS = {"electricity1": "electricity_delivered_1", "electricity2": "electricity_delivered_2",
              "electricity1_returned": "electricity_returned_1",
@@ -158,6 +161,14 @@ def _hourly_rises(rows: pd.DataFrame) -> dict[pd.Timestamp, Decimal]:
             in zip(_utc(hours[starts] * HOUR_US), values[starts], values[lasts], strict=True)}
 
 
+def _hours_of(rows: pd.DataFrame) -> set[pd.Timestamp]:
+    """The UTC hours that sorted rows fall in."""
+    if rows.empty:
+        return set()
+    hours, starts = _runs(rows["ts"], HOUR_US)
+    return set(_utc(hours[starts] * HOUR_US))
+
+
 def _rise(values: pd.Series) -> Decimal:
     """Last minus first of a sorted series, as exact decimals (0 when empty)."""
     if not len(values):
@@ -178,17 +189,22 @@ def gas_rows(gas: pd.DataFrame, shift: bool) -> pd.DataFrame:
 
 
 def _gas_hours(rows: pd.DataFrame) -> dict[pd.Timestamp, Decimal]:
-    """Gas per hour start (UTC) from gas rows: one row counts its rise over the one
+    """Gas per hour start (UTC) from sorted gas rows: one row counts its rise over the one
     before, several their last minus first."""
+    if rows.empty:
+        return {}
+    hours, starts = _runs(rows["ts"], HOUR_US)
+    lasts = np.r_[starts[1:] - 1, len(hours) - 1]
+    values = rows["value"].to_numpy(np.float64)
+    previous = rows["previous"].to_numpy(np.float64)
     out: dict[pd.Timestamp, Decimal] = {}
-    for label, group in rows.groupby(rows["ts"].dt.floor("h"), sort=True):
-        hour = pd.Timestamp(str(label))
-        if len(group) == 1:
-            previous = group["previous"].iloc[0]
-            out[hour] = (meter_decimal(group["value"].iloc[0]) - meter_decimal(previous)
-                         if pd.notna(previous) else Decimal(0))
+    for hour, first, last in zip(_utc(hours[starts] * HOUR_US), starts, lasts, strict=True):
+        if first == last:
+            before = previous[first]
+            out[hour] = (Decimal(0) if np.isnan(before)
+                         else meter_decimal(values[first]) - meter_decimal(before))
         else:
-            out[hour] = _rise(group["value"])
+            out[hour] = meter_decimal(values[last]) - meter_decimal(values[first])
     return out
 
 
@@ -204,6 +220,9 @@ class _Span:
     rows: dict[str, pd.DataFrame]  #: per register, its consumption rows in [start, end)
     gas: pd.DataFrame  #: gas rows (`gas_rows`) before ``end``
     gas_readings: pd.DataFrame  #: the gas meter's readings in [start, end), as stamped
+    #: every reading up to ``end`` (an hour after it for DSMR 4 gas) is compacted: no
+    #: later reading or clock changes what the span holds
+    complete: bool = False
 
     @classmethod
     def read(cls, hub: Hub, device: str, start: dt.datetime, end: dt.datetime, *,
@@ -253,7 +272,7 @@ class _Span:
                        else raw_gas[raw_gas["ts"] <= processed], shift)
         return cls(start, end, readings, rows, gas[gas["ts"] < end].reset_index(drop=True),
                    raw_gas[(raw_gas["ts"] >= start) & (raw_gas["ts"] < end)]
-                   .reset_index(drop=True))
+                   .reset_index(drop=True), complete=processed is None)
 
     def within(self, start: dt.datetime, end: dt.datetime) -> _Span:
         """The span of [start, end), a part of this one, as `read` would give it: the
@@ -270,7 +289,7 @@ class _Span:
 
         return _Span(start, end, {name: part(f) for name, f in self.readings.items()},
                      {name: part(f) for name, f in self.rows.items()},
-                     part(self.gas, None), part(self.gas_readings))
+                     part(self.gas, None), part(self.gas_readings), self.complete)
 
     def day_gas(self) -> pd.DataFrame:
         """The gas rows within [start, end)."""
@@ -332,19 +351,47 @@ def days_statistics(hub: Hub, device: str, tz: str, days: Iterable[dt.date],
     """`day_statistics` of each of ``days`` that has consumption rows, oldest first: the
     same answers, from one read a run of days up to `DAYS_A_READ` long instead of several
     a day, and only around the days asked (days years apart are not read as every day
-    between)."""
-    out: list[dict[str, Any]] = []
-    for run in _day_runs(sorted(set(days)), DAYS_A_READ):
-        span = _Span.read(hub, device, _local_midnight(run[0], tz),
-                          _local_midnight(run[-1] + dt.timedelta(days=1), tz),
-                          shift=gas_shift, by_minute=by_minute, now=now)
-        for day in run:
-            stats = _day(span.within(_local_midnight(day, tz),
-                                     _local_midnight(day + dt.timedelta(days=1), tz)),
-                         day, contracts)
-            if stats is not None:
-                out.append(stats)
-    return out
+    between).
+
+    A day whose readings are all compacted cannot change but by a write up to its end (an
+    hour after it for DSMR 4 gas): its statistics before costs are kept in the hub's
+    answers (`meterhub.answers`) until such a write, so a meter sending a telegram a
+    second costs the past days' statistics once, not at every poll."""
+    memo = hub.answers
+    wanted = sorted(set(days))
+    rules = (device, tz, gas_shift, by_minute)
+    moment = _now(now)
+
+    def last(day: dt.date) -> dt.datetime:
+        """The day's last moment whose readings count for it."""
+        end = _local_midnight(day + dt.timedelta(days=1), tz)
+        return end + dt.timedelta(hours=1) if gas_shift else end
+
+    used: dict[dt.date, dict[str, Any] | None] = {}
+    if memo is not None:
+        for day in wanted:
+            # kept only once complete: asked as of an earlier moment, it was not yet
+            found = memo.get(("dsmr-day", *rules, day)) if moment >= last(day) else None
+            if found is not None:
+                used[day] = found
+    for run in _day_runs([day for day in wanted if day not in used], DAYS_A_READ):
+        with memo.reading() if memo is not None else contextlib.nullcontext(0) as token:
+            span = _Span.read(hub, device, _local_midnight(run[0], tz),
+                              _local_midnight(run[-1] + dt.timedelta(days=1), tz),
+                              shift=gas_shift, by_minute=by_minute, now=now)
+            for day in run:
+                used[day] = usage = _usage(span.within(
+                    _local_midnight(day, tz), _local_midnight(day + dt.timedelta(days=1), tz)),
+                    day)
+                if memo is not None and usage is not None and span.complete:
+                    memo.put(("dsmr-day", *rules, day), usage,
+                             AnswerScope(frozenset({device}), None, epoch_us(last(day))),
+                             token, _USAGE_BYTES)
+    return [_costed(usage, contracts) for day in wanted
+            if (usage := used[day]) is not None]
+
+
+_USAGE_BYTES = 2_000  #: about what a day's statistics hold in memory
 
 
 def _day_runs(days: list[dt.date], length: int) -> list[list[dt.date]]:
@@ -376,19 +423,35 @@ def costs(used: dict[str, Decimal], gas: Decimal, price: dict[str, Decimal]
 
 def _day(span: _Span, day: dt.date, contracts: list[Prices]) -> dict[str, Any] | None:
     """The day statistics of ``span``, one local day's."""
+    usage = _usage(span, day)
+    return None if usage is None else _costed(usage, contracts)
+
+
+def _usage(span: _Span, day: dt.date) -> dict[str, Any] | None:
+    """What the day statistics of ``span`` (one local day's) hold but costs: None when it
+    has no consumption rows."""
     if all(f.empty for f in span.rows.values()):
         return None
     out: dict[str, Any] = {"day": day}
     for name, frame in span.rows.items():
         out[name] = _rise(frame["value"])
-    out["gas"] = sum((h["gas"] for h in span.hours()), Decimal(0))
+    # the gas of its hours (those with consumption rows: `_Span.hours`)
+    gas = _gas_hours(span.day_gas())
+    hours = set().union(*(_hours_of(frame) for frame in span.rows.values()))
+    out["gas"] = sum((gas[hour] for hour in hours if hour in gas), Decimal(0))
     out["gas_span"] = _rise(span.day_gas()["value"])
-    price = prices_for(day, contracts)
+    out.update(_positions(span))
+    return out
+
+
+def _costed(usage: dict[str, Any], contracts: list[Prices]) -> dict[str, Any]:
+    """A day's `_usage` with its costs at the contracts that hold the day."""
+    out = dict(usage)
+    price = prices_for(usage["day"], contracts)
     out.update(costs(out, out["gas_span"], price))
     out["fixed_cost"] = round2(price["fixed_daily_cost"])
     out["total_cost"] = round2(out["electricity1_cost"] + out["electricity2_cost"]
                                + out["gas_cost"] + price["fixed_daily_cost"])
-    out.update(_positions(span))
     out["prices"] = price
     return out
 

@@ -42,8 +42,10 @@ from meterhub.api.dsmr_reader.common import (
     time_filters,
 )
 from meterhub.api.dsmr_reader.kept import MeterAnswers
+from meterhub.api.dsmr_reader.meter import RECENT
 from meterhub.dsmr.fields import CURRENT_MAX, DECIMAL_LIMITS, FIELDS, GAS, SOURCE
 from meterhub.dsmr.settings import DsmrSettings
+from meterhub.dsmr.statistics import MARKER
 from meterhub.dsmr.telegram import FUTURE_LIMIT, too_far_ahead
 from meterhub.errors import NotFoundError
 from meterhub.hub import Hub
@@ -90,18 +92,18 @@ def readings_page(hub: Hub, settings: DsmrSettings, *, start: dt.datetime | None
     device, tz = settings.device, settings.timezone
     until = end + dt.timedelta(microseconds=1) if end is not None else None
     try:
-        stamps = hub.readings(device=device, channel="electricity_delivered_1", start=start,
-                              end=until, as_="arrow").column("ts")
+        count, stamps = (_newest_stamps(hub, device, start, until, offset + limit)
+                         if descending else _stamps(hub, device, start, until))
     except NotFoundError:
         return 0, []
     # only the page's times become Python objects: a month of telegrams a minute apart
     # made 43,000 of them per request (4 requests a second at most)
-    count = len(stamps)
     first, last = offset, min(offset + limit, count)
     if first >= last:
         return count, []
-    positions = range(count - 1 - first, count - 1 - last, -1) if descending else \
-        range(first, last)
+    # descending: ``stamps`` are the newest, its last is the newest of all
+    positions = range(len(stamps) - 1 - first, len(stamps) - 1 - last, -1) if descending \
+        else range(first, last)
     chosen = stamps.take(pa.array(positions, pa.int64())).to_pylist()
     low, high = min(chosen), max(chosen)
     rows = hub.readings(device=device, start=low, end=high + dt.timedelta(microseconds=1),
@@ -124,7 +126,37 @@ def readings_page(hub: Hub, settings: DsmrSettings, *, start: dt.datetime | None
             else:
                 item[name] = _decimal(fields.get(name), places)
         out.append(item)
-    return len(stamps), out
+    return count, out
+
+
+def _stamps(hub: Hub, device: str, start: dt.datetime | None, until: dt.datetime | None
+            ) -> tuple[int, pa.ChunkedArray]:
+    """How many readings the meter has in [start, until), and their times, oldest first."""
+    stamps = hub.readings(device=device, channel=MARKER, start=start, end=until,
+                          as_="arrow").column("ts")
+    return len(stamps), stamps
+
+
+def _newest_stamps(hub: Hub, device: str, start: dt.datetime | None,
+                   until: dt.datetime | None, wanted: int) -> tuple[int, pa.ChunkedArray]:
+    """How many readings the meter has in [start, until), and the times of at least the
+    newest ``wanted`` of them, oldest first: read from the last hour before ``until`` (or
+    now) first, then the last two days, all only when those hold too few (the newest
+    reading, which dataloggers and dashboards poll, is one count and a short read, not
+    all of a meter's times)."""
+    count = hub.count(device=device, channel=MARKER, start=start, end=until)
+    if not count:
+        return 0, pa.chunked_array([], pa.timestamp("us", "UTC"))
+    anchor = until or dt.datetime.now(dt.UTC)
+    for back in RECENT:
+        since = anchor - back
+        if start is not None and since <= start:
+            break
+        stamps = hub.readings(device=device, channel=MARKER, start=since, end=until,
+                              as_="arrow").column("ts")
+        if len(stamps) >= min(wanted, count):
+            return count, stamps
+    return _stamps(hub, device, start, until)
 
 
 def _gas_before(hub: Hub, device: str, low: dt.datetime, high: dt.datetime
