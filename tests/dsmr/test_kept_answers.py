@@ -142,6 +142,8 @@ def test_an_answer_that_depends_on_the_clock_is_not_kept(api: Api) -> None:
     assert get(app, TODAY).json()["electricity1"] == pytest.approx(0.1)
     # now every reading is older than the clock: kept until a write
     assert from_memory(app, TODAY)[0]
+    clock.advance(-90)  # the clock set back to 12:01:30: computed again, as at first
+    assert get(app, TODAY).json()["electricity1"] == 0.0
 
 
 def test_past_days_are_computed_once_while_the_meter_sends_telegrams(

@@ -46,3 +46,17 @@ def test_every_newest_page_is_the_page_of_all_times_reversed(api: Api, limit: in
             assert [r["id"] for r in rows] == [
                 int(t.timestamp()) for t in newest_first[offset:offset + limit]], (
                 start, end, offset)
+
+
+def test_the_newest_readings_of_the_first_day_kept(api: Api) -> None:
+    """The windows back from a time near the earliest one meterhub keeps (1800) stop there."""
+    stamps = [dt.datetime(1800, 1, 2, 1, tzinfo=dt.UTC), dt.datetime(1800, 1, 2, 22, tzinfo=dt.UTC)]
+    api.hub.write(pd.DataFrame({
+        "device": "p1", "channel": "electricity_delivered_1", "ts": stamps,
+        "value": [1.0, 2.0], "unit": "kWh", "kind": "counter", "quantity": "energy"}),
+        source="dsmr")
+    count, rows = readings_page(api.hub, DsmrSettings(), start=None,
+                                end=dt.datetime(1800, 1, 2, 23, tzinfo=dt.UTC),
+                                descending=True, offset=0, limit=2)
+    assert count == 2
+    assert [r["id"] for r in rows] == [int(t.timestamp()) for t in stamps[::-1]]

@@ -35,6 +35,9 @@ class MeterAnswers:
         self.answering = answering
         # every read here depends on the meter's readings of any channel and time
         self.scope = AnswerScope(frozenset({device}), None, None)
+        #: the newest reading when an answer was last kept: a clock set back before it
+        #: asks what the kept answers do not say
+        self._floor: dt.datetime | None = None
 
     def _settled(self, moment: dt.datetime) -> bool:
         """Whether no reading of the meter is later than ``moment``."""
@@ -42,15 +45,22 @@ class MeterAnswers:
             newest = self.hub.channels(device=self.device, as_="arrow").column("last_ts")
         except NotFoundError:
             return True
-        latest = pc.max(newest).as_py()
-        return latest is None or latest <= moment
+        latest: dt.datetime | None = pc.max(newest).as_py()
+        if latest is None:
+            return True
+        if latest > moment:
+            return False
+        self._floor = latest if self._floor is None else max(self._floor, latest)
+        return True
 
     async def answer(self, request: Request, moment: dt.datetime,
                      compute: Callable[[], Response], *, also: Hashable = None) -> Response:
         """The kept answer to ``request`` at ``moment`` (the clock ``compute`` reads), else
         ``compute()`` in a read thread, kept when it is a 200 that does not depend on the
         clock. ``also``: what else of the server's memory the answer read."""
-        if self.answering.answers is None:  # a shared store: nothing is kept
+        floor = self._floor
+        if self.answering.answers is None or (floor is not None and moment < floor):
+            # a shared store (nothing is kept), or a clock set back
             return await self.answering.run(compute)
         # this object in the key: an app of other settings (prices, zone) on the same hub
         # answers otherwise

@@ -51,6 +51,7 @@ from meterhub.errors import NotFoundError
 from meterhub.hub import Hub
 from meterhub.ingest import GroupWriter
 from meterhub.keys import Scope
+from meterhub.model import TS_MIN
 
 VERSION = "5.11.0"  #: the DSMR-reader API version these paths answer like
 #: the fields of a reading, in DSMR-reader's order, with their decimals (None: integer)
@@ -98,7 +99,8 @@ def readings_page(hub: Hub, settings: DsmrSettings, *, start: dt.datetime | None
         return 0, []
     # only the page's times become Python objects: a month of telegrams a minute apart
     # made 43,000 of them per request (4 requests a second at most)
-    first, last = offset, min(offset + limit, count)
+    # (a delete between the count and the read leaves fewer times than counted)
+    first, last = offset, min(offset + limit, count, len(stamps))
     if first >= last:
         return count, []
     # descending: ``stamps`` are the newest, its last is the newest of all
@@ -150,7 +152,7 @@ def _newest_stamps(hub: Hub, device: str, start: dt.datetime | None,
     anchor = until or dt.datetime.now(dt.UTC)
     for back in RECENT:
         since = anchor - back
-        if start is not None and since <= start:
+        if since <= (start or TS_MIN):
             break
         stamps = hub.readings(device=device, channel=MARKER, start=since, end=until,
                               as_="arrow").column("ts")
