@@ -348,14 +348,10 @@ def _exclusive(method: _F) -> _F:
     @functools.wraps(method)
     def locked(self: DuckDBStore, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
-            depth = getattr(self._writing, "depth", 0)
-            if not depth and self._stored_seq < self._acked_seq and not self._folding:
+            if not self._in_write() and self._stored_seq < self._acked_seq:
                 self._fold()
-            self._writing.depth = depth + 1
-            try:
+            with self._writing_method():
                 return method(self, *args, **kwargs)
-            finally:
-                self._writing.depth = depth
 
     return locked  # type: ignore[return-value]
 
@@ -390,11 +386,11 @@ class DuckDBStore:
             Path(f"{self.path}.journal"))
         self._held: list[Record] = []
         self._held_rows = 0
-        self._folding = False  #: a fold is writing
         self._seq = 0  #: the last journal record's sequence number
         self._acked_seq = 0  #: the last record appended and synced (so acknowledged)
         self._stored_seq = 0  #: the last record a fold committed to the store
-        self._writing = threading.local()  #: how deep this thread is in writing methods
+        #: how deep this thread is in writing methods (a fold is one)
+        self._writing = threading.local()
         self._closed = False  #: the journal takes nothing more (the store closed)
         self._compacting = False  #: the journal takes nothing while compact copies
         #: appends to the journal and _held: not the store's lock, which a fold holds while
@@ -427,7 +423,7 @@ class DuckDBStore:
         journaled writes are folded in first (`fold_journal`), except inside a writing
         method (its transaction), which folded them before it began."""
         # _stored_seq before _acked_seq: a fold completing in between only makes this fold again
-        if self._stored_seq < self._acked_seq and not getattr(self._writing, "depth", 0):
+        if self._stored_seq < self._acked_seq and not self._in_write():
             self.fold_journal()
         if threading.get_ident() == self._owner:
             return self._main
@@ -440,6 +436,20 @@ class DuckDBStore:
         return con
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    def _in_write(self) -> bool:
+        """Whether this thread is inside a writing method (its transaction): journaled
+        writes are folded before one begins, never inside."""
+        return bool(getattr(self._writing, "depth", 0))
+
+    @contextlib.contextmanager
+    def _writing_method(self) -> Iterator[None]:
+        depth = getattr(self._writing, "depth", 0)
+        self._writing.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._writing.depth = depth
 
     def close(self) -> None:
         with self._lock:
@@ -547,14 +557,12 @@ class DuckDBStore:
         """Write the journaled writes not yet in the store in one commit and drop them from
         the journal; in another thread's fold, wait for it."""
         with self._lock:
-            if self._held and not self._folding:
-                self._fold()
+            self._fold()
 
     def _fold(self) -> None:
-        assert self._journal is not None
-        if not self._held:
+        if not self._held:  # (a store in memory holds none: it has no journal)
             return
-        self._folding = True
+        assert self._journal is not None
         with self._journal_lock:
             held, self._held, self._held_rows = self._held, [], 0
             through = self._journal.rotate()
@@ -565,21 +573,20 @@ class DuckDBStore:
                 state.update(record.state)
             state[_FOLDED] = str(held[-1].seq)
             origins = {record.origin for record in held}
-            try:
-                self.write(pa.concat_tables(tables, promote_options="permissive")
-                           if tables else None,
-                           origin=origins.pop() if len(origins) == 1 else "journal",
-                           state=state)
-            except (InputError, pa.ArrowException):  # checked when journaled: a bug
-                self._fold_one_by_one(held)
+            with self._writing_method():  # its writes do not fold again
+                try:
+                    self.write(pa.concat_tables(tables, promote_options="permissive")
+                               if tables else None,
+                               origin=origins.pop() if len(origins) == 1 else "journal",
+                               state=state)
+                except (InputError, pa.ArrowException):  # checked when journaled: a bug
+                    self._fold_one_by_one(held)
             self._stored_seq = max(self._stored_seq, held[-1].seq)
         except BaseException:  # the journal keeps them: the next read or open folds again
             with self._journal_lock:
                 self._held = held + self._held
                 self._held_rows = sum(record.table.num_rows for record in self._held)
             raise
-        finally:
-            self._folding = False
         self._journal.drop_through(through)
 
     def _fold_one_by_one(self, held: Sequence[Record]) -> None:
