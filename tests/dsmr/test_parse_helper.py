@@ -9,6 +9,7 @@ import datetime as dt
 import os
 import signal
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,8 +37,10 @@ def outcome(result: Telegram | BaseException) -> Any:
 
 
 def here(text: str) -> Any:
+    """What the server reads of a pushed ``text``: DSMR-reader's form trims whitespace,
+    then NULs at either end."""
     try:
-        return outcome(read_telegram(text, now=NOW))
+        return outcome(read_telegram(text.strip().strip("\x00"), now=NOW))
     except TelegramError as exc:
         return outcome(exc)
 
@@ -80,6 +83,24 @@ def test_the_helper_answers_as_parsing_here_does(reader: TelegramReader,
     assert reader.helpers[0].process.pid != os.getpid()
 
 
+def test_a_forms_bytes_are_decoded_in_the_helper(reader: TelegramReader,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A urlencoded body's telegram field goes over as sent and is decoded there as a
+    form's field is (latin-1, then + and %XX)."""
+    texts = [TEXTS[0], f" \x00{TEXTS[1]}\x00 \t", TEXTS[-1]]
+    forms = [urllib.parse.quote_plus(text).encode("ascii") for text in texts]
+
+    async def run() -> list[Any]:
+        await helper_up(reader)
+        monkeypatch.setattr(reader, "_inline", parsed_here_fails)
+        return await read_all(reader, [*forms, b"%00+%0D%0A%00", b""])
+
+    got = asyncio.run(run())
+    assert got[:3] == [here(text) for text in texts]
+    assert isinstance(got[1], Telegram)
+    assert [kind for kind, _ in got[3:]] == ["NoTelegram", "NoTelegram"]
+
+
 def test_another_dialect_and_zone_go_to_the_helper() -> None:
     settings = DsmrSettings(parse_helper="on", version="4", device="meter",
                             timezone="Europe/Brussels")
@@ -93,8 +114,8 @@ def test_another_dialect_and_zone_go_to_the_helper() -> None:
         got = asyncio.run(run())
     finally:
         reader.close()
-    assert got == read_telegram(v4(), dialect="4", device="meter", tz="Europe/Brussels",
-                                now=NOW)
+    assert got == read_telegram(v4().strip(), dialect="4", device="meter",
+                                tz="Europe/Brussels", now=NOW)
 
 
 def test_a_helper_that_dies_loses_nothing_and_is_replaced(

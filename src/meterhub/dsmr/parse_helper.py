@@ -35,9 +35,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
+from urllib.parse import unquote_plus
 
 from meterhub.dsmr.settings import DsmrSettings
 from meterhub.dsmr.telegram import Telegram, TelegramError, read_telegram
+from meterhub.errors import InputError
 
 log = logging.getLogger("meterhub.dsmr")
 RESTART_AFTER = 5.0  #: seconds before a helper that died is started again
@@ -47,18 +49,41 @@ HELPERS = 1 if (os.cpu_count() or 1) > 1 else 0
 AUTO_RATE = 20  #: pushes within a second that start the helper (``parse_helper = "auto"``)
 
 
+class NoTelegram(InputError):
+    """A pushed form whose telegram is nothing but NULs and whitespace (DSMR-reader's
+    form refuses it: not a rejected telegram)."""
+
+
+def pushed_text(given: str | bytes) -> str:
+    """The telegram a datalogger's form holds, as DSMR-reader reads it: its CharField trims
+    whitespace, then clean_telegram the NULs at either end. ``given`` is the field's text,
+    or its bytes as sent in a urlencoded body, decoded here as Starlette decodes a form's
+    field (latin-1, then ``unquote_plus``); `NoTelegram` when nothing else is left."""
+    text = unquote_plus(given.decode("latin-1")) if isinstance(given, bytes) else given
+    if not text.strip("\x00").strip():
+        raise NoTelegram("the form's telegram is empty")
+    return text.strip().strip("\x00")
+
+
+def read_pushed(given: str | bytes, now: dt.datetime, dialect: str, device: str,
+                tz: str) -> Telegram:
+    """A pushed telegram's readings (`pushed_text`, then `read_telegram`)."""
+    return read_telegram(pushed_text(given), dialect=dialect, device=device, tz=tz, now=now)
+
+
 @dataclass(frozen=True, slots=True)
 class _Failed:
-    """A telegram the helper rejected (``rejected``: its `TelegramError` message) or could
-    not parse for an unexpected reason (the traceback, re-raised in the server)."""
+    """A telegram the helper rejected (``kind`` "rejected": its `TelegramError` message),
+    found empty ("empty"), or could not parse for an unexpected reason ("failed": the
+    traceback, re-raised in the server)."""
 
     message: str
-    rejected: bool
+    kind: str
 
 
 def serve_telegrams(conn: Connection, dialect: str, device: str, tz: str) -> None:
-    """The helper: read batches of (id, text, now), answer [(id, Telegram or _Failed)],
-    until the pipe closes."""
+    """The helper: read batches of (id, telegram as `pushed_text` takes it, now), answer
+    [(id, Telegram or _Failed)], until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     while True:
         try:
@@ -68,14 +93,15 @@ def serve_telegrams(conn: Connection, dialect: str, device: str, tz: str) -> Non
         except (EOFError, OSError):
             return
         answers: list[tuple[int, Telegram | _Failed]] = []
-        for ident, text, now in batch:
+        for ident, given, now in batch:
             try:
-                answers.append((ident, read_telegram(text, dialect=dialect, device=device,
-                                                     tz=tz, now=now)))
+                answers.append((ident, read_pushed(given, now, dialect, device, tz)))
             except TelegramError as exc:
-                answers.append((ident, _Failed(str(exc), rejected=True)))
+                answers.append((ident, _Failed(str(exc), "rejected")))
+            except NoTelegram as exc:
+                answers.append((ident, _Failed(str(exc), "empty")))
             except Exception:  # noqa: BLE001 - reported to the server, which raises it
-                answers.append((ident, _Failed(traceback.format_exc(), rejected=False)))
+                answers.append((ident, _Failed(traceback.format_exc(), "failed")))
         try:
             conn.send(answers)
         except OSError:
@@ -92,7 +118,7 @@ class _Helper:
         self.closed = False
         self.shutting = False  #: ended on purpose (not to be started again)
         self.waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Telegram],
-                                      str, dt.datetime]] = {}
+                                      str | bytes, dt.datetime]] = {}
 
     def shut(self) -> None:
         self.shutting = True
@@ -110,7 +136,8 @@ class _Helper:
 
 class TelegramReader:
     """`read` a pushed telegram: a `Telegram`, or a `TelegramError` saying why it was
-    rejected, exactly as `read_telegram` would answer in this process."""
+    rejected (`NoTelegram`: empty), exactly as `read_pushed` would answer in this
+    process."""
 
     def __init__(self, settings: DsmrSettings, *, helpers: int = HELPERS) -> None:
         self.settings = settings
@@ -128,7 +155,8 @@ class TelegramReader:
         self._ids = itertools.count()
         self._finalizer = weakref.finalize(self, _shut_all, self._started)
 
-    async def read(self, text: str, now: dt.datetime) -> Telegram:
+    async def read(self, text: str | bytes, now: dt.datetime) -> Telegram:
+        """``text`` as `pushed_text` takes it: raw form bytes are decoded where parsed."""
         helpers = self.helpers
         if len(helpers) < self.count and self._wanted():
             self._start()
@@ -157,10 +185,9 @@ class TelegramReader:
         self._pushes += 1
         return now >= self._retry_at and (self.mode == "on" or self._pushes >= AUTO_RATE)
 
-    def _inline(self, text: str, now: dt.datetime) -> Telegram:
+    def _inline(self, text: str | bytes, now: dt.datetime) -> Telegram:
         settings = self.settings
-        return read_telegram(text, dialect=settings.version, device=settings.device,
-                             tz=settings.timezone, now=now)
+        return read_pushed(text, now, settings.version, settings.device, settings.timezone)
 
     def _start(self) -> None:
         """Start the missing helpers from a thread (starting a process takes a while);
@@ -235,7 +262,7 @@ def _receive(helper: _Helper, owner: weakref.ref[TelegramReader]) -> None:
         helper.closed = True
         left, helper.waiting = list(helper.waiting.values()), {}
     for loop, future, text, now in left:
-        _settle_soon(loop, future, _Failed("the server is shutting down", rejected=False)
+        _settle_soon(loop, future, _Failed("the server is shutting down", "failed")
                      if reader is None else functools.partial(reader._inline, text, now))
 
 
@@ -253,9 +280,10 @@ def _settle(future: asyncio.Future[Telegram],
     if isinstance(outcome, Telegram):
         future.set_result(outcome)
     elif isinstance(outcome, _Failed):
-        future.set_exception(TelegramError(outcome.message) if outcome.rejected else
-                             RuntimeError(f"the telegram parsing helper failed:\n"
-                                          f"{outcome.message}"))
+        future.set_exception(
+            TelegramError(outcome.message) if outcome.kind == "rejected" else
+            NoTelegram(outcome.message) if outcome.kind == "empty" else
+            RuntimeError(f"the telegram parsing helper failed:\n{outcome.message}"))
     else:
         try:
             future.set_result(outcome())

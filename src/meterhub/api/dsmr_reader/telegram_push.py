@@ -13,23 +13,30 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 import logging
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as ASGIScope
 
 from meterhub.api.bodies import bounded_body
-from meterhub.api.dsmr_reader.common import MAX_BODY, guarded
+from meterhub.api.dsmr_reader.common import MAX_BODY, Handler, guarded
+from meterhub.api.problems import CrashGuard
+from meterhub.api.timing import ServerTiming
 from meterhub.dsmr.meter_log import STATUS_EVERY, MeterLog
-from meterhub.dsmr.parse_helper import TelegramReader
+from meterhub.dsmr.parse_helper import NoTelegram, TelegramReader
 from meterhub.dsmr.settings import DsmrSettings
 from meterhub.dsmr.telegram import TelegramError, meter_device
 from meterhub.ingest import GroupWriter
 from meterhub.keys import Scope
 
 log = logging.getLogger("meterhub.dsmr")
+PATH = "/api/v1/datalogger/dsmrreading"
 TEXT = "text/html; charset=utf-8"  #: what DSMR-reader (Django) labels its plain answers
 
 
@@ -64,23 +71,25 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
         if not saving or saving[0].done() or saving[0].get_loop() is not loop:
             saving[:] = [loop.create_task(save_status())]
 
-    @app.post("/api/v1/datalogger/dsmrreading", include_in_schema=False)
+    @app.post(PATH, include_in_schema=False)
     @guarded(Scope.WRITE, refuse=_denied, throttle=_throttled)
     async def datalogger(request: Request) -> Response:
-        if await bounded_body(request, MAX_BODY) is None:
+        body = await bounded_body(request, MAX_BODY)
+        if body is None:
             return _text(f"Request body too large (at most {MAX_BODY} bytes)", 413)
-        form = await request.form()
-        text = form.get("telegram")
-        # nothing but NULs and whitespace: 400 here, where DSMR-reader's form would pass a
-        # NUL-only text on to fail its parse (500)
-        if not isinstance(text, str) or not text.strip("\x00").strip():
-            return _text("Invalid data", 400)
-        # DSMR-reader's form: its CharField trims whitespace, then clean_telegram the NULs
-        # at either end; that text is read, and kept as the meter's latest telegram
-        text = text.strip().strip("\x00")
+        given: str | bytes | None = _sent_telegram(request, body)
+        if given is None:
+            field = (await request.form()).get("telegram")
+            if not isinstance(field, str):
+                return _text("Invalid data", 400)
+            given = field
         try:
             with writer.arriving():
-                telegram = await telegrams.read(text, dt.datetime.now(dt.UTC))
+                telegram = await telegrams.read(given, dt.datetime.now(dt.UTC))
+        except NoTelegram:
+            # nothing but NULs and whitespace: 400 here, where DSMR-reader's form would
+            # pass a NUL-only text on to fail its parse (500)
+            return _text("Invalid data", 400)
         except TelegramError as exc:
             state = counters.reject()
             log.warning("telegram rejected (%d so far): %s", counters.rejected, exc)
@@ -98,9 +107,67 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
     # every other method (OPTIONS and HEAD too) is 405 with an empty body and ``Allow: POST``,
     # as DSMR-reader answers: a route of any method (an ASGI app, not a handler), so that no
     # method reaches the generic 405, whose Allow names every method routed on the path
-    app.router.routes.append(Route("/api/v1/datalogger/dsmrreading", _NOT_ALLOWED,
-                                   include_in_schema=False))
+    app.router.routes.append(Route(PATH, _NOT_ALLOWED, include_in_schema=False))
+    app.add_middleware(PushLane, owner=app, handler=datalogger)
     return counters
+
+
+class PushLane:
+    """ASGI, outermost: a telegram POSTed to the v1 path as a urlencoded form (as
+    dataloggers send it) goes straight to its handler, past FastAPI's routing, its
+    endpoint machinery and the middleware between (about two fifths of the server's time
+    for a push, where a datalogger's pushes come as fast as each is answered:
+    BENCHMARKS.md). What the answer needs of them is kept: the Server-Timing header, an
+    HTTP error answered by the app's handler for it, and an unexpected error logged once
+    and answered 500 (`CrashGuard`). Every other request, this path's other methods and
+    bodies too, goes the usual way."""
+
+    def __init__(self, app: ASGIApp, *, owner: FastAPI, handler: Handler) -> None:
+        self.app, self.owner, self.handler = app, owner, handler
+        self.lane = ServerTiming(CrashGuard(self._push))
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == PATH and \
+                scope["method"] == "POST" and not scope.get("root_path") and \
+                (b"content-type", FORM.encode()) in scope["headers"] and \
+                sum(name == b"content-type" for name, _ in scope["headers"]) == 1:
+            scope["app"] = self.owner  # as Starlette sets it: the handler reads its state
+            await self.lane(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _push(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await self.handler(request)
+        except HTTPException as exc:  # a form the parser refused (too many fields, say)
+            response = await self._http_error(request, exc)
+        await response(scope, receive, send)
+
+    async def _http_error(self, request: Request, exc: HTTPException) -> Response:
+        """The app's answer to ``exc``, by its handlers as Starlette looks them up."""
+        handlers = self.owner.exception_handlers
+        handler = handlers.get(exc.status_code) or next(
+            (handlers[cls] for cls in type(exc).__mro__ if cls in handlers), None)
+        if handler is None:
+            raise exc
+        response = handler(request, exc)
+        return await response if inspect.isawaitable(response) else response
+
+
+FORM = "application/x-www-form-urlencoded"
+_FIELD = b"telegram="
+
+
+def _sent_telegram(request: Request, body: bytes) -> bytes | None:
+    """The telegram field's bytes as sent, when the body is a urlencoded form of that one
+    field (what dataloggers send): they are decoded where the telegram is parsed, as the
+    form's decoding would decode them (`pushed_text`), off the event loop. None for any
+    other body, whose form is read here."""
+    if request.headers.get("content-type") != FORM or not body.startswith(_FIELD) or \
+            b"&" in body or b";" in body:  # (older python-multipart split at ';' too)
+        return None
+    return body[len(_FIELD):]
 
 
 #: the answer to a method the v1 path does not take
