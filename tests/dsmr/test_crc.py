@@ -1,5 +1,6 @@
-"""meterhub's table-driven CRC against dsmr-parser's own routine: the same value for every
-telegram of the corpus and for damaged or odd texts, and the same accept/reject verdict."""
+"""meterhub's CRC (crcmod-plus, in C) against dsmr-parser's own routine: the same value for
+every telegram of the corpus and for damaged or odd texts, and the same accept/reject
+verdict."""
 
 from __future__ import annotations
 
@@ -58,3 +59,11 @@ def test_damaged_telegrams_get_the_same_crc_and_verdict(base: str, at: int, inse
 @given(st.text(max_size=60))
 def test_any_text_gets_the_librarys_crc(text: str) -> None:
     assert crc16(text) == TelegramParser.crc16(text)
+
+
+def test_the_crc_runs_in_c() -> None:
+    """crcmod falls back to a Python loop, slower than the table it replaced, without a
+    word when its C extension does not load: that must not pass unnoticed."""
+    import crcmod.crcmod
+
+    assert crcmod.crcmod._usingExtension

@@ -81,7 +81,7 @@ class MBusDevice:
         self.channel_id = channel_id
 
 
-#: a value parser's coercion, as `_lean_value` applies it (timestamps without strptime)
+#: a value parser's coercion, as `_lean_values` applies it (timestamps without strptime)
 _COERCIONS: dict[Any, Callable[[str], Any]] = {
     Decimal: Decimal, int: int, str: str, timestamp: meter_stamp}
 
@@ -170,7 +170,7 @@ class LineIndexParser:
 
     def read(self, text: str) -> Any:
         """The objects of ``text`` with the attributes the library's Telegram gives them
-        (`Lines`: ``.value``, ``.datetime``, ``MBUS_DEVICES``), in a fifth of the time:
+        (`Lines`: ``.value``, ``.datetime``, ``MBUS_DEVICES``), in about half the time:
         plain lines of one value, or of a time and a value, become `Cosem` and
         `MBusReading` values as the library's parsers would coerce them; other objects
         are the library's. Raises as the library does with ``throw_ex=True``; a text

@@ -118,9 +118,10 @@ class PushLane:
     endpoint machinery and the middleware between (about two fifths of the server's time
     for a push, where a datalogger's pushes come as fast as each is answered:
     BENCHMARKS.md). What the answer needs of them is kept: the Server-Timing header, an
-    HTTP error answered by the app's handler for it, and an unexpected error logged once
-    and answered 500 (`CrashGuard`). Every other request, this path's other methods and
-    bodies too, goes the usual way."""
+    error answered by the app's handler for it (a form the parser refused, a client gone
+    before its body ended, a store failure), and any other logged once and answered 500
+    (`CrashGuard`). Every other request, this path's other methods and bodies too, goes
+    the usual way."""
 
     def __init__(self, app: ASGIApp, *, owner: FastAPI, handler: Handler) -> None:
         self.app, self.owner, self.handler = app, owner, handler
@@ -140,15 +141,19 @@ class PushLane:
         request = Request(scope, receive)
         try:
             response = await self.handler(request)
-        except HTTPException as exc:  # a form the parser refused (too many fields, say)
-            response = await self._http_error(request, exc)
+        except Exception as exc:  # noqa: BLE001 - answered by the app's handler, or raised
+            response = await self._answer(request, exc)
         await response(scope, receive, send)
 
-    async def _http_error(self, request: Request, exc: HTTPException) -> Response:
-        """The app's answer to ``exc``, by its handlers as Starlette looks them up."""
+    async def _answer(self, request: Request, exc: Exception) -> Response:
+        """The app's answer to ``exc`` by its handlers, looked up as Starlette's exception
+        middleware does (an HTTP error's status first, then the error's classes); an
+        error no handler takes is raised again, for `CrashGuard`."""
         handlers = self.owner.exception_handlers
-        handler = handlers.get(exc.status_code) or next(
-            (handlers[cls] for cls in type(exc).__mro__ if cls in handlers), None)
+        handler = handlers.get(exc.status_code) if isinstance(exc, HTTPException) else None
+        if handler is None:  # (a handler of ``Exception`` is the server error middleware's)
+            handler = next((handlers[cls] for cls in type(exc).__mro__
+                            if cls in handlers and cls is not Exception), None)
         if handler is None:
             raise exc
         response = handler(request, exc)
@@ -161,9 +166,9 @@ _FIELD = b"telegram="
 
 def _sent_telegram(request: Request, body: bytes) -> bytes | None:
     """The telegram field's bytes as sent, when the body is a urlencoded form of that one
-    field (what dataloggers send): they are decoded where the telegram is parsed, as the
-    form's decoding would decode them (`pushed_text`), off the event loop. None for any
-    other body, whose form is read here."""
+    field (what dataloggers send): they are decoded where the telegram is parsed (in the
+    helper process under load), as the form's decoding would decode them (`pushed_text`).
+    None for any other body, whose form is read here."""
     if request.headers.get("content-type") != FORM or not body.startswith(_FIELD) or \
             b"&" in body or b";" in body:  # (older python-multipart split at ';' too)
         return None
