@@ -37,7 +37,7 @@ def meter_stamp(value: str) -> dt.datetime | None:
     if len(value) == 13:
         if value[12] not in "SW":
             return None
-        fold = value[12] == "W"
+        fold = 1 if value[12] == "W" else 0  # winter time: an autumn hour's second pass
     year = int(digits[:2])
     try:
         wall = dt.datetime(year + (2000 if year <= 68 else 1900), int(digits[2:4]),

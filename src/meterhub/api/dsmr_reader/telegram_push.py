@@ -113,15 +113,15 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
 
 
 class PushLane:
-    """ASGI, outermost: a telegram POSTed to the v1 path as a urlencoded form (as
-    dataloggers send it) goes straight to its handler, past FastAPI's routing, its
-    endpoint machinery and the middleware between (about two fifths of the server's time
-    for a push, where a datalogger's pushes come as fast as each is answered:
-    BENCHMARKS.md). What the answer needs of them is kept: the Server-Timing header, an
-    error answered by the app's handler for it (a form the parser refused, a client gone
-    before its body ended, a store failure), and any other logged once and answered 500
-    (`CrashGuard`). Every other request, this path's other methods and bodies too, goes
-    the usual way."""
+    """ASGI, the outermost of the app's own layers (Starlette's and FastAPI's are outside
+    it): a telegram POSTed to the v1 path as a urlencoded form (as dataloggers send it)
+    goes straight to its handler, past FastAPI's routing, its endpoint machinery and the
+    middleware between (about two fifths of the server's time for a push, where a
+    datalogger's pushes come as fast as each is answered: BENCHMARKS.md). What the
+    answer needs of them is kept: the Server-Timing header, an error answered by the
+    app's handler for it (a form the parser refused, a client gone before its body
+    ended, a store failure), and any other logged once and answered 500 (`CrashGuard`).
+    Every other request, this path's other methods and bodies too, goes the usual way."""
 
     def __init__(self, app: ASGIApp, *, owner: FastAPI, handler: Handler) -> None:
         self.app, self.owner, self.handler = app, owner, handler
@@ -130,7 +130,7 @@ class PushLane:
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == PATH and \
                 scope["method"] == "POST" and not scope.get("root_path") and \
-                (b"content-type", FORM.encode()) in scope["headers"] and \
+                _FORM_HEADER in scope["headers"] and \
                 sum(name == b"content-type" for name, _ in scope["headers"]) == 1:
             scope["app"] = self.owner  # as Starlette sets it: the handler reads its state
             await self.lane(scope, receive, send)
@@ -161,6 +161,7 @@ class PushLane:
 
 
 FORM = "application/x-www-form-urlencoded"
+_FORM_HEADER = (b"content-type", FORM.encode())
 _FIELD = b"telegram="
 
 
