@@ -42,7 +42,17 @@ $(CLICKHOUSE):
 		clickhouse-server tzdata \
 		|| { test -x $@ && echo "clickhouse-server installed; its service did not start (not needed)"; }
 
-test: install $(CHROMIUM) $(CLICKHOUSE)
+# the MQTT tests start Debian's mosquitto (a throw-away config on a loopback port:
+# tests/mqtt/conftest.py), installed here when missing; as with ClickHouse, its service may
+# fail to start where services may not, with the binary in place
+MOSQUITTO := /usr/sbin/mosquitto
+
+$(MOSQUITTO):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		mosquitto || { test -x $@ && echo "mosquitto installed; its service did not start (not needed)"; }
+
+test: install $(CHROMIUM) $(CLICKHOUSE) $(MOSQUITTO)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
 	# bytecode caches on (some shells turn them off): the tests start dozens of meterhub

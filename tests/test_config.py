@@ -113,3 +113,17 @@ def test_a_start_a_sync_could_not_use_is_refused_by_the_config(start: str, why: 
     assert refusal({"source": [{**ZENTRA, "start": start}]}) == f"source[tahmo].start: {why}"
     assert parse({"source": [{**ZENTRA, "start": "2024-01-01"}]},
                  environ={}).sources[0].start == "2024-01-01"
+
+
+def test_an_mqtt_section_takes_its_password_from_the_environment() -> None:
+    settings = parse({"mqtt": {"host": "broker.local", "password": "${MQTT_PASSWORD}",
+                               "devices": ["p1"]}}, environ={"MQTT_PASSWORD": "s3cret"})
+    assert settings.mqtt is not None
+    assert (settings.mqtt.host, settings.mqtt.port, settings.mqtt.password) == (
+        "broker.local", 1883, "s3cret")
+    assert (settings.mqtt.prefix, settings.mqtt.discovery_prefix) == ("meterhub",
+                                                                      "homeassistant")
+    assert parse({}).mqtt is None
+    assert refusal({"mqtt": {"hots": "broker.local"}}) == \
+        "mqtt: unknown key 'hots' (did you mean 'host'?)"
+    assert refusal({"mqtt": {"port": 1883}}) == "mqtt.host: is required"

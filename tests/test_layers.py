@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, set[str]]] = [
              "meterhub.http", "meterhub.migrate"}),
     ("dsmr", {"meterhub.dsmr"}),
     ("sources", {"meterhub.sources", "meterhub.emulators", "meterhub.demo"}),
+    ("mqtt", {"meterhub.mqtt"}),
     ("config and sync", {"meterhub.config", "meterhub.sync"}),
     ("api", {"meterhub.api", "meterhub.dashboard"}),
     ("cli", {"meterhub.cli"}),
@@ -27,10 +28,11 @@ LAYERS: list[tuple[str, set[str]]] = [
 DSMR_CORE = {"meterhub.dsmr.fields", "meterhub.dsmr.line_index", "meterhub.dsmr.telegram",
              "meterhub.dsmr.meter_log"}
 #: who may use the DSMR domain: itself, its API paths (DSMR-reader's, and the dashboard's
-#: energy numbers) and commands, the pull connector (DSMR-reader's field table) and the
-#: configuration (its [dsmr] section)
+#: energy numbers) and commands, the pull connector (DSMR-reader's field table), MQTT
+#: (DSMR-reader's gas field is a gas sensor) and the configuration (its [dsmr] section)
 DSMR_USERS = ("meterhub.dsmr", "meterhub.api.dsmr_reader", "meterhub.api.energy",
-              "meterhub.cli.dsmr", "meterhub.sources.dsmr_reader", "meterhub.config")
+              "meterhub.cli.dsmr", "meterhub.sources.dsmr_reader", "meterhub.mqtt",
+              "meterhub.config")
 
 
 def modules() -> dict[str, Path]:

@@ -95,7 +95,7 @@ def test_every_configuration_example_parses() -> None:
     examples = re.findall(r"```toml\n(.*?)```", README, re.S)
     assert len(examples) >= 4
     environ = {**os.environ, "ZENTRA_TOKEN": "t", "DSMR_READER_KEY": "k",
-               "CLICKHOUSE_PASSWORD": "p"}
+               "CLICKHOUSE_PASSWORD": "p", "MQTT_PASSWORD": "m"}
     for text in examples:
         data = tomllib.loads(text)
         parse(data, environ=environ)

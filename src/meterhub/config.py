@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from meterhub.dsmr.settings import DsmrSettings as DsmrSettings  # part of Settings
 from meterhub.dsmr.settings import PriceSettings
 from meterhub.errors import MeterhubError
+from meterhub.mqtt.settings import MqttSettings
 from meterhub.sources.base import SourceConfig, connector_class, connector_types
 from meterhub.store import SCHEMES, scheme_of
 
@@ -90,6 +91,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     dsmr: DsmrSettings = field(default_factory=DsmrSettings)
     sources: list[SourceConfig] = field(default_factory=list)
+    mqtt: MqttSettings | None = None  #: publish to a broker (`[mqtt]`), or not
     path: Path | None = None
 
     def source(self, name: str) -> SourceConfig:
@@ -157,7 +159,7 @@ def parse(data: dict[str, Any], *, path: Path | None = None,
           environ: dict[str, str] | None = None) -> Settings:
     """Settings from a parsed TOML document."""
     env = dict(os.environ if environ is None else environ)
-    _known_keys("top level", data, ("store", "api", "dsmr", "source"))
+    _known_keys("top level", data, ("store", "api", "dsmr", "source", "mqtt"))
     _known_keys("store", _table(data, "store"), StoreSettings.model_fields)
     _known_keys("api", _table(data, "api"), ApiSettings.model_fields)
     raw_dsmr = _table(data, "dsmr")
@@ -178,6 +180,13 @@ def parse(data: dict[str, Any], *, path: Path | None = None,
         dsmr = DsmrSettings(**_interpolate(raw_dsmr, "dsmr", env))
     except ValidationError as exc:
         raise _explain(exc, "dsmr") from None
+    mqtt = None
+    if "mqtt" in data:
+        _known_keys("mqtt", _table(data, "mqtt"), MqttSettings.model_fields)
+        try:
+            mqtt = MqttSettings(**_interpolate(data["mqtt"], "mqtt", env))
+        except ValidationError as exc:
+            raise _explain(exc, "mqtt") from None
     sources: list[SourceConfig] = []
     raw_sources = data.get("source", [])
     if not isinstance(raw_sources, list):
@@ -205,7 +214,7 @@ def parse(data: dict[str, Any], *, path: Path | None = None,
             sources.append(cls(**_interpolate(raw, where, env)))
         except ValidationError as exc:
             raise _explain(exc, where) from None
-    return Settings(store=store, api=api, dsmr=dsmr, sources=sources, path=path)
+    return Settings(store=store, api=api, dsmr=dsmr, sources=sources, mqtt=mqtt, path=path)
 
 
 def load(path: Path | None = None, *, environ: dict[str, str] | None = None) -> Settings:

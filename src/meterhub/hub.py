@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -80,10 +80,20 @@ class Hub:
         #: answers kept for repeated reads (the API's), None when other processes may change
         #: the store unseen: only this process's writes tell which answers they change
         self.answers: AnswerCache | None = None if store.shared else AnswerCache()
+        self._listeners: list[Callable[[pa.Table | None], None]] = []
 
     def _changed(self, keys: pa.Table | None) -> None:
         if self.answers is not None:
             self.answers.changed(keys)
+        for listener in self._listeners:
+            listener(keys)
+
+    def listen(self, listener: Callable[[pa.Table | None], None]) -> Callable[[], None]:
+        """Call ``listener`` after each of this process's writes with the rows' device,
+        channel and ts (None after a delete or a catalog change: anything may have
+        changed), in the writing thread; it must be quick. Returns what stops it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     @property
     def url(self) -> str:

@@ -181,18 +181,25 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
                rate_limit: str = "600/minute",
                background: Callable[[], Coroutine[Any, Any, Any]] | None = None,
                clock: Clock | None = None) -> FastAPI:
-    """The API over ``hub``; ``background`` (the scheduled sync) runs while it serves.
-    ``clock`` tells the DSMR statistics the time (the wall clock by default)."""
+    """The API over ``hub``; ``background`` (the scheduled sync) runs while it serves, and
+    so does the MQTT publisher when ``settings`` has a broker (`[mqtt]`). ``clock`` tells
+    the DSMR statistics the time (the wall clock by default)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task: asyncio.Task[Any] | None = (asyncio.create_task(background())
-                                          if background is not None else None)
+        tasks: list[asyncio.Task[Any]] = []
+        if background is not None:
+            tasks.append(asyncio.create_task(background()))
+        if settings is not None and settings.mqtt is not None:
+            from meterhub.mqtt.publisher import Publisher
+
+            app.state.publisher = Publisher(hub, settings.mqtt)
+            tasks.append(asyncio.create_task(app.state.publisher.run()))
         try:
             yield
         finally:
             await close_dsmr()
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -1,0 +1,41 @@
+"""The `[mqtt]` section of meterhub.toml: the broker, the topics, and what is published."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class MqttSettings(BaseModel):
+    """Where the broker is and what meterhub publishes there; absent, nothing is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None  #: write it as ``${ENV_NAME}``, never in the file
+    tls: bool = False
+    client_id: str = "meterhub"
+    #: states go to ``<prefix>/<source>/<device>/<channel>``
+    prefix: str = "meterhub"
+    #: Home Assistant's discovery topics start here (its default)
+    discovery_prefix: str = "homeassistant"
+    #: publish only these (empty: all)
+    sources: list[str] = []
+    devices: list[str] = []
+    channels: list[str] = []
+
+    @field_validator("prefix", "discovery_prefix")
+    @classmethod
+    def _topic_root(cls, value: str) -> str:
+        if not value or any(c in value for c in "#+") or value.startswith("/") \
+                or value.endswith("/"):
+            raise ValueError(f"{value!r} cannot start topics: use letters, digits and "
+                             "single '/' between levels, without '#' or '+'")
+        return value
+
+    def wanted(self, source: str, device: str, channel: str) -> bool:
+        """Whether a channel is published."""
+        return (not self.sources or source in self.sources) and \
+            (not self.devices or device in self.devices) and \
+            (not self.channels or channel in self.channels)
