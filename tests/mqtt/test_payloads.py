@@ -41,6 +41,8 @@ def config(quantity: str, kind: str, unit: str, channel: str = "ch", source: str
     ("precipitation", "delta", "mm", "rain", "precipitation", None),
     ("energy", "instant", "kWh", "estimate", None, "measurement"),
     ("energy", "delta", "kWh", "per_quarter", None, None),
+    ("power", "counter", "kW", "made_a_counter", None, "total_increasing"),
+    ("precipitation", "counter", "mm", "rain_total", "precipitation", "total_increasing"),
     ("wind_direction", "instant", "°", "wind_direction", None, "measurement"),
     ("other", "instant", "ppm", "co2", None, "measurement"),
 ])

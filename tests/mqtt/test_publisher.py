@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,12 @@ from typing import Any
 import aiomqtt
 import orjson
 import pyarrow as pa
+import pytest
 
 import meterhub
 from meterhub.api import create_app
 from meterhub.config import Settings
+from meterhub.errors import StoreError
 from meterhub.hub import Hub
 from meterhub.mqtt.publisher import Publisher
 from meterhub.mqtt.settings import MqttSettings
@@ -47,9 +50,10 @@ def readings(n: int, *, first: int = 0, start: dt.datetime = START) -> pa.Table:
 @contextlib.asynccontextmanager
 async def publishing(hub: Hub, broker: Broker) -> AsyncIterator[Publisher]:
     publisher = Publisher(hub, MqttSettings(host="127.0.0.1", port=broker.port),
-                          backoff=0.05)
+                          backoff=0.05, interval=0)
     task = asyncio.create_task(publisher.run())
     try:
+        await until(lambda: publisher.rounds >= 1)  # connected, and what was there sent
         yield publisher
     finally:
         task.cancel()
@@ -57,19 +61,36 @@ async def publishing(hub: Hub, broker: Broker) -> AsyncIterator[Publisher]:
             await task
 
 
-async def collect(broker: Broker, until: Any, seconds: float = 10) -> list[aiomqtt.Message]:
+async def until(holds: Any, seconds: float = 10) -> None:
+    async with asyncio.timeout(seconds):
+        while not holds():
+            await asyncio.sleep(0.02)
+
+
+async def collect(broker: Broker, done: Any, seconds: float = 10,
+                  ready: asyncio.Event | None = None) -> list[aiomqtt.Message]:
     """Messages of meterhub's and Home Assistant's topics, from a new subscription (the
-    retained ones first), until ``until(messages)`` holds."""
+    retained ones first), until ``done(messages)`` holds; ``ready`` is set once the
+    broker acknowledged the subscription."""
     got: list[aiomqtt.Message] = []
     async with aiomqtt.Client("127.0.0.1", broker.port) as client:
-        await client.subscribe("meterhub/#", qos=1)
-        await client.subscribe("homeassistant/#", qos=1)
+        await client.subscribe([("meterhub/#", 1), ("homeassistant/#", 1)])
+        if ready is not None:
+            ready.set()
         async with asyncio.timeout(seconds):
             async for message in client.messages:
                 got.append(message)
-                if until(got):
+                if done(got):
                     return got
     return got
+
+
+async def listening(broker: Broker, done: Any) -> asyncio.Task[list[aiomqtt.Message]]:
+    """`collect` in a task, once subscribed."""
+    ready = asyncio.Event()
+    task = asyncio.create_task(collect(broker, done, ready=ready))
+    await ready.wait()
+    return task
 
 
 def states(messages: list[aiomqtt.Message], topic: str) -> list[dict[str, Any]]:
@@ -89,10 +110,9 @@ def test_a_backfill_publishes_each_channels_newest_reading_once_retained(
     async def run() -> tuple[list[aiomqtt.Message], list[aiomqtt.Message], int]:
         with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
             async with publishing(hub, broker) as publisher:
-                listening = asyncio.create_task(collect(broker, has_newest(1440)))
-                await asyncio.sleep(0.5)  # subscribed
+                watching = await listening(broker, has_newest(1440))
                 await asyncio.to_thread(hub.write, readings(1440))  # a day a minute apart
-                live = await listening
+                live = await watching
                 # a client that comes later gets the retained states and configs at once
                 retained = await collect(broker, has_newest(1440), seconds=5)
                 return live, retained, publisher.published
@@ -120,12 +140,10 @@ def test_a_late_reading_is_not_published_as_the_newest(tmp_path: Path,
             hub.write(readings(60))
             async with publishing(hub, broker):
                 await collect(broker, has_newest(60))  # the state at the start
-                listening = asyncio.create_task(collect(
-                    broker, lambda got: len(states(got, ENERGY)) >= 2))
-                await asyncio.sleep(0.5)
+                watching = await listening(broker, lambda got: len(states(got, ENERGY)) >= 2)
                 late = readings(1, start=START - dt.timedelta(days=1))
                 await asyncio.to_thread(hub.write, late)
-                return await listening
+                return await watching
 
     got = asyncio.run(run())
     # the retained state, then the one published after the late write: still the newest
@@ -134,23 +152,40 @@ def test_a_late_reading_is_not_published_as_the_newest(tmp_path: Path,
 
 def test_after_a_broker_restart_everything_is_published_again(tmp_path: Path,
                                                               broker: Broker) -> None:
-    async def run() -> tuple[bool, list[aiomqtt.Message]]:
+    """Nothing is written meanwhile: the lost link is noticed by itself, and the states
+    the restarted broker lost (no persistence) come back, retained."""
+    async def run() -> list[aiomqtt.Message]:
         with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
             hub.write(readings(30))
             async with publishing(hub, broker) as publisher:
-                await collect(broker, has_newest(30))
+                rounds = publisher.rounds
                 await asyncio.to_thread(broker.restart)  # its retained messages are gone
-                await asyncio.to_thread(hub.write, readings(30, first=30))
-                for _ in range(200):
-                    if publisher.connected:
-                        break
-                    await asyncio.sleep(0.05)
-                return publisher.connected, await collect(broker, has_newest(60))
+                await until(lambda: publisher.rounds > rounds and publisher.connected)
+                return await collect(broker, lambda got: has_newest(30)(got) and len(
+                    [m for m in got if m.topic.value.endswith("/config")]) == 2, seconds=5)
 
-    connected, got = asyncio.run(run())
-    assert connected
-    assert [s["value"] for s in states(got, ENERGY)][-1] == 59.0
-    assert any(m.topic.value.endswith("/config") for m in got)
+    got = asyncio.run(run())
+    assert [s["value"] for s in states(got, ENERGY)] == [29.0]
+    assert all(m.retain for m in got)
+    assert len([m for m in got if m.topic.value.endswith("/config")]) == 2
+
+
+def test_home_assistants_birth_message_has_everything_published_again(
+        tmp_path: Path, broker: Broker) -> None:
+    async def run() -> tuple[int, list[aiomqtt.Message]]:
+        with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
+            hub.write(readings(30))
+            async with publishing(hub, broker) as publisher:
+                published = publisher.published
+                watching = await listening(broker, lambda got: len(states(got, ENERGY)) >= 2)
+                async with aiomqtt.Client("127.0.0.1", broker.port) as home_assistant:
+                    await home_assistant.publish("homeassistant/status", b"online", qos=1)
+                got = await watching
+                return publisher.published - published, got
+
+    again, got = asyncio.run(run())
+    assert again == 2  # both channels' states, with nothing written
+    assert [s["value"] for s in states(got, ENERGY)] == [29.0, 29.0]  # retained, then again
 
 
 def test_the_api_publishes_when_the_config_names_a_broker(tmp_path: Path,
@@ -167,3 +202,27 @@ def test_the_api_publishes_when_the_config_names_a_broker(tmp_path: Path,
     # its last will, or its last word: offline once the server stopped
     assert [bytes(m.payload) for m in stopped  # type: ignore[arg-type]
             if m.topic.value == "meterhub/status"] == [b"offline"]
+
+
+def test_a_store_failure_is_told_and_publishing_goes_on(
+        tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def run() -> list[aiomqtt.Message]:
+        with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
+            hub.write(readings(10))
+            real, calls = hub.store.channel_stats, []
+
+            def failing_once(selection: Any = None) -> pa.Table:
+                calls.append(selection)
+                if len(calls) == 1:
+                    raise StoreError("the store did not answer")
+                return real(selection)
+
+            monkeypatch.setattr(hub.store, "channel_stats", failing_once)
+            async with publishing(hub, broker):
+                return await collect(broker, has_newest(10))
+
+    with caplog.at_level(logging.INFO, logger="meterhub.mqtt"):
+        got = asyncio.run(run())
+    assert [s["value"] for s in states(got, ENERGY)] == [9.0]
+    assert [r.levelname for r in caplog.records if "failed" in r.message] == ["ERROR"]

@@ -34,8 +34,11 @@ DEVICE_CLASSES = {
     "voltage": "voltage", "current": "current", "battery": "battery",
 }
 #: device classes Home Assistant takes only for totals (state class total or
-#: total_increasing), never for a measurement
+#: total_increasing), never for a measurement ...
 _TOTALS_ONLY = {"energy", "gas", "water", "volume"}
+#: ... and those it takes for a total_increasing register at all (the others, power or
+#: temperature, say, only as a measurement)
+_COUNTABLE = {*_TOTALS_ONLY, "precipitation"}
 #: channel kind -> Home Assistant state class; a delta (an amount per interval) has none:
 #: it is neither a level nor a running total, and Home Assistant's statistics would
 #: treat it as one or the other
@@ -72,7 +75,8 @@ def device_class(quantity: str, kind: str, channel: str) -> str | None:
             found = "water"
         elif "gas" in channel or channel == GAS.channel:
             found = "gas"
-    if found in _TOTALS_ONLY and kind != "counter":
+    if (found in _TOTALS_ONLY and kind != "counter") or \
+            (kind == "counter" and found not in _COUNTABLE):
         return None
     return found
 

@@ -21,6 +21,7 @@ import datetime as dt
 import logging
 import ssl
 import threading
+import time
 
 import aiomqtt
 import pyarrow as pa
@@ -32,16 +33,23 @@ from meterhub.store.base import Selection
 
 log = logging.getLogger("meterhub.mqtt")
 BACKOFF_MAX = 60.0  #: seconds between attempts to reach a broker that is down, at most
+STEADY = 10.0  #: seconds a session must last for the next failure to start a new backoff
+#: seconds between publishing rounds, at least: a meter pushing many telegrams a second
+#: publishes once a second (each round reads the store, which folds its journal)
+INTERVAL = 1.0
 Channel = tuple[str, str]  #: (device, channel)
 
 
 class Publisher:
     """Publishes ``hub``'s newest readings to the broker of ``settings``; `run` it."""
 
-    def __init__(self, hub: Hub, settings: MqttSettings, *, backoff: float = 1.0) -> None:
-        self.hub, self.settings, self.backoff = hub, settings, backoff
+    def __init__(self, hub: Hub, settings: MqttSettings, *, backoff: float = 1.0,
+                 interval: float = INTERVAL) -> None:
+        self.hub, self.settings = hub, settings
+        self.backoff, self.interval = backoff, interval
         self.connected = False  #: whether the broker link is up
         self.published = 0  #: states published since the start
+        self.rounds = 0  #: publishing rounds done (each publishes what was marked)
         self._lock = threading.Lock()
         self._marked: set[Channel] | None = set()  #: None: every channel
         self._wake: asyncio.Event | None = None
@@ -56,6 +64,9 @@ class Publisher:
                                                                  ).aggregate([])
             touched = set(zip(pairs["device"].to_pylist(), pairs["channel"].to_pylist(),
                               strict=True))
+        self._mark(touched)
+
+    def _mark(self, touched: set[Channel] | None) -> None:
         with self._lock:
             if touched is None or self._marked is None:
                 self._marked = None
@@ -66,15 +77,18 @@ class Publisher:
                 self._loop.call_soon_threadsafe(self._wake.set)
 
     async def run(self) -> None:
-        """Publish until cancelled, reconnecting whenever the broker is lost."""
+        """Publish until cancelled, reconnecting whenever the broker is lost (or anything
+        else failed: the store, say), after a pause that doubles while sessions keep
+        failing within `STEADY` seconds."""
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
         stop_listening = self.hub.listen(self._on_write)
         delay = self.backoff
         try:
             while True:
+                began = time.monotonic()
                 try:
                     async with self._client() as client:
-                        self.connected, delay = True, self.backoff
+                        self.connected = True
                         log.info("publishing to the MQTT broker at %s:%d",
                                  self.settings.host, self.settings.port)
                         try:
@@ -82,15 +96,18 @@ class Publisher:
                         except asyncio.CancelledError:
                             await self._goodbye(client)
                             raise
-                except aiomqtt.MqttError as exc:
-                    if self.connected:
-                        log.warning("MQTT broker %s:%d lost (%s); reconnecting",
-                                    self.settings.host, self.settings.port, exc)
+                except Exception as exc:  # told, then tried again
+                    if isinstance(exc, aiomqtt.MqttError):
+                        log.warning("MQTT broker %s:%d %s (%s); trying again in %.1f s",
+                                    self.settings.host, self.settings.port,
+                                    "lost" if self.connected else "not reachable", exc,
+                                    delay)
                     else:
-                        log.warning("cannot reach the MQTT broker %s:%d (%s); trying "
-                                    "again in %.0f s", self.settings.host,
-                                    self.settings.port, exc, delay)
+                        log.exception("publishing to MQTT failed; trying again in %.1f s",
+                                      delay)
                     self.connected = False
+                    if time.monotonic() - began >= STEADY:
+                        delay = self.backoff  # it had worked a while: a new failure
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, BACKOFF_MAX)
         finally:
@@ -115,28 +132,51 @@ class Publisher:
             will=aiomqtt.Will(status, b"offline", qos=1, retain=True))
 
     async def _session(self, client: aiomqtt.Client) -> None:
+        """Publish what is marked, a round at most every `interval` seconds, until the
+        link breaks (the watch over the broker's messages raises then, even while
+        nothing is written)."""
         await client.publish(payloads.status_topic(self.settings.prefix), b"online", qos=1,
                              retain=True)
         discovered: set[Channel] = set()
-        with self._lock:
-            self._marked = None  # a new connection: everything once more
+        self._mark(None)  # a new connection: everything once more
         assert self._wake is not None
-        while True:
-            self._wake.clear()
-            with self._lock:
-                marked: set[Channel] | None = self._marked
-                self._marked = set()
-            if marked is None or marked:
-                for topic, payload in await asyncio.to_thread(self._messages, marked,
-                                                              discovered):
-                    await client.publish(topic, payload, qos=1, retain=True)
-                    self.published += not topic.endswith("/config")
-            await self._wake.wait()
+        watch = asyncio.create_task(self._watch(client))
+        try:
+            while True:
+                self._wake.clear()
+                with self._lock:
+                    marked: set[Channel] | None = self._marked
+                    self._marked = set()
+                if marked is None or marked:
+                    for topic, payload, state in await asyncio.to_thread(
+                            self._messages, marked, discovered):
+                        await client.publish(topic, payload, qos=1, retain=True)
+                        self.published += state
+                self.rounds += 1
+                await asyncio.sleep(self.interval)  # writes meanwhile only mark more
+                waiting = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait({waiting, watch}, return_when=asyncio.FIRST_COMPLETED)
+                if watch.done():
+                    waiting.cancel()
+                    watch.result()  # the link broke: its error
+                    raise aiomqtt.MqttError("the broker ended the link")
+        finally:
+            watch.cancel()
+
+    async def _watch(self, client: aiomqtt.Client) -> None:
+        """Home Assistant's birth message (``online`` on ``<discovery_prefix>/status``,
+        when it starts) has everything published again; the iteration ends with an
+        error when the link breaks."""
+        await client.subscribe(f"{self.settings.discovery_prefix}/status", qos=1)
+        async for message in client.messages:
+            if bytes(message.payload) == b"online":
+                self._mark(None)
 
     def _messages(self, marked: set[Channel] | None,
-                  discovered: set[Channel]) -> list[tuple[str, bytes]]:
+                  discovered: set[Channel]) -> list[tuple[str, bytes, bool]]:
         """The discovery configs not yet sent and the states of the ``marked`` channels
-        (None: all) that are wanted, from the store's newest reading of each."""
+        (None: all) that are wanted, from the store's newest reading of each: (topic,
+        payload, whether it is a state)."""
         selection = None if marked is None else Selection(
             devices=sorted({device for device, _ in marked}),
             channels=sorted({channel for _, channel in marked}))
@@ -157,12 +197,12 @@ class Publisher:
                     payloads.discovery_payload(
                         prefix=settings.prefix, source=source, device=device,
                         channel=channel, quantity=row["quantity"], kind=row["kind"],
-                        unit=row["unit"], about=devices.get(device))))
+                        unit=row["unit"], about=devices.get(device)), False))
                 discovered.add((device, channel))
             messages.append((
                 payloads.state_topic(settings.prefix, source, device, channel),
                 payloads.state_payload(row["last_value"], row["unit"], row["last_ts"],
-                                       self._quality(device, channel, row["last_ts"]))))
+                                       self._quality(device, channel, row["last_ts"])), True))
         return messages
 
     def _quality(self, device: str, channel: str, at: dt.datetime) -> str:
