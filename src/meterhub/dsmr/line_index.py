@@ -1,5 +1,5 @@
-"""dsmr-parser's telegram parse, with each line looked up once (a third of a parse saved),
-and `LineIndexParser.read`: the values a telegram's lines hold, without its objects."""
+"""dsmr-parser's telegram parse, with each line looked up once (a third of a parse saved)
+and its common lines read into plain values, without its objects (`LineIndexParser.read`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dsmr_parser.objects import DSMRObject
-from dsmr_parser.objects import Telegram as DsmrTelegram
 from dsmr_parser.parsers import CosemParser, MBusParser, TelegramParser, ValueParser
 from dsmr_parser.value_types import timestamp
 
@@ -116,18 +115,19 @@ def _lean_values(line: str, coercions: tuple[Callable[[str], Any], ...]) -> list
 
 
 class LineIndexParser:
-    """dsmr-parser's parse, with each line looked up once instead of every signature
-    searched through the whole telegram (71 scans of ~830 bytes for DSMR 5: a third of a
-    parse).
+    """dsmr-parser's parse (`read`), with each line looked up once instead of every
+    signature searched through the whole telegram (71 scans of ~830 bytes for DSMR 5: a
+    third of a parse).
 
     A one-line signature ``^<head>.+?\r\n`` matches a line exactly when ``<head>``
     matches the start of the text before the line's first ``(`` and something follows it
     on that line, so which objects a line belongs to depends on that text alone and is
     remembered. Objects of other signatures (DSMR 2.2's two-line gas reading) are still
-    searched for as the library does. Objects are then parsed by the library's own value
-    parsers and added in its order (spec order, then text order), so the Telegram is the
-    one the library builds. Texts where a line start or a match could differ (a bare
-    ``\n``, a line that is only a head) and encrypted dialects go to the library whole.
+    searched for as the library does. Objects are then read as the library's own value
+    parsers read them and added in its order (spec order, then text order), so each name
+    holds what the library's Telegram holds. Texts where a line start or a match could
+    differ (a bare ``\n``, a line that is only a head) and encrypted dialects go to the
+    library whole.
     """
 
     def __init__(self, parser: TelegramParser) -> None:
@@ -206,19 +206,4 @@ class LineIndexParser:
                         setattr(device, name, item)
         if devices:
             telegram.MBUS_DEVICES = list(devices.values())  # type: ignore[attr-defined]
-        return telegram
-
-    def parse(self, text: str) -> Any:
-        """The library's Telegram for ``text``; raises as the library does with
-        ``throw_ex=True``."""
-        lines = self._lines(text)
-        if lines is None:
-            return self.parser.parse(text, throw_ex=True)
-        telegram = DsmrTelegram()
-        for index, (obj, signature, pattern) in enumerate(self._objects):
-            for match in lines.get(index, ()) if signature is not None else \
-                    pattern.findall(text):
-                telegram.add(obis_reference=obj["obis_reference"],
-                             dsmr_object=obj["value_parser"].parse(match),
-                             obis_name=obj["value_name"])
         return telegram
