@@ -22,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
-from starlette.concurrency import run_in_threadpool
 
 from meterhub.api.dsmr_reader import meter, openapi, prices, readings, statistics, telegram_push
 from meterhub.api.dsmr_reader.kept import MeterAnswers
 from meterhub.api.reads import Answering
 from meterhub.clock import Clock
+from meterhub.dsmr.intake import TelegramIntake
 from meterhub.dsmr.parse_helper import TelegramReader
 from meterhub.dsmr.settings import DsmrSettings
 from meterhub.hub import Hub
@@ -44,7 +44,9 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings | None, *,
     settings = settings or DsmrSettings()
     writer = GroupWriter(hub, origin="dsmr")
     app.state.dsmr_telegrams = telegrams = TelegramReader(settings)
-    counters = telegram_push.install(app, settings, writer, telegrams)
+    # the push path's and MQTT's (`meterhub.mqtt`, started by the app's lifespan)
+    app.state.dsmr_intake = intake = TelegramIntake(settings, writer, telegrams)
+    telegram_push.install(app, intake)
     kept = MeterAnswers(hub, settings.device, settings.timezone,
                         getattr(app.state, "answering", None) or Answering(hub.answers))
     readings.install(app, hub, settings, writer, kept)
@@ -53,14 +55,4 @@ def install(app: FastAPI, hub: Hub, settings: DsmrSettings | None, *,
     meter.install(app, hub, settings, writer, kept)
     openapi.install(app, settings)
 
-    async def close() -> None:
-        telegrams.close()
-        writer.close()
-        held_back = counters.unsaved_state()
-        if held_back:  # the meter's latest status, held back less than a second
-            await run_in_threadpool(hub.write, None, origin="dsmr", state=held_back)
-        # the journaled pushes into the store now: a server stopped by a signal may end
-        # before the store is closed (the next open would replay them, but need not)
-        await run_in_threadpool(hub.fold_journal)
-
-    return close
+    return intake.close

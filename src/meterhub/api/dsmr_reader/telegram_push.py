@@ -11,13 +11,9 @@ contract, not meterhub's (no problem+json here); `openapi` describes it with the
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import inspect
-import logging
 
 from fastapi import FastAPI, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Route
@@ -28,14 +24,11 @@ from meterhub.api.bodies import bounded_body
 from meterhub.api.dsmr_reader.common import MAX_BODY, Handler, guarded
 from meterhub.api.problems import CrashGuard
 from meterhub.api.timing import ServerTiming
-from meterhub.dsmr.meter_log import STATUS_EVERY, MeterLog
-from meterhub.dsmr.parse_helper import NoTelegram, TelegramReader
-from meterhub.dsmr.settings import DsmrSettings
-from meterhub.dsmr.telegram import TelegramError, meter_device
-from meterhub.ingest import GroupWriter
+from meterhub.dsmr.intake import TelegramIntake
+from meterhub.dsmr.parse_helper import NoTelegram
+from meterhub.dsmr.telegram import TelegramError
 from meterhub.keys import Scope
 
-log = logging.getLogger("meterhub.dsmr")
 PATH = "/api/v1/datalogger/dsmrreading"
 TEXT = "text/html; charset=utf-8"  #: what DSMR-reader (Django) labels its plain answers
 
@@ -52,24 +45,10 @@ def _throttled(headers: dict[str, str]) -> Response:
     return _text("Too many requests", 429, headers)
 
 
-def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
-            telegrams: TelegramReader) -> MeterLog:
-    """Add the v1 push path; the meter's log it keeps (also ``app.state.dsmr_counters``,
-    where the meter-statistics paths read it)."""
-    counters = MeterLog(writer.hub.get_state, settings.device)
-    app.state.dsmr_counters = counters
-    saving: list[asyncio.Task[None]] = []  #: the save of a held-back status, if one waits
-
-    async def save_status() -> None:
-        await asyncio.sleep(STATUS_EVERY)
-        state = counters.unsaved_state()
-        if state:
-            await writer.write(None, state)
-
-    def save_status_soon() -> None:
-        loop = asyncio.get_running_loop()
-        if not saving or saving[0].done() or saving[0].get_loop() is not loop:
-            saving[:] = [loop.create_task(save_status())]
+def install(app: FastAPI, intake: TelegramIntake) -> None:
+    """Add the v1 push path, taking telegrams into ``intake`` (its meter's log is also
+    ``app.state.dsmr_counters``, where the meter-statistics paths read it)."""
+    app.state.dsmr_counters = intake.counters
 
     @app.post(PATH, include_in_schema=False)
     @guarded(Scope.WRITE, refuse=_denied, throttle=_throttled)
@@ -84,24 +63,13 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
                 return _text("Invalid data", 400)
             given = field
         try:
-            with writer.arriving():
-                telegram = await telegrams.read(given, dt.datetime.now(dt.UTC))
+            await intake.take(given)
         except NoTelegram:
             # nothing but NULs and whitespace: 400 here, where DSMR-reader's form would
             # pass a NUL-only text on to fail its parse (500)
             return _text("Invalid data", 400)
-        except TelegramError as exc:
-            state = counters.reject()
-            log.warning("telegram rejected (%d so far): %s", counters.rejected, exc)
-            await writer.write(None, state)
+        except TelegramError:
             return _text("Failed to parse telegram", 500)
-        await writer.write(telegram, counters.accept(telegram))
-        if counters.unsaved:
-            save_status_soon()
-        counters.accepted += 1
-        if counters.accepted == 1:  # once per process: the meter's serial and zone
-            await run_in_threadpool(writer.hub.add_devices, [meter_device(
-                telegram, device=settings.device, tz=settings.timezone)])
         return _text("", 201)
 
     # every other method (OPTIONS and HEAD too) is 405 with an empty body and ``Allow: POST``,
@@ -109,7 +77,6 @@ def install(app: FastAPI, settings: DsmrSettings, writer: GroupWriter,
     # method reaches the generic 405, whose Allow names every method routed on the path
     app.router.routes.append(Route(PATH, _NOT_ALLOWED, include_in_schema=False))
     app.add_middleware(PushLane, owner=app, handler=datalogger)
-    return counters
 
 
 class PushLane:
