@@ -26,7 +26,7 @@ import orjson
 import pyarrow as pa
 
 import meterhub
-from meterhub.mqtt.publisher import INTERVAL, Publisher
+from meterhub.mqtt.link import INTERVAL, MqttLink
 from meterhub.mqtt.settings import MqttSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,8 +55,8 @@ async def publish_latency(port: int, folder: Path, n: int) -> list[float]:
     took = []
     with meterhub.open(f"duckdb:///{folder / 'hub.duckdb'}") as hub:
         hub.write(reading(0))
-        publisher = Publisher(hub, MqttSettings(host="127.0.0.1", port=port))
-        task = asyncio.create_task(publisher.run())
+        link = MqttLink(hub, MqttSettings(host="127.0.0.1", port=port))
+        task = asyncio.create_task(link.run())
         async with aiomqtt.Client("127.0.0.1", port) as client:
             await client.subscribe(TOPIC, qos=1)
             for i in range(1, n + 1):

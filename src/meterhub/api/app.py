@@ -182,8 +182,8 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
                background: Callable[[], Coroutine[Any, Any, Any]] | None = None,
                clock: Clock | None = None) -> FastAPI:
     """The API over ``hub``; ``background`` (the scheduled sync) runs while it serves, and
-    so does the MQTT publisher when ``settings`` has a broker (`[mqtt]`). ``clock`` tells
-    the DSMR statistics the time (the wall clock by default)."""
+    so does the MQTT link (`meterhub.mqtt`) when ``settings`` has a broker (`[mqtt]`).
+    ``clock`` tells the DSMR statistics the time (the wall clock by default)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -191,18 +191,19 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
         if background is not None:
             tasks.append(asyncio.create_task(background()))
         if settings is not None and settings.mqtt is not None:
-            from meterhub.mqtt.publisher import Publisher
+            from meterhub.mqtt.link import MqttLink
 
-            app.state.publisher = Publisher(hub, settings.mqtt)
-            tasks.append(asyncio.create_task(app.state.publisher.run()))
+            # telegrams from MQTT count one meter's rejections with the push path's
+            app.state.mqtt = MqttLink(hub, settings.mqtt, telegrams=app.state.dsmr_intake)
+            tasks.append(asyncio.create_task(app.state.mqtt.run()))
         try:
             yield
         finally:
-            await close_dsmr()
-            for task in tasks:
+            for task in tasks:  # first: the MQTT link takes telegrams while it runs
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await close_dsmr()
 
     # docs_url/redoc_url off: FastAPI's pages load from a CDN; docs.install serves ours
     app = FastAPI(title="meterhub", version=__version__, lifespan=lifespan,

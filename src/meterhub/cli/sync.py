@@ -223,7 +223,9 @@ def run_(
         "the sync across processes that share a ClickHouse store.")] = None,
 ) -> None:
     """Serve the API and keep the store in sync on a schedule, in one process (one process
-    owns a DuckDB file; any number share a ClickHouse store)."""
+    owns a DuckDB file; any number share a ClickHouse store). With [mqtt] in the config it
+    also publishes to the broker and takes readings and telegrams from it (also with
+    --no-api)."""
     import asyncio
     import datetime as dt
 
@@ -252,13 +254,34 @@ def run_(
             return run_forever(hub, sources, every=every, rounds=rounds,
                                on_round=report)
 
-        if api:
+        if api:  # the API's lifespan runs the MQTT link when [mqtt] names a broker
             serve_api(hub, settings, host, port, background=schedule)
             return
         try:
-            asyncio.run(schedule())
+            asyncio.run(_with_mqtt(hub, settings, schedule))
         except KeyboardInterrupt:
             out.print("stopped")
+
+
+async def _with_mqtt(hub: Hub, settings: Any, schedule: Any) -> None:
+    """The schedule, and the MQTT link beside it when [mqtt] names a broker; what the
+    last round wrote is published before a finite schedule ends."""
+    import asyncio
+
+    if settings.mqtt is None:
+        await schedule()
+        return
+    from meterhub.mqtt.link import MqttLink
+
+    link = MqttLink(hub, settings.mqtt, dsmr=settings.dsmr)
+    running = asyncio.ensure_future(link.run())
+    try:
+        await schedule()
+        await link.published_all(seconds=5)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
 
 
 @app.command()

@@ -51,7 +51,11 @@ def level(name: str) -> str:
 
 
 def state_topic(prefix: str, source: str, device: str, channel: str) -> str:
-    return f"{prefix}/{level(source)}/{level(device)}/{level(channel)}"
+    """A channel's state topic; a source named ``ingest`` is published as ``_ingest``,
+    so that its states never land on the ingest topics (`meterhub.mqtt.ingest`)."""
+    first = level(source)
+    return f"{prefix}/{'_ingest' if first == 'ingest' else first}/{level(device)}/" \
+        f"{level(channel)}"
 
 
 def status_topic(prefix: str) -> str:

@@ -20,6 +20,11 @@ class MqttSettings(BaseModel):
     prefix: str = "meterhub"
     #: Home Assistant's discovery topics start here (its default)
     discovery_prefix: str = "homeassistant"
+    #: take readings from ``<prefix>/ingest/<source>/<device>`` and telegrams from
+    #: `telegram_topic` (QoS 1); anyone who may publish there on the broker may write
+    ingest: bool = True
+    #: where a P1 reader publishes raw telegrams (``<prefix>/ingest/telegram`` if empty)
+    telegram_topic: str = ""
     #: publish only these (empty: all)
     sources: list[str] = []
     devices: list[str] = []
@@ -32,6 +37,13 @@ class MqttSettings(BaseModel):
                 or value.endswith("/"):
             raise ValueError(f"{value!r} cannot start topics: use letters, digits and "
                              "single '/' between levels, without '#' or '+'")
+        return value
+
+    @field_validator("telegram_topic")
+    @classmethod
+    def _plain_topic(cls, value: str) -> str:
+        if any(c in value for c in "#+"):
+            raise ValueError(f"{value!r} is a filter: name one topic, without '#' or '+'")
         return value
 
     def wanted(self, source: str, device: str, channel: str) -> bool:

@@ -1,5 +1,6 @@
-"""Each channel's newest reading published to an MQTT broker as it is stored, with Home
-Assistant's discovery config of its sensor.
+"""meterhub's link to an MQTT broker: each channel's newest reading published as it is
+stored, with Home Assistant's discovery config of its sensor, and readings and telegrams
+taken from the ingest topics (`meterhub.mqtt.ingest`).
 
 The hub tells after every write which channels it touched (`Hub.listen`); those are
 marked, and a task publishes the newest state of the marked channels, retained, as soon
@@ -11,6 +12,12 @@ may have lost its retained messages); a lost connection is retried with a backof
 doubles up to `BACKOFF_MAX`, and writes never wait for the broker. ``<prefix>/status`` is
 ``online`` while connected, ``offline`` after (said when stopped; the last will when the
 link breaks).
+
+Ingest subscriptions are QoS 1 in a persistent session (the broker keeps what comes
+while meterhub is away), and a message is acknowledged only once what it holds is
+committed, in the order the messages came (as MQTT wants): a link or a broker lost
+meanwhile has the broker deliver it again, and the write is idempotent. At most
+`IN_FLIGHT` messages are being stored at once; the broker holds the rest.
 """
 
 from __future__ import annotations
@@ -22,12 +29,19 @@ import logging
 import ssl
 import threading
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import aiomqtt
 import pyarrow as pa
 
+from meterhub.dsmr.intake import TelegramIntake
+from meterhub.dsmr.parse_helper import TelegramReader
+from meterhub.dsmr.settings import DsmrSettings
 from meterhub.hub import Hub
+from meterhub.ingest import GroupWriter
 from meterhub.mqtt import payloads
+from meterhub.mqtt.ingest import Ingest
 from meterhub.mqtt.settings import MqttSettings
 from meterhub.store.base import Selection
 
@@ -37,23 +51,35 @@ STEADY = 10.0  #: seconds a session must last for the next failure to start a ne
 #: seconds between publishing rounds, at least: a meter pushing many telegrams a second
 #: publishes once a second (each round reads the store, which folds its journal)
 INTERVAL = 1.0
+IN_FLIGHT = 256  #: ingest messages being stored at once, at most
 Channel = tuple[str, str]  #: (device, channel)
+T = TypeVar("T")
 
 
-class Publisher:
-    """Publishes ``hub``'s newest readings to the broker of ``settings``; `run` it."""
+class MqttLink:
+    """Publishes ``hub``'s newest readings to the broker of ``settings`` and takes in what
+    comes on the ingest topics (unless ``ingest = false``); `run` it. Telegrams go to
+    ``telegrams`` (the API's, so both count one meter's rejections), or to an intake of
+    its own for the meter of ``dsmr``."""
 
     def __init__(self, hub: Hub, settings: MqttSettings, *, backoff: float = 1.0,
-                 interval: float = INTERVAL) -> None:
+                 interval: float = INTERVAL, telegrams: TelegramIntake | None = None,
+                 dsmr: DsmrSettings | None = None) -> None:
         self.hub, self.settings = hub, settings
         self.backoff, self.interval = backoff, interval
+        self.telegrams, self.dsmr = telegrams, dsmr
+        self.ingest: Ingest | None = None  #: while running, unless ingest is off
         self.connected = False  #: whether the broker link is up
         self.published = 0  #: states published since the start
         self.rounds = 0  #: publishing rounds done (each publishes what was marked)
         self._lock = threading.Lock()
         self._marked: set[Channel] | None = set()  #: None: every channel
         self._wake: asyncio.Event | None = None
+        self._publishing = False  #: a round is under way
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: store work under way: a thread goes on when its awaiter is cancelled, so `run`
+        #: waits for it before it returns (the store may be closed right after)
+        self._working: set[asyncio.Future[Any]] = set()
 
     def _on_write(self, keys: pa.Table | None) -> None:
         """In the writing thread: mark the channels ``keys`` touched."""
@@ -81,6 +107,15 @@ class Publisher:
         else failed: the store, say), after a pause that doubles while sessions keep
         failing within `STEADY` seconds."""
         self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        own = None
+        if self.settings.ingest:
+            telegrams = self.telegrams
+            if telegrams is None:
+                dsmr = self.dsmr or DsmrSettings()
+                telegrams = own = TelegramIntake(dsmr, GroupWriter(self.hub, origin="dsmr"),
+                                                 TelegramReader(dsmr))
+            self.ingest = Ingest(self.settings, GroupWriter(self.hub, origin="mqtt"),
+                                 telegrams)
         stop_listening = self.hub.listen(self._on_write)
         delay = self.backoff
         try:
@@ -113,6 +148,31 @@ class Publisher:
         finally:
             self.connected = False
             stop_listening()
+            if self._working:
+                await asyncio.wait(self._working)
+            if self.ingest is not None:
+                self.ingest.writer.close()
+            if own is not None:
+                await own.close()
+
+    async def published_all(self, *, seconds: float) -> None:
+        """Return once every write so far is published (or ``seconds`` passed, or the
+        link is down): before a process that wrote stops."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while self.connected and (self._marked is None or self._marked
+                                          or self._publishing):
+                    await asyncio.sleep(0.02)
+
+    def _track(self, work: asyncio.Future[T]) -> asyncio.Future[T]:
+        self._working.add(work)
+        work.add_done_callback(self._working.discard)
+        return work
+
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in a worker thread, which `run` waits for when stopped."""
+        return await asyncio.shield(self._track(asyncio.ensure_future(
+            asyncio.to_thread(function, *args))))
 
     async def _goodbye(self, client: aiomqtt.Client) -> None:
         """Say ``offline`` when stopped: a broker sends the last will only for a link that
@@ -125,52 +185,111 @@ class Publisher:
     def _client(self) -> aiomqtt.Client:
         settings = self.settings
         status = payloads.status_topic(settings.prefix)
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             settings.host, settings.port, username=settings.username,
             password=settings.password, identifier=settings.client_id,
             tls_context=ssl.create_default_context() if settings.tls else None,
-            will=aiomqtt.Will(status, b"offline", qos=1, retain=True))
+            will=aiomqtt.Will(status, b"offline", qos=1, retain=True),
+            # the broker keeps the ingest subscriptions, and what comes, while away
+            clean_session=not settings.ingest)
+        # acknowledged once stored (`_acknowledge`): aiomqtt has no word for it yet
+        # (aiomqtt issue 345), paho-mqtt below it has; set before the broker can send
+        client._client.manual_ack_set(True)
+        return client
 
     async def _session(self, client: aiomqtt.Client) -> None:
-        """Publish what is marked, a round at most every `interval` seconds, until the
-        link breaks (the watch over the broker's messages raises then, even while
-        nothing is written)."""
+        """Publish and take messages until the link breaks: the watch over the broker's
+        messages raises then, even while nothing is written, and a round waiting for
+        the broker's acknowledgements is stopped (it would wait out aiomqtt's timeout)."""
         await client.publish(payloads.status_topic(self.settings.prefix), b"online", qos=1,
                              retain=True)
-        discovered: set[Channel] = set()
         self._mark(None)  # a new connection: everything once more
-        assert self._wake is not None
-        watch = asyncio.create_task(self._watch(client))
+        tasks = {asyncio.ensure_future(self._watch(client)),
+                 asyncio.ensure_future(self._publish(client))}
         try:
-            while True:
-                self._wake.clear()
-                with self._lock:
-                    marked: set[Channel] | None = self._marked
-                    self._marked = set()
-                if marked is None or marked:
-                    for topic, payload, state in await asyncio.to_thread(
-                            self._messages, marked, discovered):
-                        await client.publish(topic, payload, qos=1, retain=True)
-                        self.published += state
-                self.rounds += 1
-                await asyncio.sleep(self.interval)  # writes meanwhile only mark more
-                waiting = asyncio.ensure_future(self._wake.wait())
-                await asyncio.wait({waiting, watch}, return_when=asyncio.FIRST_COMPLETED)
-                if watch.done():
-                    waiting.cancel()
-                    watch.result()  # the link broke: its error
-                    raise aiomqtt.MqttError("the broker ended the link")
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # the link broke: its error
+            raise aiomqtt.MqttError("the broker ended the link")
         finally:
-            watch.cancel()
+            for task in tasks:
+                task.cancel()
+
+    async def _publish(self, client: aiomqtt.Client) -> None:
+        """Publish what is marked, a round at most every `interval` seconds."""
+        discovered: set[Channel] = set()
+        assert self._wake is not None
+        self._publishing = False  # (a round the last link's end broke off)
+        while True:
+            self._wake.clear()
+            with self._lock:
+                marked: set[Channel] | None = self._marked
+                self._marked = set()
+            if marked is None or marked:
+                self._publishing = True
+                for topic, payload, state in await self._in_thread(
+                        self._messages, marked, discovered):
+                    await client.publish(topic, payload, qos=1, retain=True)
+                    self.published += state
+                self._publishing = False
+            self.rounds += 1
+            await asyncio.sleep(self.interval)  # writes meanwhile only mark more
+            await self._wake.wait()
 
     async def _watch(self, client: aiomqtt.Client) -> None:
-        """Home Assistant's birth message (``online`` on ``<discovery_prefix>/status``,
-        when it starts) has everything published again; the iteration ends with an
-        error when the link breaks."""
-        await client.subscribe(f"{self.settings.discovery_prefix}/status", qos=1)
+        """Take the broker's messages until the link breaks (then raise its error) or a
+        write of an ingested message fails (its error): Home Assistant's birth message
+        (``online`` on ``<discovery_prefix>/status``, when it starts) has everything
+        published again, the ingest topics' messages are stored."""
+        ingest = self.ingest
+        filters = [f"{self.settings.discovery_prefix}/status",
+                   *(ingest.filters() if ingest is not None else [])]
+        await client.subscribe([(topic, 1) for topic in filters])
+        acks: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Future[None] | None]] = \
+            asyncio.Queue()
+        window = asyncio.Semaphore(IN_FLIGHT)
+        tasks = {asyncio.ensure_future(self._take(client, acks, window)),
+                 asyncio.ensure_future(self._acknowledge(client, acks, window))}
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            while not acks.empty():  # left to the broker to deliver again
+                _, storing = acks.get_nowait()
+                if storing is not None:
+                    storing.add_done_callback(_settled)
+
+    async def _take(self, client: aiomqtt.Client,
+                    acks: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Future[None] | None]],
+                    window: asyncio.Semaphore) -> None:
+        ingest = self.ingest
+        birth = f"{self.settings.discovery_prefix}/status"
         async for message in client.messages:
-            if bytes(message.payload) == b"online":
-                self._mark(None)
+            topic, storing = message.topic.value, None
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            if topic == birth:
+                if payload == b"online":
+                    self._mark(None)
+            elif ingest is not None and ingest.wants(topic):
+                storing = self._track(asyncio.ensure_future(ingest.take(topic, payload)))
+            await window.acquire()
+            acks.put_nowait((message, storing))
+
+    async def _acknowledge(
+            self, client: aiomqtt.Client,
+            acks: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Future[None] | None]],
+            window: asyncio.Semaphore) -> None:
+        """Acknowledge each message once it is stored (or dropped), in order."""
+        while True:
+            message, storing = await acks.get()
+            if storing is not None:
+                await storing  # a failed write raises: the message stays unacknowledged
+            if message.qos > 0:
+                client._client.ack(message.mid, message.qos)
+            window.release()
 
     def _messages(self, marked: set[Channel] | None,
                   discovered: set[Channel]) -> list[tuple[str, bytes, bool]]:
@@ -212,6 +331,11 @@ class Publisher:
             end=at + dt.timedelta(microseconds=1))).read_all()
         qualities = rows["quality"].to_pylist()
         return str(qualities[-1]) if qualities else "ok"
+
+
+def _settled(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: the broker delivers its message again
 
 
 def _pairs(stats: pa.Table) -> list[Channel]:

@@ -1,14 +1,12 @@
-"""The publisher against a real broker (mosquitto): each channel's newest reading retained
+"""The link publishing to a real broker (mosquitto): each channel's newest reading retained
 once after a backfill, its sensor discovered first, a late reading never shown as the
 newest, and everything published again after the broker restarted and lost it all."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +19,9 @@ import meterhub
 from meterhub.api import create_app
 from meterhub.config import Settings
 from meterhub.errors import StoreError
-from meterhub.hub import Hub
-from meterhub.mqtt.publisher import Publisher
 from meterhub.mqtt.settings import MqttSettings
 from tests.api.live import served
+from tests.mqtt.clients import collect, listening, publishing, states, until
 from tests.mqtt.conftest import Broker
 
 START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
@@ -47,57 +44,6 @@ def readings(n: int, *, first: int = 0, start: dt.datetime = START) -> pa.Table:
         "kind": ["instant"] * n + ["counter"] * n})
 
 
-@contextlib.asynccontextmanager
-async def publishing(hub: Hub, broker: Broker) -> AsyncIterator[Publisher]:
-    publisher = Publisher(hub, MqttSettings(host="127.0.0.1", port=broker.port),
-                          backoff=0.05, interval=0)
-    task = asyncio.create_task(publisher.run())
-    try:
-        await until(lambda: publisher.rounds >= 1)  # connected, and what was there sent
-        yield publisher
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def until(holds: Any, seconds: float = 10) -> None:
-    async with asyncio.timeout(seconds):
-        while not holds():
-            await asyncio.sleep(0.02)
-
-
-async def collect(broker: Broker, done: Any, seconds: float = 10,
-                  ready: asyncio.Event | None = None) -> list[aiomqtt.Message]:
-    """Messages of meterhub's and Home Assistant's topics, from a new subscription (the
-    retained ones first), until ``done(messages)`` holds; ``ready`` is set once the
-    broker acknowledged the subscription."""
-    got: list[aiomqtt.Message] = []
-    async with aiomqtt.Client("127.0.0.1", broker.port) as client:
-        await client.subscribe([("meterhub/#", 1), ("homeassistant/#", 1)])
-        if ready is not None:
-            ready.set()
-        async with asyncio.timeout(seconds):
-            async for message in client.messages:
-                got.append(message)
-                if done(got):
-                    return got
-    return got
-
-
-async def listening(broker: Broker, done: Any) -> asyncio.Task[list[aiomqtt.Message]]:
-    """`collect` in a task, once subscribed."""
-    ready = asyncio.Event()
-    task = asyncio.create_task(collect(broker, done, ready=ready))
-    await ready.wait()
-    return task
-
-
-def states(messages: list[aiomqtt.Message], topic: str) -> list[dict[str, Any]]:
-    return [orjson.loads(bytes(m.payload)) for m in messages  # type: ignore[arg-type]
-            if m.topic.value == topic]
-
-
 def has_newest(n: int) -> Any:
     def done(messages: list[aiomqtt.Message]) -> bool:
         return any(s["value"] == n - 1 for s in states(messages, ENERGY)) and \
@@ -109,14 +55,14 @@ def test_a_backfill_publishes_each_channels_newest_reading_once_retained(
         tmp_path: Path, broker: Broker) -> None:
     async def run() -> tuple[list[aiomqtt.Message], list[aiomqtt.Message], int]:
         with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
-            async with publishing(hub, broker) as publisher:
+            async with publishing(hub, broker) as link:
                 watching = await listening(broker, has_newest(1440))
                 await asyncio.to_thread(hub.write, readings(1440))  # a day a minute apart
                 live = await watching
                 # a client that comes later gets the retained states and configs at once
                 retained = await collect(broker, has_newest(1440), seconds=5)
-                await until(lambda: publisher.rounds >= 2)  # the write's round, all acked
-                return live, retained, publisher.published
+                await until(lambda: link.rounds >= 2)  # the write's round, all acked
+                return live, retained, link.published
 
     live, retained, published = asyncio.run(run())
     assert [s["value"] for s in states(live, ENERGY)] == [1439.0]
@@ -158,10 +104,10 @@ def test_after_a_broker_restart_everything_is_published_again(tmp_path: Path,
     async def run() -> list[aiomqtt.Message]:
         with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
             hub.write(readings(30))
-            async with publishing(hub, broker) as publisher:
-                rounds = publisher.rounds
+            async with publishing(hub, broker) as link:
+                rounds = link.rounds
                 await asyncio.to_thread(broker.restart)  # its retained messages are gone
-                await until(lambda: publisher.rounds > rounds and publisher.connected)
+                await until(lambda: link.rounds > rounds and link.connected)
                 return await collect(broker, lambda got: has_newest(30)(got) and len(
                     [m for m in got if m.topic.value.endswith("/config")]) == 2, seconds=5)
 
@@ -176,16 +122,16 @@ def test_home_assistants_birth_message_has_everything_published_again(
     async def run() -> tuple[int, list[aiomqtt.Message]]:
         with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
             hub.write(readings(30))
-            async with publishing(hub, broker) as publisher:
-                published, rounds = publisher.published, publisher.rounds
+            async with publishing(hub, broker) as link:
+                published, rounds = link.published, link.rounds
                 watching = await listening(broker, lambda got: len(states(got, ENERGY)) >= 2)
                 async with aiomqtt.Client("127.0.0.1", broker.port) as home_assistant:
                     await home_assistant.publish("homeassistant/status", b"online", qos=1)
                 got = await watching
                 # the round counts its states once all are acknowledged: the subscriber
                 # may see the energy state before the temperature's is out
-                await until(lambda: publisher.rounds > rounds)
-                return publisher.published - published, got
+                await until(lambda: link.rounds > rounds)
+                return link.published - published, got
 
     again, got = asyncio.run(run())
     assert again == 2  # both channels' states, with nothing written
