@@ -13,6 +13,7 @@ import pytest
 
 from meterhub.errors import AuthError, RateLimitedError
 from meterhub.hub import Hub
+from meterhub.mqtt import health
 from meterhub.sync import quota_state
 from tests.api.conftest import sample_frame
 from tests.dashboard import site as served
@@ -57,6 +58,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         hub.write(None, state={quota_state("zen"): json.dumps(
             {**QUOTA, "calls_left": 0, "calls_limit": None, "window_seconds": None,
              "wait_until": "2099-01-01T00:00:00Z"})})
+        # the MQTT links' health, as links keep it: one up, one whose process went quiet
+        hub.write(None, state=health.report(
+            client_id="meterhub", broker="broker.local:1883", connected=True,
+            since=now - dt.timedelta(minutes=5), last_error="broker restarted", published=12,
+            taken=7, rejected=1, now=now))
+        hub.write(None, state=health.report(
+            client_id="attic", broker="broker.local:1883", connected=False,
+            since=dt.datetime(2024, 10, 1, tzinfo=dt.UTC), last_error="connection refused",
+            published=0, taken=0, rejected=0, now=dt.datetime(2024, 10, 1, tzinfo=dt.UTC)))
 
     with served.serve(tmp_path_factory.mktemp("overview"), fill, CONFIG) as running:
         yield Site(running.base, running.key, running.store, now)
@@ -121,6 +131,24 @@ def test_the_overview_shows_what_the_api_answers(page: Watched, site: Site) -> N
     newest = (site.now - dt.timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
     assert devices["p1"] == {"source": "home", "channels": "1", "readings": "3",
                              "newest": newest}
+    # the MQTT links, as /api/v1/mqtt answers: the quiet one's old word is no health
+    links = {link["client_id"]: link for link in api(site, "/api/v1/mqtt")}
+    assert [links["meterhub"]["silent"], links["attic"]["silent"]] == [False, True]
+    for name, link in links.items():
+        shown = cells(page, f"tr[data-link={name}]")
+        assert shown == {"broker": "broker.local:1883",
+                         "connected": str(link["connected"]).lower(),
+                         "since": link["since"], "published": str(link["published"]),
+                         "taken": str(link["taken"]), "rejected": str(link["rejected"]),
+                         "last_error": link["last_error"]}
+    assert page.page.locator("tr[data-link=meterhub] [data-field=connected]").inner_text() \
+        == "connected"
+    assert page.page.locator("tr[data-link=meterhub] [data-field=last_error]").inner_text() \
+        == "", "an error of an earlier link, not shown while it is up"
+    assert page.page.locator("tr[data-link=attic] [data-field=connected]").inner_text() == \
+        "no word since " + page.page.evaluate("new Date('2024-10-01T00:00:00Z').toLocaleString()")
+    assert page.page.locator("tr[data-link=attic] [data-field=last_error]").inner_text() == \
+        "connection refused"
     totals = page.page.eval_on_selector_all(
         "[data-total]", "els => Object.fromEntries(els.map(e => [e.dataset.total, "
                         "e.querySelector('b').textContent]))")

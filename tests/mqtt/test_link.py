@@ -19,6 +19,8 @@ import meterhub
 from meterhub.api import create_app
 from meterhub.config import Settings
 from meterhub.errors import StoreError
+from meterhub.hub import Hub
+from meterhub.mqtt import health
 from meterhub.mqtt.settings import MqttSettings
 from tests.api.live import served
 from tests.mqtt.clients import collect, listening, publishing, states, until
@@ -176,3 +178,33 @@ def test_a_store_failure_is_told_and_publishing_goes_on(
         got = asyncio.run(run())
     assert [s["value"] for s in states(got, ENERGY)] == [9.0]
     assert [r.levelname for r in caplog.records if "failed" in r.message] == ["ERROR"]
+
+
+def test_the_links_health_is_kept_in_the_store_as_it_changes(tmp_path: Path,
+                                                             broker: Broker) -> None:
+    """Up once connected, down with the reason when the broker goes away, and stopped
+    when the link ends: what `meterhub status`, the API and the overview show."""
+    async def run(hub: Hub) -> list[dict[str, Any]]:
+        seen = []
+        async with publishing(hub, broker) as link:
+            await until(lambda: bool(health.links(hub)))
+            seen.append(health.links(hub)[0])
+            await asyncio.to_thread(broker.stop)
+            await until(lambda: not health.links(hub)[0]["connected"])
+            seen.append(health.links(hub)[0])
+            assert link.connected is False
+        seen.append(health.links(hub)[0])
+        return seen
+
+    with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
+        hub.write(readings(2))
+        up, down, stopped = asyncio.run(run(hub))
+    assert (up["client_id"], up["broker"], up["connected"], up["silent"]) == (
+        "meterhub", f"127.0.0.1:{broker.port}", True, False)
+    assert down["connected"] is False
+    assert down["last_error"]  # aiomqtt's words for the lost link
+    assert stopped["last_error"] == "meterhub stopped"
+    assert health.line(stopped).startswith(
+        f"MQTT link meterhub to 127.0.0.1:{broker.port}: down since ")
+    assert health.line(stopped).endswith(
+        "(meterhub stopped); published 2 states, took 0 messages (0 rejected)")

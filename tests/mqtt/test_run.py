@@ -59,6 +59,14 @@ def test_run_without_the_api_takes_readings_from_the_broker_and_publishes_them(
     assert process.returncode == 0, output
     with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
         assert list(hub.readings(device="logger-1")["value"]) == [20.0, 21.5]
+    status = subprocess.run([sys.executable, "-m", "meterhub.cli", "status", "--config",
+                             "meterhub.toml"], cwd=tmp_path, capture_output=True, text=True,
+                            check=True)
+    # under the table, or beside the CSV a pipe gets (on stderr, as every note)
+    told = next(line for line in status.stderr.splitlines() if line.startswith("MQTT link"))
+    assert told.startswith(f"MQTT link meterhub to 127.0.0.1:{broker.port}: down since ")
+    assert told.endswith("(meterhub stopped); published 1 states, took 1 messages "
+                         "(0 rejected)")
 
 
 def test_a_reading_the_broker_took_is_stored_when_the_process_is_killed_meanwhile(

@@ -43,6 +43,7 @@ from meterhub.errors import InputError
 from meterhub.hub import Hub
 from meterhub.keys import ApiKey, RateLimit, Scope, new_key
 from meterhub.model import TS_RANGE_TEXT
+from meterhub.mqtt import health as mqtt_health
 from meterhub.store import PageKey, Selection
 from meterhub.sync import quota_state
 from meterhub.timebase import zone
@@ -443,6 +444,14 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
     def sources() -> Response:
         """Every configured or seen source with its sync health."""
         return _json({"data": _sources(hub, settings)})
+
+    @app.get(f"{v1}/mqtt", tags=["catalog"], response_model=None, dependencies=[read],
+             responses={200: {"model": schemas.MqttLinks}, **CATALOG_ERRORS})
+    def mqtt() -> Response:
+        """The MQTT links' health (one per client id; none without `[mqtt]`): connected or
+        down since when and why, states published, messages taken and rejected. ``silent``:
+        no word for a minute (the process may have stopped)."""
+        return _json({"data": mqtt_health.links(hub)})
 
     @app.get(f"{v1}/keys", tags=["keys"], response_model=None, dependencies=[admin],
              responses={200: {"model": schemas.Keys}, **CATALOG_ERRORS})

@@ -137,6 +137,23 @@ class Sources(BaseModel):
     data: list[SourceOut]
 
 
+class MqttLinkOut(BaseModel):
+    client_id: str
+    broker: str = Field(description="host:port")
+    connected: bool
+    since: str | None = Field(description="when the link came up, or went down")
+    last_error: str | None = Field(description="why it went down last")
+    published: int = Field(description="states published since the process started")
+    taken: int = Field(description="ingest messages taken (stored or rejected)")
+    rejected: int = Field(description="ingest messages dropped as bad")
+    as_of: str = Field(description="when the process last told its health")
+    silent: bool = Field(description="no word for a minute: the process may have stopped")
+
+
+class MqttLinks(BaseModel):
+    data: list[MqttLinkOut]
+
+
 class WriteSummary(BaseModel):
     received: int
     written: int = Field(description="distinct (device, channel, ts) keys written")

@@ -287,12 +287,16 @@ async def _with_mqtt(hub: Hub, settings: Any, schedule: Any) -> None:
 @app.command()
 def status(store: StoreOption = None, config: OptionalConfig = None,
            fmt: FormatOption = None) -> None:
-    """Per source and device: last success, newest reading, lag, calls, last error, gaps."""
+    """Per source and device: last success, newest reading, lag, calls, last error, gaps;
+    and the MQTT link's health, when one runs."""
+    from meterhub.mqtt import health
+
     with opened(store_url(store, config), create=False) as hub, user_errors():
         emit(status_table(hub), chosen(fmt), {}, title="Sync status",
              drop_first=["calls", "readings", "last_success", "gaps"],
              notes=["calls: the calls the source made while this device was being fetched "
-                    "(devices of one source share its limits and run together)"])
+                    "(devices of one source share its limits and run together)",
+                    *map(health.line, health.links(hub))])
 
 
 def status_table(hub: Hub) -> pa.Table:

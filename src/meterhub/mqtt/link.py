@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import ssl
 import threading
@@ -40,7 +41,7 @@ from meterhub.dsmr.parse_helper import TelegramReader
 from meterhub.dsmr.settings import DsmrSettings
 from meterhub.hub import Hub
 from meterhub.ingest import GroupWriter
-from meterhub.mqtt import payloads
+from meterhub.mqtt import health, payloads
 from meterhub.mqtt.ingest import Ingest
 from meterhub.mqtt.settings import MqttSettings
 from meterhub.store.base import Selection
@@ -70,6 +71,8 @@ class MqttLink:
         self.telegrams, self.dsmr = telegrams, dsmr
         self.ingest: Ingest | None = None  #: while running, unless ingest is off
         self.connected = False  #: whether the broker link is up
+        self.since: dt.datetime | None = None  #: when it came up, or went down
+        self.last_error: str | None = None  #: why it went down last
         self.published = 0  #: states published since the start
         self.rounds = 0  #: publishing rounds done (each publishes what was marked)
         self._lock = threading.Lock()
@@ -123,7 +126,7 @@ class MqttLink:
                 began = time.monotonic()
                 try:
                     async with self._client() as client:
-                        self.connected = True
+                        self._went(up=True)
                         log.info("publishing to the MQTT broker at %s:%d",
                                  self.settings.host, self.settings.port)
                         try:
@@ -140,20 +143,56 @@ class MqttLink:
                     else:
                         log.exception("publishing to MQTT failed; trying again in %.1f s",
                                       delay)
-                    self.connected = False
+                    if self.connected or self.last_error is None:
+                        self._went(up=False, error=str(exc) or type(exc).__name__)
+                        await self._report()
                     if time.monotonic() - began >= STEADY:
                         delay = self.backoff  # it had worked a while: a new failure
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, BACKOFF_MAX)
         finally:
-            self.connected = False
+            self._went(up=False, error="meterhub stopped")
             stop_listening()
             if self._working:
                 await asyncio.wait(self._working)
+            await self._report()
             if self.ingest is not None:
                 self.ingest.writer.close()
             if own is not None:
                 await own.close()
+
+    def _went(self, *, up: bool, error: str | None = None) -> None:
+        self.connected, self.since = up, dt.datetime.now(dt.UTC)
+        if error is not None:
+            self.last_error = error
+
+    async def _report(self) -> None:
+        """Keep the link's health in the store (`meterhub.mqtt.health`); a store that
+        fails it is told once in the log of its own (the link goes on)."""
+        ingest = self.ingest
+        state = health.report(
+            client_id=self.settings.client_id, broker=f"{self.settings.host}:"
+            f"{self.settings.port}", connected=self.connected, since=self.since,
+            last_error=self.last_error, published=self.published,
+            taken=ingest.messages if ingest else 0, rejected=ingest.rejected if ingest else 0,
+            now=dt.datetime.now(dt.UTC))
+        try:
+            await self._in_thread(functools.partial(self.hub.write, None, origin="mqtt",
+                                                    state=state))
+        except Exception as exc:  # noqa: BLE001 - the store's own failures show elsewhere
+            log.warning("could not keep the MQTT link's health in the store: %s", exc)
+
+    async def _reports(self) -> None:
+        """While connected: the health at once, then every `REPORT_EVERY` seconds it
+        changed."""
+        told = None
+        while True:
+            ingest = self.ingest
+            counts = (self.published, ingest.messages if ingest else 0)
+            if counts != told:
+                told = counts
+                await self._report()
+            await asyncio.sleep(health.REPORT_EVERY)
 
     async def published_all(self, *, seconds: float) -> None:
         """Return once every write so far is published (or ``seconds`` passed, or the
@@ -201,11 +240,17 @@ class MqttLink:
         """Publish and take messages until the link breaks: the watch over the broker's
         messages raises then, even while nothing is written, and a round waiting for
         the broker's acknowledgements is stopped (it would wait out aiomqtt's timeout)."""
+        ingest = self.ingest
+        filters = [f"{self.settings.discovery_prefix}/status",
+                   *(ingest.filters() if ingest is not None else [])]
+        await client.subscribe([(topic, 1) for topic in filters])
+        # online once subscribed: a client that waits for it may publish to ingest
         await client.publish(payloads.status_topic(self.settings.prefix), b"online", qos=1,
                              retain=True)
         self._mark(None)  # a new connection: everything once more
         tasks = {asyncio.ensure_future(self._watch(client)),
-                 asyncio.ensure_future(self._publish(client))}
+                 asyncio.ensure_future(self._publish(client)),
+                 asyncio.ensure_future(self._reports())}
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -241,10 +286,6 @@ class MqttLink:
         write of an ingested message fails (its error): Home Assistant's birth message
         (``online`` on ``<discovery_prefix>/status``, when it starts) has everything
         published again, the ingest topics' messages are stored."""
-        ingest = self.ingest
-        filters = [f"{self.settings.discovery_prefix}/status",
-                   *(ingest.filters() if ingest is not None else [])]
-        await client.subscribe([(topic, 1) for topic in filters])
         acks: asyncio.Queue[tuple[aiomqtt.Message, asyncio.Future[None] | None]] = \
             asyncio.Queue()
         window = asyncio.Semaphore(IN_FLIGHT)

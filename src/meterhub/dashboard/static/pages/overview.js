@@ -1,5 +1,6 @@
-// meterhub Overview: every source's health and every device's newest reading, as the
-// API answers them (/api/v1/sources and /api/v1/channels; the session cookie reads them).
+// meterhub Overview: every source's health, the MQTT link's, and every device's newest
+// reading, as the API answers them (/api/v1/sources, /api/v1/mqtt and /api/v1/channels;
+// the session cookie reads them).
 "use strict";
 (function () {
   const {el, api, when, ago, cell, show, failed} = window.meterhub;
@@ -24,7 +25,30 @@
     return `${q.calls_left}${of}${per}`;
   }
 
-  function render(sources, channels) {
+  // the MQTT links (none without [mqtt] in meterhub.toml): up or down, and what they did
+  function mqtt(links) {
+    if (!links.length) return [];
+    return [
+      el("h2", {}, "MQTT"),
+      el("div", {class: "table"}, el("table", {id: "mqtt"},
+        el("thead", {}, el("tr", {},
+          ...["Client id", "Broker", "Link", "Since", "Published", "Taken", "Rejected",
+              "Last error"].map((h) => el("th", {scope: "col"}, h)))),
+        el("tbody", {}, ...links.map((l) => el("tr",
+          {"data-link": l.client_id, class: l.connected && !l.silent ? null : "stale"},
+          el("th", {scope: "row"}, l.client_id),
+          cell("broker", l.broker, l.broker),
+          cell("connected", l.connected, l.silent ? `no word since ${when(l.as_of)}`
+            : (l.connected ? "connected" : "down")),
+          cell("since", l.since, when(l.since)),
+          cell("published", l.published, l.published.toLocaleString()),
+          cell("taken", l.taken, l.taken.toLocaleString()),
+          cell("rejected", l.rejected, l.rejected.toLocaleString()),
+          cell("last_error", l.last_error, l.connected ? "" : (l.last_error || ""),
+               {class: "error"}))))))];
+  }
+
+  function render(sources, channels, links) {
     const devices = new Map();
     for (const ch of channels) {
       const key = ch.source + "\u0000" + ch.device;
@@ -66,6 +90,7 @@
                s.quota ? {title: `as the vendor said at ${when(s.quota.as_of)}`} : null),
           cell("devices", s.devices, s.devices),
           cell("last_error", s.last_error, s.last_error || "", {class: "error"})))))),
+      ...mqtt(links),
       el("h2", {}, "Devices"),
       el("div", {class: "table"}, el("table", {id: "devices"},
         el("thead", {}, el("tr", {},
@@ -81,7 +106,7 @@
     document.body.dataset.ready = "true";
   }
 
-  Promise.all([api("/api/v1/sources"), api("/api/v1/channels")])
-    .then(([sources, channels]) => render(sources, channels))
+  Promise.all([api("/api/v1/sources"), api("/api/v1/channels"), api("/api/v1/mqtt")])
+    .then(([sources, channels, links]) => render(sources, channels, links))
     .catch((error) => failed("Overview", new Error(`Could not load the overview: ${error.message}`)));
 })();
