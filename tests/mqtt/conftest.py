@@ -20,7 +20,7 @@ MOSQUITTO = "/usr/sbin/mosquitto"
 class Broker:
     """One mosquitto process; `restart` stops it and starts it again on the same port."""
 
-    def __init__(self, folder: Path, *, persistent: bool = False) -> None:
+    def __init__(self, folder: Path, *, persistent: bool = False, extra: str = "") -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -30,7 +30,7 @@ class Broker:
         if persistent and os.geteuid() == 0:  # else it runs as "mosquitto", who cannot
             kept += "user root\n"  # write its database into the test's folder
         self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                               + kept)
+                               + kept + extra)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
