@@ -16,7 +16,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                     "meterhub.clock", "meterhub.keys", "meterhub.encode", "meterhub.display"}),
     ("store", {"meterhub.store"}),
     ("hub", {"meterhub", "meterhub.hub", "meterhub.answers", "meterhub.ingest", "meterhub.fileio",
-             "meterhub.http", "meterhub.migrate"}),
+             "meterhub.http", "meterhub.migrate", "meterhub.source_health"}),
     ("dsmr", {"meterhub.dsmr"}),
     ("sources", {"meterhub.sources", "meterhub.emulators", "meterhub.demo"}),
     ("mqtt", {"meterhub.mqtt"}),

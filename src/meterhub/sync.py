@@ -24,6 +24,7 @@ from meterhub.clock import Clock, RealClock
 from meterhub.errors import AuthError, MeterhubError, StoreError
 from meterhub.hub import Hub
 from meterhub.model import Channel
+from meterhub.source_health import quota_state
 from meterhub.sources.base import SourceConfig, connector_class
 from meterhub.store import SyncCursor
 from meterhub.units import unit_for_channel
@@ -199,11 +200,6 @@ async def _round(hub: Hub, config: SourceConfig, clock: Clock, connector: Any
     log.warning("source %s: the store failed this round: %s", config.name, failed)
     return SourceProgress(config.name, config.type, started=clock.now(), now=clock.now(),
                           error=f"source {config.name}: the store failed: {failed}")
-
-
-def quota_state(source: str) -> str:
-    """The store state key of what ``source``'s vendor last told of its rate limits."""
-    return f"sync.quota.{source}"
 
 
 def _explain(config: SourceConfig, exc: BaseException) -> str:

@@ -118,7 +118,7 @@ with meterhub.open(sys.argv[1]) as hub:
 def test_a_pulled_source_is_judged_at_its_last_sync_not_at_now(api: Api) -> None:
     import datetime as dt
 
-    from meterhub.api.app import _stale
+    from meterhub.source_health import stale as _stale
 
     now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
     minutes = [now - dt.timedelta(minutes=m) for m in range(30)]

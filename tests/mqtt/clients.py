@@ -21,7 +21,7 @@ async def publishing(hub: Hub, broker: Broker, **settings: Any) -> AsyncIterator
     """A link of ``hub`` to ``broker`` running (with these `MqttSettings`), once it has
     connected and sent what the store held."""
     link = MqttLink(hub, MqttSettings(host="127.0.0.1", port=broker.port, **settings),
-                    backoff=0.05, interval=0)
+                    backoff=0.05, interval=0, availability_every=0.1)
     task = asyncio.create_task(link.run())
     try:
         await until(lambda: link.rounds >= 1)  # connected, and what was there sent

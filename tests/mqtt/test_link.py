@@ -20,7 +20,7 @@ from meterhub.api import create_app
 from meterhub.config import Settings
 from meterhub.errors import StoreError
 from meterhub.hub import Hub
-from meterhub.mqtt import health
+from meterhub.mqtt import health, payloads
 from meterhub.mqtt.settings import MqttSettings
 from tests.api.live import served
 from tests.mqtt.clients import collect, listening, publishing, states, until
@@ -208,3 +208,91 @@ def test_the_links_health_is_kept_in_the_store_as_it_changes(tmp_path: Path,
         f"MQTT link meterhub to 127.0.0.1:{broker.port}: down since ")
     assert health.line(stopped).endswith(
         "(meterhub stopped); published 2 states, took 0 messages (0 rejected)")
+
+
+def test_a_sources_sensors_are_available_while_it_is_fresh(tmp_path: Path,
+                                                           broker: Broker) -> None:
+    """lab's readings are from 2024 (stale: offline); home pushes one every ten minutes,
+    the newest a minute old (fresh: online); a new reading makes lab fresh again."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    home = [{"device": "p1", "channel": "power", "unit": "kW", "kind": "instant",
+             "ts": now - dt.timedelta(minutes=m), "value": 0.5} for m in (21, 11, 1)]
+
+    def availability(got: list[aiomqtt.Message]) -> dict[str, str]:
+        return {m.topic.value.split("/")[1]: bytes(m.payload).decode()  # type: ignore[arg-type]
+                for m in got if m.topic.value.endswith("/availability")}
+
+    async def run(hub: Hub) -> tuple[dict[str, str], dict[str, str]]:
+        async with publishing(hub, broker):
+            before = availability(await collect(broker, lambda got: len(availability(got)) == 2))
+            watching = await listening(broker, lambda got: availability(got).get("lab") ==
+                                       "online")
+            await asyncio.to_thread(hub.write, readings(1, start=now - dt.timedelta(minutes=1)))
+            return before, availability(await watching)
+
+    with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
+        hub.write(readings(30))
+        hub.write(home, source="home")
+        before, after = asyncio.run(run(hub))
+    assert before == {"lab": "offline", "home": "online"}
+    assert after["lab"] == "online"
+    config = orjson.loads(payloads.discovery_payload(
+        prefix="meterhub", source="home", device="p1", channel="power", quantity="power",
+        kind="instant", unit="kW"))
+    assert [a["topic"] for a in config["availability"]] == ["meterhub/status",
+                                                            "meterhub/home/availability"]
+
+
+def test_the_sensors_of_a_deleted_channel_are_removed(tmp_path: Path, broker: Broker) -> None:
+    energy = "homeassistant/sensor/meterhub_lab_logger-1/energy_in/config"
+    temperature = "homeassistant/sensor/meterhub_lab_logger-1/air_temperature/config"
+
+    async def run(hub: Hub) -> list[aiomqtt.Message]:
+        async with publishing(hub, broker):
+            await collect(broker, has_newest(30))
+            watching = await listening(broker, lambda got: any(
+                m.topic.value == ENERGY and not m.payload for m in got))
+            await asyncio.to_thread(hub.delete, device="logger-1", channel="energy_in")
+            await watching
+            # what a client that comes now gets: the temperature's sensor alone
+            return await collect(broker, lambda got: has_topic(got, temperature), seconds=5)
+
+    with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
+        hub.write(readings(30))
+        kept = asyncio.run(run(hub))
+    retained = {m.topic.value for m in kept if m.payload}
+    assert temperature in retained
+    assert TEMPERATURE in retained
+    assert energy not in retained  # removed: an empty retained config is no message at all
+    assert ENERGY not in retained
+
+
+def test_sensors_left_on_the_broker_from_before_are_removed_and_others_kept(
+        tmp_path: Path, broker: Broker) -> None:
+    """A config of ours for a channel the store does not have (deleted while meterhub was
+    stopped) goes; another program's config stays."""
+    ours = "homeassistant/sensor/meterhub_lab_logger-1/gone/config"
+    theirs = "homeassistant/sensor/0x00158d/temperature/config"
+
+    async def run(hub: Hub) -> list[aiomqtt.Message]:
+        async with aiomqtt.Client("127.0.0.1", broker.port) as other:
+            await other.publish(ours, orjson.dumps(
+                {"state_topic": "meterhub/lab/logger-1/gone"}), qos=1, retain=True)
+            await other.publish(theirs, orjson.dumps(
+                {"state_topic": "zigbee2mqtt/0x00158d"}), qos=1, retain=True)
+        watching = await listening(broker, lambda got: any(
+            m.topic.value == ours and not m.payload for m in got))
+        async with publishing(hub, broker):
+            await watching
+            return await collect(broker, lambda got: has_topic(got, theirs), seconds=5)
+
+    with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
+        hub.write(readings(2))
+        kept = asyncio.run(run(hub))
+    retained = {m.topic.value for m in kept if m.payload}
+    assert theirs in retained
+    assert ours not in retained
+
+
+def has_topic(messages: list[aiomqtt.Message], topic: str) -> bool:
+    return any(m.topic.value == topic for m in messages)

@@ -62,7 +62,11 @@ def test_a_sensor_config_has_what_home_assistant_needs() -> None:
         "meterhub/dsmr/p1/electricity_delivered_1"
     assert got["value_template"] == "{{ value_json.value }}"
     assert got["unique_id"] == "meterhub_dsmr_p1_electricity_delivered_1"
-    assert got["availability_topic"] == "meterhub/status"
+    # available only while meterhub is connected and the meter's source is healthy
+    assert got["availability"] == [{"topic": "meterhub/status"},
+                                   {"topic": "meterhub/dsmr/availability"}]
+    assert got["availability_mode"] == "all"
+    assert "availability_topic" not in got
     assert got["name"] == "electricity_delivered_1"
     assert got["device"] == {"identifiers": ["meterhub_dsmr_p1"], "name": "Kitchen meter",
                              "manufacturer": "dsmr", "model": "ISK5\\2M550T",
@@ -80,6 +84,9 @@ def test_names_that_would_break_a_topic_or_an_id_are_made_safe() -> None:
     topic = payloads.discovery_topic("homeassistant", "my source", "a/b#", "t+1")
     assert topic == "homeassistant/sensor/meterhub_my_source_a_b_/t_1/config"
     assert payloads.state_topic("meterhub", "s", "a/b", "#") == "meterhub/s/a_b/_"
+    # a source named "ingest" would publish onto the ingest topics
+    assert payloads.state_topic("meterhub", "ingest", "d", "c") == "meterhub/_ingest/d/c"
+    assert payloads.availability_topic("meterhub", "ingest") == "meterhub/_ingest/availability"
     got = config("power", "instant", "kW", "é/x", source="s s", device="d+")
     assert ID.fullmatch(str(got["unique_id"]))
     assert all(ID.fullmatch(part) for part in got["device"]["identifiers"])  # type: ignore[index]

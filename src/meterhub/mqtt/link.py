@@ -34,8 +34,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import aiomqtt
+import orjson
 import pyarrow as pa
 
+from meterhub import source_health
 from meterhub.dsmr.intake import TelegramIntake
 from meterhub.dsmr.parse_helper import TelegramReader
 from meterhub.dsmr.settings import DsmrSettings
@@ -53,6 +55,8 @@ STEADY = 10.0  #: seconds a session must last for the next failure to start a ne
 #: publishes once a second (each round reads the store, which folds its journal)
 INTERVAL = 1.0
 IN_FLIGHT = 256  #: ingest messages being stored at once, at most
+#: seconds between two looks at the sources' health (a source goes stale with time)
+AVAILABILITY_EVERY = 30.0
 Channel = tuple[str, str]  #: (device, channel)
 T = TypeVar("T")
 
@@ -65,9 +69,11 @@ class MqttLink:
 
     def __init__(self, hub: Hub, settings: MqttSettings, *, backoff: float = 1.0,
                  interval: float = INTERVAL, telegrams: TelegramIntake | None = None,
-                 dsmr: DsmrSettings | None = None) -> None:
+                 dsmr: DsmrSettings | None = None,
+                 availability_every: float = AVAILABILITY_EVERY) -> None:
         self.hub, self.settings = hub, settings
         self.backoff, self.interval = backoff, interval
+        self.availability_every = availability_every
         self.telegrams, self.dsmr = telegrams, dsmr
         self.ingest: Ingest | None = None  #: while running, unless ingest is off
         self.connected = False  #: whether the broker link is up
@@ -79,6 +85,12 @@ class MqttLink:
         self._marked: set[Channel] | None = set()  #: None: every channel
         self._wake: asyncio.Event | None = None
         self._publishing = False  #: a round is under way
+        #: per connection: the discovery configs of ours the broker holds (config topic ->
+        #: state topic), those the store wants there (None before the first round), and
+        #: each source's availability as published
+        self._announced: dict[str, str] = {}
+        self._expected: set[str] | None = None
+        self._available: dict[str, bool] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         #: store work under way: a thread goes on when its awaiter is cancelled, so `run`
         #: waits for it before it returns (the store may be closed right after)
@@ -241,7 +253,8 @@ class MqttLink:
         messages raises then, even while nothing is written, and a round waiting for
         the broker's acknowledgements is stopped (it would wait out aiomqtt's timeout)."""
         ingest = self.ingest
-        filters = [f"{self.settings.discovery_prefix}/status",
+        self._announced, self._expected, self._available = {}, None, {}
+        filters = [f"{self.settings.discovery_prefix}/status", self._configs,
                    *(ingest.filters() if ingest is not None else [])]
         await client.subscribe([(topic, 1) for topic in filters])
         # online once subscribed: a client that waits for it may publish to ingest
@@ -250,6 +263,7 @@ class MqttLink:
         self._mark(None)  # a new connection: everything once more
         tasks = {asyncio.ensure_future(self._watch(client)),
                  asyncio.ensure_future(self._publish(client)),
+                 asyncio.ensure_future(self._availability(client)),
                  asyncio.ensure_future(self._reports())}
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -261,8 +275,10 @@ class MqttLink:
                 task.cancel()
 
     async def _publish(self, client: aiomqtt.Client) -> None:
-        """Publish what is marked, a round at most every `interval` seconds."""
-        discovered: set[Channel] = set()
+        """Publish what is marked, a round at most every `interval` seconds; a round of
+        everything (the first of a connection, and after a delete) also removes the
+        sensors of channels the store no longer has (or that are no longer wanted)."""
+        discovered: dict[Channel, str] = {}  #: discovery config topics sent, by channel
         assert self._wake is not None
         self._publishing = False  # (a round the last link's end broke off)
         while True:
@@ -270,16 +286,73 @@ class MqttLink:
             with self._lock:
                 marked: set[Channel] | None = self._marked
                 self._marked = set()
-            if marked is None or marked:
+            unwanted = self._expected is not None and bool(set(self._announced)
+                                                           - self._expected)
+            if marked is None or marked or unwanted:
                 self._publishing = True
-                for topic, payload, state in await self._in_thread(
-                        self._messages, marked, discovered):
-                    await client.publish(topic, payload, qos=1, retain=True)
-                    self.published += state
+                if marked is None or marked:
+                    messages, configs = await self._in_thread(self._messages, marked,
+                                                              discovered)
+                    if marked is None or self._expected is None:
+                        self._expected = configs
+                    else:
+                        self._expected |= configs
+                    for topic, payload, state in messages:
+                        await client.publish(topic, payload, qos=1, retain=True)
+                        self.published += state
+                await self._remove(client, discovered)
                 self._publishing = False
             self.rounds += 1
             await asyncio.sleep(self.interval)  # writes meanwhile only mark more
             await self._wake.wait()
+
+    async def _remove(self, client: aiomqtt.Client, discovered: dict[Channel, str]) -> None:
+        """Remove the sensors the broker holds that the store does not want: an empty
+        retained config (Home Assistant removes the entity) and state."""
+        assert self._expected is not None
+        for config in sorted(set(self._announced) - self._expected):
+            state = self._announced.pop(config)
+            log.info("removing the sensor of %s (no longer in the store or wanted)", state)
+            await client.publish(config, b"", qos=1, retain=True)
+            await client.publish(state, b"", qos=1, retain=True)
+            for channel in [c for c, topic in discovered.items() if topic == config]:
+                del discovered[channel]
+
+    async def _availability(self, client: aiomqtt.Client) -> None:
+        """Each source's availability, at once and every `availability_every` seconds:
+        ``offline`` while it is failing or stale (its sensors show unavailable)."""
+        wanted = self.settings.sources
+        while True:
+            for source in await self._in_thread(source_health.sources, self.hub, {}):
+                name, online = source["name"], not source["stale"]
+                if (wanted and name not in wanted) or not source["devices"] or \
+                        self._available.get(name) == online:
+                    continue
+                await client.publish(payloads.availability_topic(self.settings.prefix, name),
+                                     b"online" if online else b"offline", qos=1, retain=True)
+                self._available[name] = online
+            await asyncio.sleep(self.availability_every)
+
+    @property
+    def _configs(self) -> str:
+        """The filter of the broker's discovery configs (ours among them)."""
+        return f"{self.settings.discovery_prefix}/sensor/+/+/config"
+
+    def _announce(self, topic: str, payload: bytes) -> None:
+        """A discovery config the broker holds (retained, or just published): ours when
+        its state topic is under our prefix; one the store does not want is removed."""
+        if not payload:
+            self._announced.pop(topic, None)
+            return
+        try:
+            state = orjson.loads(payload).get("state_topic")
+        except (orjson.JSONDecodeError, AttributeError):
+            return  # not a config of ours
+        if isinstance(state, str) and state.startswith(f"{self.settings.prefix}/"):
+            self._announced[topic] = state
+            if self._expected is not None and topic not in self._expected and \
+                    self._wake is not None:
+                self._wake.set()
 
     async def _watch(self, client: aiomqtt.Client) -> None:
         """Take the broker's messages until the link breaks (then raise its error) or a
@@ -308,12 +381,15 @@ class MqttLink:
                     window: asyncio.Semaphore) -> None:
         ingest = self.ingest
         birth = f"{self.settings.discovery_prefix}/status"
+        config_root = f"{self.settings.discovery_prefix}/sensor/"
         async for message in client.messages:
             topic, storing = message.topic.value, None
             payload = message.payload if isinstance(message.payload, bytes) else b""
             if topic == birth:
                 if payload == b"online":
                     self._mark(None)
+            elif topic.startswith(config_root) and topic.endswith("/config"):
+                self._announce(topic, payload)
             elif ingest is not None and ingest.wants(topic):
                 storing = self._track(asyncio.ensure_future(ingest.take(topic, payload)))
             await window.acquire()
@@ -332,11 +408,11 @@ class MqttLink:
                 client._client.ack(message.mid, message.qos)
             window.release()
 
-    def _messages(self, marked: set[Channel] | None,
-                  discovered: set[Channel]) -> list[tuple[str, bytes, bool]]:
+    def _messages(self, marked: set[Channel] | None, discovered: dict[Channel, str]
+                  ) -> tuple[list[tuple[str, bytes, bool]], set[str]]:
         """The discovery configs not yet sent and the states of the ``marked`` channels
         (None: all) that are wanted, from the store's newest reading of each: (topic,
-        payload, whether it is a state)."""
+        payload, whether it is a state); and the config topics of those channels."""
         selection = None if marked is None else Selection(
             devices=sorted({device for device, _ in marked}),
             channels=sorted({channel for _, channel in marked}))
@@ -344,26 +420,26 @@ class MqttLink:
         devices = {d.device: {"name": d.name, "model": d.model, "serial": d.serial}
                    for d in self.hub.store.devices()} \
             if any(pair not in discovered for pair in _pairs(stats)) else {}
-        settings, messages = self.settings, []
+        settings, messages, configs = self.settings, [], set()
         for row in stats.to_pylist():
             device, channel, source = row["device"], row["channel"], row["source"]
             if (marked is not None and (device, channel) not in marked) or \
                     not settings.wanted(source, device, channel) or row["last_ts"] is None:
                 continue
+            config = payloads.discovery_topic(settings.discovery_prefix, source, device,
+                                              channel)
+            configs.add(config)
             if (device, channel) not in discovered:
-                messages.append((
-                    payloads.discovery_topic(settings.discovery_prefix, source, device,
-                                             channel),
-                    payloads.discovery_payload(
-                        prefix=settings.prefix, source=source, device=device,
-                        channel=channel, quantity=row["quantity"], kind=row["kind"],
-                        unit=row["unit"], about=devices.get(device)), False))
-                discovered.add((device, channel))
+                messages.append((config, payloads.discovery_payload(
+                    prefix=settings.prefix, source=source, device=device, channel=channel,
+                    quantity=row["quantity"], kind=row["kind"], unit=row["unit"],
+                    about=devices.get(device)), False))
+                discovered[(device, channel)] = config
             messages.append((
                 payloads.state_topic(settings.prefix, source, device, channel),
                 payloads.state_payload(row["last_value"], row["unit"], row["last_ts"],
                                        self._quality(device, channel, row["last_ts"])), True))
-        return messages
+        return messages, configs
 
     def _quality(self, device: str, channel: str, at: dt.datetime) -> str:
         """The quality of a channel's newest reading (the statistics keep its value)."""

@@ -6,7 +6,10 @@ Discovery follows Home Assistant's MQTT sensor documentation: one config per cha
 ``<discovery_prefix>/sensor/<node_id>/<object_id>/config``, its device one per meterhub
 device, its ``device_class`` and ``unit_of_measurement`` from the channel's quantity and
 its ``state_class`` from the channel's kind (an instant is a ``measurement``, a counter
-``total_increasing``: kWh and m³ registers go straight into the energy dashboard).
+``total_increasing``: kWh and m³ registers go straight into the energy dashboard), its
+availability from meterhub's link and its source's health together. An empty retained
+config removes the sensor (Home Assistant's documented way), an empty retained state
+clears what the broker kept of it.
 """
 
 from __future__ import annotations
@@ -50,12 +53,21 @@ def level(name: str) -> str:
     return _UNSAFE.sub("_", name) or "_"
 
 
-def state_topic(prefix: str, source: str, device: str, channel: str) -> str:
-    """A channel's state topic; a source named ``ingest`` is published as ``_ingest``,
-    so that its states never land on the ingest topics (`meterhub.mqtt.ingest`)."""
+def _source_level(source: str) -> str:
+    """A source's topic level; ``ingest`` is ``_ingest``, so that its states never land on
+    the ingest topics (`meterhub.mqtt.ingest`)."""
     first = level(source)
-    return f"{prefix}/{'_ingest' if first == 'ingest' else first}/{level(device)}/" \
-        f"{level(channel)}"
+    return "_ingest" if first == "ingest" else first
+
+
+def state_topic(prefix: str, source: str, device: str, channel: str) -> str:
+    return f"{prefix}/{_source_level(source)}/{level(device)}/{level(channel)}"
+
+
+def availability_topic(prefix: str, source: str) -> str:
+    """A source's availability: ``online`` while it is healthy, ``offline`` while it is
+    failing or stale (`meterhub.source_health`), retained."""
+    return f"{prefix}/{_source_level(source)}/availability"
 
 
 def status_topic(prefix: str) -> str:
@@ -103,7 +115,10 @@ def discovery_payload(*, prefix: str, source: str, device: str, channel: str,
         "state_topic": state_topic(prefix, source, device, channel),
         "value_template": "{{ value_json.value }}",
         "json_attributes_topic": state_topic(prefix, source, device, channel),
-        "availability_topic": status_topic(prefix),
+        # available while meterhub is connected and the source is healthy
+        "availability": [{"topic": status_topic(prefix)},
+                         {"topic": availability_topic(prefix, source)}],
+        "availability_mode": "all",
         "device": {
             "identifiers": [node],
             "name": about.get("name") or device,
