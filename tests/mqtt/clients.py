@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiomqtt
@@ -39,13 +39,15 @@ async def until(holds: Any, seconds: float = 10) -> None:
 
 
 async def collect(broker: Broker, done: Any, seconds: float = 10,
-                  ready: asyncio.Event | None = None) -> list[aiomqtt.Message]:
-    """Messages of meterhub's and Home Assistant's topics, from a new subscription (the
-    retained ones first), until ``done(messages)`` holds; ``ready`` is set once the
-    broker acknowledged the subscription."""
+                  ready: asyncio.Event | None = None,
+                  filters: Sequence[str] = ("meterhub/#", "homeassistant/#")
+                  ) -> list[aiomqtt.Message]:
+    """Messages of meterhub's and Home Assistant's topics (or ``filters``), from a new
+    subscription (the retained ones first), until ``done(messages)`` holds; ``ready`` is
+    set once the broker acknowledged the subscription."""
     got: list[aiomqtt.Message] = []
     async with aiomqtt.Client("127.0.0.1", broker.port) as client:
-        await client.subscribe([("meterhub/#", 1), ("homeassistant/#", 1)])
+        await client.subscribe([(topic, 1) for topic in filters])
         if ready is not None:
             ready.set()
         async with asyncio.timeout(seconds):

@@ -193,7 +193,8 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
             from meterhub.mqtt.link import MqttLink
 
             # telegrams from MQTT count one meter's rejections with the push path's
-            app.state.mqtt = MqttLink(hub, settings.mqtt, telegrams=app.state.dsmr_intake)
+            app.state.mqtt = MqttLink(hub, settings.mqtt, telegrams=app.state.dsmr_intake,
+                                      dsmr=settings.dsmr)
             tasks.append(asyncio.create_task(app.state.mqtt.run()))
         try:
             yield

@@ -43,7 +43,7 @@ from meterhub.dsmr.parse_helper import TelegramReader
 from meterhub.dsmr.settings import DsmrSettings
 from meterhub.hub import Hub
 from meterhub.ingest import GroupWriter
-from meterhub.mqtt import health, payloads
+from meterhub.mqtt import dsmr_reader, health, payloads
 from meterhub.mqtt.ingest import Ingest
 from meterhub.mqtt.settings import MqttSettings
 from meterhub.store.base import Selection
@@ -91,6 +91,7 @@ class MqttLink:
         self._announced: dict[str, str] = {}
         self._expected: set[str] | None = None
         self._available: dict[str, bool] = {}
+        self._day_at = -dsmr_reader.DAY_EVERY  #: when today's consumption was published
         self._loop: asyncio.AbstractEventLoop | None = None
         #: store work under way: a thread goes on when its awaiter is cancelled, so `run`
         #: waits for it before it returns (the store may be closed right after)
@@ -439,7 +440,26 @@ class MqttLink:
                 payloads.state_topic(settings.prefix, source, device, channel),
                 payloads.state_payload(row["last_value"], row["unit"], row["last_ts"],
                                        self._quality(device, channel, row["last_ts"])), True))
+        if settings.dsmr_reader_topics:
+            messages += self._dsmr_reader(marked)
         return messages, configs
+
+    def _dsmr_reader(self, marked: set[Channel] | None) -> list[tuple[str, bytes, bool]]:
+        """DSMR-reader's topics of the meter, when the round has its readings: its newest
+        reading and status, and today's consumption at most every `DAY_EVERY` seconds."""
+        meter = self.dsmr or DsmrSettings()
+        if marked is not None and all(device != meter.device for device, _ in marked):
+            return []
+        newest = dsmr_reader.reading(self.hub, meter)
+        if newest is None:
+            return []
+        messages = [*dsmr_reader.reading_messages(newest),
+                    *dsmr_reader.meter_messages(self.hub, meter)]
+        now = time.monotonic()
+        if marked is None or now - self._day_at >= dsmr_reader.DAY_EVERY:
+            self._day_at = now
+            messages += dsmr_reader.day_messages(self.hub, meter, dt.datetime.now(dt.UTC))
+        return [(topic, payload, False) for topic, payload in messages]
 
     def _quality(self, device: str, channel: str, at: dt.datetime) -> str:
         """The quality of a channel's newest reading (the statistics keep its value)."""

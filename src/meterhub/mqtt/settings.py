@@ -25,6 +25,9 @@ class MqttSettings(BaseModel):
     ingest: bool = True
     #: where a P1 reader publishes raw telegrams (``<prefix>/ingest/telegram`` if empty)
     telegram_topic: str = ""
+    #: also publish the meter's readings, status and today's consumption on DSMR-reader's
+    #: own topics (``dsmr/reading/...``: `meterhub.mqtt.dsmr_reader`)
+    dsmr_reader_topics: bool = False
     #: publish only these (empty: all)
     sources: list[str] = []
     devices: list[str] = []
