@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -68,6 +68,9 @@ class ApiSettings(BaseModel):
                             description="requests per key and period, e.g. 600/minute")
     dashboard: bool = Field(default=True, description="serve the dashboard's pages (false: "
                             "the API only)")
+    metrics: Literal["loopback", "open", "key"] = Field(
+        default="loopback", description="who may read GET /metrics without a key: a "
+        "client on this machine (loopback), anyone (open), or no one (key)")
     session_hours: float = Field(default=12, ge=0.1, le=24 * 366,
                                  description="how long a dashboard login lasts (at least "
                                  "6 minutes: a shorter one would end before a page loads)")

@@ -140,7 +140,7 @@ def requests() -> list[tuple[str, str]]:
     v1 = [
         "/api/v1/health", "/api/v1/devices", "/api/v1/devices?source=dsmr",
         "/api/v1/channels", "/api/v1/channels?device=p1", "/api/v1/channels?quantity=energy",
-        "/api/v1/sources",
+        "/api/v1/sources", "/api/v1/mqtt",
         "/api/v1/readings?limit=2000",  # and its next pages (PAGED)
         "/api/v1/readings?device=p1&channel=electricity_delivered_1&tz=Europe/Amsterdam"
         "&start=2025-10-26T01:00&end=2025-10-26T04:00",

@@ -29,7 +29,7 @@ from starlette.responses import Response, StreamingResponse
 
 from meterhub import __version__, encode, source_health
 from meterhub.answers import AnswerScope
-from meterhub.api import docs, dsmr_reader, energy, links, login, schemas
+from meterhub.api import docs, dsmr_reader, energy, links, login, metrics, schemas
 from meterhub.api.problems import Problem, install, problems
 from meterhub.api.push import PUSH_LIMITS, item_problem, read_push
 from meterhub.api.reads import Answering
@@ -197,7 +197,8 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
                                       dsmr=settings.dsmr)
             tasks.append(asyncio.create_task(app.state.mqtt.run()))
         try:
-            yield
+            with app.state.counts.listening():
+                yield
         finally:
             for task in tasks:  # first: the MQTT link takes telegrams while it runs
                 task.cancel()
@@ -232,6 +233,8 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
     close_dsmr = dsmr_reader.install(app, hub, settings.dsmr if settings is not None else None,
                                      clock=clock)
     energy.install(app, hub, settings.dsmr if settings is not None else None, clock=clock)
+    app.state.counts = counts = metrics.install(
+        app, hub, settings.api.metrics if settings is not None else "loopback")
     read = Depends(require(Scope.READ))
     write = Depends(require(Scope.WRITE))
     admin = Depends(require(Scope.ADMIN))
@@ -363,15 +366,21 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
         if media not in PUSH_LIMITS:
             raise Problem(415, f"cannot read {media!r}: send application/json (an array of "
                           "readings) or text/csv")
-        # parsed and validated a slice at a time as it arrives (meterhub.api.push)
-        table = await read_push(request, media, PUSH_SOURCE)
-        if table.num_rows == 0:
-            return _json({"received": 0, "written": 0, "batch": None, **_written(table)})
         try:
-            result = await run_in_threadpool(hub.write, table, source=PUSH_SOURCE,
-                                              origin="api")
-        except InputError as exc:
-            raise item_problem(exc, media) from None
+            # parsed and validated a slice at a time as it arrives (meterhub.api.push)
+            table = await read_push(request, media, PUSH_SOURCE)
+            if table.num_rows == 0:
+                return _json({"received": 0, "written": 0, "batch": None,
+                              **_written(table)})
+            try:
+                result = await run_in_threadpool(hub.write, table, source=PUSH_SOURCE,
+                                                  origin="api")
+            except InputError as exc:
+                raise item_problem(exc, media) from None
+        except Problem:
+            counts.push("readings", "rejected")
+            raise
+        counts.push("readings", "stored")
         return _json({"received": result.rows, "written": result.written,
                       "batch": result.batch_id, **_written(table)})
 
@@ -496,6 +505,9 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
                 if not route.endswith("/health"):
                     for operation in path.values():
                         operation["security"] = [{"bearer": []}, {"apiKey": []}]
+                if route == "/metrics":  # a key, unless [api] metrics lets the client in
+                    for operation in path.values():
+                        operation["security"].append({})
             app.openapi_schema = links.apply(spec)
         return app.openapi_schema
 

@@ -89,6 +89,10 @@ class Store(Protocol):
         """Raise unless the store answers a trivial query."""
         ...
 
+    def size_bytes(self) -> int | None:
+        """What the store takes on disk (None: in memory)."""
+        ...
+
     def write(self, data: Any, *, source: str | None = None,
               cursors: Sequence[SyncCursor] = (), origin: str = "api",
               state: Mapping[str, str] | None = None) -> WriteResult:

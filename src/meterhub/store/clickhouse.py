@@ -342,6 +342,16 @@ class ClickHouseStore:
     def ping(self) -> None:
         self._client.query_rows("SELECT 1")
 
+    def size_bytes(self) -> int | None:
+        """The active parts of the database's tables, on every shard."""
+        cluster = self._where.cluster
+        parts = "system.parts" if cluster is None else \
+            f"cluster({literal(cluster)}, system.parts)"  # (one replica a shard)
+        rows = self._client.query_rows(
+            f"SELECT sum(bytes_on_disk) FROM {parts} WHERE database = "
+            f"{literal(self._where.database)} AND active", use_database=False)
+        return int(rows[0][0] or 0)
+
     def __enter__(self) -> ClickHouseStore:
         return self
 

@@ -472,6 +472,13 @@ class DuckDBStore:
     def ping(self) -> None:
         _first(self._con.execute("SELECT 1"))
 
+    def size_bytes(self) -> int | None:
+        """The file's size and its journal's."""
+        if self.path == ":memory:":
+            return None
+        files = [Path(self.path), Path(f"{self.path}.journal"), Path(f"{self.path}.wal")]
+        return sum(f.stat().st_size for f in files if f.exists())
+
     def __enter__(self) -> DuckDBStore:
         return self
 
