@@ -118,9 +118,11 @@ class GroupWriter:
                     try:
                         await asyncio.to_thread(self._write, [(table, state)])
                     except Exception as exc:  # noqa: BLE001 - handed to the submitter
-                        future.set_exception(exc)
+                        if not future.done():  # (a submitter gone meanwhile)
+                            future.set_exception(exc)
                     else:
-                        future.set_result(None)
+                        if not future.done():
+                            future.set_result(None)
             else:
                 for _, _, future in batch:
                     if not future.done():

@@ -87,7 +87,7 @@ def test_the_metrics_say_what_the_store_holds_and_the_process_did(tmp_path: Path
     assert abs(value("meterhub_source_lag_seconds", source="lab")
                - (dt.datetime.now(dt.UTC) - newest).total_seconds()) < 60
     assert value("meterhub_source_failing_devices", source="lab") == 1
-    assert value("meterhub_source_calls_total", source="lab") == 9
+    assert value("meterhub_source_last_sync_calls", source="lab") == 9  # 7 + 2
     assert value("meterhub_source_calls_left", source="lab") == 17
     assert value("meterhub_mqtt_connected", client_id="meterhub") == 1
     assert value("meterhub_mqtt_published_total", client_id="meterhub") == 12

@@ -17,11 +17,13 @@ from tests.mqtt.conftest import Broker
 
 
 @contextlib.asynccontextmanager
-async def publishing(hub: Hub, broker: Broker, **settings: Any) -> AsyncIterator[MqttLink]:
+async def publishing(hub: Hub, broker: Broker, *, report_every: float = 30.0,
+                     **settings: Any) -> AsyncIterator[MqttLink]:
     """A link of ``hub`` to ``broker`` running (with these `MqttSettings`), once it has
     connected and sent what the store held."""
     link = MqttLink(hub, MqttSettings(host="127.0.0.1", port=broker.port, **settings),
-                    backoff=0.05, interval=0, availability_every=0.1)
+                    backoff=0.05, interval=0, availability_every=0.1,
+                    report_every=report_every)
     task = asyncio.create_task(link.run())
     try:
         await until(lambda: link.rounds >= 1)  # connected, and what was there sent

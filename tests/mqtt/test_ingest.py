@@ -20,6 +20,8 @@ from meterhub.dsmr.meter_log import rejected_key
 from meterhub.errors import InputError
 from meterhub.hub import Hub
 from meterhub.mqtt.ingest import readings_of
+from tests.clickhouse_fixtures import MakeDatabase
+from tests.clickhouse_servers import ClickHouseServer
 from tests.dsmr.telegrams import v5
 from tests.mqtt.clients import publishing, until
 from tests.mqtt.conftest import Broker
@@ -173,3 +175,32 @@ def test_a_broker_restart_in_the_middle_of_a_stream_loses_nothing(
         assert asyncio.run(run(hub)) >= 1, "the broker went away in the middle of the stream"
         stored = hub.readings(device="logger-1")
         assert list(stored["value"]) == [float(i) for i in range(total)]
+
+
+def test_a_message_the_store_could_not_take_comes_again_and_is_stored(
+        broker: Broker, clickhouse_single: ClickHouseServer,
+        clickhouse_database: MakeDatabase) -> None:
+    """The store fails the write (its readings table is away): the message is left
+    unacknowledged, so the broker delivers it again once the link is back, and it is
+    stored then: a message acknowledged on arrival would be lost here."""
+    database = clickhouse_database(clickhouse_single)
+    url = f"clickhouse://{clickhouse_single.host}:{clickhouse_single.http_port}/{database}"
+
+    async def run(hub: Hub) -> tuple[str | None, int]:
+        async with publishing(hub, broker) as link:
+            clickhouse_single.query(f"RENAME TABLE {database}.readings TO {database}.away")
+            await send(broker, (LAB, orjson.dumps(reading(0, 20.0))))
+            await until(lambda: not link.connected)  # the write failed: the session ended
+            failure = link.last_error
+            clickhouse_single.query(f"RENAME TABLE {database}.away TO {database}.readings")
+            await until(lambda: link.ingest is not None and link.ingest.readings == 1,
+                        seconds=20)
+            assert link.ingest is not None
+            return failure, link.ingest.rejected
+
+    with meterhub.open(url) as hub:
+        failure, rejected = asyncio.run(run(hub))
+        assert list(hub.readings(device="logger-1")["value"]) == [20.0]
+    assert failure is not None
+    assert "Code: 60" in failure  # ClickHouse's unknown table
+    assert rejected == 0

@@ -186,13 +186,17 @@ def test_the_links_health_is_kept_in_the_store_as_it_changes(tmp_path: Path,
     when the link ends: what `meterhub status`, the API and the overview show."""
     async def run(hub: Hub) -> list[dict[str, Any]]:
         seen = []
-        async with publishing(hub, broker) as link:
+        async with publishing(hub, broker, report_every=0.5) as link:
             await until(lambda: bool(health.links(hub)))
             seen.append(health.links(hub)[0])
+            # idle, the link still tells it is there (else it would look stopped)
+            await until(lambda: health.links(hub)[0]["as_of"] > seen[0]["as_of"])
             await asyncio.to_thread(broker.stop)
             await until(lambda: not health.links(hub)[0]["connected"])
             seen.append(health.links(hub)[0])
             assert link.connected is False
+            # and while the broker is away, too
+            await until(lambda: health.links(hub)[0]["as_of"] > seen[1]["as_of"])
         seen.append(health.links(hub)[0])
         return seen
 
@@ -270,28 +274,50 @@ def test_the_sensors_of_a_deleted_channel_are_removed(tmp_path: Path, broker: Br
 def test_sensors_left_on_the_broker_from_before_are_removed_and_others_kept(
         tmp_path: Path, broker: Broker) -> None:
     """A config of ours for a channel the store does not have (deleted while meterhub was
-    stopped) goes; another program's config stays."""
+    stopped) goes; other programs' configs stay, also those that name topics under our
+    prefix, and none of them breaks the link."""
     ours = "homeassistant/sensor/meterhub_lab_logger-1/gone/config"
-    theirs = "homeassistant/sensor/0x00158d/temperature/config"
+    others = {
+        "homeassistant/sensor/0x00158d/temperature/config":  # zigbee2mqtt's, say
+            {"state_topic": "zigbee2mqtt/0x00158d", "unique_id": "0x00158d_temperature"},
+        # a user's template sensor over one of our states
+        "homeassistant/sensor/mine/quality/config":
+            {"state_topic": TEMPERATURE, "unique_id": "my_quality"},
+        # made to look like ours: a filter, and our own status topic, as state topics
+        "homeassistant/sensor/meterhub_x/a/config":
+            {"state_topic": "meterhub/#", "unique_id": "meterhub_x_a",
+             "origin": {"name": "meterhub"}},
+        "homeassistant/sensor/meterhub_x/b/config":
+            {"state_topic": "meterhub/status", "unique_id": "meterhub_x_b",
+             "origin": {"name": "meterhub"}},
+        "homeassistant/sensor/meterhub_x/c/config": b"not json",
+    }
 
     async def run(hub: Hub) -> list[aiomqtt.Message]:
         async with aiomqtt.Client("127.0.0.1", broker.port) as other:
-            await other.publish(ours, orjson.dumps(
-                {"state_topic": "meterhub/lab/logger-1/gone"}), qos=1, retain=True)
-            await other.publish(theirs, orjson.dumps(
-                {"state_topic": "zigbee2mqtt/0x00158d"}), qos=1, retain=True)
+            await other.publish(ours, payloads.discovery_payload(
+                prefix="meterhub", source="lab", device="logger-1", channel="gone",
+                quantity="energy", kind="counter", unit="kWh"), qos=1, retain=True)
+            for topic, config in others.items():
+                await other.publish(topic, config if isinstance(config, bytes)
+                                    else orjson.dumps(config), qos=1, retain=True)
         watching = await listening(broker, lambda got: any(
             m.topic.value == ours and not m.payload for m in got))
-        async with publishing(hub, broker):
+        async with publishing(hub, broker) as link:
             await watching
-            return await collect(broker, lambda got: has_topic(got, theirs), seconds=5)
+            await asyncio.to_thread(hub.write, readings(1, first=2))  # the link goes on
+            await collect(broker, has_newest(3))
+            assert link.connected
+            return await collect(broker, lambda got: all(
+                has_topic(got, topic) for topic in others), seconds=5)
 
     with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
         hub.write(readings(2))
         kept = asyncio.run(run(hub))
     retained = {m.topic.value for m in kept if m.payload}
-    assert theirs in retained
+    assert set(others) <= retained
     assert ours not in retained
+    assert "meterhub/status" in retained
 
 
 def has_topic(messages: list[aiomqtt.Message], topic: str) -> bool:

@@ -113,3 +113,15 @@ def test_filters_choose_what_is_published() -> None:
     assert not settings.wanted("dsmr", "p1", "c")
     assert not settings.wanted("tahmo", "p1", "a")
     assert MqttSettings(host="broker").wanted("any", "thing", "at all")
+
+
+@pytest.mark.parametrize("topic", ["meterhub/ingest/a/b", "meterhub/ingest/dsmr/p1"])
+def test_a_telegram_topic_that_is_a_readings_topic_is_refused(topic: str) -> None:
+    with pytest.raises(ValueError, match="is a readings topic"):
+        MqttSettings(host="broker", telegram_topic=topic)
+
+
+@pytest.mark.parametrize("topic", ["", "dsmr/raw", "meterhub/ingest/telegram",
+                                   "meterhub/ingest/a/b/c", "p1/meterhub/ingest/a/b"])
+def test_other_telegram_topics_are_taken(topic: str) -> None:
+    assert MqttSettings(host="broker", telegram_topic=topic).telegram_topic == topic

@@ -33,6 +33,20 @@ def start(folder: Path, broker: Broker) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+def stop(process: subprocess.Popen[str]) -> str:
+    """Ctrl-C, as a user stops it; its output. Killed, and the test failed with that
+    output, if it does not stop (no process is left behind to meet a later test's
+    broker on a reused port)."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.communicate(timeout=30)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output = process.communicate()[0]
+        raise AssertionError(f"meterhub run did not stop on Ctrl-C:\n{output[-3000:]}"
+                             ) from None
+
+
 async def online(broker: Broker) -> None:
     """Once the process said ``online`` (it subscribed right after)."""
     await collect(broker, lambda got: any(
@@ -54,8 +68,7 @@ def test_run_without_the_api_takes_readings_from_the_broker_and_publishes_them(
         got = asyncio.run(run())
         assert states(got, STATE)[0]["value"] == 21.5
     finally:
-        process.send_signal(signal.SIGINT)
-        output = process.communicate(timeout=30)[0]
+        output = stop(process)
     assert process.returncode == 0, output
     with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
         assert list(hub.readings(device="logger-1")["value"]) == [20.0, 21.5]
@@ -94,8 +107,7 @@ def test_a_reading_the_broker_took_is_stored_when_the_process_is_killed_meanwhil
 
         asyncio.run(done())
     finally:
-        process.send_signal(signal.SIGINT)
-        output = process.communicate(timeout=30)[0]
+        output = stop(process)
     assert process.returncode == 0, output
     with meterhub.open(f"duckdb:///{tmp_path / 'hub.duckdb'}") as hub:
         values = list(hub.readings(device="logger-1")["value"])

@@ -1,7 +1,7 @@
 """``GET /metrics``: the hub's health in Prometheus' text format (version 0.0.4), for a
-scraper: per source its lag, last success, staleness, failing devices, calls and calls
-left; the readings stored per source and written by this process; pushes and their
-rejections; the MQTT links; and the store's size.
+scraper: per source its lag, last success, staleness, failing devices, its last sync's
+calls and the calls left; the readings stored per source and written by this process;
+pushes and their rejections; the MQTT links; and the store's size.
 
 Who may read it is ``[api] metrics``: ``"loopback"`` (the default) answers a client on
 the machine itself without a key and any other with a read key, ``"open"`` answers
@@ -112,8 +112,8 @@ def exposition(hub: Hub, counts: Counts, app: FastAPI) -> str:
     family("meterhub_source_failing_devices", "gauge",
            "Devices of the source whose last sync failed.",
            [({"source": s["name"]}, s["failing_devices"]) for s in sources])
-    family("meterhub_source_calls_total", "counter",
-           "Calls made to the source's vendor by the syncs.",
+    family("meterhub_source_last_sync_calls", "gauge",
+           "Calls the source's last sync of each of its devices made, together.",
            [({"source": name}, value) for name, value in sorted(calls.items())])
     family("meterhub_source_calls_left", "gauge",
            "Calls the vendor last said were left in its window.",
@@ -155,9 +155,9 @@ def exposition(hub: Hub, counts: Counts, app: FastAPI) -> str:
 
 
 def _pushes(counts: Counts, app: FastAPI) -> dict[tuple[str, str], int]:
-    """The readings pushes this process counted, and the telegrams its meter log did
-    (accepted by this process; rejected: this process's rejections are in the log's count
-    since start, which `meterhub_dsmr_rejected_telegrams_total` gives whole)."""
+    """The readings pushes this process counted, and the telegrams it stored (its meter
+    log counts them; rejected telegrams are the log's count of all time:
+    ``meterhub_dsmr_rejected_telegrams_total``)."""
     out = dict(counts.pushes)
     meter = getattr(app.state, "dsmr_counters", None)
     if meter is not None:

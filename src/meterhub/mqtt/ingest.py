@@ -24,9 +24,9 @@ import pyarrow as pa
 from meterhub.dsmr.intake import TelegramIntake
 from meterhub.dsmr.parse_helper import NoTelegram
 from meterhub.dsmr.telegram import TelegramError
-from meterhub.errors import InputError
+from meterhub.errors import InputError, StoreError
 from meterhub.ingest import GroupWriter
-from meterhub.model import READING_SCHEMA, records_to_arrow, to_readings
+from meterhub.model import READING_SCHEMA, records_to_arrow, shown, to_readings
 from meterhub.mqtt.settings import MqttSettings
 
 log = logging.getLogger("meterhub.mqtt")
@@ -47,7 +47,8 @@ class Ingest:
         self.messages = 0  #: messages taken (stored or rejected)
         self.readings = 0  #: readings of the messages stored (a telegram counts as one)
         self.rejected = 0  #: bad messages dropped
-        self._told: dict[str, tuple[float, int]] = {}  #: topic -> (last told, dropped since)
+        #: topic (its first 200 characters) -> (last told, dropped since)
+        self._told: dict[str, tuple[float, int]] = {}
 
     def filters(self) -> list[str]:
         """The topic filters to subscribe to."""
@@ -77,11 +78,21 @@ class Ingest:
             self.messages += 1
             self._tell(topic, "an empty telegram" if isinstance(exc, NoTelegram) else str(exc))
             return
+        except StoreError:
+            raise  # the store's failure, not the message's: it comes again later
+        except Exception as exc:  # noqa: BLE001 - told below, with its traceback
+            # a message that fails so would fail every time: delivered again, it would
+            # hold up every message after it; dropped, and told with the traceback
+            self.rejected += 1
+            self.messages += 1
+            self._tell(topic, f"it could not be stored ({type(exc).__name__}: {exc})",
+                       trace=True)
+            return
         self.readings += stored
         self.messages += 1
 
-    def _tell(self, topic: str, reason: str) -> None:
-        now = time.monotonic()
+    def _tell(self, topic: str, reason: str, *, trace: bool = False) -> None:
+        topic, now = topic[:200], time.monotonic()
         told, since = self._told.get(topic, (-TELL_EVERY, 0))
         if now - told < TELL_EVERY:
             self._told[topic] = (told, since + 1)
@@ -89,9 +100,9 @@ class Ingest:
         if len(self._told) >= _TOLD_TOPICS:
             self._told.clear()
         self._told[topic] = (now, 0)
-        log.warning("MQTT message on %s dropped (%d so far): %s%s", topic, self.rejected,
-                    reason, f" ({since} more dropped on it since the last such line)"
-                    if since else "")
+        log.warning("MQTT message on %s dropped (%d so far): %s%s", shown(topic, 200),
+                    self.rejected, reason, f" ({since} more dropped on it since the last "
+                    "such line)" if since else "", exc_info=trace)
 
 
 def readings_of(payload: bytes, source: str, device: str) -> pa.Table:

@@ -57,6 +57,7 @@ INTERVAL = 1.0
 IN_FLIGHT = 256  #: ingest messages being stored at once, at most
 #: seconds between two looks at the sources' health (a source goes stale with time)
 AVAILABILITY_EVERY = 30.0
+STOP_WAIT = 30.0  #: seconds a stopping link waits for the store work under way, at most
 Channel = tuple[str, str]  #: (device, channel)
 T = TypeVar("T")
 
@@ -70,10 +71,11 @@ class MqttLink:
     def __init__(self, hub: Hub, settings: MqttSettings, *, backoff: float = 1.0,
                  interval: float = INTERVAL, telegrams: TelegramIntake | None = None,
                  dsmr: DsmrSettings | None = None,
-                 availability_every: float = AVAILABILITY_EVERY) -> None:
+                 availability_every: float = AVAILABILITY_EVERY,
+                 report_every: float = health.REPORT_EVERY) -> None:
         self.hub, self.settings = hub, settings
         self.backoff, self.interval = backoff, interval
-        self.availability_every = availability_every
+        self.availability_every, self.report_every = availability_every, report_every
         self.telegrams, self.dsmr = telegrams, dsmr
         self.ingest: Ingest | None = None  #: while running, unless ingest is off
         self.connected = False  #: whether the broker link is up
@@ -93,6 +95,8 @@ class MqttLink:
         self._available: dict[str, bool] = {}
         self._day_at = -dsmr_reader.DAY_EVERY  #: when today's consumption was published
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tell_health: asyncio.Event | None = None  #: set: report the health now
+        self._look_again: asyncio.Event | None = None  #: set: check the availabilities
         #: store work under way: a thread goes on when its awaiter is cancelled, so `run`
         #: waits for it before it returns (the store may be closed right after)
         self._working: set[asyncio.Future[Any]] = set()
@@ -133,6 +137,8 @@ class MqttLink:
             self.ingest = Ingest(self.settings, GroupWriter(self.hub, origin="mqtt"),
                                  telegrams)
         stop_listening = self.hub.listen(self._on_write)
+        self._tell_health = asyncio.Event()
+        reporter = asyncio.ensure_future(self._reports())
         delay = self.backoff
         try:
             while True:
@@ -144,8 +150,11 @@ class MqttLink:
                                  self.settings.host, self.settings.port)
                         try:
                             await self._session(client)
-                        except asyncio.CancelledError:
-                            await self._goodbye(client)
+                        except BaseException as exc:
+                            # a link that still stands goes with a clean DISCONNECT, for
+                            # which the broker drops the last will: say offline first
+                            if not isinstance(exc, aiomqtt.MqttError):
+                                await self._goodbye(client)
                             raise
                 except Exception as exc:  # told, then tried again
                     if isinstance(exc, aiomqtt.MqttError):
@@ -158,16 +167,16 @@ class MqttLink:
                                       delay)
                     if self.connected or self.last_error is None:
                         self._went(up=False, error=str(exc) or type(exc).__name__)
-                        await self._report()
                     if time.monotonic() - began >= STEADY:
                         delay = self.backoff  # it had worked a while: a new failure
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, BACKOFF_MAX)
         finally:
+            reporter.cancel()
             self._went(up=False, error="meterhub stopped")
             stop_listening()
-            if self._working:
-                await asyncio.wait(self._working)
+            if self._working:  # (bounded: a store that hangs does not hold the stop)
+                await asyncio.wait(self._working, timeout=STOP_WAIT)
             await self._report()
             if self.ingest is not None:
                 self.ingest.writer.close()
@@ -178,6 +187,8 @@ class MqttLink:
         self.connected, self.since = up, dt.datetime.now(dt.UTC)
         if error is not None:
             self.last_error = error
+        if self._tell_health is not None:
+            self._tell_health.set()  # the change goes into the store at once
 
     async def _report(self) -> None:
         """Keep the link's health in the store (`meterhub.mqtt.health`); a store that
@@ -196,24 +207,23 @@ class MqttLink:
             log.warning("could not keep the MQTT link's health in the store: %s", exc)
 
     async def _reports(self) -> None:
-        """While connected: the health at once, then every `REPORT_EVERY` seconds it
-        changed."""
-        told = None
+        """While the link runs, up or down: its health at every change and every
+        `health.REPORT_EVERY` seconds (a report older than twice that says the process
+        may have stopped)."""
+        assert self._tell_health is not None
         while True:
-            ingest = self.ingest
-            counts = (self.published, ingest.messages if ingest else 0)
-            if counts != told:
-                told = counts
-                await self._report()
-            await asyncio.sleep(health.REPORT_EVERY)
+            self._tell_health.clear()
+            await self._report()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._tell_health.wait(), self.report_every)
 
     async def published_all(self, *, seconds: float) -> None:
-        """Return once every write so far is published (or ``seconds`` passed, or the
-        link is down): before a process that wrote stops."""
+        """Return once every write so far is published (or ``seconds`` passed: a broker
+        that is down): before a process that wrote stops."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
-                while self.connected and (self._marked is None or self._marked
-                                          or self._publishing):
+                while not self.connected or self._marked is None or self._marked or \
+                        self._publishing:
                     await asyncio.sleep(0.02)
 
     def _track(self, work: asyncio.Future[T]) -> asyncio.Future[T]:
@@ -255,17 +265,21 @@ class MqttLink:
         the broker's acknowledgements is stopped (it would wait out aiomqtt's timeout)."""
         ingest = self.ingest
         self._announced, self._expected, self._available = {}, None, {}
-        filters = [f"{self.settings.discovery_prefix}/status", self._configs,
-                   *(ingest.filters() if ingest is not None else [])]
-        await client.subscribe([(topic, 1) for topic in filters])
+        self._look_again = asyncio.Event()
+        # Home Assistant's topics at QoS 0: the persistent session queues none of them
+        # while meterhub is away (the broker's room is for the ingest messages); the
+        # retained ones come all the same
+        await client.subscribe([(f"{self.settings.discovery_prefix}/status", 0),
+                                (self._configs, 0),
+                                *[(topic, 1) for topic in (ingest.filters() if ingest
+                                                           else [])]])
         # online once subscribed: a client that waits for it may publish to ingest
         await client.publish(payloads.status_topic(self.settings.prefix), b"online", qos=1,
                              retain=True)
         self._mark(None)  # a new connection: everything once more
         tasks = {asyncio.ensure_future(self._watch(client)),
                  asyncio.ensure_future(self._publish(client)),
-                 asyncio.ensure_future(self._availability(client)),
-                 asyncio.ensure_future(self._reports())}
+                 asyncio.ensure_future(self._availability(client))}
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -274,6 +288,7 @@ class MqttLink:
         finally:
             for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _publish(self, client: aiomqtt.Client) -> None:
         """Publish what is marked, a round at most every `interval` seconds; a round of
@@ -301,6 +316,9 @@ class MqttLink:
                     for topic, payload, state in messages:
                         await client.publish(topic, payload, qos=1, retain=True)
                         self.published += state
+                    if self._look_again is not None and any(
+                            topic.endswith("/config") for topic, _, _ in messages):
+                        self._look_again.set()  # a new source's availability at once
                 await self._remove(client, discovered)
                 self._publishing = False
             self.rounds += 1
@@ -311,11 +329,13 @@ class MqttLink:
         """Remove the sensors the broker holds that the store does not want: an empty
         retained config (Home Assistant removes the entity) and state."""
         assert self._expected is not None
+        kept = {self._announced[c] for c in self._expected if c in self._announced}
         for config in sorted(set(self._announced) - self._expected):
             state = self._announced.pop(config)
             log.info("removing the sensor of %s (no longer in the store or wanted)", state)
             await client.publish(config, b"", qos=1, retain=True)
-            await client.publish(state, b"", qos=1, retain=True)
+            if state not in kept:  # (another config of ours may name it)
+                await client.publish(state, b"", qos=1, retain=True)
             for channel in [c for c, topic in discovered.items() if topic == config]:
                 del discovered[channel]
 
@@ -332,7 +352,10 @@ class MqttLink:
                 await client.publish(payloads.availability_topic(self.settings.prefix, name),
                                      b"online" if online else b"offline", qos=1, retain=True)
                 self._available[name] = online
-            await asyncio.sleep(self.availability_every)
+            assert self._look_again is not None
+            self._look_again.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._look_again.wait(), self.availability_every)
 
     @property
     def _configs(self) -> str:
@@ -341,15 +364,23 @@ class MqttLink:
 
     def _announce(self, topic: str, payload: bytes) -> None:
         """A discovery config the broker holds (retained, or just published): ours when
-        its state topic is under our prefix; one the store does not want is removed."""
+        meterhub made it (its node and unique id, its origin, a state topic of a channel
+        under our prefix); one the store does not want is removed. Any other is left
+        alone, whatever it says."""
         if not payload:
             self._announced.pop(topic, None)
             return
+        node = topic.split("/")[-3]
         try:
-            state = orjson.loads(payload).get("state_topic")
-        except (orjson.JSONDecodeError, AttributeError):
+            config = orjson.loads(payload)
+            state = config["state_topic"]
+            ours = node.startswith("meterhub_") and isinstance(state, str) and \
+                str(config["unique_id"]).startswith(node) and \
+                config["origin"]["name"] == "meterhub" and _is_state_topic(
+                    state, self.settings.prefix)
+        except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
             return  # not a config of ours
-        if isinstance(state, str) and state.startswith(f"{self.settings.prefix}/"):
+        if ours:
             self._announced[topic] = state
             if self._expected is not None and topic not in self._expected and \
                     self._wake is not None:
@@ -391,9 +422,9 @@ class MqttLink:
                     self._mark(None)
             elif topic.startswith(config_root) and topic.endswith("/config"):
                 self._announce(topic, payload)
-            elif ingest is not None and ingest.wants(topic):
-                storing = self._track(asyncio.ensure_future(ingest.take(topic, payload)))
             await window.acquire()
+            if ingest is not None and ingest.wants(topic):
+                storing = self._track(asyncio.ensure_future(ingest.take(topic, payload)))
             acks.put_nowait((message, storing))
 
     async def _acknowledge(
@@ -404,7 +435,9 @@ class MqttLink:
         while True:
             message, storing = await acks.get()
             if storing is not None:
-                await storing  # a failed write raises: the message stays unacknowledged
+                # a failed write raises: the message stays unacknowledged; shielded, so a
+                # link that ends meanwhile leaves the write to finish (`run` waits for it)
+                await asyncio.shield(storing)
             if message.qos > 0:
                 client._client.ack(message.mid, message.qos)
             window.release()
@@ -468,6 +501,14 @@ class MqttLink:
             end=at + dt.timedelta(microseconds=1))).read_all()
         qualities = rows["quality"].to_pylist()
         return str(qualities[-1]) if qualities else "ok"
+
+
+def _is_state_topic(topic: str, prefix: str) -> bool:
+    """Whether ``topic`` has the shape of a channel's state under ``prefix``."""
+    if not topic.startswith(f"{prefix}/"):
+        return False
+    levels = topic[len(prefix) + 1:].split("/")
+    return len(levels) == 3 and all(payloads.level(part) == part for part in levels)
 
 
 def _settled(task: asyncio.Future[None]) -> None:

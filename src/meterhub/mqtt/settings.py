@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class MqttSettings(BaseModel):
@@ -48,6 +48,15 @@ class MqttSettings(BaseModel):
         if any(c in value for c in "#+"):
             raise ValueError(f"{value!r} is a filter: name one topic, without '#' or '+'")
         return value
+
+    @model_validator(mode="after")
+    def _telegrams_apart(self) -> MqttSettings:
+        levels = self.telegram_topic.split("/")
+        if self.telegram_topic.startswith(f"{self.prefix}/ingest/") and \
+                len(levels) == len(self.prefix.split("/")) + 3:
+            raise ValueError(f"telegram_topic {self.telegram_topic!r} is a readings topic "
+                             f"({self.prefix}/ingest/<source>/<device>): choose another")
+        return self
 
     def wanted(self, source: str, device: str, channel: str) -> bool:
         """Whether a channel is published."""
