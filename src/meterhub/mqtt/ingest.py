@@ -9,8 +9,10 @@
   of rejections as a telegram pushed over HTTP (`meterhub.dsmr.intake`).
 
 Writes are idempotent by key, so a message the broker delivers again changes nothing. A
-bad message is counted (`Ingest.rejected`), told in the log with its reason (once a
-minute per topic at most, with a count of those dropped since) and dropped.
+bad message (one that cannot be read, or whose rows the store refuses) is counted
+(`Ingest.rejected`), told in the log with its reason (once a minute per topic at most,
+with a count of those dropped since) and dropped; a write that fails otherwise (the
+store away, its disk full) leaves the message to come again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pyarrow as pa
 from meterhub.dsmr.intake import TelegramIntake
 from meterhub.dsmr.parse_helper import NoTelegram
 from meterhub.dsmr.telegram import TelegramError
-from meterhub.errors import InputError, StoreError
+from meterhub.errors import InputError
 from meterhub.ingest import GroupWriter
 from meterhub.model import READING_SCHEMA, records_to_arrow, shown, to_readings
 from meterhub.mqtt.settings import MqttSettings
@@ -59,8 +61,9 @@ class Ingest:
             topic.startswith(self.root) and topic.count("/", len(self.root)) == 1)
 
     async def take(self, topic: str, payload: bytes) -> None:
-        """Store the message, or count and tell why not; raise only what the store raised
-        (the message is then left unacknowledged, for the broker to deliver again)."""
+        """Store the message, or count and tell why not; raise only what the write raised
+        but a refusal of its rows (the store's failure, not the message's: the message is
+        left unacknowledged, for the broker to deliver again)."""
         try:
             if topic == self.telegram_topic and self.telegrams is not None:
                 if len(payload) > MAX_MESSAGE:
@@ -78,20 +81,10 @@ class Ingest:
             self.messages += 1
             self._tell(topic, "an empty telegram" if isinstance(exc, NoTelegram) else str(exc))
             return
-        except StoreError:
-            raise  # the store's failure, not the message's: it comes again later
-        except Exception as exc:  # noqa: BLE001 - told below, with its traceback
-            # a message that fails so would fail every time: delivered again, it would
-            # hold up every message after it; dropped, and told with the traceback
-            self.rejected += 1
-            self.messages += 1
-            self._tell(topic, f"it could not be stored ({type(exc).__name__}: {exc})",
-                       trace=True)
-            return
         self.readings += stored
         self.messages += 1
 
-    def _tell(self, topic: str, reason: str, *, trace: bool = False) -> None:
+    def _tell(self, topic: str, reason: str) -> None:
         topic, now = topic[:200], time.monotonic()
         told, since = self._told.get(topic, (-TELL_EVERY, 0))
         if now - told < TELL_EVERY:
@@ -102,7 +95,7 @@ class Ingest:
         self._told[topic] = (now, 0)
         log.warning("MQTT message on %s dropped (%d so far): %s%s", shown(topic, 200),
                     self.rejected, reason, f" ({since} more dropped on it since the last "
-                    "such line)" if since else "", exc_info=trace)
+                    "such line)" if since else "")
 
 
 def readings_of(payload: bytes, source: str, device: str) -> pa.Table:
@@ -123,8 +116,8 @@ def readings_of(payload: bytes, source: str, device: str) -> pa.Table:
                              "and unit")
         for key, expected in (("source", source), ("device", device)):
             if item.setdefault(key, expected) != expected:
-                raise InputError(f"item {index}: {key} {item[key]!r} is not the topic's "
-                                 f"{expected!r}")
+                raise InputError(f"item {index}: {key} {shown(str(item[key]))} is not the "
+                                 f"topic's {shown(expected)}")
     if not items:
         return READING_SCHEMA.empty_table()
     try:
@@ -133,3 +126,8 @@ def readings_of(payload: bytes, source: str, device: str) -> pa.Table:
         if exc.row is None:
             raise
         raise InputError(f"item {exc.row - 1}: {exc.reason}") from None
+    except Exception as exc:  # the message's fault, whatever it was (logged)
+        # a message that fails to read fails every time: delivered again and again, it
+        # would hold up every message after it
+        log.warning("MQTT readings that could not be read", exc_info=True)
+        raise InputError(f"unreadable ({type(exc).__name__}: {exc})") from None

@@ -192,7 +192,7 @@ class MqttLink:
 
     async def _report(self) -> None:
         """Keep the link's health in the store (`meterhub.mqtt.health`); a store that
-        fails it is told once in the log of its own (the link goes on)."""
+        fails it is told in the log, and the link goes on."""
         ingest = self.ingest
         state = health.report(
             client_id=self.settings.client_id, broker=f"{self.settings.host}:"
