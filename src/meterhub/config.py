@@ -97,6 +97,10 @@ class Settings:
     mqtt: MqttSettings | None = None  #: publish to a broker (`[mqtt]`), or not
     path: Path | None = None
 
+    def source_types(self) -> dict[str, str | None]:
+        """Each configured source's connector type, by name (what `source_health` takes)."""
+        return {s.name: s.type for s in self.sources}
+
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:
             if source.name == name:

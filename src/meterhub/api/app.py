@@ -451,7 +451,7 @@ def create_app(hub: Hub, *, settings: Settings | None = None,
              responses={200: {"model": schemas.Sources}, **CATALOG_ERRORS})
     def sources() -> Response:
         """Every configured or seen source with its sync health."""
-        configured = {s.name: s.type for s in (settings.sources if settings else [])}
+        configured = settings.source_types() if settings else {}
         return _json({"data": source_health.sources(hub, configured)})
 
     @app.get(f"{v1}/mqtt", tags=["catalog"], response_model=None, dependencies=[read],

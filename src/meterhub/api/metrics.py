@@ -167,7 +167,7 @@ def _pushes(counts: Counts, app: FastAPI) -> dict[tuple[str, str], int]:
 
 def _configured(app: FastAPI) -> dict[str, str | None]:
     settings = getattr(app.state, "settings", None)
-    return {s.name: s.type for s in (settings.sources if settings else [])}
+    return settings.source_types() if settings else {}
 
 
 def _unix(iso: str | None) -> float | None:

@@ -57,3 +57,18 @@ DECIMAL_LIMITS: dict[str, tuple[int, int]] = {
 CURRENT_MAX = 999
 #: every channel a telegram can give -> its field
 FIELD_OF = {field.channel: field for field in [*FIELDS.values(), GAS, WATER]}
+#: a DSMR-reader reading's fields in its order, with their decimal places (None: whole
+#: amperes; 0: a time): its API's readings and its MQTT topics
+READING_FIELDS: dict[str, int | None] = {
+    "electricity_delivered_1": 3, "electricity_returned_1": 3,
+    "electricity_delivered_2": 3, "electricity_returned_2": 3,
+    "electricity_currently_delivered": 3, "electricity_currently_returned": 3,
+    "phase_currently_delivered_l1": 3, "phase_currently_delivered_l2": 3,
+    "phase_currently_delivered_l3": 3,
+    "extra_device_timestamp": 0, "extra_device_delivered": 3,
+    "phase_currently_returned_l1": 3, "phase_currently_returned_l2": 3,
+    "phase_currently_returned_l3": 3,
+    "phase_voltage_l1": 1, "phase_voltage_l2": 1, "phase_voltage_l3": 1,
+    "phase_power_current_l1": None, "phase_power_current_l2": None,
+    "phase_power_current_l3": None,
+}

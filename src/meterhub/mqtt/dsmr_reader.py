@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from meterhub.dsmr.fields import GAS
+from meterhub.dsmr.fields import GAS, READING_FIELDS
 from meterhub.dsmr.meter_log import STATUS_FIELDS, rejected_key, status_key
 from meterhub.dsmr.prices import contracts
 from meterhub.dsmr.settings import DsmrSettings
@@ -41,18 +41,6 @@ from meterhub.timebase import zone
 
 ROOT = "dsmr"
 DAY_EVERY = 60.0  #: seconds between two publications of today's consumption, at least
-#: a reading's fields in DSMR-reader's order, with their decimal places (None: a whole
-#: number, 0: a time)
-READING_FIELDS: dict[str, int | None] = {
-    "electricity_delivered_1": 3, "electricity_returned_1": 3,
-    "electricity_delivered_2": 3, "electricity_returned_2": 3,
-    "electricity_currently_delivered": 3, "electricity_currently_returned": 3,
-    **{f"phase_currently_delivered_l{n}": 3 for n in (1, 2, 3)},
-    "extra_device_timestamp": 0, "extra_device_delivered": 3,
-    **{f"phase_currently_returned_l{n}": 3 for n in (1, 2, 3)},
-    **{f"phase_voltage_l{n}": 1 for n in (1, 2, 3)},
-    **{f"phase_power_current_l{n}": None for n in (1, 2, 3)},
-}
 METER_FIELDS = ("dsmr_version", *STATUS_FIELDS, "rejected_telegrams")
 #: today's consumption: name -> decimal places
 DAY_FIELDS: dict[str, int] = {

@@ -29,7 +29,7 @@ from meterhub.api.dsmr_reader.common import (
     get_route,
     json_response,
 )
-from meterhub.dsmr.fields import CURRENT_MAX, DECIMAL_LIMITS
+from meterhub.dsmr.fields import CURRENT_MAX, DECIMAL_LIMITS, READING_FIELDS
 from meterhub.dsmr.meter_log import INT_MAX, INT_MIN
 from meterhub.dsmr.prices import DESCRIPTION_LENGTH, PRICE_DIGITS, PRICE_FIELDS, PRICE_PLACES
 from meterhub.dsmr.settings import DsmrSettings
@@ -145,10 +145,10 @@ _LIMIT_HEADERS: Schema = {name: _ref(name, "headers") for name in (
 
 
 def _reading() -> Schema:
-    """A DsmrReading as DSMR-reader serializes it (`readings.READING_FIELDS`)."""
+    """A DsmrReading as DSMR-reader serializes it (`READING_FIELDS`)."""
     properties: Schema = {"id": {"type": "integer", "description": "the reading's Unix second"},
                           "timestamp": _TIME_OUT}
-    for name, places in readings.READING_FIELDS.items():
+    for name, places in READING_FIELDS.items():
         if name == "extra_device_timestamp":
             value: Schema = _TIME_OUT
         elif places is None:
@@ -164,7 +164,7 @@ def _reading() -> Schema:
 
 def _new_reading(*, form: bool) -> Schema:
     properties: Schema = {"timestamp": _TIME_IN}
-    for name, places in readings.READING_FIELDS.items():
+    for name, places in READING_FIELDS.items():
         optional = name not in readings.REQUIRED and not form
         if name == "extra_device_timestamp":
             properties[name] = _nullable(_TIME_IN) if optional else _TIME_IN

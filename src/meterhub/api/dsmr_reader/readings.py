@@ -43,7 +43,7 @@ from meterhub.api.dsmr_reader.common import (
 )
 from meterhub.api.dsmr_reader.kept import MeterAnswers
 from meterhub.api.dsmr_reader.meter import RECENT
-from meterhub.dsmr.fields import CURRENT_MAX, DECIMAL_LIMITS, FIELDS, GAS, SOURCE
+from meterhub.dsmr.fields import CURRENT_MAX, DECIMAL_LIMITS, FIELDS, GAS, READING_FIELDS, SOURCE
 from meterhub.dsmr.settings import DsmrSettings
 from meterhub.dsmr.statistics import MARKER
 from meterhub.dsmr.telegram import FUTURE_LIMIT, too_far_ahead
@@ -54,20 +54,6 @@ from meterhub.keys import Scope
 from meterhub.model import TS_MIN
 
 VERSION = "5.11.0"  #: the DSMR-reader API version these paths answer like
-#: the fields of a reading, in DSMR-reader's order, with their decimals (None: integer)
-READING_FIELDS: dict[str, int | None] = {
-    "electricity_delivered_1": 3, "electricity_returned_1": 3,
-    "electricity_delivered_2": 3, "electricity_returned_2": 3,
-    "electricity_currently_delivered": 3, "electricity_currently_returned": 3,
-    "phase_currently_delivered_l1": 3, "phase_currently_delivered_l2": 3,
-    "phase_currently_delivered_l3": 3,
-    "extra_device_timestamp": 0, "extra_device_delivered": 3,
-    "phase_currently_returned_l1": 3, "phase_currently_returned_l2": 3,
-    "phase_currently_returned_l3": 3,
-    "phase_voltage_l1": 1, "phase_voltage_l2": 1, "phase_voltage_l3": 1,
-    "phase_power_current_l1": None, "phase_power_current_l2": None,
-    "phase_power_current_l3": None,
-}
 TIMES = ("timestamp", "extra_device_timestamp")
 REQUIRED = ("timestamp", "electricity_delivered_1", "electricity_returned_1",
             "electricity_delivered_2", "electricity_returned_2",
