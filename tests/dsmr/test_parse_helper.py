@@ -63,7 +63,8 @@ async def helper_up(reader: TelegramReader, count: int = 1, seconds: float = 60)
 
 @pytest.fixture
 def reader() -> Iterator[TelegramReader]:
-    reader = TelegramReader(DsmrSettings(parse_helper="on"), helpers=1)
+    """A reader whose telegrams all go to its helper once it is up (none shared)."""
+    reader = TelegramReader(DsmrSettings(parse_helper="on"), helpers=1, share=False)
     yield reader
     reader.close()
 
@@ -115,6 +116,60 @@ def test_a_forms_field_is_decoded_as_starlette_decodes_it(raw: bytes) -> None:
     """`form_field`'s fast path must read every field as the form parser would
     (``unquote_plus`` of its latin-1 text: Starlette's urlencoded form)."""
     assert form_field(raw) == urllib.parse.unquote_plus(raw.decode("latin-1"))
+
+
+def test_a_busy_helper_shares_its_telegrams_with_the_server(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Telegrams that come while the helper has a queue are partly parsed here (once the
+    loop ran what was ready), and read the same either way."""
+    reader = TelegramReader(DsmrSettings(parse_helper="on"), helpers=1)
+    parsed_here: list[str | bytes] = []
+    inline = reader._inline
+
+    def counted(text: str | bytes, now: dt.datetime) -> Telegram:
+        parsed_here.append(text)
+        return inline(text, now)
+
+    async def run() -> tuple[list[Any], list[Any]]:
+        await helper_up(reader)
+        monkeypatch.setattr(reader, "_inline", counted)
+        alone = [(await read_all(reader, [text]))[0] for text in TEXTS]  # one at a time
+        assert parsed_here == [], "a helper with nothing waiting takes each telegram"
+        return alone, await read_all(reader, TEXTS * 4)
+
+    try:
+        alone, together = asyncio.run(run())
+    finally:
+        reader.close()
+    assert alone == [here(text) for text in TEXTS]
+    assert together == [here(text) for text in TEXTS * 4]
+    # the helper is sent two, then every other one while it has more waiting than here
+    # (fewer here as it answers meanwhile): never more here than the helper was sent
+    assert len(TEXTS) <= len(parsed_here) < 2 * len(TEXTS)
+
+
+def test_a_share_whose_request_is_gone_is_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    reader = TelegramReader(DsmrSettings(parse_helper="on"), helpers=1)
+    parsed_here: list[str | bytes] = []
+    monkeypatch.setattr(reader, "_inline", lambda text, now: parsed_here.append(text))
+
+    async def run() -> list[Any]:
+        await helper_up(reader)
+        parsed_here.clear()
+        reads = [asyncio.ensure_future(reader.read(text, NOW)) for text in TEXTS[:3]]
+        await asyncio.sleep(0)  # each read ran up to its wait: the helper has two waiting,
+        assert reader._here == 1  # so the third is to be parsed here, when the loop gets to it
+        reads[2].cancel()  # (its client went away)
+        return await asyncio.gather(*reads, return_exceptions=True)
+
+    try:
+        got = asyncio.run(run())
+    finally:
+        reader.close()
+    assert [outcome(result) for result in got[:2]] == [here(text) for text in TEXTS[:2]]
+    assert isinstance(got[2], asyncio.CancelledError)
+    assert parsed_here == []
+    assert reader._here == 0
 
 
 def test_another_dialect_and_zone_go_to_the_helper() -> None:
