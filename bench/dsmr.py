@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from tests.dsmr.telegrams import p1_stamp, v5  # noqa: E402
 
 from api import server, wrk  # noqa: E402
+from run import machine  # noqa: E402
 from sections import replace_section  # noqa: E402
 
 
@@ -286,7 +287,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     started = time.monotonic()
-    telegrams = corpus(24_000)  # more than the fastest HTTP run can send: each goes once
+    telegrams = corpus(50_000)  # more than the fastest HTTP run can send: each goes once
     raw = raw_parse(telegrams[:3000])
     with tempfile.TemporaryDirectory() as tmp:
         local = {group: in_process(telegrams[:3000], Path(tmp), group) for group in (8, 100)}
@@ -296,7 +297,7 @@ def main() -> None:
         "## DSMR: telegram ingest",
         "",
         f"Command: `make bench` (`python bench/dsmr.py`, {time.monotonic() - started:.0f} s, "
-        f"{dt.datetime.now(dt.UTC).date().isoformat()}, same machine as above). DSMR 5 "
+        f"{dt.datetime.now(dt.UTC).date().isoformat()}, {machine()}). DSMR 5 "
         "three-phase telegrams with gas (about 830 bytes, 19 readings), 5 s apart, each with "
         "its own stamp and CRC; the gas reading changes every 5 minutes. The reference is "
         "dsmr-parser's raw parse with CRC in the same run.",
@@ -347,28 +348,36 @@ ANALYSIS = [
     "under load, a quarter of the helper's time); lines looked up once by their code, and "
     "the common ones (one value, or a time and a value) read into plain values as "
     "dsmr-parser's parsers would coerce them, without its objects (0.14 ms a telegram "
-    "against 0.26 for its objects; anything unsure goes to the library whole). Under load "
-    "a helper process parses them, and decodes the form's field too, so the process that "
-    "owns the store only answers and writes; a form POST to the path goes past FastAPI's "
-    "routing and middleware (`PushLane`, 0.2 ms a request). A group of telegrams is "
-    "acknowledged once it is appended to the store's journal and synced (about 1.6 ms "
-    "with the rows' table and its IPC encoding, where a store commit cost 5.5 ms however "
-    "few rows it held), and folded into the store in one commit per 8,000 readings or "
-    "2 s, in a worker thread, while appends go on into the journal's next segment. Every "
-    "read folds the journal in first, so a 201 is read back at once; a killed server "
-    "replays the journal when the store next opens. The in-process rows show what a "
-    "commit per group costs.",
+    "against 0.26 for its objects; anything unsure goes to the library whole); the form's "
+    "field decoded by Python's unicode_escape codec where that reads alike (7 µs against "
+    "51 for `unquote_plus`). Under load a helper process parses them, so the process that "
+    "owns the store mostly answers and writes; while the helper has more telegrams "
+    "waiting than the server has of its own plus one, the server parses the next one "
+    "once its loop has read the requests that came with it (a third of a wave of 8). A "
+    "form POST to the path goes past FastAPI's routing and middleware (`PushLane`, 0.2 ms "
+    "a request). A group of telegrams is acknowledged once it is appended to the store's "
+    "journal and synced (about 1.2 ms under load: the rows' table from columns kept per "
+    "meter layout, keys known as the last group's of the size were, the IPC encoding, "
+    "the append; a store commit cost 5.5 ms however few rows it held), and folded into "
+    "the store in one commit per 8,000 readings or 2 s, in a worker thread, while "
+    "appends go on into the journal's next segment. Every read folds the journal in "
+    "first, so a 201 is read back at once; a killed server replays the journal when the "
+    "store next opens. The in-process rows show what a commit per group costs.",
     "",
-    "Each client waits for the sync that holds its telegram, so 8 clients move in step "
-    "(groups of 8, a group's write 1.6 ms, 6.3 ms between writes before this session's "
-    "changes). Measured and dropped (bench/dsmr.py runs, which differ by a quarter from "
-    "run to run here): a second helper process, appending on the event loop instead of a "
-    "worker thread, windows of 0, 1 and 2 ms, a GIL switch interval of 0.2 and 1 ms, "
-    "looking each channel up vectorised, sending the telegrams a loop turn read to the "
-    "helper as one message (a fifth slower: the helper starts later), groups capped at 2-4 "
-    "telegrams (no gain, again with the faster parse: 1,188-1,241 against 1,225-1,357/s), "
-    "and parsing in the server's process now that a parse is cheaper (1,019-1,096 "
-    "against 1,156-1,292/s in alternating runs).",
+    "Each client waits for the sync that holds its telegram, so 8 clients move in step. "
+    "This machine's speed varies within a session: the same code measured 1,153/s with 8 "
+    "clients at one hour and, in alternating runs against this session's starting code, "
+    "2,024-2,197/s against 1,360-1,684/s (16 clients: 2,760-2,815 against 1,994-2,087) "
+    "90 minutes later. Measured and dropped (bench/dsmr.py runs, which differ by a "
+    "quarter from run to run here): a second helper process (again this session: "
+    "933-1,125 against 1,119-1,237/s), appending on the event loop instead of a worker "
+    "thread, windows of 0, 1 and 2 ms, a GIL switch interval of 0.2 and 1 ms, looking "
+    "each channel up vectorised, sending the telegrams a loop turn read to the helper as "
+    "one message (a fifth slower: the helper starts later), the helper answering each "
+    "telegram at once, groups capped at 2-4 telegrams (no gain, again with the faster "
+    "parse: 1,188-1,241 against 1,225-1,357/s), and parsing in the server's process at "
+    "once, as each request is read, when two or three wait for the helper (920-1,048 "
+    "against 1,148-1,337/s: the helper then waits for the loop).",
     "",
     "The v2 reads are answered from memory (`meterhub/api/dsmr_reader/kept.py`) until a "
     "write to the meter, a change of its contracts or of its tariff; an answer computed "
