@@ -315,7 +315,8 @@ def main() -> None:
              f">= 0.70x raw | {'yes' if rate_ >= 0.7 * raw else 'no'} |")
           for clients, (rate_, p99) in http.items()],
         "",
-        "DSMR-reader 5.11 on this machine kind (DSMR-READER.md): 70 pushes/s with one client, "
+        "DSMR-reader 5.11 on an AMD EPYC host of this machine kind (DSMR-READER.md; the "
+        "host of this run may differ): 70 pushes/s with one client, "
         "122 with eight. Issue 19's target: 8 clients >= 1,220/s (10x).",
         "",
         "DSMR-reader's v2 reads over 40 days of a meter's telegrams a minute apart (1.1 M "
@@ -365,10 +366,10 @@ ANALYSIS = [
     "store next opens. The in-process rows show what a commit per group costs.",
     "",
     "Each client waits for the sync that holds its telegram, so 8 clients move in step. "
-    "This machine's speed varies within a session: the same code measured 1,153/s with 8 "
-    "clients at one hour and, in alternating runs against this session's starting code, "
-    "2,024-2,197/s against 1,360-1,684/s (16 clients: 2,760-2,815 against 1,994-2,087) "
-    "90 minutes later. Measured and dropped (bench/dsmr.py runs, which differ by a "
+    "This machine's speed varies within a session: the fifth session's starting code "
+    "measured 1,153/s with 8 clients at one hour and 1,360-1,684/s 90 minutes later, in "
+    "runs alternating with this code's 2,024-2,197/s (16 clients: 1,994-2,087 against "
+    "2,760-2,815). Measured and dropped (bench/dsmr.py runs, which differ by a "
     "quarter from run to run here): a second helper process (again this session: "
     "933-1,125 against 1,119-1,237/s), appending on the event loop instead of a worker "
     "thread, windows of 0, 1 and 2 ms, a GIL switch interval of 0.2 and 1 ms, looking "

@@ -3,15 +3,20 @@ answer holds only for the same keys checked against the same catalog index."""
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import meterhub
 from meterhub.errors import InputError
 from meterhub.store.catalog import KnownLayouts, known_series
 
 Index = dict[tuple[str, str], tuple[int, str, str]]
+T0 = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
 
 #: catalogs as a store's cache gives them: each a new object after any change
 INDEXES: list[Index] = [
@@ -55,6 +60,25 @@ def test_known_layouts_answer_as_a_lookup_of_every_row(
         table, index = table_of(keys, hinted), INDEXES[which]
         assert answer(layouts.known, table, index) == answer(
             lambda t, i: known_series(t, i) is not None, table, index)
+
+
+def test_a_kind_changed_in_the_store_is_checked_again(tmp_path: Path) -> None:
+    """The store's catalog gives a new index after a change (here `set_kind`), so keys
+    known before it are looked up again: a journaled write's kind hint is refused."""
+    def rows(minute: int, kind: str) -> list[dict[str, object]]:
+        return [{"source": "s", "device": "d", "channel": "c", "unit": "kWh", "kind": kind,
+                 "ts": T0 + dt.timedelta(minutes=minute), "value": float(minute)}]
+
+    with meterhub.open(f"duckdb:///{tmp_path / 'store.duckdb'}") as hub:
+        hub.write(rows(0, "counter"))  # a new channel: the store's write makes it
+        journal_write = hub.store.journal_write  # type: ignore[attr-defined]
+        assert journal_write(rows(1, "counter")) is not None  # known: journaled
+        assert journal_write(rows(2, "counter")) is not None
+        hub.set_kind("d", "c", "delta")
+        with pytest.raises(InputError, match="delta"):
+            journal_write(rows(3, "counter"))
+        assert journal_write(rows(3, "delta")) is not None
+        assert hub.count(device="d") == 4  # minutes 0 to 3
 
 
 def test_a_kept_answer_does_not_outlive_its_catalog() -> None:

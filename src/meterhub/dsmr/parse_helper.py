@@ -1,4 +1,4 @@
-"""Pushed telegrams parsed in a helper process, so the process that owns the store only
+"""Pushed telegrams parsed in a helper process, so the process that owns the store mostly
 answers requests and commits.
 
 Parsing a telegram is pure Python (about a third of a millisecond) and one process owns
@@ -75,7 +75,7 @@ def pushed_text(given: str | bytes) -> str:
 
 def form_field(raw: bytes) -> str:
     """A urlencoded form field's text as Starlette decodes it (``unquote_plus`` of its
-    latin-1 text), in a fifth of the time for a telegram (four escapes a line, which
+    latin-1 text), in a seventh of the time for a telegram (four escapes a line, which
     ``unquote`` reads one by one in Python): each ``%`` becomes ``\\x`` and Python's
     ``unicode_escape`` codec reads them, in C. That reads alike when every ``%`` starts an
     escape and all is ASCII; any other field is decoded the library's way."""

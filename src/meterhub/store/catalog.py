@@ -245,14 +245,15 @@ class KnownLayouts:
     """`known_series` of small writes that repeat their rows' keys (a meter's pushes send
     the same channels in the same order each time): the keys of writes found known are
     kept, by row count, with the catalog index they were checked against, and a write
-    whose keys equal them is known without a lookup per row (a tenth of the time for a
-    group of 8 telegrams). Not thread-safe: its owner holds a lock around `known`."""
+    whose keys equal some of them is known without a lookup per row (a tenth of the time
+    for a group of 8 telegrams). Not thread-safe: its owner holds a lock around `known`."""
 
-    KEPT = 64  #: row counts whose last known keys are kept
+    KEPT = 64  #: row counts whose known keys are kept
+    EACH = 4  #: keys kept per row count (meters whose writes have as many rows)
 
     def __init__(self) -> None:
         self._index: object = None
-        self._keys: dict[int, pa.Table] = {}
+        self._keys: dict[int, list[pa.Table]] = {}
 
     def known(self, table: pa.Table, index: Mapping[tuple[str, str], tuple[int, str, str]]
               ) -> bool:
@@ -262,14 +263,14 @@ class KnownLayouts:
                              if name in table.column_names])
         if index is not self._index:  # the catalog changed: nothing checked holds
             self._index, self._keys = index, {}
-        kept = self._keys.get(table.num_rows)
-        if kept is not None and kept.equals(keys):
+        kept = self._keys.get(table.num_rows, [])
+        if any(known.equals(keys) for known in kept):
             return True
         if known_series(table, index) is None:
             return False
         if len(self._keys) >= self.KEPT:
             self._keys.clear()
-        self._keys[table.num_rows] = keys
+        self._keys[table.num_rows] = [keys, *kept[:self.EACH - 1]]
         return True
 
 
