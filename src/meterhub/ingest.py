@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeAlias
 import pyarrow as pa
 
 from meterhub.hub import Hub
+from meterhub.waits import woken
 
 log = logging.getLogger("meterhub.ingest")
 #: seconds after a write by which what the journal holds is folded into the store, when
@@ -106,8 +107,7 @@ class GroupWriter:
         while self._pending:
             if not self._complete():  # let the group gather
                 gathered.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(gathered.wait(), self.window)
+                await woken(gathered, self.window)
             batch, self._pending = self._pending, []
             self._expected = len(batch)
             try:

@@ -47,6 +47,7 @@ from meterhub.mqtt import dsmr_reader, health, payloads
 from meterhub.mqtt.ingest import Ingest
 from meterhub.mqtt.settings import MqttSettings
 from meterhub.store.base import Selection
+from meterhub.waits import woken
 
 log = logging.getLogger("meterhub.mqtt")
 BACKOFF_MAX = 60.0  #: seconds between attempts to reach a broker that is down, at most
@@ -214,7 +215,7 @@ class MqttLink:
         while True:
             self._tell_health.clear()
             await self._report()
-            await _woken(self._tell_health, self.report_every)
+            await woken(self._tell_health, self.report_every)
 
     async def published_all(self, *, seconds: float) -> None:
         """Return once every write so far is published (or ``seconds`` passed: a broker
@@ -288,6 +289,9 @@ class MqttLink:
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks, timeout=STOP_WAIT)
+            for task in tasks:  # their errors are the broken link's: retrieved, not logged
+                if task.done() and not task.cancelled():
+                    task.exception()
 
     async def _publish(self, client: aiomqtt.Client) -> None:
         """Publish what is marked, a round at most every `interval` seconds; a round of
@@ -353,7 +357,7 @@ class MqttLink:
                 self._available[name] = online
             assert self._look_again is not None
             self._look_again.clear()
-            await _woken(self._look_again, self.availability_every)
+            await woken(self._look_again, self.availability_every)
 
     @property
     def _configs(self) -> str:
@@ -499,15 +503,6 @@ class MqttLink:
             end=at + dt.timedelta(microseconds=1))).read_all()
         qualities = rows["quality"].to_pylist()
         return str(qualities[-1]) if qualities else "ok"
-
-
-async def _woken(event: asyncio.Event, seconds: float) -> None:
-    """Until ``event`` is set, ``seconds`` at most. Not `asyncio.wait_for`: on Python 3.11
-    it swallows a cancellation that comes as the event is set, and the task would go on
-    (a link that never stops: seen in CI)."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()
 
 
 def _is_state_topic(topic: str, prefix: str) -> bool:
