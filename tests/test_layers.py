@@ -13,7 +13,8 @@ PACKAGE = ROOT / "src" / "meterhub"  #: the repository's source, as it is checke
 #: lowest first; a module belongs to the layer of the longest prefix naming it
 LAYERS: list[tuple[str, set[str]]] = [
     ("foundation", {"meterhub.errors", "meterhub.units", "meterhub.model", "meterhub.timebase",
-                    "meterhub.clock", "meterhub.keys", "meterhub.encode", "meterhub.display"}),
+                    "meterhub.clock", "meterhub.waits", "meterhub.keys", "meterhub.encode",
+                    "meterhub.display"}),
     ("store", {"meterhub.store"}),
     ("hub", {"meterhub", "meterhub.hub", "meterhub.answers", "meterhub.ingest", "meterhub.fileio",
              "meterhub.http", "meterhub.migrate", "meterhub.source_health"}),
